@@ -1,0 +1,370 @@
+//! Docker Engine calls of an apply: volumes and the server container.
+//!
+//! Invariant: no call here removes a volume. A container is removed only
+//! after a fast shutdown of its server, and its data volume stays.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerUpdateBody, HostConfig, Mount, MountType, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions, UploadToContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::live::Target;
+use crate::live::docker::{SERVER_PORT, is_not_found, labels};
+use crate::model::Container;
+use crate::plan::DockerStep;
+
+/// Where the superuser password file lives inside the container. The image
+/// reads it through POSTGRES_PASSWORD_FILE, so the password never shows in
+/// `docker inspect`.
+pub const PASSWORD_DIR: &str = "/etc/pgspec";
+pub const PASSWORD_FILE: &str = "/etc/pgspec/superuser-password";
+
+/// Seconds the server gets for a fast shutdown before it is killed.
+const STOP_TIMEOUT_SECONDS: i32 = 60;
+
+/// How long a started server may take to accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Labels every object pgspec creates carries.
+pub fn object_labels(deployment: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::DEPLOYMENT.to_owned(), deployment.to_owned()),
+        (labels::MANAGED.to_owned(), "true".to_owned()),
+        (
+            labels::VERSION.to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+    ])
+}
+
+/// Runs one Docker step. `target` is how the server in the container is
+/// reached, for `WaitReady`.
+pub async fn run(
+    docker: &Docker,
+    deployment: &str,
+    step: &DockerStep,
+    target: &Target,
+) -> anyhow::Result<()> {
+    match step {
+        DockerStep::CreateVolume { name } => {
+            docker
+                .create_volume(VolumeCreateRequest {
+                    name: Some(name.clone()),
+                    labels: Some(object_labels(deployment)),
+                    ..VolumeCreateRequest::default()
+                })
+                .await
+                .with_context(|| format!("cannot create volume `{name}`"))?;
+        }
+        DockerStep::CreateContainer { container } => {
+            create_container(docker, deployment, container).await?;
+        }
+        DockerStep::StartContainer { name } => {
+            docker
+                .start_container(name, None)
+                .await
+                .with_context(|| format!("cannot start container `{name}`"))?;
+        }
+        DockerStep::RemoveContainer { name } => remove_container(docker, name).await?,
+        DockerStep::UpdateResources {
+            name,
+            nano_cpus,
+            memory_bytes,
+        } => {
+            docker
+                .update_container(
+                    name,
+                    ContainerUpdateBody {
+                        nano_cpus: *nano_cpus,
+                        memory: *memory_bytes,
+                        // No swap beyond the memory limit: a database that
+                        // swaps is slower than one that is told no.
+                        memory_swap: *memory_bytes,
+                        ..ContainerUpdateBody::default()
+                    },
+                )
+                .await
+                .with_context(|| format!("cannot update container `{name}`"))?;
+        }
+        DockerStep::RestartContainer { name } => {
+            docker
+                .restart_container(
+                    name,
+                    Some(bollard::query_parameters::RestartContainerOptions {
+                        t: Some(STOP_TIMEOUT_SECONDS),
+                        signal: None,
+                    }),
+                )
+                .await
+                .with_context(|| format!("cannot restart container `{name}`"))?;
+        }
+        DockerStep::WaitReady { name } => wait_ready(docker, name, target).await?,
+    }
+    Ok(())
+}
+
+async fn create_container(
+    docker: &Docker,
+    deployment: &str,
+    container: &Container,
+) -> anyhow::Result<()> {
+    ensure_image(docker, &container.image).await?;
+    let password = match &container.superuser_password {
+        Some(secret) => Some(
+            secret
+                .resolve()
+                .context("cannot read the superuser password")?,
+        ),
+        None => None,
+    };
+    let mut env = vec![format!("POSTGRES_USER={}", container.superuser)];
+    if password.is_some() {
+        env.push(format!("POSTGRES_PASSWORD_FILE={PASSWORD_FILE}"));
+    }
+    env.push("POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256 --auth-local=trust".to_owned());
+    let port_bindings = HashMap::from([(
+        SERVER_PORT.to_owned(),
+        Some(vec![PortBinding {
+            host_ip: Some(container.bind_address.clone()),
+            host_port: Some(container.port.to_string()),
+        }]),
+    )]);
+    let body = ContainerCreateBody {
+        image: Some(container.image.clone()),
+        env: Some(env),
+        labels: Some(object_labels(deployment)),
+        exposed_ports: Some(vec![SERVER_PORT.to_owned()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(port_bindings),
+            mounts: Some(vec![Mount {
+                target: Some(container.data_mount.clone()),
+                source: Some(container.volume.clone()),
+                typ: Some(MountType::VOLUME),
+                ..Mount::default()
+            }]),
+            nano_cpus: container.nano_cpus,
+            memory: container.memory_bytes,
+            memory_swap: container.memory_bytes,
+            shm_size: container.shm_bytes,
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(container.name.clone()),
+                ..CreateContainerOptions::default()
+            }),
+            body,
+        )
+        .await
+        .with_context(|| format!("cannot create container `{}`", container.name))?;
+    if let Some(password) = password {
+        let archive = password_archive(password.expose())?;
+        docker
+            .upload_to_container(
+                &container.name,
+                Some(UploadToContainerOptions {
+                    path: "/".to_owned(),
+                    ..UploadToContainerOptions::default()
+                }),
+                bollard::body_full(archive.into()),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot copy the superuser password file into container `{}`",
+                    container.name
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// A tar archive holding the password file, readable by root only.
+fn password_archive(password: &str) -> anyhow::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut directory = tar::Header::new_gnu();
+    directory.set_entry_type(tar::EntryType::Directory);
+    directory.set_mode(0o700);
+    directory.set_size(0);
+    directory.set_cksum();
+    builder
+        .append_data(
+            &mut directory,
+            PASSWORD_DIR.trim_start_matches('/'),
+            std::io::empty(),
+        )
+        .context("cannot build the password archive")?;
+    let mut file = tar::Header::new_gnu();
+    file.set_mode(0o600);
+    file.set_size(password.len() as u64);
+    file.set_cksum();
+    builder
+        .append_data(
+            &mut file,
+            PASSWORD_FILE.trim_start_matches('/'),
+            password.as_bytes(),
+        )
+        .context("cannot build the password archive")?;
+    builder
+        .into_inner()
+        .context("cannot build the password archive")
+}
+
+/// Makes sure the image is local: pulls it when it is not, and says plainly
+/// when it can be neither found nor pulled.
+async fn ensure_image(docker: &Docker, image: &str) -> anyhow::Result<()> {
+    match docker.inspect_image(image).await {
+        Ok(_) => return Ok(()),
+        Err(error) if is_not_found(&error) => {}
+        Err(error) => return Err(error).with_context(|| format!("cannot inspect image `{image}`")),
+    }
+    tracing::info!(image, "pulling image");
+    let mut pull = docker.create_image(
+        Some(CreateImageOptions {
+            from_image: Some(image.to_owned()),
+            ..CreateImageOptions::default()
+        }),
+        None,
+        None,
+    );
+    let mut last_status = String::new();
+    while let Some(progress) = pull.next().await {
+        match progress {
+            Ok(info) => {
+                if let Some(status) = info.status
+                    && status != last_status
+                {
+                    tracing::info!(image, %status, "pull");
+                    last_status = status;
+                }
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!(
+                        "image `{image}` is neither local nor pullable; build or load it \
+                         (scripts/images.sh builds the test images) or fix the name"
+                    )
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn remove_container(docker: &Docker, name: &str) -> anyhow::Result<()> {
+    match docker
+        .stop_container(
+            name,
+            Some(StopContainerOptions {
+                t: Some(STOP_TIMEOUT_SECONDS),
+                signal: None,
+            }),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(error) if is_not_found(&error) => return Ok(()),
+        // 304: already stopped.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => {}
+        Err(error) => return Err(error).with_context(|| format!("cannot stop container `{name}`")),
+    }
+    docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                // Never remove volumes with the container.
+                v: false,
+                force: false,
+                link: false,
+            }),
+        )
+        .await
+        .with_context(|| format!("cannot remove container `{name}`"))
+}
+
+/// Waits until the server accepts connections; on timeout the error carries
+/// the container's last log lines.
+pub async fn wait_ready(docker: &Docker, name: &str, target: &Target) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let last_error = match target.connect().await {
+            Ok(client) => match client.simple_query("SELECT 1").await {
+                Ok(_) => return Ok(()),
+                Err(error) => error.to_string(),
+            },
+            Err(error) => format!("{error}: {}", error_chain(&error)),
+        };
+        let running = docker
+            .inspect_container(name, None)
+            .await
+            .ok()
+            .and_then(|inspect| inspect.state)
+            .and_then(|state| state.running)
+            .unwrap_or(false);
+        if !running && started.elapsed() > Duration::from_secs(5) {
+            bail!(
+                "container `{name}` stopped before the server accepted connections\n{}",
+                last_logs(docker, name).await
+            );
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            bail!(
+                "the server in `{name}` did not accept connections within {}s (last error: {last_error})\n{}",
+                READY_TIMEOUT.as_secs(),
+                last_logs(docker, name).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// The container's last 20 log lines, indented, for error messages.
+pub async fn last_logs(docker: &Docker, name: &str) -> String {
+    let mut logs = docker.logs(
+        name,
+        Some(LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: "20".to_owned(),
+            ..LogsOptions::default()
+        }),
+    );
+    let mut text = format!("last log lines of `{name}`:\n");
+    while let Some(Ok(line)) = logs.next().await {
+        for line in line.to_string().lines() {
+            text.push_str("  | ");
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}

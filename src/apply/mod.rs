@@ -1,0 +1,304 @@
+//! Apply: lock, re-observe, check the fingerprint, execute in dependency
+//! order, verify, report.
+//!
+//! Invariant: this is the only module that changes the world. It never
+//! trusts a plan blindly: it refuses one whose live fingerprint has moved,
+//! and after the container phase it plans the inside of PostgreSQL again
+//! against what is then live.
+
+pub mod docker;
+pub mod lock;
+pub mod sql;
+
+use std::time::Duration;
+
+use crate::live::{self, ObserveError, Target};
+use crate::plan::saved::fingerprint;
+use crate::plan::{self, Action, ActionKind, Plan, Step};
+use crate::spec::Spec;
+
+/// How an apply behaves.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// How long to wait for another apply's lock.
+    pub lock_wait: Duration,
+    /// `lock_timeout` for every DDL statement.
+    pub lock_timeout: Duration,
+    /// Test hook: stop after this many actions, as if cut off.
+    pub stop_after: Option<usize>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            lock_wait: Duration::from_secs(300),
+            lock_timeout: Duration::from_secs(5),
+            stop_after: None,
+        }
+    }
+}
+
+/// What the user approved: the plan and the live state it was made from.
+#[derive(Debug, Clone)]
+pub struct Approved<'a> {
+    pub plan: &'a Plan,
+    pub live_fingerprint: &'a str,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Addresses and kinds of the actions that ran, in order.
+    pub done: Vec<(String, ActionKind)>,
+    /// What a plan against the live state after apply still shows; empty
+    /// when live now matches the spec.
+    pub remaining: Plan,
+}
+
+/// Why an apply stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Live state could not be read.
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    /// Another apply holds the lock.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    /// The Docker Engine could not be reached.
+    #[error("cannot connect to the Docker Engine")]
+    Docker(#[source] ObserveError),
+    /// Live state changed since the plan was made.
+    #[error(
+        "the live deployment changed since this plan was made ({changed}); run `pgspec plan` again and review the new plan"
+    )]
+    Moved { changed: String, fresh: Box<Plan> },
+    /// The plan holds errors.
+    #[error("the plan has {0} error(s) and cannot be applied")]
+    PlanErrors(usize),
+    /// An action failed part-way.
+    #[error("action {index} of {total} failed: {verb} `{address}`")]
+    Action {
+        index: usize,
+        total: usize,
+        verb: &'static str,
+        address: String,
+        done: Vec<(String, ActionKind)>,
+        #[source]
+        source: anyhow::Error,
+    },
+    /// The test hook cut the apply off.
+    #[error("stopped after {0} action(s) by PGSPEC_TEST_STOP_AFTER")]
+    Stopped(usize),
+}
+
+/// The verb an action's error message uses.
+pub fn verb(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Create => "create",
+        ActionKind::Update => "update",
+        ActionKind::Replace => "replace",
+        ActionKind::Delete => "delete",
+        ActionKind::Restart => "restart",
+    }
+}
+
+fn is_container_action(action: &Action) -> bool {
+    action.address.starts_with("container.")
+}
+
+/// Applies an approved plan to the deployment the spec describes.
+pub async fn apply(
+    spec: &Spec,
+    approved: Approved<'_>,
+    options: &ApplyOptions,
+) -> Result<Outcome, ApplyError> {
+    let deployment = &spec.deployment.name;
+    let _file_lock = lock::FileLock::acquire(deployment, options.lock_wait).await?;
+    let target = Target::resolve(spec)?;
+
+    // Take the advisory lock now when the server is up; when it is not (the
+    // container is missing or stopped) the file lock covers the container
+    // phase and the advisory lock is taken once the server runs.
+    let mut advisory = match lock::AdvisoryLock::acquire(
+        &target,
+        deployment,
+        lock::Mode::Exclusive,
+        options.lock_wait,
+    )
+    .await
+    {
+        Ok(lock) => Some(lock),
+        Err(lock::LockError::Server(ObserveError::PostgresUnreachable { .. }))
+            if spec.deployment.container.is_some() =>
+        {
+            None
+        }
+        Err(error) => return Err(error.into()),
+    };
+
+    let live = live::observe(spec).await?;
+    let fresh = plan::diff(&spec.deployment, &live, &spec.options);
+    if fingerprint(&live) != approved.live_fingerprint {
+        return Err(ApplyError::Moved {
+            changed: describe_moves(approved.plan, &fresh),
+            fresh: Box::new(fresh),
+        });
+    }
+    if !approved.plan.errors.is_empty() {
+        return Err(ApplyError::PlanErrors(approved.plan.errors.len()));
+    }
+
+    let mut run = Run {
+        spec,
+        target: target.clone(),
+        docker: None,
+        sessions: sql::Sessions::new(target.clone(), options.lock_timeout),
+        done: Vec::new(),
+        total: approved.plan.actions.len(),
+        stop_after: options.stop_after,
+    };
+
+    let (container_actions, mut inner_actions): (Vec<&Action>, Vec<&Action>) = approved
+        .plan
+        .actions
+        .iter()
+        .filter(|action| action.kind != ActionKind::Restart)
+        .partition(|action| is_container_action(action));
+    let restarts: Vec<&Action> = approved
+        .plan
+        .actions
+        .iter()
+        .filter(|action| action.kind == ActionKind::Restart)
+        .collect();
+
+    for action in container_actions {
+        run.action(action).await?;
+    }
+
+    // The inside of PostgreSQL was planned against a server that was not
+    // running; plan it again now that it is.
+    let replanned;
+    if live.server.is_none() && !run.done.is_empty() {
+        let live = live::observe(spec).await?;
+        replanned = plan::diff(&spec.deployment, &live, &spec.options);
+        inner_actions = replanned
+            .actions
+            .iter()
+            .filter(|action| !is_container_action(action) && action.kind != ActionKind::Restart)
+            .collect();
+        run.total = run.done.len() + inner_actions.len() + restarts.len();
+    }
+    if advisory.is_none() && !inner_actions.is_empty() {
+        advisory = Some(
+            lock::AdvisoryLock::acquire(
+                &target,
+                deployment,
+                lock::Mode::Exclusive,
+                options.lock_wait,
+            )
+            .await?,
+        );
+    }
+
+    for action in inner_actions {
+        run.action(action).await?;
+    }
+    for action in restarts {
+        run.action(action).await?;
+        run.sessions.reset();
+    }
+    drop(advisory);
+
+    let after = live::observe(spec).await?;
+    let remaining = plan::diff(&spec.deployment, &after, &spec.options);
+    Ok(Outcome {
+        done: run.done,
+        remaining,
+    })
+}
+
+/// Which addresses differ between the approved and a fresh plan.
+fn describe_moves(approved: &Plan, fresh: &Plan) -> String {
+    let mut moved: Vec<String> = Vec::new();
+    for action in &fresh.actions {
+        if !approved.actions.contains(action) {
+            moved.push(action.address.clone());
+        }
+    }
+    for action in &approved.actions {
+        if !fresh.actions.contains(action) && !moved.contains(&action.address) {
+            moved.push(action.address.clone());
+        }
+    }
+    if moved.is_empty() {
+        "objects outside the plan's actions changed".to_owned()
+    } else {
+        format!("now different: {}", moved.join(", "))
+    }
+}
+
+/// State of one apply run.
+struct Run<'a> {
+    spec: &'a Spec,
+    target: Target,
+    docker: Option<bollard::Docker>,
+    sessions: sql::Sessions,
+    done: Vec<(String, ActionKind)>,
+    total: usize,
+    stop_after: Option<usize>,
+}
+
+impl Run<'_> {
+    async fn action(&mut self, action: &Action) -> Result<(), ApplyError> {
+        if self.stop_after == Some(self.done.len()) {
+            return Err(ApplyError::Stopped(self.done.len()));
+        }
+        let span = tracing::info_span!("action", address = %action.address);
+        let _entered = span.enter();
+        tracing::info!(kind = verb(action.kind), "applying");
+        for step in &action.steps {
+            if let Err(source) = self.step(step).await {
+                return Err(ApplyError::Action {
+                    index: self.done.len() + 1,
+                    total: self.total,
+                    verb: verb(action.kind),
+                    address: action.address.clone(),
+                    done: std::mem::take(&mut self.done),
+                    source,
+                });
+            }
+        }
+        self.done.push((action.address.clone(), action.kind));
+        Ok(())
+    }
+
+    async fn step(&mut self, step: &Step) -> anyhow::Result<()> {
+        match step {
+            Step::Sql {
+                database,
+                statements,
+                transaction,
+            } => self.sessions.run(database, statements, *transaction).await,
+            Step::SetPassword { role, secret } => self.sessions.set_password(role, secret).await,
+            Step::Docker(call) => {
+                if self.docker.is_none() {
+                    self.docker = Some(
+                        live::docker::connect()
+                            .await
+                            .map_err(ApplyError::Docker)
+                            .map_err(anyhow::Error::from)?,
+                    );
+                }
+                let docker = self
+                    .docker
+                    .as_ref()
+                    .unwrap_or_else(|| unreachable!("connected above"));
+                if matches!(call, plan::DockerStep::RemoveContainer { .. }) {
+                    // Connections to the old server die with it.
+                    self.sessions.reset();
+                }
+                docker::run(docker, &self.spec.deployment.name, call, &self.target).await
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Running SQL steps: one connection per database, DDL under a lock
+//! timeout, retried when the lock is not available.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use crate::live::Target;
+use crate::secret::Secret;
+use crate::sql::{quote_ident, quote_literal};
+
+/// How often a statement that could not get its lock is tried.
+const ATTEMPTS: u32 = 3;
+
+/// Connections of one apply, by database (`None` = maintenance database).
+pub struct Sessions {
+    target: Target,
+    lock_timeout: Duration,
+    clients: HashMap<Option<String>, Client>,
+}
+
+impl Sessions {
+    pub fn new(target: Target, lock_timeout: Duration) -> Self {
+        Sessions {
+            target,
+            lock_timeout,
+            clients: HashMap::new(),
+        }
+    }
+
+    /// Drops every connection (the server is about to restart).
+    pub fn reset(&mut self) {
+        self.clients.clear();
+    }
+
+    async fn client(&mut self, database: &Option<String>) -> anyhow::Result<&Client> {
+        if !self.clients.contains_key(database) {
+            let target = match database {
+                Some(name) => self.target.with_database(name),
+                None => self.target.clone(),
+            };
+            let client = target.connect().await?;
+            // DDL must not queue behind other sessions' locks for long: a
+            // waiting ALTER blocks every query that arrives after it.
+            client
+                .batch_execute(&format!(
+                    "SET lock_timeout = {}",
+                    quote_literal(&format!("{}ms", self.lock_timeout.as_millis()))
+                ))
+                .await
+                .context("cannot set lock_timeout")?;
+            self.clients.insert(database.clone(), client);
+        }
+        Ok(&self.clients[database])
+    }
+
+    /// Runs statements in a database, in one transaction when asked.
+    pub async fn run(
+        &mut self,
+        database: &Option<String>,
+        statements: &[String],
+        transaction: bool,
+    ) -> anyhow::Result<()> {
+        let mut attempt = 1;
+        loop {
+            let result = self.run_once(database, statements, transaction).await;
+            match result {
+                Err(error) if attempt < ATTEMPTS && is_lock_wait(&error) => {
+                    tracing::warn!(
+                        attempt,
+                        "could not get a lock within lock_timeout; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(error) if is_lock_wait(&error) => {
+                    return Err(error).context(format!(
+                        "gave up after {ATTEMPTS} attempts: another session holds a conflicting \
+                         lock for longer than lock_timeout ({} ms)",
+                        self.lock_timeout.as_millis()
+                    ));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn run_once(
+        &mut self,
+        database: &Option<String>,
+        statements: &[String],
+        transaction: bool,
+    ) -> anyhow::Result<()> {
+        let client = self.client(database).await?;
+        if transaction {
+            client.batch_execute("BEGIN").await?;
+            for statement in statements {
+                tracing::debug!(%statement, "sql");
+                if let Err(error) = client.batch_execute(statement).await {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(error.into());
+                }
+            }
+            client.batch_execute("COMMIT").await?;
+        } else {
+            for statement in statements {
+                tracing::debug!(%statement, "sql");
+                client.batch_execute(statement).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets a role's password to a SCRAM-SHA-256 verifier made here, so the
+    /// plain password never reaches the server or its log.
+    pub async fn set_password(&mut self, role: &str, secret: &Secret) -> anyhow::Result<()> {
+        let value = secret
+            .resolve()
+            .with_context(|| format!("cannot read the password of role `{role}`"))?;
+        let verifier = postgres_protocol::password::scram_sha_256(value.expose().as_bytes());
+        let statement = format!(
+            "ALTER ROLE {} PASSWORD {}",
+            quote_ident(role),
+            quote_literal(&verifier)
+        );
+        let client = self.client(&None).await?;
+        client
+            .batch_execute(&statement)
+            .await
+            .with_context(|| format!("cannot set the password of role `{role}`"))
+    }
+}
+
+fn is_lock_wait(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code)
+        .is_some_and(|code| {
+            *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::T_R_DEADLOCK_DETECTED
+        })
+}

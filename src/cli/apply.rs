@@ -1,0 +1,192 @@
+//! `pgspec apply -f SPEC` (plan, confirm, apply) or `pgspec apply PLANFILE`
+//! (apply exactly a saved plan, refused if live state moved).
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use crate::apply::{self, ApplyError, ApplyOptions, Approved};
+use crate::cli::{Exit, load_spec, plan_now};
+use crate::output;
+use crate::plan::render::{self, Paint, TextOptions};
+use crate::plan::saved::{SavedPlan, fingerprint};
+use crate::plan::{ActionKind, Plan, Summary};
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `pgspec plan --out FILE`.
+    #[arg(value_name = "PLANFILE", conflicts_with = "file")]
+    pub plan_file: Option<PathBuf>,
+    /// Plan from this spec, confirm, then apply.
+    #[arg(short = 'f', long = "file", value_name = "SPEC")]
+    pub file: Option<PathBuf>,
+    /// Apply without asking (for CI).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How long DDL waits for a lock before it gives up and retries, in
+    /// milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub lock_timeout: u64,
+    /// How long to wait for another apply of the same deployment, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub lock_wait: u64,
+}
+
+pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
+    let text_options = TextOptions {
+        color,
+        show_unmanaged: false,
+    };
+    let (spec, plan, live_fingerprint) = match (&args.plan_file, &args.file) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read saved plan `{}`", path.display()))?;
+            let saved = SavedPlan::from_json(&text)
+                .with_context(|| format!("cannot load saved plan `{}`", path.display()))?;
+            // A saved plan is the approval: it is applied as it is, or not at all.
+            (saved.spec, saved.plan, saved.live_fingerprint)
+        }
+        (None, Some(path)) => {
+            let spec = load_spec(path, color)?;
+            let (live, plan) = plan_now(&spec).await?;
+            output::stdout(&render::text(&plan, text_options))?;
+            if !plan.errors.is_empty() {
+                bail!(
+                    "the plan has {} error(s); nothing was applied",
+                    plan.errors.len()
+                );
+            }
+            if !plan.has_changes() {
+                return Ok(Exit::Success);
+            }
+            confirm(args.auto_approve)?;
+            let live_fingerprint = fingerprint(&live);
+            (spec, plan, live_fingerprint)
+        }
+        (None, None) => bail!("give a spec with `-f SPEC` or a saved plan file"),
+    };
+
+    let options = ApplyOptions {
+        lock_wait: Duration::from_secs(args.lock_wait),
+        lock_timeout: Duration::from_millis(args.lock_timeout),
+        stop_after: std::env::var("PGSPEC_TEST_STOP_AFTER")
+            .ok()
+            .and_then(|value| value.parse().ok()),
+    };
+    let approved = Approved {
+        plan: &plan,
+        live_fingerprint: &live_fingerprint,
+    };
+    let outcome = match apply::apply(&spec, approved, &options).await {
+        Ok(outcome) => outcome,
+        Err(error) => return Err(explain(error, &plan, color)),
+    };
+
+    let mut summary = Summary::default();
+    for (_, kind) in &outcome.done {
+        match kind {
+            ActionKind::Create => summary.add += 1,
+            ActionKind::Update => summary.change += 1,
+            ActionKind::Replace => summary.replace += 1,
+            ActionKind::Delete => summary.destroy += 1,
+            ActionKind::Restart => summary.restart += 1,
+        }
+    }
+    output::stdout(&format!(
+        "\nApply complete: {} added, {} changed, {} replaced, {} destroyed.\n",
+        summary.add, summary.change, summary.replace, summary.destroy
+    ))?;
+    if outcome.remaining.has_changes() || !outcome.remaining.errors.is_empty() {
+        output::stdout(&format!(
+            "\nLive state still differs from the spec after apply:\n\n{}",
+            render::text(&outcome.remaining, text_options)
+        ))?;
+        bail!(
+            "apply finished but the deployment has not converged; the plan above shows what remains"
+        );
+    }
+    Ok(Exit::Success)
+}
+
+/// Asks for confirmation on a terminal; refuses to go on unconfirmed without
+/// one.
+fn confirm(auto_approve: bool) -> anyhow::Result<()> {
+    if auto_approve {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to apply without confirmation: standard input is not a terminal; \
+             pass --auto-approve to apply non-interactively"
+        );
+    }
+    output::status("\nDo you want to perform these actions? Only `yes` is accepted.");
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    if answer.trim() != "yes" {
+        bail!("apply cancelled; nothing was changed");
+    }
+    Ok(())
+}
+
+/// Turns an apply error into the message a user can act on: what failed,
+/// what was done before it, what to run next.
+fn explain(error: ApplyError, plan: &Plan, color: bool) -> anyhow::Error {
+    match error {
+        ApplyError::Action {
+            index,
+            total,
+            verb,
+            address,
+            done,
+            source,
+        } => {
+            let mut message = format!("action {index} of {total} failed: {verb} `{address}`");
+            for cause in source.chain() {
+                message.push_str(&format!("\n  caused by: {cause}"));
+            }
+            if done.is_empty() {
+                message.push_str("\ndone before the failure: nothing");
+            } else {
+                let done: Vec<String> = done
+                    .iter()
+                    .map(|(address, kind)| format!("{address} ({})", past(*kind)))
+                    .collect();
+                message.push_str(&format!("\ndone before the failure: {}", done.join(", ")));
+            }
+            message.push_str(&format!(
+                "\nnot attempted: {} action(s); run `pgspec plan` to see what remains",
+                total.saturating_sub(index)
+            ));
+            anyhow::anyhow!(message)
+        }
+        ApplyError::Moved { changed, fresh } => {
+            let paint = Paint { color };
+            anyhow::anyhow!(
+                "the live deployment changed since this plan was made ({changed}); nothing was applied\n\
+                 the saved plan had {} action(s); a fresh plan has {}:\n\n{}",
+                plan.actions.len(),
+                fresh.actions.len(),
+                render::summary_line(fresh.summary(), paint)
+            )
+            .context("refusing to apply a stale plan: run `pgspec plan` again and review it")
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn past(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Create => "created",
+        ActionKind::Update => "updated",
+        ActionKind::Replace => "replaced",
+        ActionKind::Delete => "deleted",
+        ActionKind::Restart => "restarted",
+    }
+}

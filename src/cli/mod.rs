@@ -1,0 +1,143 @@
+//! The command line: one file per command, each thin. Commands return an
+//! `Exit`; `main` maps errors to exit code 1.
+
+mod apply;
+mod drift;
+mod plan;
+mod schema;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::apply::lock;
+use crate::live::{self, Target};
+use crate::model::Deployment;
+use crate::output::{self, ColorChoice};
+use crate::plan::Plan;
+use crate::spec::{self, Spec};
+
+/// Declarative reconciliation of PostgreSQL deployments in Docker.
+#[derive(Debug, Parser)]
+#[command(name = "pgspec", version, about)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output on stderr (errors only).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Colour in human output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a spec file without touching anything.
+    Validate(validate::ValidateArgs),
+    /// Read live state and print what apply would change.
+    Plan(plan::PlanArgs),
+    /// Make live state match the spec (or a saved plan).
+    Apply(apply::ApplyArgs),
+    /// Exit 2 when live state differs from the spec (CI gate).
+    Drift(drift::DriftArgs),
+    /// Print the JSON Schema of the spec format.
+    Schema,
+}
+
+/// The spec file argument shared by commands.
+#[derive(Debug, Args)]
+pub struct SpecArg {
+    /// Path of the spec file.
+    #[arg(short = 'f', long = "file", value_name = "SPEC")]
+    pub file: PathBuf,
+}
+
+/// How a command ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// In sync, or done.
+    Success,
+    /// Changes pending (plan with --detailed-exitcode, drift).
+    Changes,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Changes => 2,
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let color = cli.color.enabled();
+    match cli.command {
+        Command::Validate(args) => validate::run(&args, color),
+        Command::Plan(args) => runtime()?.block_on(plan::run(&args, color)),
+        Command::Apply(args) => runtime()?.block_on(apply::run(&args, color)),
+        Command::Drift(args) => runtime()?.block_on(drift::run(&args, color)),
+        Command::Schema => schema::run(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Loads and validates a spec, printing warnings; validation errors become
+/// the command's error with every diagnostic rendered.
+pub(crate) fn load_spec(path: &Path, color: bool) -> anyhow::Result<Spec> {
+    let validated = spec::load(path)
+        .and_then(|loaded| loaded.validate())
+        .map_err(|diagnostics| anyhow::anyhow!(diagnostics.render(color)))?;
+    if validated.warnings.has_errors() || !validated.warnings.items.is_empty() {
+        output::status(validated.warnings.render(color).trim_end());
+    }
+    Ok(validated.spec)
+}
+
+/// How long plan and drift wait for an apply in progress.
+const SHARED_LOCK_WAIT: Duration = Duration::from_secs(600);
+
+/// Observes and diffs while holding the shared advisory lock, so a plan or
+/// drift check never sees an apply half-way.
+pub(crate) async fn plan_now(spec: &Spec) -> anyhow::Result<(Deployment, Plan)> {
+    let target = Target::resolve(spec).context("cannot resolve the connection")?;
+    let lock = match lock::AdvisoryLock::acquire(
+        &target,
+        &spec.deployment.name,
+        lock::Mode::Shared,
+        SHARED_LOCK_WAIT,
+    )
+    .await
+    {
+        Ok(lock) => Some(lock),
+        // A managed container that is not running has no server to lock;
+        // the plan says it will be started.
+        Err(lock::LockError::Server(live::ObserveError::PostgresUnreachable { .. }))
+            if spec.deployment.container.is_some() =>
+        {
+            None
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let live = live::observe(spec)
+        .await
+        .with_context(|| format!("cannot observe deployment `{}`", spec.deployment.name))?;
+    drop(lock);
+    let plan = crate::plan::diff(&spec.deployment, &live, &spec.options);
+    Ok((live, plan))
+}

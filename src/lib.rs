@@ -1,0 +1,15 @@
+//! pgspec: declarative reconciliation of PostgreSQL deployments in Docker.
+//!
+//! The pipeline is load → validate → observe → diff → render/save → apply;
+//! see ARCHITECTURE.md for which module owns each step.
+
+pub mod apply;
+pub mod cli;
+pub mod diag;
+pub mod live;
+pub mod model;
+pub mod output;
+pub mod plan;
+pub mod secret;
+pub mod spec;
+pub mod sql;

@@ -1,0 +1,120 @@
+//! Reading what is live: Docker through the Engine API, PostgreSQL through
+//! its catalogs, both at once.
+//!
+//! Invariant: nothing here writes. Every kind of object is read with one
+//! query per database, never one per object, and results are sorted before
+//! they reach `plan`.
+
+pub mod docker;
+pub mod postgres;
+
+use crate::model::{ContainerState, Deployment};
+use crate::secret::SecretError;
+use crate::spec::Spec;
+
+pub use postgres::Target;
+
+/// Why live state could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// The Docker Engine did not answer.
+    #[error("Docker Engine did not answer")]
+    DockerUnreachable(#[source] bollard::errors::Error),
+    /// A Docker API call failed.
+    #[error("cannot {what}")]
+    Docker {
+        what: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// No connection to PostgreSQL could be made.
+    #[error("cannot connect to PostgreSQL at {target}")]
+    PostgresUnreachable {
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A catalog query failed.
+    #[error("cannot read {what} in database `{database}`")]
+    Query {
+        database: String,
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A secret needed to connect could not be read.
+    #[error("cannot read the {purpose}")]
+    Secret {
+        purpose: &'static str,
+        #[source]
+        source: SecretError,
+    },
+    /// The connection settings are unusable.
+    #[error("invalid connection settings: {0}")]
+    Connection(String),
+}
+
+impl ObserveError {
+    /// What the user can do about it, when there is something.
+    pub fn help(&self) -> Option<&'static str> {
+        match self {
+            ObserveError::DockerUnreachable(_) => {
+                Some("start dockerd (scripts/docker-engine.sh does), or set DOCKER_HOST")
+            }
+            ObserveError::PostgresUnreachable { .. } => Some(
+                "check that the server runs and that host, port, user and password are right \
+                 (spec `postgres.connection`, or PGHOST/PGPORT/PGUSER/PGPASSWORD)",
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the live deployment the spec describes: the container (when the
+/// spec has one) and, concurrently, PostgreSQL's catalogs.
+pub async fn observe(spec: &Spec) -> Result<Deployment, ObserveError> {
+    let desired = &spec.deployment;
+    let target = Target::resolve(spec)?;
+    let docker_side = async {
+        match &desired.container {
+            Some(container) => {
+                let docker = docker::connect().await?;
+                docker::observe(&docker, container).await.map(Some)
+            }
+            None => Ok(None),
+        }
+    };
+    let postgres_side = postgres::observe(&target, desired);
+    let (docker_result, postgres_result) = tokio::join!(docker_side, postgres_side);
+
+    let mut live = Deployment {
+        name: desired.name.clone(),
+        ..Deployment::default()
+    };
+    let server_may_run = match docker_result? {
+        Some(observed) => {
+            let running = observed
+                .container
+                .as_ref()
+                .is_some_and(|container| container.state == ContainerState::Running);
+            live.container = observed.container;
+            live.images = observed.images;
+            running
+        }
+        None => true,
+    };
+    match postgres_result {
+        Ok(observed) => {
+            if let Some(container) = &mut live.container {
+                container.data_major = Some(observed.server.version_num / 10_000);
+            }
+            live.server = Some(observed.server);
+            live.databases = observed.databases;
+        }
+        // A stopped or missing container explains an unreachable server;
+        // the plan starts it and plans the rest afterwards.
+        Err(ObserveError::PostgresUnreachable { .. }) if !server_may_run => {}
+        Err(error) => return Err(error),
+    }
+    Ok(live)
+}

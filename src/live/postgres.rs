@@ -1,0 +1,345 @@
+//! Observing PostgreSQL: one catalog query per kind of object and database.
+//!
+//! Invariant: only reads. Connections are made here and in `apply`, both
+//! through `Target::connect`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::live::ObserveError;
+use crate::model::{AvailableExtension, Database, Deployment, Extension, MANAGED_MARK, ServerInfo};
+use crate::secret::SecretValue;
+use crate::spec::Spec;
+
+/// How many databases are read at once.
+const CONCURRENT_DATABASES: usize = 8;
+
+/// Where and as whom pgspec connects.
+#[derive(Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<SecretValue>,
+    /// The maintenance database: cluster-wide statements and the apply lock
+    /// live here.
+    pub database: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}@{}:{}/{}`",
+            self.user, self.host, self.port, self.database
+        )
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+impl Target {
+    /// Resolves the connection: libpq's defaults, then PGHOST, PGPORT,
+    /// PGUSER, PGPASSWORD and PGDATABASE, then the container the spec runs
+    /// (its published port and superuser), then the spec's `connection` URL
+    /// and fields. Secrets are read here, at the last moment.
+    pub fn resolve(spec: &Spec) -> Result<Target, ObserveError> {
+        let mut target = Target {
+            host: "localhost".to_owned(),
+            port: 5432,
+            user: env("USER").unwrap_or_else(|| "postgres".to_owned()),
+            password: None,
+            database: "postgres".to_owned(),
+        };
+        if let Some(host) = env("PGHOST") {
+            target.host = host;
+        }
+        if let Some(port) = env("PGPORT") {
+            target.port = port
+                .parse()
+                .map_err(|_| ObserveError::Connection(format!("PGPORT `{port}` is not a port")))?;
+        }
+        if let Some(user) = env("PGUSER") {
+            target.user = user;
+        }
+        if let Some(database) = env("PGDATABASE") {
+            target.database = database;
+        }
+        let from_env_password = env("PGPASSWORD");
+
+        if let Some(container) = &spec.deployment.container {
+            target.host = match container.bind_address.as_str() {
+                "0.0.0.0" | "" => "127.0.0.1".to_owned(),
+                "::" => "::1".to_owned(),
+                address => address.to_owned(),
+            };
+            target.port = container.port;
+            target.user = container.superuser.clone();
+            target.database = "postgres".to_owned();
+            if let Some(secret) = &container.superuser_password {
+                target.password =
+                    Some(secret.resolve().map_err(|source| ObserveError::Secret {
+                        purpose: "superuser password",
+                        source,
+                    })?);
+            }
+        }
+
+        let connection = &spec.connection;
+        if let Some(url) = &connection.url {
+            let url = url.resolve().map_err(|source| ObserveError::Secret {
+                purpose: "connection URL",
+                source,
+            })?;
+            target.apply_url(url.expose())?;
+        }
+        if let Some(host) = &connection.host {
+            target.host = host.clone();
+        }
+        if let Some(port) = connection.port {
+            target.port = port;
+        }
+        if let Some(user) = &connection.user {
+            target.user = user.clone();
+        }
+        if let Some(database) = &connection.database {
+            target.database = database.clone();
+        }
+        if let Some(secret) = &connection.password {
+            target.password = Some(secret.resolve().map_err(|source| ObserveError::Secret {
+                purpose: "connection password",
+                source,
+            })?);
+        }
+        if target.password.is_none()
+            && let Some(password) = from_env_password
+        {
+            target.password = Some(SecretValue::from_env_value(password));
+        }
+        Ok(target)
+    }
+
+    /// Takes host, port, user, password and database from a libpq URL.
+    fn apply_url(&mut self, url: &str) -> Result<(), ObserveError> {
+        let config: Config = url.parse().map_err(|_| {
+            // The URL may hold a password: never echo it.
+            ObserveError::Connection("the connection URL is not a valid libpq URL".to_owned())
+        })?;
+        if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+            self.host = host.clone();
+        }
+        if let Some(port) = config.get_ports().first() {
+            self.port = *port;
+        }
+        if let Some(user) = config.get_user() {
+            self.user = user.to_owned();
+        }
+        if let Some(database) = config.get_dbname() {
+            self.database = database.to_owned();
+        }
+        if let Some(password) = config.get_password() {
+            self.password = Some(SecretValue::from_env_value(
+                String::from_utf8_lossy(password).into_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The same server, another database.
+    pub fn with_database(&self, database: &str) -> Target {
+        Target {
+            database: database.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    fn config(&self) -> Config {
+        let mut config = Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.database)
+            .application_name("pgspec")
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(password) = &self.password {
+            config.password(password.expose());
+        }
+        config
+    }
+
+    /// Opens a connection and drives it on the runtime.
+    pub async fn connect(&self) -> Result<Client, ObserveError> {
+        let (client, connection) = self.config().connect(NoTls).await.map_err(|source| {
+            ObserveError::PostgresUnreachable {
+                target: self.to_string(),
+                source,
+            }
+        })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection closed");
+            }
+        });
+        Ok(client)
+    }
+}
+
+/// What `observe` read from PostgreSQL.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub server: ServerInfo,
+    pub databases: BTreeMap<String, Database>,
+}
+
+/// Reads the server and every database the desired deployment names.
+pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, ObserveError> {
+    let client = target.connect().await?;
+    let maintenance = target.database.clone();
+    let query_error = |what: &'static str| {
+        let database = maintenance.clone();
+        move |source| ObserveError::Query {
+            database,
+            what,
+            source,
+        }
+    };
+
+    let version_row = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .map_err(query_error("the server version"))?;
+    let version_num: i32 = version_row.get(0);
+
+    let extension_rows = client
+        .query(
+            "SELECT v.name::text, e.default_version, v.version, \
+                    coalesce(v.requires::text[], '{}') \
+             FROM pg_available_extension_versions v \
+             JOIN pg_available_extensions e ON e.name = v.name \
+             ORDER BY 1, 3",
+            &[],
+        )
+        .await
+        .map_err(query_error("available extensions"))?;
+    let mut available_extensions: BTreeMap<String, AvailableExtension> = BTreeMap::new();
+    for row in extension_rows {
+        let name: String = row.get(0);
+        let default_version: Option<String> = row.get(1);
+        let version: String = row.get(2);
+        let requires: Vec<String> = row.get(3);
+        let entry = available_extensions.entry(name).or_default();
+        if default_version.as_deref() == Some(version.as_str()) {
+            entry.requires = requires;
+        }
+        entry.default_version = default_version;
+        entry.versions.push(version);
+    }
+
+    let database_rows = client
+        .query(
+            "SELECT d.datname::text, pg_get_userbyid(d.datdba)::text, d.datconnlimit::int8, \
+                    pg_encoding_to_char(d.encoding)::text, d.datcollate::text \
+             FROM pg_database d \
+             WHERE NOT d.datistemplate \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(query_error("databases"))?;
+    let mut databases = BTreeMap::new();
+    for row in database_rows {
+        let name: String = row.get(0);
+        databases.insert(
+            name.clone(),
+            Database {
+                name,
+                owner: Some(row.get(1)),
+                connection_limit: Some(row.get(2)),
+                encoding: Some(row.get(3)),
+                locale: Some(row.get(4)),
+                ..Database::default()
+            },
+        );
+    }
+    drop(client);
+
+    // Only the databases the spec names are read inside; others are
+    // reported as unmanaged by name alone.
+    let wanted: Vec<String> = desired
+        .databases
+        .keys()
+        .filter(|name| databases.contains_key(*name))
+        .cloned()
+        .collect();
+    let contents: Vec<(String, BTreeMap<String, Extension>)> = stream::iter(wanted)
+        .map(|name| async move {
+            let extensions = observe_database(&target.with_database(&name), &name).await?;
+            Ok::<_, ObserveError>((name, extensions))
+        })
+        .buffer_unordered(CONCURRENT_DATABASES)
+        .try_collect()
+        .await?;
+    for (name, extensions) in contents {
+        if let Some(database) = databases.get_mut(&name) {
+            database.extensions = extensions;
+        }
+    }
+
+    Ok(Observed {
+        server: ServerInfo {
+            version_num: u32::try_from(version_num).unwrap_or_default(),
+            available_extensions,
+        },
+        databases,
+    })
+}
+
+/// Reads what pgspec manages inside one database.
+async fn observe_database(
+    target: &Target,
+    database: &str,
+) -> Result<BTreeMap<String, Extension>, ObserveError> {
+    let client = target.connect().await?;
+    let rows = client
+        .query(
+            "SELECT e.extname::text, e.extversion, n.nspname::text, \
+                    coalesce(obj_description(e.oid, 'pg_extension') = $1, false) \
+             FROM pg_extension e \
+             JOIN pg_namespace n ON n.oid = e.extnamespace \
+             ORDER BY 1",
+            &[&MANAGED_MARK],
+        )
+        .await
+        .map_err(|source| ObserveError::Query {
+            database: database.to_owned(),
+            what: "extensions",
+            source,
+        })?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let name: String = row.get(0);
+            (
+                name.clone(),
+                Extension {
+                    name,
+                    version: Some(row.get(1)),
+                    schema: Some(row.get(2)),
+                    managed: row.get(3),
+                },
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,49 @@
+//! The `pgspec` binary: parse arguments, start tracing, run the command,
+//! map the outcome to an exit code (0 done / in sync, 1 error, 2 changes).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgspec::cli::{self, Cli};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("pgspec={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(cli.color.enabled())
+        .init();
+
+    match cli::run(cli) {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(error) => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "error: {error}");
+            for cause in error.chain().skip(1) {
+                let _ = writeln!(err, "  caused by: {cause}");
+            }
+            if let Some(help) = error
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<pgspec::live::ObserveError>())
+                .and_then(pgspec::live::ObserveError::help)
+            {
+                let _ = writeln!(err, "  help: {help}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Addresses: the one way an object is named in plan text, JSON, logs and
+//! errors — `role.reporting`, `database.app/extension.pg_trgm`,
+//! `container.ledger-postgres`.
+
+/// A name as it appears in an address: bare when it is plain, otherwise in
+/// double quotes with `"` and `\` escaped, so that `/` and `.` in a name
+/// cannot be confused with the address's own separators.
+pub fn name(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || matches!(character, '_' | '-'));
+    if plain {
+        name.to_owned()
+    } else {
+        let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+        format!("\"{escaped}\"")
+    }
+}
+
+pub fn container(container: &str) -> String {
+    format!("container.{}", name(container))
+}
+
+pub fn setting(setting: &str) -> String {
+    format!("setting.{}", name(setting))
+}
+
+pub fn role(role: &str) -> String {
+    format!("role.{}", name(role))
+}
+
+pub fn database(database: &str) -> String {
+    format!("database.{}", name(database))
+}
+
+pub fn extension(database: &str, extension: &str) -> String {
+    format!("{}/extension.{}", self::database(database), name(extension))
+}
+
+pub fn schema(database: &str, schema: &str) -> String {
+    format!("{}/schema.{}", self::database(database), name(schema))
+}
+
+pub fn index(database: &str, index: &str) -> String {
+    format!("{}/index.{}", self::database(database), name(index))
+}
+
+pub fn pooler(deployment: &str) -> String {
+    format!("pooler.{}", name(&format!("{deployment}-pgbouncer")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_stay_bare_and_others_are_quoted() {
+        assert_eq!(
+            extension("app", "uuid-ossp"),
+            "database.app/extension.uuid-ossp"
+        );
+        assert_eq!(role("a b"), r#"role."a b""#);
+        assert_eq!(role(r#"x"y"#), r#"role."x\"y""#);
+        assert_eq!(database("a/b"), r#"database."a/b""#);
+    }
+}
+
+/// Splits an address into `(kind, name)` segments, unquoting names:
+/// `database."a/b"/extension.x` → `[("database", "a/b"), ("extension", "x")]`.
+pub fn parse(address: &str) -> Vec<(String, String)> {
+    let mut segments = Vec::new();
+    let mut rest = address;
+    while !rest.is_empty() {
+        let Some((kind, after)) = rest.split_once('.') else {
+            break;
+        };
+        let (name, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut name = String::new();
+            let mut characters = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((index, character)) = characters.next() {
+                match character {
+                    '\\' => {
+                        if let Some((_, escaped)) = characters.next() {
+                            name.push(escaped);
+                        }
+                    }
+                    '"' => {
+                        end = index + 1;
+                        break;
+                    }
+                    other => name.push(other),
+                }
+            }
+            (name, &quoted[end..])
+        } else {
+            let end = after.find('/').unwrap_or(after.len());
+            (after[..end].to_owned(), &after[end..])
+        };
+        segments.push((kind.to_owned(), name));
+        rest = remaining.strip_prefix('/').unwrap_or(remaining);
+    }
+    segments
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn parse_inverts_formatting() {
+        for (database_name, extension_name) in [("app", "pg_trgm"), ("a/b", "x\"y\\z"), ("é", ".")]
+        {
+            let formatted = extension(database_name, extension_name);
+            assert_eq!(
+                parse(&formatted),
+                [
+                    ("database".to_owned(), database_name.to_owned()),
+                    ("extension".to_owned(), extension_name.to_owned())
+                ],
+                "{formatted}"
+            );
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The deployment as plain data, used for both the desired and the live side.
+//!
+//! `spec::validate` lowers a spec file into a `Deployment` (desired);
+//! `live::observe` reads one from Docker and PostgreSQL (live). `plan::diff`
+//! compares two of them. Nothing here does I/O. Maps are `BTreeMap` so that
+//! every rendering of the same deployment is byte-identical.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+pub mod address;
+
+/// The comment pgspec puts on objects it creates, so that it removes only
+/// its own objects when pruning.
+pub const MANAGED_MARK: &str = "managed by pgspec";
+
+/// A whole deployment: server, roles, databases, pooler and backups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub name: String,
+    /// The server container; `None` when pgspec manages no container (desired)
+    /// or none was found (live).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    /// Server settings by name. Desired values are as written; live values
+    /// are as `pg_settings` reports them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, Setting>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Role>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<String, Database>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<Pooler>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+    /// What the live server is (version, available extensions). Empty on the
+    /// desired side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerInfo>,
+    /// Live only: local Docker images the spec names, by reference.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, Image>,
+}
+
+/// A local Docker image.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    pub id: String,
+    /// `PG_MAJOR` from the image's environment, as the official image sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_major: Option<u32>,
+}
+
+/// Facts about the live server that the diff needs but that are not objects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// `server_version_num`, e.g. 170002.
+    pub version_num: u32,
+    /// Versions each available extension can be installed at.
+    #[serde(default)]
+    pub available_extensions: BTreeMap<String, AvailableExtension>,
+}
+
+/// An extension the server can install.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AvailableExtension {
+    pub default_version: Option<String>,
+    pub versions: Vec<String>,
+    /// Extensions this one requires (from its control file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+}
+
+/// The PostgreSQL server container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    /// Docker name of the container (`<deployment>-postgres`).
+    pub name: String,
+    pub image: String,
+    /// Host port the server's 5432 is published on.
+    pub port: u16,
+    pub bind_address: String,
+    /// Named volume holding the data directory.
+    pub volume: String,
+    /// Where the volume is mounted inside the container.
+    pub data_mount: String,
+    /// CPU limit in nano-CPUs (Docker's unit); `None` is no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<i64>,
+    /// Memory limit in bytes; `None` is no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<i64>,
+    /// /dev/shm size in bytes; `None` is the engine default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_bytes: Option<i64>,
+    pub superuser: String,
+    /// The superuser password; only the desired side has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superuser_password: Option<Secret>,
+    pub state: ContainerState,
+    /// Docker id of the live container; empty on the desired side.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// Id of the live container's image; empty on the desired side.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image_id: String,
+    /// `PG_VERSION` of the data directory on the volume, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_major: Option<u32>,
+    /// Whether the data volume exists (live) — the desired side wants it to.
+    pub volume_exists: bool,
+}
+
+/// Run state of a container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    #[default]
+    Running,
+    Stopped,
+    /// The container does not exist.
+    Missing,
+}
+
+/// A server setting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Setting {
+    /// The value as text, in the form `ALTER SYSTEM` accepts.
+    pub value: String,
+    /// Live only: the unit pg_settings reports (`8kB`, `ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Live only: `postmaster`, `sighup`, `user`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Live only: where the value comes from (`configuration file`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Live only: a new value is written but needs a restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending_restart: bool,
+}
+
+/// A cluster-wide role.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    pub name: String,
+    pub login: bool,
+    pub superuser: bool,
+    pub createdb: bool,
+    pub createrole: bool,
+    pub replication: bool,
+    pub bypassrls: bool,
+    pub inherit: bool,
+    pub connection_limit: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+    /// Desired: the secret reference. Live: never set (the verifier is
+    /// checked, not copied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_of: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
+    /// Live only: pgspec created this role.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
+}
+
+/// A database and what pgspec manages inside it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Database {
+    pub name: String,
+    /// Desired: `None` leaves the owner alone. Live: always set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extensions: BTreeMap<String, Extension>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schemas: BTreeMap<String, Schema>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub indexes: BTreeMap<String, Index>,
+}
+
+/// An installed (live) or wanted (desired) extension.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Extension {
+    pub name: String,
+    /// Desired: `None` accepts whatever is installed. Live: always set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Desired: `None` accepts any schema. Live: always set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Live only: pgspec created this extension.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
+}
+
+/// A schema inside a database.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Schema {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// What a grant applies to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GrantTarget {
+    Database,
+    Schema {
+        schema: String,
+    },
+    Tables {
+        schema: String,
+        names: Option<Vec<String>>,
+    },
+    Sequences {
+        schema: String,
+        names: Option<Vec<String>>,
+    },
+    Functions {
+        schema: String,
+        names: Option<Vec<String>>,
+    },
+    Default {
+        schema: String,
+        object: String,
+        for_role: Option<String>,
+    },
+}
+
+/// Privileges a grantee holds on a target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Grant {
+    pub grantee: String,
+    pub target: GrantTarget,
+    /// Upper-case privilege names, sorted.
+    pub privileges: Vec<String>,
+}
+
+/// An index. Desired indexes carry the spec's parts; live ones the server's
+/// definition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    pub name: String,
+    pub schema: String,
+    pub table: String,
+    /// `CREATE INDEX` text pgspec would run (desired) or `pg_get_indexdef`
+    /// (live).
+    pub definition: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invalid: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
+}
+
+/// PgBouncer in front of the server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pooler {
+    pub image: String,
+    pub port: u16,
+    pub bind_address: String,
+    /// PgBouncer settings by name, as PgBouncer's `SHOW CONFIG` prints them.
+    pub settings: BTreeMap<String, String>,
+    /// Per-database overrides: database → setting → value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Backup schedules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    pub destination: BackupDestination,
+    pub schedules: BTreeMap<String, BackupSchedule>,
+}
+
+/// Where backups go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupDestination {
+    Volume(String),
+    Directory(String),
+}
+
+impl Default for BackupDestination {
+    fn default() -> Self {
+        BackupDestination::Volume(String::new())
+    }
+}
+
+/// One backup schedule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupSchedule {
+    pub name: String,
+    pub cron: String,
+    pub kind: String,
+    pub format: String,
+    pub databases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_count: Option<i64>,
+}

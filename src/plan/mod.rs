@@ -1,0 +1,219 @@
+//! Plans: what apply would change, why, and how.
+//!
+//! `diff` compares a desired and a live `Deployment` and returns a `Plan`;
+//! `order` puts its actions in dependency order; `render` turns it into text
+//! or JSON; `saved` writes it to a file with the fingerprint of the live
+//! state it came from; `simulate` is an in-memory model of apply used by the
+//! property tests. Nothing here does I/O or is async.
+
+pub mod diff;
+pub mod order;
+pub mod render;
+pub mod saved;
+pub mod simulate;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Container;
+use crate::secret::Secret;
+
+pub use diff::diff;
+pub use simulate::simulate;
+
+/// Version of the plan JSON format (`pgspec plan --json`) and of saved plans.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// An ordered list of actions, plus what was seen but is not pgspec's to
+/// change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub deployment: String,
+    pub actions: Vec<Action>,
+    /// Live objects the spec does not mention; reported, never touched.
+    #[serde(default)]
+    pub unmanaged: Vec<String>,
+    /// Things the user should know that change nothing (creation-time
+    /// differences, unverifiable passwords, objects planned after a start).
+    #[serde(default)]
+    pub notes: Vec<Note>,
+    /// Problems that make the plan impossible to apply.
+    #[serde(default)]
+    pub errors: Vec<PlanError>,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for action in &self.actions {
+            match action.kind {
+                ActionKind::Create => summary.add += 1,
+                ActionKind::Update => summary.change += 1,
+                ActionKind::Replace => summary.replace += 1,
+                ActionKind::Delete => summary.destroy += 1,
+                ActionKind::Restart => summary.restart += 1,
+            }
+        }
+        summary
+    }
+}
+
+/// Counts of actions by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub replace: usize,
+    pub destroy: usize,
+    pub restart: usize,
+}
+
+/// A note attached to an address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Note {
+    pub address: String,
+    pub message: String,
+}
+
+/// A reason the plan cannot be applied, attached to an address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PlanError {
+    pub address: String,
+    pub message: String,
+}
+
+/// One change to one object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// The object, named the same way everywhere: `role.reporting`,
+    /// `database.app/extension.pg_trgm`, `container.ledger-postgres`.
+    pub address: String,
+    pub kind: ActionKind,
+    pub reason: String,
+    pub risk: Risk,
+    pub changes: Vec<Change>,
+    pub steps: Vec<Step>,
+}
+
+/// What an action does to its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    Restart,
+}
+
+/// What an action costs the running deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Risk {
+    /// Locks taken, e.g. `SHARE UPDATE EXCLUSIVE on public.items`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locks: Vec<String>,
+    /// The server restarts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart: bool,
+    /// Clients are disconnected and must reconnect.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconnects: bool,
+}
+
+impl Risk {
+    pub fn none() -> Self {
+        Risk::default()
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.locks.is_empty() && !self.restart && !self.reconnects
+    }
+}
+
+/// One field's `old -> new`. A sensitive change carries no values at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub field: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+}
+
+impl Change {
+    pub fn new(field: &str, old: Option<String>, new: Option<String>) -> Self {
+        Change {
+            field: field.to_owned(),
+            old,
+            new,
+            sensitive: false,
+        }
+    }
+
+    /// A change whose values must never be shown.
+    pub fn sensitive(field: &str) -> Self {
+        Change {
+            field: field.to_owned(),
+            old: None,
+            new: None,
+            sensitive: true,
+        }
+    }
+}
+
+/// One statement or API call an action runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Step {
+    /// SQL in one database. With `transaction`, all statements commit
+    /// together; without, each runs on its own (CREATE DATABASE, ALTER
+    /// SYSTEM, CREATE INDEX CONCURRENTLY cannot run in a transaction).
+    Sql {
+        /// The database to run in; `None` is the maintenance database pgspec
+        /// connects to first (for cluster-wide statements).
+        database: Option<String>,
+        statements: Vec<String>,
+        transaction: bool,
+    },
+    /// Set a role's password to a SCRAM verifier computed from the secret at
+    /// apply time; the plan holds only the reference.
+    SetPassword { role: String, secret: Secret },
+    /// A Docker Engine call.
+    Docker(DockerStep),
+}
+
+/// Docker Engine calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum DockerStep {
+    CreateVolume {
+        name: String,
+    },
+    /// Create the server container from the desired config (labels included).
+    CreateContainer {
+        container: Container,
+    },
+    StartContainer {
+        name: String,
+    },
+    /// Fast shutdown with a timeout, then remove; the volume stays.
+    RemoveContainer {
+        name: String,
+    },
+    /// `docker update`: resources in place.
+    UpdateResources {
+        name: String,
+        nano_cpus: Option<i64>,
+        memory_bytes: Option<i64>,
+    },
+    RestartContainer {
+        name: String,
+    },
+    /// Wait until the server accepts connections.
+    WaitReady {
+        name: String,
+    },
+}

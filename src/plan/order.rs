@@ -1,0 +1,103 @@
+//! Dependency order: container → settings → roles → databases → schemas →
+//! extensions → indexes → grants → pooler → backups, then deletions in the
+//! reverse order, then restarts.
+
+use crate::plan::{Action, ActionKind, Plan};
+
+/// The phase an address belongs to, by the kind of its last segment.
+fn phase(address: &str) -> u8 {
+    let last = address.rsplit('/').next().unwrap_or(address);
+    let kind = last.split('.').next().unwrap_or(last);
+    match kind {
+        "container" => 0,
+        "setting" => 1,
+        "role" => 2,
+        "membership" => 3,
+        "database" => 4,
+        "schema" => 5,
+        "extension" => 6,
+        "index" => 7,
+        "grant" | "default_privilege" => 8,
+        "pooler" => 9,
+        "backup" => 10,
+        _ => 11,
+    }
+}
+
+/// Sorts actions into the order apply runs them, and every other list of the
+/// plan by address so equal inputs render to equal bytes.
+pub fn sort(plan: &mut Plan) {
+    plan.actions
+        .sort_by(|left, right| key(left).cmp(&key(right)));
+    plan.unmanaged.sort();
+    plan.unmanaged.dedup();
+    plan.notes.sort();
+    plan.errors.sort();
+}
+
+fn key(action: &Action) -> (u8, i16, &str) {
+    match action.kind {
+        ActionKind::Restart => (2, 0, action.address.as_str()),
+        ActionKind::Delete => (
+            1,
+            -i16::from(phase(&action.address)),
+            action.address.as_str(),
+        ),
+        _ => (
+            0,
+            i16::from(phase(&action.address)),
+            action.address.as_str(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Risk;
+
+    fn action(address: &str, kind: ActionKind) -> Action {
+        Action {
+            address: address.to_owned(),
+            kind,
+            reason: String::new(),
+            risk: Risk::none(),
+            changes: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn creates_follow_dependencies_and_deletes_run_backwards() {
+        let mut plan = Plan {
+            actions: vec![
+                action("database.app/index.i", ActionKind::Delete),
+                action("container.x-postgres", ActionKind::Restart),
+                action("database.app/extension.e", ActionKind::Delete),
+                action("database.app/extension.pg_trgm", ActionKind::Create),
+                action("database.app", ActionKind::Create),
+                action("role.app", ActionKind::Create),
+                action("container.x-postgres", ActionKind::Create),
+            ],
+            ..Plan::default()
+        };
+        sort(&mut plan);
+        let order: Vec<_> = plan
+            .actions
+            .iter()
+            .map(|action| (action.address.as_str(), action.kind))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("container.x-postgres", ActionKind::Create),
+                ("role.app", ActionKind::Create),
+                ("database.app", ActionKind::Create),
+                ("database.app/extension.pg_trgm", ActionKind::Create),
+                ("database.app/index.i", ActionKind::Delete),
+                ("database.app/extension.e", ActionKind::Delete),
+                ("container.x-postgres", ActionKind::Restart),
+            ]
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! Saved plans: a plan plus the spec it came from and the fingerprint of the
+//! live state it was made against. `apply PLANFILE` refuses a saved plan
+//! whose fingerprint no longer matches what is live.
+//!
+//! A saved plan holds secret references only, never values.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::Deployment;
+use crate::plan::{FORMAT_VERSION, Plan};
+use crate::spec::Spec;
+
+/// The `format` field of every saved plan, so other JSON is recognised.
+pub const FORMAT: &str = "pgspec-saved-plan";
+
+/// A plan written by `plan --out`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub format: String,
+    pub format_version: u32,
+    pub pgspec_version: String,
+    pub spec: Spec,
+    /// `fingerprint` of the live deployment the plan was made from.
+    pub live_fingerprint: String,
+    pub plan: Plan,
+}
+
+/// Why a saved plan cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedPlanError {
+    /// The file is not JSON of the saved-plan shape.
+    #[error("not a pgspec saved plan")]
+    Malformed(#[source] serde_json::Error),
+    /// The file is JSON but of another kind or version.
+    #[error(
+        "saved plan format `{format}` version {version} is not supported (expected `{FORMAT}` version {FORMAT_VERSION})"
+    )]
+    Unsupported { format: String, version: u32 },
+}
+
+impl SavedPlan {
+    pub fn new(spec: Spec, live: &Deployment, plan: Plan) -> Self {
+        SavedPlan {
+            format: FORMAT.to_owned(),
+            format_version: FORMAT_VERSION,
+            pgspec_version: env!("CARGO_PKG_VERSION").to_owned(),
+            spec,
+            live_fingerprint: fingerprint(live),
+            plan,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self)
+            .unwrap_or_else(|error| panic!("a saved plan always serializes: {error}"));
+        text.push('\n');
+        text
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, SavedPlanError> {
+        let saved: SavedPlan = serde_json::from_str(text).map_err(SavedPlanError::Malformed)?;
+        if saved.format != FORMAT || saved.format_version != FORMAT_VERSION {
+            return Err(SavedPlanError::Unsupported {
+                format: saved.format,
+                version: saved.format_version,
+            });
+        }
+        Ok(saved)
+    }
+}
+
+/// A stable hash of a live deployment: equal states give equal strings.
+pub fn fingerprint(live: &Deployment) -> String {
+    // Maps are BTreeMaps and lists are sorted by `live`, so the JSON text is
+    // canonical for equal states.
+    let bytes = serde_json::to_vec(live)
+        .unwrap_or_else(|error| panic!("a deployment always serializes: {error}"));
+    let digest = Sha256::digest(&bytes);
+    format!("sha256:{}", hex::encode(digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Database, Extension};
+
+    #[test]
+    fn fingerprint_moves_with_live_state() {
+        let mut live = Deployment {
+            name: "app".into(),
+            ..Deployment::default()
+        };
+        let before = fingerprint(&live);
+        assert_eq!(before, fingerprint(&live.clone()));
+        let mut database = Database {
+            name: "app".into(),
+            ..Database::default()
+        };
+        database.extensions.insert(
+            "pg_trgm".into(),
+            Extension {
+                name: "pg_trgm".into(),
+                version: Some("1.6".into()),
+                ..Extension::default()
+            },
+        );
+        live.databases.insert("app".into(), database);
+        assert_ne!(before, fingerprint(&live));
+    }
+
+    #[test]
+    fn rejects_other_json() {
+        assert!(matches!(
+            SavedPlan::from_json("{\"a\": 1}"),
+            Err(SavedPlanError::Malformed(_))
+        ));
+    }
+}

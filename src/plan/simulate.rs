@@ -1,0 +1,119 @@
+//! An in-memory model of apply: what live would look like after a plan ran.
+//! The property tests use it to check convergence (simulate, then diff, gives
+//! an empty plan) without a server.
+
+use crate::model::{Container, ContainerState, Database, Deployment, Extension, address};
+use crate::plan::{Action, ActionKind, DockerStep, Plan, Step};
+
+/// Returns `live` as it would be after every action of `plan` succeeded.
+pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
+    let mut next = live.clone();
+    for action in &plan.actions {
+        let path = address::parse(&action.address);
+        match path.as_slice() {
+            [(kind, _)] if kind == "container" => simulate_container(&mut next, action),
+            [(kind, name)] if kind == "database" => simulate_database(&mut next, name, action),
+            [(database_kind, database), (kind, name)]
+                if database_kind == "database" && kind == "extension" =>
+            {
+                simulate_extension(&mut next, database, name, action);
+            }
+            _ => {}
+        }
+    }
+    next
+}
+
+fn new_value<'a>(action: &'a Action, field: &str) -> Option<&'a String> {
+    action
+        .changes
+        .iter()
+        .find(|change| change.field == field)
+        .and_then(|change| change.new.as_ref())
+}
+
+fn simulate_container(next: &mut Deployment, action: &Action) {
+    for step in &action.steps {
+        let Step::Docker(call) = step else { continue };
+        match call {
+            DockerStep::CreateContainer { container } => {
+                next.container = Some(Container {
+                    superuser_password: None,
+                    state: ContainerState::Running,
+                    volume_exists: true,
+                    data_major: next.container.as_ref().and_then(|live| live.data_major),
+                    ..container.clone()
+                });
+            }
+            DockerStep::RemoveContainer { .. } => {
+                if let Some(container) = &mut next.container {
+                    container.state = ContainerState::Missing;
+                }
+            }
+            DockerStep::StartContainer { .. } => {
+                if let Some(container) = &mut next.container {
+                    container.state = ContainerState::Running;
+                }
+            }
+            DockerStep::UpdateResources {
+                nano_cpus,
+                memory_bytes,
+                ..
+            } => {
+                if let Some(container) = &mut next.container {
+                    container.nano_cpus = *nano_cpus;
+                    container.memory_bytes = *memory_bytes;
+                }
+            }
+            DockerStep::CreateVolume { .. }
+            | DockerStep::RestartContainer { .. }
+            | DockerStep::WaitReady { .. } => {}
+        }
+    }
+}
+
+fn simulate_database(next: &mut Deployment, name: &str, action: &Action) {
+    let database = next
+        .databases
+        .entry(name.to_owned())
+        .or_insert_with(|| Database {
+            name: name.to_owned(),
+            owner: Some("postgres".to_owned()),
+            ..Database::default()
+        });
+    if let Some(owner) = new_value(action, "owner") {
+        database.owner = Some(owner.clone());
+    }
+    if let Some(limit) = new_value(action, "connection_limit") {
+        database.connection_limit = limit.parse().ok();
+    }
+}
+
+fn simulate_extension(next: &mut Deployment, database: &str, name: &str, action: &Action) {
+    let database = next
+        .databases
+        .entry(database.to_owned())
+        .or_insert_with(|| Database {
+            name: database.to_owned(),
+            ..Database::default()
+        });
+    if action.kind == ActionKind::Delete {
+        database.extensions.remove(name);
+        return;
+    }
+    let extension = database
+        .extensions
+        .entry(name.to_owned())
+        .or_insert_with(|| Extension {
+            name: name.to_owned(),
+            version: None,
+            schema: Some("public".to_owned()),
+            managed: true,
+        });
+    if let Some(version) = new_value(action, "version") {
+        extension.version = Some(version.clone());
+    }
+    if let Some(schema) = new_value(action, "schema") {
+        extension.schema = Some(schema.clone());
+    }
+}

@@ -1,0 +1,515 @@
+//! The YAML format users write, mirrored as serde types with a JSON Schema.
+//!
+//! These types follow what people type: optional fields, shorthands such as
+//! `extensions: [pg_trgm]`, and secret references. They are never used to
+//! decide anything; `spec::validate` lowers them into `model::Deployment`.
+//! Unknown fields are rejected everywhere.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A pgspec deployment spec.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "pgspec deployment spec")]
+pub struct SpecFile {
+    /// Version of the spec format. Only `1` exists.
+    pub version: u32,
+    /// Name of the deployment. Prefixes the Docker objects pgspec creates and
+    /// goes into their labels.
+    pub name: String,
+    /// The PostgreSQL server: a container pgspec runs (with `image`) or an
+    /// existing server it connects to (with `connection` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSpec>,
+    /// PgBouncer in front of the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerSpec>,
+    /// Cluster-wide roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleSpec>,
+    /// Databases with their extensions, schemas, grants and indexes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DatabaseSpec>,
+    /// Scheduled backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+    /// Remove objects that pgspec created and the spec no longer lists.
+    /// Objects pgspec did not create are never removed, and nothing that holds
+    /// data (databases, tables, volumes) is ever dropped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prune: bool,
+}
+
+/// A secret is a reference, resolved only when it is needed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SecretRef {
+    /// Name of an environment variable holding the secret.
+    Env(String),
+    /// Path of a file holding the secret (trailing newline ignored), relative
+    /// to the spec file.
+    File(PathBuf),
+}
+
+/// The PostgreSQL server.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSpec {
+    /// Container image following the official `postgres` image's contract.
+    /// Without it, pgspec manages no container and connects to an existing
+    /// server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Host port the server is published on (default 5432).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// Host address the port is published on (default 127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_address: Option<String>,
+    /// Named Docker volume holding the data directory (default `<name>-pgdata`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Resource limits of the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesSpec>,
+    /// The bootstrap superuser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superuser: Option<SuperuserSpec>,
+    /// How pgspec connects. Defaults come from the container's port and
+    /// superuser, then from PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionSpec>,
+    /// Server settings (`ALTER SYSTEM`), in PostgreSQL's units.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, SettingValue>,
+}
+
+/// Container resource limits.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesSpec {
+    /// CPUs, fractional allowed (`1.5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory limit with a unit: `512MiB`, `8GiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Size of /dev/shm: `256MiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<String>,
+}
+
+/// The bootstrap superuser of a container pgspec runs.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuperuserSpec {
+    /// Role name (default `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Password reference.
+    pub password: SecretRef,
+}
+
+/// Connection to the server.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSpec {
+    /// A libpq URL (`postgresql://user@host:port/db`), given as a secret
+    /// reference because URLs often carry a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    /// Maintenance database pgspec connects to first (default `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+/// A setting value as written: `256MB`, `1s`, `200`, `on`, `[a, b]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SettingValue {
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    Text(String),
+    List(Vec<String>),
+}
+
+/// PgBouncer beside the server.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolerSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Host port PgBouncer listens on (default 6432).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_mode: Option<PoolMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_pool_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_pool_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_pool_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_client_conn: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_db_connections: Option<i64>,
+    /// Duration: `600s`, `10min`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_idle_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_lifetime: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_wait_timeout: Option<String>,
+    /// Per-database overrides, keyed by database name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<String, PoolerDatabaseSpec>,
+}
+
+/// PgBouncer pool mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    Session,
+    Transaction,
+    Statement,
+}
+
+/// Per-database pooler overrides.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolerDatabaseSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_mode: Option<PoolMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_db_connections: Option<i64>,
+}
+
+/// A cluster-wide role.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superuser: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub createdb: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub createrole: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypassrls: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherit: Option<bool>,
+    /// Password reference; stored as a SCRAM-SHA-256 verifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    /// -1 means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_limit: Option<i64>,
+    /// Timestamp after which the password is no longer valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+    /// Roles this role is a member of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_of: Vec<String>,
+    /// Per-role settings (`ALTER ROLE … SET`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, SettingValue>,
+}
+
+/// A database and what lives inside it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_limit: Option<i64>,
+    /// Creation-time only: a difference is reported, never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// Creation-time only: a difference is reported, never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Creation-time only (default `template1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Per-database settings (`ALTER DATABASE … SET`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, SettingValue>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<ExtensionEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<SchemaEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<GrantSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexSpec>,
+}
+
+/// An extension: a name, or a name with version and schema.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ExtensionEntry {
+    Name(String),
+    Full(ExtensionSpec),
+}
+
+/// An extension with details.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionSpec {
+    pub name: String,
+    /// Version to install or update to (default: whatever is installed, or
+    /// the server's default version when creating).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Schema the extension's objects live in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+}
+
+/// A schema: a name, or a name with an owner.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SchemaEntry {
+    Name(String),
+    Full(SchemaSpec),
+}
+
+/// A schema with details.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// Privileges for a role. Without `schema` the grant is on the database;
+/// with `schema` alone it is on the schema; with `tables`, `sequences` or
+/// `functions` it is on those objects in the schema; with `default_for` it is
+/// a default privilege for objects created later.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    /// Grantee: a role name or `PUBLIC`.
+    pub role: String,
+    pub privileges: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<ObjectSelection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequences: Option<ObjectSelection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub functions: Option<ObjectSelection>,
+    /// Default privileges on objects of this kind created later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_for: Option<DefaultObjectKind>,
+    /// Whose future objects `default_for` applies to (default: the
+    /// database owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_role: Option<String>,
+}
+
+/// `all`, or a list of names.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ObjectSelection {
+    All(AllKeyword),
+    Names(Vec<String>),
+}
+
+/// The keyword `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum AllKeyword {
+    #[serde(rename = "all")]
+    All,
+}
+
+/// Kinds of objects default privileges apply to.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultObjectKind {
+    Tables,
+    Sequences,
+    Functions,
+    Types,
+    Schemas,
+}
+
+/// An index on a table the application's migrations create.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSpec {
+    pub name: String,
+    /// Table name, optionally schema-qualified (`audit.events`).
+    pub table: String,
+    /// Key columns: a column name, or a column or expression with options.
+    pub columns: Vec<IndexColumn>,
+    /// Access method: btree (default), gin, gist, hash, brin, spgist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub using: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unique: bool,
+    /// NULLS NOT DISTINCT (PostgreSQL 15 and later).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nulls_not_distinct: bool,
+    /// Predicate of a partial index.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub predicate: Option<String>,
+    /// Non-key columns (`INCLUDE`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Storage parameters (`WITH (fillfactor = 90)`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub with: BTreeMap<String, SettingValue>,
+}
+
+/// An index key: a column name, or a column or expression with options.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum IndexColumn {
+    Name(String),
+    Full(IndexColumnSpec),
+}
+
+/// An index key with options. Exactly one of `column` and `expression`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IndexColumnSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// An SQL expression such as `lower(url)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opclass: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<SortOrder>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nulls: Option<NullsOrder>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NullsOrder {
+    First,
+    Last,
+}
+
+/// Scheduled backups. Either one `schedule` (named `default`) or a list of
+/// `schedules`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSpec {
+    /// Cron expression (5 fields, or `@daily`-style) of the single schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<BackupKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<BackupFormat>,
+    /// Databases to dump (default: all the spec's databases).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+    pub destination: DestinationSpec,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<BackupScheduleSpec>,
+}
+
+/// One named backup schedule.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupScheduleSpec {
+    pub name: String,
+    /// Cron expression (5 fields, or `@daily`-style).
+    pub schedule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<BackupKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<BackupFormat>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<String>,
+    /// Overrides the backup section's retention for this schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    Full,
+    Data,
+    Schema,
+    Globals,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupFormat {
+    Custom,
+    Plain,
+    Directory,
+}
+
+/// How long backups are kept.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSpec {
+    /// Remove backups older than this many days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<i64>,
+    /// Keep at most this many backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<i64>,
+    /// Always keep at least the newest this many, whatever their age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_count: Option<i64>,
+}
+
+/// Where backups are written: a named volume or a host directory.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<PathBuf>,
+}
