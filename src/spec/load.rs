@@ -180,7 +180,11 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
         ..
     } = walker;
     let shape_errors = !found.is_empty();
-    let reported: Vec<String> = found.iter().filter_map(|item| item.path.clone()).collect();
+    // A finding without a path is about the whole document.
+    let reported: Vec<String> = found
+        .iter()
+        .map(|item| item.path.clone().unwrap_or_default())
+        .collect();
     diagnostics.items.extend(found);
 
     let file = match serde_path_to_error::deserialize::<_, SpecFile>(document) {
@@ -441,6 +445,23 @@ impl SpanCollector {
             while start < line.len() && line[start].is_whitespace() {
                 start += 1;
             }
+        }
+        // A block mapping starts at its first key's `:`; point at the key.
+        if matches!(node, Node::Mapping) && line.get(start) == Some(&':') {
+            let mut key_start = 0;
+            loop {
+                while key_start < start && line[key_start].is_whitespace() {
+                    key_start += 1;
+                }
+                let entry_marker = line.get(key_start) == Some(&'-')
+                    && line.get(key_start + 1).is_none_or(|c| c.is_whitespace());
+                if key_start < start && entry_marker {
+                    key_start += 1;
+                } else {
+                    break;
+                }
+            }
+            start = key_start;
         }
         let rest = &line[start..];
         let length = match (rest.first(), node) {
@@ -1137,5 +1158,120 @@ fn schema_types(schema: &Schema) -> Option<Vec<String>> {
                 .collect(),
         ),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match load_str(Path::new("spec.yaml"), text) {
+            Ok(_) => Vec::new(),
+            Err(diagnostics) => diagnostics
+                .items
+                .iter()
+                .map(|item| {
+                    let place = item
+                        .span
+                        .map(|span| format!("{}:{}", span.line, span.column))
+                        .unwrap_or_default();
+                    format!(
+                        "{place} {} {}",
+                        item.path.as_deref().unwrap_or(""),
+                        item.message
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn paths_quote_keys_that_are_not_plain_words() {
+        assert_eq!(join_key("", "postgres"), "postgres");
+        assert_eq!(join_key("postgres", "settings"), "postgres.settings");
+        assert_eq!(
+            join_key("postgres.settings", "pg_stat_statements.track"),
+            r#"postgres.settings["pg_stat_statements.track"]"#
+        );
+        assert_eq!(join_index("databases", 2), "databases[2]");
+        assert_eq!(parent(r#"a.b["c.d"]"#), Some("a.b"));
+        assert_eq!(parent("a.b[3]"), Some("a.b"));
+        assert_eq!(parent("a.b"), Some("a"));
+        assert_eq!(parent("a"), Some(""));
+        assert_eq!(parent(""), None);
+    }
+
+    #[test]
+    fn spans_cover_keys_and_values() {
+        let text = "version: 1\nname: ledger\ndatabases:\n  - name: \"somali_nlp\"\n    extensions: [pg_trgm, { name: vector }]\npostgres:\n  settings:\n    pg_stat_statements.track: all\n";
+        let spans = collect_spans(text);
+        let span = |line, column, length| {
+            Some(Span {
+                line,
+                column,
+                length,
+            })
+        };
+        assert_eq!(spans.key("name"), span(2, 1, 4));
+        assert_eq!(spans.value("name"), span(2, 7, 6));
+        assert_eq!(spans.value("databases[0].name"), span(4, 11, 12));
+        assert_eq!(spans.value("databases[0].extensions[0]"), span(5, 18, 7));
+        assert_eq!(spans.value("databases[0].extensions[1]"), span(5, 27, 16));
+        assert_eq!(
+            spans.value("databases[0].extensions[1].name"),
+            span(5, 35, 6)
+        );
+        assert_eq!(
+            spans.value(r#"postgres.settings["pg_stat_statements.track"]"#),
+            span(8, 31, 3)
+        );
+        // Unknown paths fall back to the nearest ancestor.
+        assert_eq!(spans.value("databases[0].name.nothing"), span(4, 11, 12));
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys_load() {
+        let text = "version: 1\nname: ledger\nroles:\n  - &base { name: a, login: true }\n  - <<: *base\n    name: b\n  - *base\n";
+        let loaded = load_str(Path::new("spec.yaml"), text);
+        let loaded = loaded.expect("anchors are fine");
+        let names: Vec<&str> = loaded
+            .file
+            .roles
+            .iter()
+            .map(|role| role.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "a"]);
+    }
+
+    #[test]
+    fn empty_and_non_mapping_documents() {
+        assert_eq!(errors(""), ["  the spec is empty"]);
+        assert_eq!(
+            errors("- a\n"),
+            ["1:1  expected a mapping at the top of the spec, found a list"]
+        );
+    }
+
+    #[test]
+    fn missing_and_mistyped_fields_are_all_reported() {
+        assert_eq!(
+            errors("name: x\nroles:\n  - login: true\n  - name: [b]\nprune: maybe\n"),
+            [
+                "1:1  missing field `version`",
+                "3:5 roles[0] missing field `name`",
+                "4:11 roles[1].name expected a string, found a list",
+                "5:8 prune expected a boolean, found a string",
+            ]
+        );
+    }
+
+    #[test]
+    fn suggestions_are_close_matches_only() {
+        let candidates = ["owner", "extensions", "schemas"];
+        assert_eq!(did_you_mean("ownr", candidates), Some("owner"));
+        assert_eq!(did_you_mean("Owner", candidates), Some("owner"));
+        assert_eq!(did_you_mean("extensoins", candidates), Some("extensions"));
+        assert_eq!(did_you_mean("zzz", candidates), None);
     }
 }
