@@ -102,6 +102,27 @@ pub fn verb(kind: ActionKind) -> &'static str {
     }
 }
 
+fn progressive(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Create => "creating",
+        ActionKind::Update => "updating",
+        ActionKind::Replace => "replacing",
+        ActionKind::Delete => "destroying",
+        ActionKind::Restart => "restarting",
+    }
+}
+
+/// The past tense of an action, for reports.
+pub fn past(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Create => "created",
+        ActionKind::Update => "updated",
+        ActionKind::Replace => "replaced",
+        ActionKind::Delete => "destroyed",
+        ActionKind::Restart => "restarted",
+    }
+}
+
 fn is_container_action(action: &Action) -> bool {
     action.address.starts_with("container.")
 }
@@ -256,6 +277,12 @@ impl Run<'_> {
         let span = tracing::info_span!("action", address = %action.address);
         let _entered = span.enter();
         tracing::info!(kind = verb(action.kind), "applying");
+        crate::output::status(&format!(
+            "{}: {}…",
+            action.address,
+            progressive(action.kind)
+        ));
+        let started = std::time::Instant::now();
         for step in &action.steps {
             if let Err(source) = self.step(step).await {
                 return Err(ApplyError::Action {
@@ -268,6 +295,12 @@ impl Run<'_> {
                 });
             }
         }
+        crate::output::status(&format!(
+            "{}: {} after {:.1}s",
+            action.address,
+            past(action.kind),
+            started.elapsed().as_secs_f64()
+        ));
         self.done.push((action.address.clone(), action.kind));
         Ok(())
     }

@@ -13,7 +13,7 @@ use crate::cli::{Exit, load_spec, plan_now};
 use crate::output;
 use crate::plan::render::{self, Paint, TextOptions};
 use crate::plan::saved::{SavedPlan, fingerprint};
-use crate::plan::{ActionKind, Plan, Summary};
+use crate::plan::{Plan, Summary};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -85,16 +85,7 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
         Err(error) => return Err(explain(error, &plan, color)),
     };
 
-    let mut summary = Summary::default();
-    for (_, kind) in &outcome.done {
-        match kind {
-            ActionKind::Create => summary.add += 1,
-            ActionKind::Update => summary.change += 1,
-            ActionKind::Replace => summary.replace += 1,
-            ActionKind::Delete => summary.destroy += 1,
-            ActionKind::Restart => summary.restart += 1,
-        }
-    }
+    let summary = Summary::count(outcome.done.iter().map(|(_, kind)| *kind));
     output::stdout(&format!(
         "\nApply complete: {} added, {} changed, {} replaced, {} destroyed.\n",
         summary.add, summary.change, summary.replace, summary.destroy
@@ -156,7 +147,7 @@ fn explain(error: ApplyError, plan: &Plan, color: bool) -> anyhow::Error {
             } else {
                 let done: Vec<String> = done
                     .iter()
-                    .map(|(address, kind)| format!("{address} ({})", past(*kind)))
+                    .map(|(address, kind)| format!("{address} ({})", apply::past(*kind)))
                     .collect();
                 message.push_str(&format!("\ndone before the failure: {}", done.join(", ")));
             }
@@ -178,15 +169,5 @@ fn explain(error: ApplyError, plan: &Plan, color: bool) -> anyhow::Error {
             .context("refusing to apply a stale plan: run `pgspec plan` again and review it")
         }
         other => anyhow::Error::new(other),
-    }
-}
-
-fn past(kind: ActionKind) -> &'static str {
-    match kind {
-        ActionKind::Create => "created",
-        ActionKind::Update => "updated",
-        ActionKind::Replace => "replaced",
-        ActionKind::Delete => "deleted",
-        ActionKind::Restart => "restarted",
     }
 }

@@ -47,17 +47,7 @@ impl Plan {
     }
 
     pub fn summary(&self) -> Summary {
-        let mut summary = Summary::default();
-        for action in &self.actions {
-            match action.kind {
-                ActionKind::Create => summary.add += 1,
-                ActionKind::Update => summary.change += 1,
-                ActionKind::Replace => summary.replace += 1,
-                ActionKind::Delete => summary.destroy += 1,
-                ActionKind::Restart => summary.restart += 1,
-            }
-        }
-        summary
+        Summary::count(self.actions.iter().map(|action| action.kind))
     }
 }
 
@@ -69,6 +59,23 @@ pub struct Summary {
     pub replace: usize,
     pub destroy: usize,
     pub restart: usize,
+}
+
+impl Summary {
+    /// Counts actions by kind.
+    pub fn count(kinds: impl IntoIterator<Item = ActionKind>) -> Summary {
+        let mut summary = Summary::default();
+        for kind in kinds {
+            match kind {
+                ActionKind::Create => summary.add += 1,
+                ActionKind::Update => summary.change += 1,
+                ActionKind::Replace => summary.replace += 1,
+                ActionKind::Delete => summary.destroy += 1,
+                ActionKind::Restart => summary.restart += 1,
+            }
+        }
+        summary
+    }
 }
 
 /// A note attached to an address.
@@ -113,13 +120,13 @@ pub enum ActionKind {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Risk {
     /// Locks taken, e.g. `SHARE UPDATE EXCLUSIVE on public.items`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub locks: Vec<String>,
     /// The server restarts.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub restart: bool,
     /// Clients are disconnected and must reconnect.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub reconnects: bool,
 }
 
@@ -194,7 +201,7 @@ pub enum DockerStep {
     },
     /// Create the server container from the desired config (labels included).
     CreateContainer {
-        container: Container,
+        container: Box<Container>,
     },
     StartContainer {
         name: String,

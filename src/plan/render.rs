@@ -115,8 +115,8 @@ pub fn text(plan: &Plan, options: TextOptions) -> String {
         if !restarts.is_empty() {
             let _ = writeln!(
                 out,
-                "{} the server restarts: {}",
-                paint.yellow("Restart required:"),
+                "{} {} (the server restarts once; clients reconnect)",
+                paint.yellow("Restart:"),
                 restarts.join(", ")
             );
         }

@@ -42,7 +42,7 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
                     state: ContainerState::Running,
                     volume_exists: true,
                     data_major: next.container.as_ref().and_then(|live| live.data_major),
-                    ..container.clone()
+                    ..(**container).clone()
                 });
             }
             DockerStep::RemoveContainer { .. } => {

@@ -513,3 +513,13 @@ pub struct DestinationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<PathBuf>,
 }
+
+/// The JSON Schema of the spec format, exactly as `pgspec schema` prints it
+/// and `schema/pgspec.schema.json` holds it.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(SpecFile);
+    let mut text = serde_json::to_string_pretty(&schema)
+        .unwrap_or_else(|error| panic!("the schema always serializes: {error}"));
+    text.push('\n');
+    text
+}

@@ -70,6 +70,8 @@ pub struct Cleanup {
     pub containers: Vec<String>,
     pub volumes: Vec<String>,
     pub networks: Vec<String>,
+    /// Image tags (not images) a test added.
+    pub image_tags: Vec<String>,
 }
 
 impl Drop for Cleanup {
@@ -84,6 +86,7 @@ impl Drop for Cleanup {
         let containers = std::mem::take(&mut self.containers);
         let volumes = std::mem::take(&mut self.volumes);
         let networks = std::mem::take(&mut self.networks);
+        let image_tags = std::mem::take(&mut self.image_tags);
         // Drop may run inside a runtime; clean up on a thread of our own.
         let cleaner = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -111,6 +114,15 @@ impl Drop for Cleanup {
                 }
                 for name in networks {
                     let _ = docker.remove_network(&name).await;
+                }
+                for tag in image_tags {
+                    let _ = docker
+                        .remove_image(
+                            &tag,
+                            None::<bollard::query_parameters::RemoveImageOptions>,
+                            None,
+                        )
+                        .await;
                 }
                 for name in volumes {
                     let _ = docker
@@ -223,16 +235,7 @@ impl Server {
     }
 
     async fn try_client(&self, database: &str) -> Result<Client, tokio_postgres::Error> {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host("127.0.0.1")
-            .port(self.port)
-            .user("postgres")
-            .password(&self.password)
-            .dbname(database)
-            .connect(NoTls)
-            .await?;
-        tokio::spawn(connection);
-        Ok(client)
+        connect(self.port, &self.password, database).await
     }
 
     /// A superuser connection to a database, independent of pgspec.
@@ -259,6 +262,32 @@ impl Server {
             self.port
         )
     }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+/// A superuser connection to a server on a local port.
+pub async fn connect(
+    port: u16,
+    password: &str,
+    database: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .password(password)
+        .dbname(database)
+        .connect(NoTls)
+        .await?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 /// A scratch directory with a spec file in it.

@@ -1,0 +1,312 @@
+//! The server container through the Docker Engine API, against the real
+//! engine and the locally built PostgreSQL 15 and 17 images: create from an
+//! empty host, update in place, start, recreate, replace within a major
+//! version without losing rows, and refuse a major version change.
+
+mod common;
+
+use bollard::Docker;
+use bollard::models::ContainerUpdateBody;
+use bollard::query_parameters::TagImageOptions;
+use common::{
+    Cleanup, Workdir, arg, connect, docker, free_port, pgspec, postgres_image, unique_name,
+};
+
+const PASSWORD_ENV: &str = "PGSPEC_IT_CONTAINER_PASSWORD";
+
+struct Deployment {
+    name: String,
+    port: u16,
+    password: String,
+    work: Workdir,
+    cleanup: Cleanup,
+}
+
+impl Deployment {
+    fn new() -> Deployment {
+        let name = unique_name("ctr");
+        let mut cleanup = Cleanup::default();
+        cleanup.containers.push(format!("{name}-postgres"));
+        cleanup.volumes.push(format!("{name}-pgdata"));
+        Deployment {
+            port: free_port(),
+            password: format!("pw-{}", unique_name("secret")),
+            work: Workdir::new(),
+            name,
+            cleanup,
+        }
+    }
+
+    fn container(&self) -> String {
+        format!("{}-postgres", self.name)
+    }
+
+    /// Writes the spec and returns its path as an argument.
+    fn spec(&self, image: &str, memory: &str) -> String {
+        let text = format!(
+            "# yaml-language-server: $schema=../schema/pgspec.schema.json\n\
+             version: 1\nname: {}\npostgres:\n  image: {image}\n  port: {}\n  \
+             resources: {{ cpus: 1, memory: {memory} }}\n  \
+             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
+             databases:\n  - name: app\n    extensions: [pg_trgm]\n",
+            self.name, self.port
+        );
+        arg(&self.work.write("spec.yaml", &text)).to_owned()
+    }
+
+    fn pgspec(&self, args: &[&str]) -> common::Run {
+        pgspec(args, &[(PASSWORD_ENV, self.password.as_str())])
+    }
+
+    async fn rows(&self) -> i64 {
+        let client = connect(self.port, &self.password, "app")
+            .await
+            .expect("connect");
+        client
+            .query_one("SELECT count(*) FROM ledger", &[])
+            .await
+            .expect("count rows")
+            .get(0)
+    }
+
+    async fn inspect(&self, docker: &Docker) -> bollard::models::ContainerInspectResponse {
+        docker
+            .inspect_container(&self.container(), None)
+            .await
+            .expect("inspect container")
+    }
+}
+
+async fn lifecycle(major: u32) {
+    let docker = docker().await;
+    let mut deployment = Deployment::new();
+    let image = postgres_image(major);
+    let spec = deployment.spec(&image, "512MiB");
+
+    // Empty host: container, volume, database, extension in one apply.
+    let plan = deployment
+        .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+        .expect(2);
+    assert!(
+        plan.stdout
+            .contains(&format!("+ container.{}", deployment.container())),
+        "{}",
+        plan.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    let inspect = deployment.inspect(&docker).await;
+    let host_config = inspect.host_config.clone().expect("host config");
+    assert_eq!(host_config.memory, Some(512 << 20));
+    assert_eq!(host_config.nano_cpus, Some(1_000_000_000));
+    let labels = inspect
+        .config
+        .clone()
+        .and_then(|config| config.labels)
+        .expect("labels");
+    assert_eq!(labels.get("org.pgspec.deployment"), Some(&deployment.name));
+    let env = inspect
+        .config
+        .clone()
+        .and_then(|config| config.env)
+        .unwrap_or_default();
+    assert!(
+        env.iter()
+            .all(|entry| !entry.contains(&deployment.password)),
+        "the superuser password must not be in the container's environment: {env:?}"
+    );
+    let binding = &host_config.port_bindings.expect("ports")["5432/tcp"]
+        .clone()
+        .expect("binding")[0];
+    assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+    let client = connect(deployment.port, &deployment.password, "app")
+        .await
+        .expect("password works");
+    let extension: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'",
+            &[],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(extension, 1);
+    client
+        .batch_execute(
+            "CREATE TABLE ledger (id int); INSERT INTO ledger SELECT generate_series(1, 1000)",
+        )
+        .await
+        .expect("seed rows");
+    deployment
+        .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+        .expect(0);
+    let first_id = inspect.id.clone();
+
+    // A resource change is an in-place update: same container.
+    let spec = deployment.spec(&image, "768MiB");
+    let update = deployment
+        .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+        .expect(2);
+    assert!(
+        update.stdout.contains("~ memory = 512MiB -> 768MiB"),
+        "{}",
+        update.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    let inspect = deployment.inspect(&docker).await;
+    assert_eq!(inspect.id, first_id);
+    assert_eq!(
+        inspect.host_config.and_then(|config| config.memory),
+        Some(768 << 20)
+    );
+
+    // A hand-made `docker update --memory` is drift, and apply restores it.
+    docker
+        .update_container(
+            &deployment.container(),
+            ContainerUpdateBody {
+                memory: Some(1 << 30),
+                memory_swap: Some(1 << 30),
+                ..ContainerUpdateBody::default()
+            },
+        )
+        .await
+        .expect("docker update");
+    let drift = deployment.pgspec(&["drift", "-f", &spec]).expect(2);
+    assert!(
+        drift.stdout.contains("~ memory = 1GiB -> 768MiB"),
+        "{}",
+        drift.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+
+    // `docker stop` is drift; apply starts it again.
+    docker
+        .stop_container(&deployment.container(), None)
+        .await
+        .expect("docker stop");
+    let drift = deployment.pgspec(&["drift", "-f", &spec]).expect(2);
+    assert!(
+        drift.stdout.contains("~ state = stopped -> running"),
+        "{}",
+        drift.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+    assert_eq!(deployment.rows().await, 1000);
+
+    // `docker rm -f` is drift; apply recreates the container on the same data.
+    docker
+        .remove_container(
+            &deployment.container(),
+            Some(bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                v: false,
+                link: false,
+            }),
+        )
+        .await
+        .expect("docker rm -f");
+    let drift = deployment.pgspec(&["drift", "-f", &spec]).expect(2);
+    assert!(
+        drift.stdout.contains("the existing volume"),
+        "{}",
+        drift.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    assert_eq!(
+        deployment.rows().await,
+        1000,
+        "rows survive a recreated container"
+    );
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+
+    // Another image of the same major version replaces the container; the
+    // rows are still there.
+    let alternate = format!("pgspec-test/postgres:{major}-{}", deployment.name);
+    docker
+        .tag_image(
+            &image,
+            Some(TagImageOptions {
+                repo: Some("pgspec-test/postgres".to_owned()),
+                tag: Some(format!("{major}-{}", deployment.name)),
+            }),
+        )
+        .await
+        .expect("tag image");
+    deployment.cleanup.image_tags.push(alternate.clone());
+    let before = deployment.inspect(&docker).await.id;
+    let spec = deployment.spec(&alternate, "768MiB");
+    let replace = deployment
+        .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+        .expect(2);
+    assert!(
+        replace
+            .stdout
+            .contains(&format!("-/+ container.{}", deployment.container())),
+        "{}",
+        replace.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    assert_ne!(deployment.inspect(&docker).await.id, before);
+    assert_eq!(
+        deployment.rows().await,
+        1000,
+        "rows survive a replaced container"
+    );
+    deployment
+        .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+        .expect(0);
+}
+
+/// Moving a spec from PostgreSQL 15 to 17 on an existing volume is refused at
+/// plan time, and the server keeps running.
+async fn major_upgrade_refused(_major: u32) {
+    let docker = docker().await;
+    let deployment = Deployment::new();
+    let spec = deployment.spec(&postgres_image(15), "512MiB");
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    let before = deployment.inspect(&docker).await.id;
+
+    let spec = deployment.spec(&postgres_image(17), "512MiB");
+    let refused = deployment.pgspec(&["plan", "-f", &spec]).expect(1);
+    assert!(
+        refused
+            .stdout
+            .contains("runs PostgreSQL 17 but the data directory"),
+        "{}",
+        refused.stdout
+    );
+    let refused = deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(1);
+    assert!(
+        refused.stderr.contains("nothing was applied"),
+        "{}",
+        refused.stderr
+    );
+    let inspect = deployment.inspect(&docker).await;
+    assert_eq!(inspect.id, before);
+    assert_eq!(inspect.state.and_then(|state| state.running), Some(true));
+}
+
+for_each_major!(container_lifecycle, super::lifecycle);
+
+#[test]
+fn major_version_change_is_refused() {
+    common::block_on(major_upgrade_refused(15));
+}

@@ -1,0 +1,177 @@
+//! Plan output is what users read: every case is a desired spec (YAML), a
+//! live state (JSON, as `live::observe` would record it) and a reviewed
+//! snapshot of the rendered text and JSON.
+
+use std::path::Path;
+
+use pgspec::model::Deployment;
+use pgspec::plan::{self, render};
+
+/// Diffs a spec against a recorded live state and snapshots both renderings.
+fn check(name: &str, desired_yaml: &str, live_json: &str) {
+    let spec = pgspec::spec::load_str(Path::new("spec.yaml"), desired_yaml)
+        .and_then(|loaded| loaded.validate())
+        .unwrap_or_else(|diagnostics| panic!("{}", diagnostics.render(false)))
+        .spec;
+    let live: Deployment = serde_json::from_str(live_json).expect("live json");
+    let plan = plan::diff(&spec.deployment, &live, &spec.options);
+    let text = render::text(
+        &plan,
+        render::TextOptions {
+            color: false,
+            show_unmanaged: true,
+        },
+    );
+    insta::assert_snapshot!(format!("{name}_text"), text);
+    insta::assert_snapshot!(format!("{name}_json"), render::json(&plan));
+}
+
+const CONTAINER_SPEC: &str = r#"
+version: 1
+name: ledger
+postgres:
+  image: postgres:17.2
+  port: 5433
+  resources: { cpus: 4, memory: 8GiB }
+  superuser: { password: { env: LEDGER_PG_PASSWORD } }
+databases:
+  - name: somali_nlp
+    extensions: [pg_trgm, { name: pg_stat_statements, version: "1.10" }]
+"#;
+
+#[test]
+fn empty_host_creates_everything() {
+    check(
+        "empty_host",
+        CONTAINER_SPEC,
+        r#"{ "name": "ledger",
+             "container": { "name": "ledger-postgres", "image": "", "port": 0, "bind_address": "",
+                            "volume": "", "data_mount": "", "superuser": "", "state": "missing",
+                            "volume_exists": false } }"#,
+    );
+}
+
+#[test]
+fn in_sync_deployment_has_nothing_to_do() {
+    check(
+        "in_sync",
+        CONTAINER_SPEC,
+        r#"{ "name": "ledger",
+             "container": { "name": "ledger-postgres", "image": "postgres:17.2", "port": 5433,
+                            "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
+                            "data_mount": "/var/lib/postgresql/data", "nano_cpus": 4000000000,
+                            "memory_bytes": 8589934592, "superuser": "postgres", "state": "running",
+                            "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true },
+             "server": { "version_num": 170002, "available_extensions": {
+                 "pg_trgm": { "default_version": "1.6", "versions": ["1.5", "1.6"] },
+                 "pg_stat_statements": { "default_version": "1.11", "versions": ["1.10", "1.11"] } } },
+             "databases": {
+                 "postgres": { "name": "postgres", "owner": "postgres" },
+                 "somali_nlp": { "name": "somali_nlp", "owner": "postgres", "extensions": {
+                     "pg_trgm": { "name": "pg_trgm", "version": "1.6", "schema": "public", "managed": true },
+                     "pg_stat_statements": { "name": "pg_stat_statements", "version": "1.10", "schema": "public" },
+                     "plpgsql": { "name": "plpgsql", "version": "1.0", "schema": "pg_catalog" } } } } }"#,
+    );
+}
+
+#[test]
+fn image_change_replaces_and_resources_update_in_place() {
+    check(
+        "replace_container",
+        CONTAINER_SPEC,
+        r#"{ "name": "ledger",
+             "container": { "name": "ledger-postgres", "image": "postgres:17.1", "port": 5433,
+                            "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
+                            "data_mount": "/var/lib/postgresql/data", "nano_cpus": 2000000000,
+                            "memory_bytes": 4294967296, "superuser": "postgres", "state": "running",
+                            "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true },
+             "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17 } },
+             "server": { "version_num": 170001, "available_extensions": {
+                 "pg_trgm": { "default_version": "1.6", "versions": ["1.6"] },
+                 "pg_stat_statements": { "default_version": "1.11", "versions": ["1.10", "1.11"] } } },
+             "databases": { "somali_nlp": { "name": "somali_nlp", "owner": "postgres", "extensions": {
+                 "pg_trgm": { "name": "pg_trgm", "version": "1.6", "schema": "public" },
+                 "pg_stat_statements": { "name": "pg_stat_statements", "version": "1.11", "schema": "public" } } } } }"#,
+    );
+}
+
+#[test]
+fn major_version_change_is_refused() {
+    check(
+        "major_upgrade_refused",
+        CONTAINER_SPEC,
+        r#"{ "name": "ledger",
+             "container": { "name": "ledger-postgres", "image": "postgres:15.8", "port": 5433,
+                            "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
+                            "data_mount": "/var/lib/postgresql/data", "superuser": "postgres",
+                            "state": "running", "data_major": 15, "volume_exists": true },
+             "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17 } },
+             "server": { "version_num": 150008 } }"#,
+    );
+}
+
+#[test]
+fn stopped_container_is_started_first() {
+    check(
+        "stopped_container",
+        CONTAINER_SPEC,
+        r#"{ "name": "ledger",
+             "container": { "name": "ledger-postgres", "image": "postgres:17.2", "port": 5433,
+                            "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
+                            "data_mount": "/var/lib/postgresql/data", "nano_cpus": 4000000000,
+                            "memory_bytes": 8589934592, "superuser": "postgres", "state": "stopped",
+                            "volume_exists": true } }"#,
+    );
+}
+
+const EXTERNAL_SPEC: &str = r#"
+version: 1
+name: reporting
+prune: true
+postgres:
+  connection: { host: db.internal, user: admin, password: { env: REPORTING_PASSWORD } }
+databases:
+  - name: "Odd \"Name\""
+    owner: app
+    extensions: [{ name: pg_trgm, version: "1.6" }, { name: hstore, schema: ext }, "uuid-ossp"]
+roles:
+  - name: app
+"#;
+
+#[test]
+fn extension_updates_prunes_and_unmanaged() {
+    check(
+        "extension_changes",
+        EXTERNAL_SPEC,
+        r#"{ "name": "reporting",
+             "server": { "version_num": 150008, "available_extensions": {
+                 "pg_trgm": { "default_version": "1.6", "versions": ["1.5", "1.6"] },
+                 "hstore": { "default_version": "1.8", "versions": ["1.8"] },
+                 "uuid-ossp": { "default_version": "1.1", "versions": ["1.1"] } } },
+             "databases": { "Odd \"Name\"": { "name": "Odd \"Name\"", "owner": "postgres", "extensions": {
+                 "pg_trgm": { "name": "pg_trgm", "version": "1.5", "schema": "public" },
+                 "hstore": { "name": "hstore", "version": "1.8", "schema": "public" },
+                 "citext": { "name": "citext", "version": "1.6", "schema": "public", "managed": true },
+                 "cube": { "name": "cube", "version": "1.5", "schema": "public" } } } } }"#,
+    );
+}
+
+#[test]
+fn unavailable_extension_versions_are_plan_errors() {
+    check(
+        "unavailable_extension",
+        r#"
+version: 1
+name: reporting
+postgres:
+  connection: { host: db.internal }
+databases:
+  - name: app
+    extensions: [{ name: pg_trgm, version: "9.9" }, postgis]
+"#,
+        r#"{ "name": "reporting",
+             "server": { "version_num": 170002, "available_extensions": {
+                 "pg_trgm": { "default_version": "1.6", "versions": ["1.3", "1.4", "1.5", "1.6"] } } },
+             "databases": { "app": { "name": "app", "owner": "postgres" } } }"#,
+    );
+}
