@@ -157,7 +157,7 @@ fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut Plan) -> b
 fn start_steps(want: &Container) -> Vec<Step> {
     vec![
         Step::Docker(DockerStep::CreateContainer {
-            container: want.clone(),
+            container: Box::new(want.clone()),
         }),
         Step::Docker(DockerStep::StartContainer {
             name: want.name.clone(),
@@ -186,7 +186,8 @@ fn major_version_error(want: &Container, live: &Deployment) -> Option<String> {
 
 fn container_fields(have: Option<&Container>, want: &Container) -> Vec<Change> {
     let mut changes = Vec::new();
-    let fields: [(&str, fn(&Container) -> Option<String>); 5] = [
+    type Field = fn(&Container) -> Option<String>;
+    let fields: [(&str, Field); 5] = [
         ("image", |container| Some(container.image.clone())),
         ("port", |container| {
             Some(format!("{}:{}", container.bind_address, container.port))
