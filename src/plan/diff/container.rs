@@ -1,0 +1,268 @@
+//! Diff of the server container: field by field, so the plan says exactly
+//! what changed and what it needs — `docker update` in place, a start, or a
+//! replacement on the same volume — and refuses a major version change on
+//! existing data.
+
+use crate::model::{Container, ContainerState, Deployment, address};
+use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PlanError, Risk, Step};
+
+/// Diffs the server container. Returns whether the state inside PostgreSQL
+/// is known: observed, or known to be empty because the data directory will
+/// be initialised from scratch.
+pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut Plan) -> bool {
+    let Some(want) = &desired.container else {
+        return live.server.is_some();
+    };
+    let address = address::container(&want.name);
+    let have = live
+        .container
+        .as_ref()
+        .filter(|container| container.state != ContainerState::Missing);
+    let fresh_volume = !live
+        .container
+        .as_ref()
+        .is_some_and(|container| container.volume_exists);
+
+    if let Some(error) = major_version_error(want, live) {
+        plan.errors.push(PlanError {
+            address: address.clone(),
+            message: error,
+        });
+        return false;
+    }
+
+    match have {
+        None => {
+            let mut steps = Vec::new();
+            if fresh_volume {
+                steps.push(Step::Docker(DockerStep::CreateVolume {
+                    name: want.volume.clone(),
+                }));
+            }
+            steps.extend(start_steps(want));
+            let reason = if fresh_volume {
+                "declared in the spec, no container or data volume exists".to_owned()
+            } else {
+                format!(
+                    "declared in the spec, no container exists; the existing volume `{}` is reused",
+                    want.volume
+                )
+            };
+            plan.actions.push(Action {
+                address,
+                kind: ActionKind::Create,
+                reason,
+                risk: Risk::none(),
+                changes: container_fields(None, want),
+                steps,
+            });
+        }
+        Some(have) => {
+            let replace_changes = replace_changes(have, want);
+            if !replace_changes.is_empty() {
+                let mut steps = vec![Step::Docker(DockerStep::RemoveContainer {
+                    name: want.name.clone(),
+                })];
+                steps.extend(start_steps(want));
+                plan.actions.push(Action {
+                    address,
+                    kind: ActionKind::Replace,
+                    reason: "the engine cannot change these fields of a container in place; \
+                             the data volume is kept"
+                        .to_owned(),
+                    risk: Risk {
+                        locks: Vec::new(),
+                        restart: true,
+                        reconnects: true,
+                    },
+                    changes: replace_changes,
+                    steps,
+                });
+            } else {
+                let mut changes = resource_changes(have, want);
+                let mut steps = Vec::new();
+                if !changes.is_empty() {
+                    steps.push(Step::Docker(DockerStep::UpdateResources {
+                        name: want.name.clone(),
+                        nano_cpus: want.nano_cpus,
+                        memory_bytes: want.memory_bytes,
+                    }));
+                }
+                if have.state == ContainerState::Stopped {
+                    changes.push(Change::new(
+                        "state",
+                        Some("stopped".into()),
+                        Some("running".into()),
+                    ));
+                    steps.push(Step::Docker(DockerStep::StartContainer {
+                        name: want.name.clone(),
+                    }));
+                    steps.push(Step::Docker(DockerStep::WaitReady {
+                        name: want.name.clone(),
+                    }));
+                }
+                if !changes.is_empty() {
+                    plan.actions.push(Action {
+                        address,
+                        kind: ActionKind::Update,
+                        reason: "changed in place (docker update / start)".to_owned(),
+                        risk: Risk::none(),
+                        changes,
+                        steps,
+                    });
+                }
+            }
+        }
+    }
+
+    if live.server.is_some() {
+        true
+    } else if fresh_volume {
+        // A new data directory holds nothing yet, so everything inside
+        // PostgreSQL is planned as a create.
+        true
+    } else {
+        plan.notes.push(Note {
+            address: address::container(&want.name),
+            message: "the server is not running: objects inside PostgreSQL are planned \
+                      once apply has started it"
+                .to_owned(),
+        });
+        false
+    }
+}
+
+/// The steps that create and start a container and wait for the server.
+fn start_steps(want: &Container) -> Vec<Step> {
+    vec![
+        Step::Docker(DockerStep::CreateContainer {
+            container: Box::new(want.clone()),
+        }),
+        Step::Docker(DockerStep::StartContainer {
+            name: want.name.clone(),
+        }),
+        Step::Docker(DockerStep::WaitReady {
+            name: want.name.clone(),
+        }),
+    ]
+}
+
+/// Refuses a change of PostgreSQL major version on an existing data
+/// directory.
+fn major_version_error(want: &Container, live: &Deployment) -> Option<String> {
+    let data_major = live.container.as_ref()?.data_major?;
+    let image_major = live.images.get(&want.image)?.pg_major?;
+    (data_major != image_major).then(|| {
+        format!(
+            "image `{}` runs PostgreSQL {image_major} but the data directory on volume `{}` \
+             was created by PostgreSQL {data_major}; a major version change needs an upgrade \
+             (pg_dump/pg_restore into a new volume, or pg_upgrade) and pgspec will not start \
+             a different major version on existing data",
+            want.image, want.volume
+        )
+    })
+}
+
+fn container_fields(have: Option<&Container>, want: &Container) -> Vec<Change> {
+    let mut changes = Vec::new();
+    type Field = fn(&Container) -> Option<String>;
+    let fields: [(&str, Field); 5] = [
+        ("image", |container| Some(container.image.clone())),
+        ("port", |container| {
+            Some(format!("{}:{}", container.bind_address, container.port))
+        }),
+        ("volume", |container| {
+            Some(format!("{}:{}", container.volume, container.data_mount))
+        }),
+        ("cpus", |container| container.nano_cpus.map(format_cpus)),
+        ("memory", |container| {
+            container.memory_bytes.map(format_bytes)
+        }),
+    ];
+    for (field, get) in fields {
+        let old = have.and_then(get);
+        let new = get(want);
+        if new.is_some() && old != new {
+            changes.push(Change::new(field, old, new));
+        }
+    }
+    changes
+}
+
+/// Fields that only a new container can change.
+fn replace_changes(have: &Container, want: &Container) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut compare = |field: &str, old: String, new: String| {
+        if old != new {
+            changes.push(Change::new(field, Some(old), Some(new)));
+        }
+    };
+    compare("image", have.image.clone(), want.image.clone());
+    compare(
+        "port",
+        format!("{}:{}", have.bind_address, have.port),
+        format!("{}:{}", want.bind_address, want.port),
+    );
+    compare(
+        "volume",
+        format!("{}:{}", have.volume, have.data_mount),
+        format!("{}:{}", want.volume, want.data_mount),
+    );
+    if let Some(shm) = want.shm_bytes {
+        compare(
+            "shm_size",
+            have.shm_bytes.map(format_bytes).unwrap_or_default(),
+            format_bytes(shm),
+        );
+    }
+    changes
+}
+
+/// Fields `docker update` changes in place.
+fn resource_changes(have: &Container, want: &Container) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if want.nano_cpus != have.nano_cpus {
+        changes.push(Change::new(
+            "cpus",
+            have.nano_cpus.map(format_cpus),
+            Some(want.nano_cpus.map(format_cpus).unwrap_or_else(unlimited)),
+        ));
+    }
+    if want.memory_bytes != have.memory_bytes {
+        changes.push(Change::new(
+            "memory",
+            have.memory_bytes.map(format_bytes),
+            Some(
+                want.memory_bytes
+                    .map(format_bytes)
+                    .unwrap_or_else(unlimited),
+            ),
+        ));
+    }
+    changes
+}
+
+fn unlimited() -> String {
+    "unlimited".to_owned()
+}
+
+fn format_cpus(nano_cpus: i64) -> String {
+    let cpus = nano_cpus as f64 / 1e9;
+    format!("{cpus}")
+}
+
+/// Bytes in the largest binary unit that divides them.
+pub fn format_bytes(bytes: i64) -> String {
+    const UNITS: [(&str, i64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (unit, size) in UNITS {
+        if bytes != 0 && bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes}B")
+}
