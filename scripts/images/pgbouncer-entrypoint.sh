@@ -18,27 +18,34 @@ set -Eeo pipefail
 : "${PGBOUNCER_CONFIG:=/etc/pgbouncer/pgbouncer.ini}"
 PGBOUNCER_USER=postgres
 
+# only asks for the version or help: no config needed
+_pgb_want_help() {
+	local arg
+	for arg; do
+		case "$arg" in
+			-V | --version | -h | --help) return 0 ;;
+		esac
+	done
+	return 1
+}
+
 if [ "$#" -eq 0 ]; then
-	set -- pgbouncer "$PGBOUNCER_CONFIG"
-elif [ "$1" = 'pgbouncer' ]; then
-	:
+	set -- pgbouncer
 elif [ "${1:0:1}" = '-' ] || [[ "$1" == *.ini ]]; then
-	# options and/or a config path for pgbouncer; add the default config
-	# unless the last argument already names one
-	last="${!#}"
-	if [ "${last:0:1}" = '-' ]; then
-		set -- "$@" "$PGBOUNCER_CONFIG"
-	fi
+	# options and/or a config path for pgbouncer
 	set -- pgbouncer "$@"
 fi
 
 if [ "$1" = 'pgbouncer' ]; then
+	if _pgb_want_help "$@"; then
+		exec "$@"
+	fi
+	# add the default config unless the last argument names one
+	last="${!#}"
+	if [ "$#" -eq 1 ] || [ "${last:0:1}" = '-' ]; then
+		set -- "$@" "$PGBOUNCER_CONFIG"
+	fi
 	config="${!#}"
-	case "$config" in
-		-*|pgbouncer)
-			# `pgbouncer -V`, `pgbouncer --help`: nothing to prepare
-			exec "$@" ;;
-	esac
 	if [ ! -f "$config" ]; then
 		printf >&2 'pgbouncer-entrypoint: config file %s not found: write one into the container (docker cp / archive API) before starting it, or set PGBOUNCER_CONFIG or pass its path\n' "$config"
 		exit 1
