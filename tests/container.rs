@@ -28,6 +28,7 @@ impl Deployment {
         let mut cleanup = Cleanup::default();
         cleanup.containers.push(format!("{name}-postgres"));
         cleanup.volumes.push(format!("{name}-pgdata"));
+        cleanup.networks.push(format!("{name}-net"));
         Deployment {
             port: free_port(),
             password: format!("pw-{}", unique_name("secret")),
@@ -115,6 +116,16 @@ async fn lifecycle(major: u32) {
         env.iter()
             .all(|entry| !entry.contains(&deployment.password)),
         "the superuser password must not be in the container's environment: {env:?}"
+    );
+    let networks = inspect
+        .network_settings
+        .clone()
+        .and_then(|settings| settings.networks)
+        .unwrap_or_default();
+    assert!(
+        networks.contains_key(&format!("{}-net", deployment.name)),
+        "attached to the deployment's network: {:?}",
+        networks.keys()
     );
     let binding = &host_config.port_bindings.expect("ports")["5432/tcp"]
         .clone()
@@ -302,6 +313,28 @@ async fn major_upgrade_refused(_major: u32) {
     let inspect = deployment.inspect(&docker).await;
     assert_eq!(inspect.id, before);
     assert_eq!(inspect.state.and_then(|state| state.running), Some(true));
+
+    // With the server stopped, the data directory's PG_VERSION still tells.
+    docker
+        .stop_container(&deployment.container(), None)
+        .await
+        .expect("docker stop");
+    let refused = deployment.pgspec(&["plan", "-f", &spec]).expect(1);
+    assert!(
+        refused.stdout.contains("created by PostgreSQL 15"),
+        "{}",
+        refused.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(1);
+    let inspect = deployment.inspect(&docker).await;
+    assert_eq!(inspect.id, before, "nothing was replaced");
+    assert_eq!(
+        inspect.state.and_then(|state| state.running),
+        Some(false),
+        "nothing was started"
+    );
 }
 
 for_each_major!(container_lifecycle, super::lifecycle);

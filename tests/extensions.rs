@@ -281,3 +281,122 @@ for_each_major!(
     secrets_never_reach_output,
     super::secrets_stay_out_of_output
 );
+
+/// Without a `connection` block pgspec uses the libpq variables; a URL in
+/// the spec (as a secret reference) works too.
+async fn connection_sources(major: u32) {
+    let server = Server::start(major).await;
+    let work = Workdir::new();
+    let port = server.port.to_string();
+    let bare = work.write(
+        "bare.yaml",
+        "version: 1\nname: conn-test\ndatabases:\n  - name: postgres\n    extensions: [pg_trgm]\n",
+    );
+    let libpq = [
+        ("PGHOST", "127.0.0.1"),
+        ("PGPORT", port.as_str()),
+        ("PGUSER", "postgres"),
+        ("PGPASSWORD", server.password.as_str()),
+        ("PGDATABASE", "postgres"),
+    ];
+    let plan = pgspec(&["plan", "-f", arg(&bare), "--detailed-exitcode"], &libpq).expect(2);
+    assert!(
+        plan.stdout
+            .contains("+ database.postgres/extension.pg_trgm"),
+        "{}",
+        plan.stdout
+    );
+
+    let with_url = work.write(
+        "url.yaml",
+        "version: 1\nname: conn-test\npostgres:\n  connection:\n    url: { env: PGSPEC_IT_URL }\n\
+         databases:\n  - name: postgres\n    extensions: [pg_trgm]\n",
+    );
+    let url = format!(
+        "postgresql://postgres:{}@127.0.0.1:{}/postgres",
+        server.password, server.port
+    );
+    let plan = pgspec(
+        &["plan", "-f", arg(&with_url)],
+        &[("PGSPEC_IT_URL", url.as_str())],
+    )
+    .expect(0);
+    assert!(
+        plan.stdout
+            .contains("+ database.postgres/extension.pg_trgm"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains(&server.password) && !plan.stderr.contains(&server.password));
+
+    // Nothing reachable: a clear error that names the target and says what to check.
+    let closed = common::free_port().to_string();
+    let unreachable = pgspec(
+        &["plan", "-f", arg(&bare)],
+        &[
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", closed.as_str()),
+            ("PGUSER", "postgres"),
+        ],
+    )
+    .expect(1);
+    assert!(
+        unreachable
+            .stderr
+            .contains("cannot connect to PostgreSQL at `postgres@127.0.0.1:"),
+        "{}",
+        unreachable.stderr
+    );
+    assert!(
+        unreachable.stderr.contains("help:"),
+        "{}",
+        unreachable.stderr
+    );
+}
+
+/// `drift` waits while an apply holds the deployment's advisory lock, so an
+/// apply in progress is never reported as drift.
+async fn drift_waits_for_apply_lock(major: u32) {
+    let server = Server::start(major).await;
+    server.execute("postgres", "CREATE DATABASE app").await;
+    let work = Workdir::new();
+    let path = work.write("spec.yaml", &spec(&server, "[]", false));
+    let holder = server.client("postgres").await;
+    let key = pgspec::apply::lock::key("ext-test");
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&key])
+        .await
+        .expect("take the apply lock");
+
+    let password = server.password.clone();
+    let spec_arg = arg(&path).to_owned();
+    let drift = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let run = pgspec(
+            &["drift", "-f", &spec_arg],
+            &[(PASSWORD_ENV, password.as_str())],
+        );
+        (run, started.elapsed())
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(!drift.is_finished(), "drift must wait for the apply lock");
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .expect("release the apply lock");
+    let (run, waited) = drift.join().expect("drift thread");
+    run.expect(0);
+    assert!(
+        waited >= std::time::Duration::from_secs(3),
+        "waited {waited:?}"
+    );
+}
+
+for_each_major!(
+    connection_from_libpq_variables_and_url,
+    super::connection_sources
+);
+for_each_major!(
+    drift_waits_while_apply_holds_the_lock,
+    super::drift_waits_for_apply_lock
+);

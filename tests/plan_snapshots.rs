@@ -61,7 +61,8 @@ fn in_sync_deployment_has_nothing_to_do() {
                             "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
                             "data_mount": "/var/lib/postgresql/data", "nano_cpus": 4000000000,
                             "memory_bytes": 8589934592, "superuser": "postgres", "state": "running",
-                            "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true },
+                            "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true,
+                            "network": "ledger-net", "network_exists": true, "restart_policy": "unless-stopped" },
              "server": { "version_num": 170002, "available_extensions": {
                  "pg_trgm": { "default_version": "1.6", "versions": ["1.5", "1.6"] },
                  "pg_stat_statements": { "default_version": "1.11", "versions": ["1.10", "1.11"] } } },
@@ -84,7 +85,8 @@ fn image_change_replaces_and_resources_update_in_place() {
                             "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
                             "data_mount": "/var/lib/postgresql/data", "nano_cpus": 2000000000,
                             "memory_bytes": 4294967296, "superuser": "postgres", "state": "running",
-                            "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true },
+                            "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true,
+                            "network": "ledger-net", "network_exists": true, "restart_policy": "unless-stopped" },
              "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17 } },
              "server": { "version_num": 170001, "available_extensions": {
                  "pg_trgm": { "default_version": "1.6", "versions": ["1.6"] },
@@ -120,7 +122,7 @@ fn stopped_container_is_started_first() {
                             "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
                             "data_mount": "/var/lib/postgresql/data", "nano_cpus": 4000000000,
                             "memory_bytes": 8589934592, "superuser": "postgres", "state": "stopped",
-                            "volume_exists": true } }"#,
+                            "volume_exists": true, "network_exists": true, "restart_policy": "no" } }"#,
     );
 }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerUpdateBody, HostConfig, Mount, MountType, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerUpdateBody, HostConfig, Mount, MountType, NetworkConnectRequest,
+    NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, LogsOptions, RemoveContainerOptions,
@@ -76,10 +76,36 @@ pub async fn run(
                 .with_context(|| format!("cannot start container `{name}`"))?;
         }
         DockerStep::RemoveContainer { name } => remove_container(docker, name).await?,
+        DockerStep::CreateNetwork { name } => {
+            docker
+                .create_network(NetworkCreateRequest {
+                    name: name.clone(),
+                    driver: Some("bridge".to_owned()),
+                    labels: Some(object_labels(deployment)),
+                    ..NetworkCreateRequest::default()
+                })
+                .await
+                .with_context(|| format!("cannot create network `{name}`"))?;
+        }
+        DockerStep::ConnectNetwork { network, container } => {
+            docker
+                .connect_network(
+                    network,
+                    NetworkConnectRequest {
+                        container: container.clone(),
+                        endpoint_config: None,
+                    },
+                )
+                .await
+                .with_context(|| {
+                    format!("cannot connect container `{container}` to network `{network}`")
+                })?;
+        }
         DockerStep::UpdateResources {
             name,
             nano_cpus,
             memory_bytes,
+            restart_policy,
         } => {
             docker
                 .update_container(
@@ -90,6 +116,7 @@ pub async fn run(
                         // No swap beyond the memory limit: a database that
                         // swaps is slower than one that is told no.
                         memory_swap: *memory_bytes,
+                        restart_policy: restart_policy.as_deref().map(restart_policy_of),
                         ..ContainerUpdateBody::default()
                     },
                 )
@@ -156,10 +183,8 @@ async fn create_container(
             memory: container.memory_bytes,
             memory_swap: container.memory_bytes,
             shm_size: container.shm_bytes,
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
+            restart_policy: Some(restart_policy_of(&container.restart_policy)),
+            network_mode: Some(container.network.clone()).filter(|network| !network.is_empty()),
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
@@ -194,6 +219,21 @@ async fn create_container(
             })?;
     }
     Ok(())
+}
+
+/// Docker's restart policy for a name; unknown or empty names mean
+/// `unless-stopped`, the policy a database server wants.
+fn restart_policy_of(name: &str) -> RestartPolicy {
+    let name = match name {
+        "no" => RestartPolicyNameEnum::NO,
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    };
+    RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: None,
+    }
 }
 
 /// A tar archive holding the password file, readable by root only.

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::DownloadFromContainerOptions;
+use futures_util::StreamExt;
 
 use crate::live::ObserveError;
 use crate::model::{Container, ContainerState, Image};
@@ -58,11 +60,22 @@ pub struct Observed {
 /// Reads the container named like the desired one, its volume, and the
 /// desired image.
 pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, ObserveError> {
-    let (container, volume, image) = tokio::join!(
+    let (container, volume, image, network) = tokio::join!(
         docker.inspect_container(&want.name, None),
         docker.inspect_volume(&want.volume),
         docker.inspect_image(&want.image),
+        docker.inspect_network(&want.network, None),
     );
+    let network_exists = match network {
+        Ok(_) => true,
+        Err(error) if is_not_found(&error) => false,
+        Err(source) => {
+            return Err(ObserveError::Docker {
+                what: format!("inspect network `{}`", want.network),
+                source,
+            });
+        }
+    };
     let volume_exists = match volume {
         Ok(_) => true,
         Err(error) if is_not_found(&error) => false,
@@ -97,11 +110,23 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
         }
     }
     let container = match container {
-        Ok(inspect) => container_from_inspect(inspect, want, volume_exists),
+        Ok(inspect) => {
+            let mut container = container_from_inspect(inspect, want, volume_exists);
+            if container.state == ContainerState::Stopped {
+                // A running server reports its version; a stopped one is
+                // read from the data directory, so a major version change
+                // is refused before anything starts.
+                container.data_major =
+                    data_directory_major(docker, &want.name, &container.data_mount).await;
+            }
+            container.network_exists = network_exists;
+            container
+        }
         Err(error) if is_not_found(&error) => Container {
             name: want.name.clone(),
             state: ContainerState::Missing,
             volume_exists,
+            network_exists,
             ..Container::default()
         },
         Err(source) => {
@@ -115,6 +140,51 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
         container: Some(container),
         images,
     })
+}
+
+/// `PG_VERSION` of the data directory in a (stopped) container, read
+/// through the engine's archive endpoint; `None` when it cannot be read.
+async fn data_directory_major(docker: &Docker, container: &str, data_mount: &str) -> Option<u32> {
+    if data_mount.is_empty() {
+        return None;
+    }
+    // The official image keeps PGDATA in the mount (up to 17) or in
+    // `<major>/docker` below it (18 on); the first one found wins.
+    let mut candidates = vec![format!("{data_mount}/PG_VERSION")];
+    for major in 18..=22 {
+        candidates.push(format!("{data_mount}/{major}/docker/PG_VERSION"));
+    }
+    for path in candidates {
+        let mut archive = Vec::new();
+        let mut stream =
+            docker.download_from_container(container, Some(DownloadFromContainerOptions { path }));
+        let mut failed = false;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => archive.extend_from_slice(&bytes),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            continue;
+        }
+        let mut reader = tar::Archive::new(archive.as_slice());
+        let Ok(mut entries) = reader.entries() else {
+            continue;
+        };
+        if let Some(Ok(mut entry)) = entries.next() {
+            let mut text = String::new();
+            if std::io::Read::read_to_string(&mut entry, &mut text).is_ok()
+                && let Ok(major) = text.trim().parse()
+            {
+                return Some(major);
+            }
+        }
+    }
+    None
 }
 
 fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
@@ -150,6 +220,17 @@ fn container_from_inspect(
         .and_then(|state| state.running)
         .unwrap_or(false);
     let positive = |value: Option<i64>| value.filter(|value| *value > 0);
+    let attached = inspect
+        .network_settings
+        .as_ref()
+        .and_then(|settings| settings.networks.as_ref())
+        .is_some_and(|networks| networks.contains_key(&want.network));
+    let restart_policy = host_config
+        .restart_policy
+        .as_ref()
+        .and_then(|policy| policy.name)
+        .map(|name| name.to_string())
+        .unwrap_or_default();
     Container {
         name: want.name.clone(),
         image: config.image.unwrap_or_default(),
@@ -184,5 +265,12 @@ fn container_from_inspect(
         image_id: inspect.image.unwrap_or_default(),
         data_major: None,
         volume_exists,
+        network: if attached {
+            want.network.clone()
+        } else {
+            String::new()
+        },
+        network_exists: false,
+        restart_policy,
     }
 }

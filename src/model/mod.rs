@@ -113,6 +113,16 @@ pub struct Container {
     pub data_major: Option<u32>,
     /// Whether the data volume exists (live) — the desired side wants it to.
     pub volume_exists: bool,
+    /// The deployment's Docker network the container is attached to
+    /// (`<deployment>-net`); live: empty when it is not attached.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub network: String,
+    /// Live only: whether the deployment's network exists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_exists: bool,
+    /// Docker restart policy (`unless-stopped`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub restart_policy: String,
 }
 
 /// Run state of a container.

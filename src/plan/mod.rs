@@ -199,6 +199,15 @@ pub enum DockerStep {
     CreateVolume {
         name: String,
     },
+    /// The deployment's bridge network; containers reach each other by name.
+    CreateNetwork {
+        name: String,
+    },
+    /// Attach an existing container to a network, in place.
+    ConnectNetwork {
+        network: String,
+        container: String,
+    },
     /// Create the server container from the desired config (labels included).
     CreateContainer {
         container: Box<Container>,
@@ -215,6 +224,8 @@ pub enum DockerStep {
         name: String,
         nano_cpus: Option<i64>,
         memory_bytes: Option<i64>,
+        #[serde(default)]
+        restart_policy: Option<String>,
     },
     RestartContainer {
         name: String,

@@ -293,6 +293,10 @@ pub fn step_lines(step: &Step) -> Vec<String> {
 fn docker_line(call: &DockerStep) -> String {
     match call {
         DockerStep::CreateVolume { name } => format!("create volume `{name}`"),
+        DockerStep::CreateNetwork { name } => format!("create network `{name}`"),
+        DockerStep::ConnectNetwork { network, container } => {
+            format!("connect container `{container}` to network `{network}`")
+        }
         DockerStep::CreateContainer { container } => format!(
             "create container `{}` from `{}` ({}:{} -> 5432, volume `{}` at {})",
             container.name,
@@ -310,8 +314,12 @@ fn docker_line(call: &DockerStep) -> String {
             name,
             nano_cpus,
             memory_bytes,
+            restart_policy,
         } => {
             let mut parts = Vec::new();
+            if let Some(policy) = restart_policy {
+                parts.push(format!("restart policy {policy}"));
+            }
             if let Some(nano_cpus) = nano_cpus {
                 parts.push(format!("cpus {}", *nano_cpus as f64 / 1e9));
             }

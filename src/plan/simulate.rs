@@ -41,6 +41,7 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
                     superuser_password: None,
                     state: ContainerState::Running,
                     volume_exists: true,
+                    network_exists: true,
                     data_major: next.container.as_ref().and_then(|live| live.data_major),
                     ..(**container).clone()
                 });
@@ -58,11 +59,25 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
             DockerStep::UpdateResources {
                 nano_cpus,
                 memory_bytes,
+                restart_policy,
                 ..
             } => {
                 if let Some(container) = &mut next.container {
                     container.nano_cpus = *nano_cpus;
                     container.memory_bytes = *memory_bytes;
+                    if let Some(policy) = restart_policy {
+                        container.restart_policy = policy.clone();
+                    }
+                }
+            }
+            DockerStep::CreateNetwork { .. } => {
+                if let Some(container) = &mut next.container {
+                    container.network_exists = true;
+                }
+            }
+            DockerStep::ConnectNetwork { network, .. } => {
+                if let Some(container) = &mut next.container {
+                    container.network = network.clone();
                 }
             }
             DockerStep::CreateVolume { .. }

@@ -1202,6 +1202,9 @@ fn lower(loaded: &Loaded) -> Spec {
             image_id: String::new(),
             data_major: None,
             volume_exists: true,
+            network: format!("{}-net", file.name),
+            network_exists: true,
+            restart_policy: "unless-stopped".to_owned(),
         }
     });
 
@@ -1243,7 +1246,7 @@ fn lower(loaded: &Loaded) -> Spec {
                     .map(|password| Secret::from_ref(password, base)),
                 member_of,
                 settings: lower_settings(&role.settings),
-                managed: false,
+                ..Role::default()
             };
             (role.name.clone(), lowered)
         })
@@ -1395,6 +1398,7 @@ fn lower_database(database: &crate::spec::file::DatabaseSpec) -> Database {
         schemas,
         grants,
         indexes,
+        ..Database::default()
     }
 }
 

@@ -33,7 +33,9 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
 
     match have {
         None => {
-            let mut steps = Vec::new();
+            let mut steps: Vec<Step> = create_network_step(have_network_exists(live), want)
+                .into_iter()
+                .collect();
             if fresh_volume {
                 steps.push(Step::Docker(DockerStep::CreateVolume {
                     name: want.volume.clone(),
@@ -58,11 +60,20 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
             });
         }
         Some(have) => {
-            let replace_changes = replace_changes(have, want);
+            let mut replace_changes = replace_changes(have, want);
+            if let Some(change) = image_id_change(have, want, live) {
+                replace_changes.push(change);
+            }
             if !replace_changes.is_empty() {
-                let mut steps = vec![Step::Docker(DockerStep::RemoveContainer {
+                // The new container gets every desired field, so show the
+                // in-place ones that change with it too.
+                replace_changes.extend(resource_changes(have, want));
+                let mut steps: Vec<Step> = create_network_step(have.network_exists, want)
+                    .into_iter()
+                    .collect();
+                steps.push(Step::Docker(DockerStep::RemoveContainer {
                     name: want.name.clone(),
-                })];
+                }));
                 steps.extend(start_steps(want));
                 plan.actions.push(Action {
                     address,
@@ -86,7 +97,17 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                         name: want.name.clone(),
                         nano_cpus: want.nano_cpus,
                         memory_bytes: want.memory_bytes,
+                        restart_policy: Some(want.restart_policy.clone())
+                            .filter(|policy| !policy.is_empty()),
                     }));
+                }
+                if have.network != want.network {
+                    changes.push(Change::new(
+                        "network",
+                        Some(have.network.clone()).filter(|network| !network.is_empty()),
+                        Some(want.network.clone()),
+                    ));
+                    steps.extend(network_steps(have.network_exists, want));
                 }
                 if have.state == ContainerState::Stopped {
                     changes.push(Change::new(
@@ -130,6 +151,55 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
         });
         false
     }
+}
+
+fn have_network_exists(live: &Deployment) -> bool {
+    live.container
+        .as_ref()
+        .is_some_and(|container| container.network_exists)
+}
+
+/// Creates the deployment's network when it is missing.
+fn create_network_step(network_exists: bool, want: &Container) -> Option<Step> {
+    (!network_exists && !want.network.is_empty()).then(|| {
+        Step::Docker(DockerStep::CreateNetwork {
+            name: want.network.clone(),
+        })
+    })
+}
+
+/// Creates the deployment's network when missing and attaches a running
+/// container to it (a new container is attached by its create step).
+fn network_steps(network_exists: bool, want: &Container) -> Vec<Step> {
+    let mut steps: Vec<Step> = create_network_step(network_exists, want)
+        .into_iter()
+        .collect();
+    steps.push(Step::Docker(DockerStep::ConnectNetwork {
+        network: want.network.clone(),
+        container: want.name.clone(),
+    }));
+    steps
+}
+
+/// A container still running an older image of the same tag (the tag was
+/// pulled or rebuilt since) is replaced, so the new image is what runs.
+fn image_id_change(have: &Container, want: &Container, live: &Deployment) -> Option<Change> {
+    if have.image != want.image || have.image_id.is_empty() {
+        return None;
+    }
+    let local = live.images.get(&want.image)?;
+    (!local.id.is_empty() && local.id != have.image_id).then(|| {
+        Change::new(
+            "image_id",
+            Some(short_id(&have.image_id)),
+            Some(short_id(&local.id)),
+        )
+    })
+}
+
+fn short_id(id: &str) -> String {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.chars().take(12).collect()
 }
 
 /// The steps that create and start a container and wait for the server.
@@ -237,6 +307,13 @@ fn resource_changes(have: &Container, want: &Container) -> Vec<Change> {
                     .map(format_bytes)
                     .unwrap_or_else(unlimited),
             ),
+        ));
+    }
+    if !want.restart_policy.is_empty() && want.restart_policy != have.restart_policy {
+        changes.push(Change::new(
+            "restart_policy",
+            Some(have.restart_policy.clone()).filter(|policy| !policy.is_empty()),
+            Some(want.restart_policy.clone()),
         ));
     }
     changes
