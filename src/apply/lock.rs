@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use crate::live::{ObserveError, Target};
+use crate::spec::Spec;
 
 /// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +153,61 @@ impl AdvisoryLock {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+}
+
+/// The locks one apply holds from before it plans until it has verified:
+/// the host file lock always, the advisory lock as soon as the server runs.
+pub struct ApplyLock {
+    _file: FileLock,
+    advisory: Option<AdvisoryLock>,
+    target: Target,
+    deployment: String,
+    wait: Duration,
+}
+
+impl ApplyLock {
+    /// Takes the file lock, and the advisory lock when the server answers.
+    /// A managed container that is not running has no server to lock yet;
+    /// `ensure_advisory` takes it once the container phase has started it.
+    pub async fn acquire(spec: &Spec, wait: Duration) -> Result<ApplyLock, LockError> {
+        let deployment = spec.deployment.name.clone();
+        let file = FileLock::acquire(&deployment, wait).await?;
+        let target = Target::resolve(spec).map_err(LockError::Server)?;
+        let advisory =
+            match AdvisoryLock::acquire(&target, &deployment, Mode::Exclusive, wait).await {
+                Ok(lock) => Some(lock),
+                Err(LockError::Server(ObserveError::PostgresUnreachable { .. }))
+                    if spec.deployment.container.is_some() =>
+                {
+                    None
+                }
+                Err(error) => return Err(error),
+            };
+        Ok(ApplyLock {
+            _file: file,
+            advisory,
+            target,
+            deployment,
+            wait,
+        })
+    }
+
+    /// Takes the advisory lock if it is not held yet.
+    pub async fn ensure_advisory(&mut self) -> Result<(), LockError> {
+        if self.advisory.is_none() {
+            self.advisory = Some(
+                AdvisoryLock::acquire(&self.target, &self.deployment, Mode::Exclusive, self.wait)
+                    .await?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Releases the advisory lock before the server restarts (its
+    /// connection dies with the server); the file lock stays.
+    pub fn release_advisory(&mut self) {
+        self.advisory = None;
     }
 }
 

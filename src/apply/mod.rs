@@ -20,8 +20,6 @@ use crate::spec::Spec;
 /// How an apply behaves.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
-    /// How long to wait for another apply's lock.
-    pub lock_wait: Duration,
     /// `lock_timeout` for every DDL statement.
     pub lock_timeout: Duration,
     /// Test hook: stop after this many actions, as if cut off.
@@ -31,7 +29,6 @@ pub struct ApplyOptions {
 impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
-            lock_wait: Duration::from_secs(300),
             lock_timeout: Duration::from_secs(5),
             stop_after: None,
         }
@@ -127,35 +124,15 @@ fn is_container_action(action: &Action) -> bool {
     action.address.starts_with("container.")
 }
 
-/// Applies an approved plan to the deployment the spec describes.
+/// Applies an approved plan to the deployment the spec describes, under
+/// locks the caller took before it planned.
 pub async fn apply(
     spec: &Spec,
     approved: Approved<'_>,
     options: &ApplyOptions,
+    locks: &mut lock::ApplyLock,
 ) -> Result<Outcome, ApplyError> {
-    let deployment = &spec.deployment.name;
-    let _file_lock = lock::FileLock::acquire(deployment, options.lock_wait).await?;
     let target = Target::resolve(spec)?;
-
-    // Take the advisory lock now when the server is up; when it is not (the
-    // container is missing or stopped) the file lock covers the container
-    // phase and the advisory lock is taken once the server runs.
-    let mut advisory = match lock::AdvisoryLock::acquire(
-        &target,
-        deployment,
-        lock::Mode::Exclusive,
-        options.lock_wait,
-    )
-    .await
-    {
-        Ok(lock) => Some(lock),
-        Err(lock::LockError::Server(ObserveError::PostgresUnreachable { .. }))
-            if spec.deployment.container.is_some() =>
-        {
-            None
-        }
-        Err(error) => return Err(error.into()),
-    };
 
     let live = live::observe(spec).await?;
     let fresh = plan::diff(&spec.deployment, &live, &spec.options);
@@ -193,6 +170,10 @@ pub async fn apply(
         .collect();
 
     for action in container_actions {
+        if action.risk.restart {
+            // The lock's connection dies with the server it runs on.
+            locks.release_advisory();
+        }
         run.action(action).await?;
     }
 
@@ -209,26 +190,18 @@ pub async fn apply(
             .collect();
         run.total = run.done.len() + inner_actions.len() + restarts.len();
     }
-    if advisory.is_none() && !inner_actions.is_empty() {
-        advisory = Some(
-            lock::AdvisoryLock::acquire(
-                &target,
-                deployment,
-                lock::Mode::Exclusive,
-                options.lock_wait,
-            )
-            .await?,
-        );
+    if !inner_actions.is_empty() {
+        locks.ensure_advisory().await?;
     }
 
     for action in inner_actions {
         run.action(action).await?;
     }
     for action in restarts {
+        locks.release_advisory();
         run.action(action).await?;
         run.sessions.reset();
     }
-    drop(advisory);
 
     let after = live::observe(spec).await?;
     let remaining = plan::diff(&spec.deployment, &after, &spec.options);

@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 
+use crate::apply::lock::ApplyLock;
 use crate::apply::{self, ApplyError, ApplyOptions, Approved};
-use crate::cli::{Exit, load_spec, plan_now};
+use crate::cli::{Exit, load_spec, observe_and_diff};
 use crate::output;
 use crate::plan::render::{self, Paint, TextOptions};
 use crate::plan::saved::{SavedPlan, fingerprint};
@@ -40,18 +41,23 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
         color,
         show_unmanaged: false,
     };
-    let (spec, plan, live_fingerprint) = match (&args.plan_file, &args.file) {
+    let lock_wait = Duration::from_secs(args.lock_wait);
+    let (spec, plan, live_fingerprint, mut locks) = match (&args.plan_file, &args.file) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read saved plan `{}`", path.display()))?;
             let saved = SavedPlan::from_json(&text)
                 .with_context(|| format!("cannot load saved plan `{}`", path.display()))?;
+            let locks = ApplyLock::acquire(&saved.spec, lock_wait).await?;
             // A saved plan is the approval: it is applied as it is, or not at all.
-            (saved.spec, saved.plan, saved.live_fingerprint)
+            (saved.spec, saved.plan, saved.live_fingerprint, locks)
         }
         (None, Some(path)) => {
             let spec = load_spec(path, color)?;
-            let (live, plan) = plan_now(&spec).await?;
+            // The lock is held from before planning until apply has verified,
+            // so a second apply waits and then plans against the result.
+            let locks = ApplyLock::acquire(&spec, lock_wait).await?;
+            let (live, plan) = observe_and_diff(&spec).await?;
             output::stdout(&render::text(&plan, text_options))?;
             if !plan.errors.is_empty() {
                 bail!(
@@ -64,13 +70,12 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
             }
             confirm(args.auto_approve)?;
             let live_fingerprint = fingerprint(&live);
-            (spec, plan, live_fingerprint)
+            (spec, plan, live_fingerprint, locks)
         }
         (None, None) => bail!("give a spec with `-f SPEC` or a saved plan file"),
     };
 
     let options = ApplyOptions {
-        lock_wait: Duration::from_secs(args.lock_wait),
         lock_timeout: Duration::from_millis(args.lock_timeout),
         stop_after: std::env::var("PGSPEC_TEST_STOP_AFTER")
             .ok()
@@ -80,7 +85,7 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
         plan: &plan,
         live_fingerprint: &live_fingerprint,
     };
-    let outcome = match apply::apply(&spec, approved, &options).await {
+    let outcome = match apply::apply(&spec, approved, &options, &mut locks).await {
         Ok(outcome) => outcome,
         Err(error) => return Err(explain(error, &plan, color)),
     };

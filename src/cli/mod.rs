@@ -134,10 +134,16 @@ pub(crate) async fn plan_now(spec: &Spec) -> anyhow::Result<(Deployment, Plan)> 
         }
         Err(error) => return Err(error.into()),
     };
+    let observed = observe_and_diff(spec).await;
+    drop(lock);
+    observed
+}
+
+/// Observes and diffs without taking a lock (the caller holds one).
+pub(crate) async fn observe_and_diff(spec: &Spec) -> anyhow::Result<(Deployment, Plan)> {
     let live = live::observe(spec)
         .await
         .with_context(|| format!("cannot observe deployment `{}`", spec.deployment.name))?;
-    drop(lock);
     let plan = crate::plan::diff(&spec.deployment, &live, &spec.options);
     Ok((live, plan))
 }
