@@ -17,8 +17,15 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PGSPEC_LOG_PREFIX=docker-engine
 
 timeout_s="${PGSPEC_DOCKERD_TIMEOUT:-60}"
+log_start_line=1
 state_dir="${XDG_STATE_HOME:-$HOME/.local/state}/pgspec"
 dockerd_log="$state_dir/dockerd.log"
+
+# the last lines dockerd wrote since this script started it
+show_log_tail() {
+	log "last lines of $dockerd_log:"
+	tail -n "+$log_start_line" "$dockerd_log" 2> /dev/null | tail -n 25 >&2 || true
+}
 
 engine_summary() {
 	"$DOCKER" version --format \
@@ -64,6 +71,8 @@ else
 		as_root rm -f /var/run/docker.pid
 	fi
 	mkdir -p "$state_dir"
+	touch "$dockerd_log"
+	log_start_line=$(($(wc -l < "$dockerd_log") + 1))
 	log "starting dockerd (log: $dockerd_log)"
 	printf '\n=== %s: dockerd started by pgspec scripts/docker-engine.sh ===\n' "$(date -u +%FT%TZ)" >> "$dockerd_log"
 	# setsid + nohup: own session, no controlling terminal, survives this
@@ -75,13 +84,13 @@ fi
 deadline=$((SECONDS + timeout_s))
 until pick_docker_client; do
 	if [ "$SECONDS" -ge "$deadline" ]; then
-		log "dockerd did not answer within ${timeout_s}s; last lines of $dockerd_log:"
-		tail -n 25 "$dockerd_log" >&2 2> /dev/null || true
+		log "dockerd did not answer within ${timeout_s}s"
+		show_log_tail
 		die "no Docker engine (see $dockerd_log)"
 	fi
 	if ! dockerd_running && [ "$SECONDS" -ge $((deadline - timeout_s + 5)) ]; then
-		log "dockerd exited; last lines of $dockerd_log:"
-		tail -n 25 "$dockerd_log" >&2 2> /dev/null || true
+		log "dockerd exited"
+		show_log_tail
 		die "dockerd failed to start (see $dockerd_log)"
 	fi
 	sleep 1

@@ -16,18 +16,33 @@ as_root() {
 	fi
 }
 
-# apt-get update at most once per process tree, then install what is missing.
+# Install Debian packages non-interactively. apt-get update runs once: not
+# again in this process tree, nor when the package lists are under an hour
+# old (docker-engine.sh and images.sh each may install something). apt's
+# chatter is shown only when it fails.
 apt_install() {
-	if [ -z "${PGSPEC_APT_UPDATED:-}" ]; then
+	local out rc=0
+	out="$(mktemp "${TMPDIR:-/tmp}/pgspec-apt.XXXXXX")"
+	if [ -z "${PGSPEC_APT_UPDATED:-}" ] \
+		&& [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 -print -quit 2> /dev/null)" ]; then
 		log "apt-get update"
-		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq > /dev/null \
-			|| die "apt-get update failed"
-		export PGSPEC_APT_UPDATED=1
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get update > "$out" 2>&1 || rc=$?
+		if [ "$rc" != 0 ]; then
+			cat "$out" >&2
+			rm -f "$out"
+			die "apt-get update failed"
+		fi
 	fi
+	export PGSPEC_APT_UPDATED=1
 	log "apt-get install $*"
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends -o Dpkg::Use-Pty=0 "$@" > /dev/null \
-		|| die "apt-get install $* failed"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		-o Dpkg::Use-Pty=0 "$@" > "$out" 2>&1 || rc=$?
+	if [ "$rc" != 0 ]; then
+		tail -n 40 "$out" >&2
+		rm -f "$out"
+		die "apt-get install $* failed"
+	fi
+	rm -f "$out"
 }
 
 # Pick the docker client. The one first on PATH may be newer than the engine

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 
 use pgspec::model::{
-    AvailableExtension, Container, ContainerState, Database, Deployment, Extension, ServerInfo,
+    Acl, AclObject, AvailableExtension, Container, ContainerState, Database, Deployment, Extension,
+    Grant, GrantTarget, PasswordState, Role, Schema, ServerInfo, Setting,
 };
 use pgspec::plan::{self, ActionKind, render};
+use pgspec::secret::Secret;
 use pgspec::spec::DiffOptions;
 use proptest::prelude::*;
 
@@ -24,6 +26,7 @@ const VERSIONS: &[&str] = &["1.0", "1.1", "2.0"];
 fn server() -> ServerInfo {
     ServerInfo {
         version_num: 170_000,
+        current_user: None,
         available_extensions: EXTENSIONS
             .iter()
             .map(|name| {
@@ -83,13 +86,15 @@ fn databases(
                 0..4,
             ),
             proptest::option::of(proptest::sample::select(&["postgres", "app_owner"][..])),
+            desired_grants(),
+            live_acls("postgres".to_owned()),
         ),
         0..3,
     )
     .prop_map(move |databases| {
         databases
             .into_iter()
-            .map(|(name, (extensions, database_owner))| {
+            .map(|(name, (extensions, database_owner, grants, acls))| {
                 let extensions = extensions
                     .into_iter()
                     .map(|(extension_name, extension)| {
@@ -102,17 +107,353 @@ fn databases(
                         )
                     })
                     .collect();
+                let database_owner = if owner {
+                    Some(database_owner.unwrap_or("postgres").to_owned())
+                } else {
+                    database_owner.map(str::to_owned)
+                };
+                // The desired side states grants; the live side (`owner`
+                // set) holds privileges, the `public` schema and tables.
+                let (grants, acls, schemas) = if owner {
+                    let acls = acls
+                        .into_iter()
+                        .map(|acl| match acl.object {
+                            AclObject::Default { schema, object, .. } => Acl {
+                                object: AclObject::Default {
+                                    schema,
+                                    object,
+                                    for_role: database_owner.clone().unwrap_or_default(),
+                                },
+                                ..acl
+                            },
+                            _ => acl,
+                        })
+                        .collect();
+                    let schemas = BTreeMap::from([(
+                        "public".to_owned(),
+                        Schema {
+                            name: "public".to_owned(),
+                            owner: Some("pg_database_owner".to_owned()),
+                        },
+                    )]);
+                    (Vec::new(), acls, schemas)
+                } else {
+                    (grants, Vec::new(), BTreeMap::new())
+                };
                 let database = Database {
                     name: name.clone(),
-                    owner: if owner {
-                        Some(database_owner.unwrap_or("postgres").to_owned())
-                    } else {
-                        database_owner.map(str::to_owned)
-                    },
+                    owner: database_owner,
                     extensions,
+                    grants,
+                    acls,
+                    schemas,
                     ..Database::default()
                 };
                 (name, database)
+            })
+            .collect()
+    })
+}
+
+const ROLES: &[&str] = &["app", "reporting", "Odd Role", "x\"; DROP ROLE y; --"];
+const PARENTS: &[&str] = &["pg_read_all_data", "app"];
+const GRANTEES: &[&str] = &["reporting", "PUBLIC"];
+const TABLES: &[&str] = &["items", "Odd Table"];
+
+/// Settings as the live server describes them: name, unit, type, context.
+const SETTINGS: &[(&str, Option<&str>, &str, &str)] = &[
+    ("shared_buffers", Some("8kB"), "integer", "postmaster"),
+    ("work_mem", Some("kB"), "integer", "user"),
+    ("statement_timeout", Some("ms"), "integer", "user"),
+    ("jit", None, "bool", "user"),
+    ("shared_preload_libraries", None, "string", "postmaster"),
+];
+
+/// Spellings of values for each setting, desired and live alike.
+fn setting_values(name: &str) -> &'static [&'static str] {
+    match name {
+        "shared_buffers" => &["128MB", "16384", "256MB", "32768", "262144kB"],
+        "work_mem" => &["4MB", "4096", "8MB", "8192"],
+        "statement_timeout" => &["30s", "30000", "1min", "0"],
+        "jit" => &["on", "off", "true", "false"],
+        _ => &["pg_stat_statements", "pg_stat_statements, auto_explain", ""],
+    }
+}
+
+fn desired_settings() -> impl Strategy<Value = std::collections::BTreeMap<String, Setting>> {
+    proptest::collection::btree_map(
+        proptest::sample::select(SETTINGS).prop_map(|(name, ..)| name.to_owned()),
+        0..8usize,
+        0..4,
+    )
+    .prop_map(|chosen| {
+        chosen
+            .into_iter()
+            .map(|(name, index)| {
+                let values = setting_values(&name);
+                let value = values[index % values.len()].to_owned();
+                (
+                    name,
+                    Setting {
+                        value,
+                        ..Setting::default()
+                    },
+                )
+            })
+            .collect()
+    })
+}
+
+fn live_settings() -> impl Strategy<Value = std::collections::BTreeMap<String, Setting>> {
+    proptest::collection::vec((0..8usize, proptest::option::of(0..8usize)), SETTINGS.len())
+        .prop_map(|indexes| {
+            SETTINGS
+                .iter()
+                .zip(indexes)
+                .map(|((name, unit, vartype, context), (value, pending))| {
+                    let values = setting_values(name);
+                    // The server reports numbers in the setting's unit.
+                    let live_value =
+                        |index: usize| {
+                            let text = values[index % values.len()];
+                            match *name {
+                                "shared_buffers"
+                                    if text.ends_with("MB") || text.ends_with("kB") =>
+                                {
+                                    if text == "128MB" { "16384" } else { "32768" }
+                                }
+                                "work_mem" if text.ends_with("MB") => {
+                                    if text == "4MB" {
+                                        "4096"
+                                    } else {
+                                        "8192"
+                                    }
+                                }
+                                "statement_timeout" if text == "30s" => "30000",
+                                "statement_timeout" if text == "1min" => "60000",
+                                "jit" if text == "true" => "on",
+                                "jit" if text == "false" => "off",
+                                _ => text,
+                            }
+                            .to_owned()
+                        };
+                    (
+                        (*name).to_owned(),
+                        Setting {
+                            value: live_value(value),
+                            unit: unit.map(str::to_owned),
+                            vartype: Some((*vartype).to_owned()),
+                            context: Some((*context).to_owned()),
+                            source: Some("default".to_owned()),
+                            pending_restart: pending.is_some() && *context == "postmaster",
+                            pending_value: pending
+                                .map(|index| values[index % values.len()].to_owned()),
+                        },
+                    )
+                })
+                .collect()
+        })
+}
+
+fn role_settings() -> impl Strategy<Value = std::collections::BTreeMap<String, String>> {
+    proptest::collection::btree_map(
+        proptest::sample::select(&["statement_timeout", "work_mem"][..]).prop_map(str::to_owned),
+        0..8usize,
+        0..3,
+    )
+    .prop_map(|chosen| {
+        chosen
+            .into_iter()
+            .map(|(name, index)| {
+                let values = setting_values(&name);
+                let value = values[index % values.len()].to_owned();
+                (name, value)
+            })
+            .collect()
+    })
+}
+
+fn role(live: bool) -> impl Strategy<Value = Role> {
+    (
+        proptest::collection::vec(any::<bool>(), 6),
+        proptest::sample::select(&[-1i64, 5, 20][..]),
+        role_settings(),
+        proptest::sample::subsequence(PARENTS, 0..=PARENTS.len()),
+        any::<bool>(),
+        proptest::sample::select(
+            &[
+                PasswordState::Matches,
+                PasswordState::Differs,
+                PasswordState::Md5,
+                PasswordState::Missing,
+                PasswordState::Unverifiable,
+            ][..],
+        ),
+    )
+        .prop_map(
+            move |(flags, connection_limit, settings, member_of, password, state)| Role {
+                name: String::new(),
+                login: flags[0],
+                createdb: flags[1],
+                createrole: flags[2],
+                replication: flags[3],
+                bypassrls: flags[4],
+                inherit: flags[5],
+                connection_limit,
+                settings,
+                member_of: member_of.into_iter().map(str::to_owned).collect(),
+                password: (!live && password).then(|| Secret::env("PGSPEC_PROPERTY_PASSWORD")),
+                password_state: (live && password).then_some(state),
+                managed: live && password,
+                ..Role::default()
+            },
+        )
+}
+
+fn roles(live: bool) -> impl Strategy<Value = std::collections::BTreeMap<String, Role>> {
+    proptest::collection::btree_map(
+        proptest::sample::select(ROLES).prop_map(str::to_owned),
+        role(live),
+        0..3,
+    )
+    .prop_map(|roles| {
+        roles
+            .into_iter()
+            .map(|(name, role)| (name.clone(), Role { name, ..role }))
+            .collect()
+    })
+}
+
+/// Privilege subsets for a kind of object.
+fn privileges(kind: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
+    proptest::sample::subsequence(kind, 0..=kind.len())
+        .prop_map(|chosen| chosen.into_iter().map(str::to_owned).collect())
+}
+
+const DATABASE_PRIVILEGES: &[&str] = &["CONNECT", "CREATE", "TEMPORARY"];
+const SCHEMA_PRIVILEGES: &[&str] = &["CREATE", "USAGE"];
+const TABLE_PRIVILEGES: &[&str] = &["DELETE", "INSERT", "SELECT", "UPDATE"];
+
+fn targets() -> Vec<(GrantTarget, &'static [&'static str])> {
+    let public = || "public".to_owned();
+    vec![
+        (GrantTarget::Database, DATABASE_PRIVILEGES),
+        (GrantTarget::Schema { schema: public() }, SCHEMA_PRIVILEGES),
+        (
+            GrantTarget::Tables {
+                schema: public(),
+                names: None,
+            },
+            TABLE_PRIVILEGES,
+        ),
+        (
+            GrantTarget::Tables {
+                schema: public(),
+                names: Some(vec!["items".to_owned()]),
+            },
+            TABLE_PRIVILEGES,
+        ),
+        (
+            GrantTarget::Default {
+                schema: public(),
+                object: "tables".to_owned(),
+                for_role: None,
+            },
+            TABLE_PRIVILEGES,
+        ),
+    ]
+}
+
+fn desired_grants() -> impl Strategy<Value = Vec<Grant>> {
+    proptest::collection::btree_map(
+        (proptest::sample::select(GRANTEES), 0..targets().len()),
+        proptest::sample::subsequence(TABLE_PRIVILEGES, 1..=2),
+        0..4,
+    )
+    .prop_map(|chosen| {
+        let targets = targets();
+        chosen
+            .into_iter()
+            .map(|((grantee, target), table_privileges)| {
+                let (target, kind) = targets[target].clone();
+                // Privileges that fit the kind of object, never none.
+                let mut privileges: Vec<String> = if kind == TABLE_PRIVILEGES {
+                    table_privileges.into_iter().map(str::to_owned).collect()
+                } else {
+                    vec![kind[table_privileges.len() % kind.len()].to_owned()]
+                };
+                privileges.sort();
+                Grant {
+                    grantee: grantee.to_owned(),
+                    target,
+                    privileges,
+                }
+            })
+            .collect()
+    })
+}
+
+/// The privileges live holds in one database: on the database, `public`,
+/// its tables, and default privileges of the owner.
+fn live_acls(owner: String) -> impl Strategy<Value = Vec<Acl>> {
+    proptest::collection::vec(
+        (
+            privileges(DATABASE_PRIVILEGES),
+            privileges(SCHEMA_PRIVILEGES),
+            privileges(TABLE_PRIVILEGES),
+            privileges(TABLE_PRIVILEGES),
+            privileges(TABLE_PRIVILEGES),
+        ),
+        GRANTEES.len(),
+    )
+    .prop_map(move |per_grantee| {
+        let public = || "public".to_owned();
+        let mut objects: Vec<(AclObject, usize)> = vec![
+            (AclObject::Database, 0),
+            (AclObject::Schema { schema: public() }, 1),
+            (
+                AclObject::Table {
+                    schema: public(),
+                    name: TABLES[0].to_owned(),
+                },
+                2,
+            ),
+            (
+                AclObject::Table {
+                    schema: public(),
+                    name: TABLES[1].to_owned(),
+                },
+                3,
+            ),
+            (
+                AclObject::Default {
+                    schema: public(),
+                    object: "tables".to_owned(),
+                    for_role: owner.clone(),
+                },
+                4,
+            ),
+        ];
+        objects.sort();
+        objects
+            .into_iter()
+            .map(|(object, column)| Acl {
+                object,
+                privileges: GRANTEES
+                    .iter()
+                    .zip(&per_grantee)
+                    .map(|(grantee, held)| {
+                        let held = match column {
+                            0 => &held.0,
+                            1 => &held.1,
+                            2 => &held.2,
+                            3 => &held.3,
+                            _ => &held.4,
+                        };
+                        ((*grantee).to_owned(), held.clone())
+                    })
+                    .filter(|(_, held)| !held.is_empty())
+                    .collect(),
             })
             .collect()
     })
@@ -139,6 +480,12 @@ fn deployments() -> impl Strategy<Value = (Deployment, Deployment, DiffOptions)>
         databases(desired_extension(), false),
         databases(live_extension(), true),
         any::<bool>(),
+        (
+            desired_settings(),
+            live_settings(),
+            roles(false),
+            roles(true),
+        ),
         proptest::option::of((
             proptest::sample::select(
                 &[
@@ -152,10 +499,18 @@ fn deployments() -> impl Strategy<Value = (Deployment, Deployment, DiffOptions)>
         )),
     )
         .prop_map(
-            |(desired_databases, live_databases, prune, live_container)| {
+            |(
+                desired_databases,
+                live_databases,
+                prune,
+                (desired_settings, live_settings, desired_roles, live_roles),
+                live_container,
+            )| {
                 let desired = Deployment {
                     name: "prop".to_owned(),
                     container: Some(container(ContainerState::Running, 2, "postgres:17.2")),
+                    settings: desired_settings,
+                    roles: desired_roles,
                     databases: desired_databases,
                     ..Deployment::default()
                 };
@@ -169,6 +524,8 @@ fn deployments() -> impl Strategy<Value = (Deployment, Deployment, DiffOptions)>
                             ..container(ContainerState::Missing, 2, "")
                         },
                     }),
+                    settings: live_settings,
+                    roles: live_roles,
                     databases: live_databases,
                     server: Some(server()),
                     ..Deployment::default()
@@ -198,12 +555,18 @@ proptest! {
     /// A live deployment used as the desired one has nothing to do.
     #[test]
     fn deployment_against_itself_is_empty((_desired, live, options) in deployments()) {
+        let mut live = live;
+        // A value waiting in the configuration files is a change about to
+        // happen, not part of a settled deployment.
+        for setting in live.settings.values_mut() {
+            setting.pending_value = None;
+            setting.pending_restart = false;
+        }
         let mut desired = live.clone();
         desired.server = None;
         if let Some(container) = &mut desired.container {
             container.state = ContainerState::Running;
         }
-        let mut live = live;
         if let Some(container) = &mut live.container {
             container.state = ContainerState::Running;
         }
@@ -238,8 +601,16 @@ proptest! {
             if action.kind == ActionKind::Delete {
                 prop_assert!(options.prune, "delete without pruning: {}", action.address);
                 let path = pgspec::model::address::parse(&action.address);
-                let (database, extension) = (&path[0].1, &path[1].1);
-                prop_assert!(live.databases[database].extensions[extension].managed);
+                match path.as_slice() {
+                    [(kind, role)] if kind == "role" => {
+                        let role = &live.roles[role];
+                        prop_assert!(role.managed && !role.superuser);
+                    }
+                    [(_, database), (_, extension)] => {
+                        prop_assert!(live.databases[database].extensions[extension].managed);
+                    }
+                    _ => prop_assert!(false, "unexpected delete: {}", action.address),
+                }
             }
         }
     }

@@ -109,6 +109,8 @@ pub async fn observe(spec: &Spec) -> Result<Deployment, ObserveError> {
                 container.data_major = Some(observed.server.version_num / 10_000);
             }
             live.server = Some(observed.server);
+            live.settings = observed.settings;
+            live.roles = observed.roles;
             live.databases = observed.databases;
         }
         // A stopped or missing container explains an unreachable server;

@@ -46,6 +46,57 @@ pub fn index(database: &str, index: &str) -> String {
     format!("{}/index.{}", self::database(database), name(index))
 }
 
+/// A membership of `member` in `role`: `role.app/membership.pg_read_all_data`.
+pub fn membership(member: &str, role: &str) -> String {
+    format!("{}/membership.{}", self::role(member), name(role))
+}
+
+/// Privileges of `grantee` on an object:
+/// `database.app/grant.reporting` (the database),
+/// `database.app/schema.public/grant.reporting` (a schema),
+/// `database.app/schema.public/table.items/grant.reporting` (one table),
+/// `database.app/schema.public/tables.all/grant.reporting` (every existing
+/// table). `object` is the part between the database and the grant,
+/// made by [`object`].
+pub fn grant(database: &str, object: &str, grantee: &str) -> String {
+    let mut address = self::database(database);
+    if !object.is_empty() {
+        address.push('/');
+        address.push_str(object);
+    }
+    format!("{address}/grant.{}", name(grantee))
+}
+
+/// The object part of a grant address: `schema.public` alone, or
+/// `schema.public/KIND.NAME` (`table.items`, `tables.all`).
+pub fn object(schema: &str, kind: Option<(&str, &str)>) -> String {
+    match kind {
+        None => format!("schema.{}", name(schema)),
+        Some((kind, object)) => format!("schema.{}/{kind}.{}", name(schema), name(object)),
+    }
+}
+
+/// Default privileges of `grantee` on objects `for_role` creates later:
+/// `database.app/schema.public/future_tables.threadr/default_privilege.reporting`.
+/// An empty `schema` means every schema and leaves the schema segment out.
+pub fn default_privilege(
+    database: &str,
+    schema: &str,
+    object: &str,
+    for_role: &str,
+    grantee: &str,
+) -> String {
+    let mut address = self::database(database);
+    if !schema.is_empty() {
+        address.push_str(&format!("/schema.{}", name(schema)));
+    }
+    format!(
+        "{address}/future_{object}.{}/default_privilege.{}",
+        name(for_role),
+        name(grantee)
+    )
+}
+
 pub fn pooler(deployment: &str) -> String {
     format!("pooler.{}", name(&format!("{deployment}-pgbouncer")))
 }

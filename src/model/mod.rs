@@ -60,6 +60,10 @@ pub struct Image {
 pub struct ServerInfo {
     /// `server_version_num`, e.g. 170002.
     pub version_num: u32,
+    /// The role pgspec connects as; it is never altered in ways that would
+    /// lock pgspec out, nor dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_user: Option<String>,
     /// Versions each available extension can be installed at.
     #[serde(default)]
     pub available_extensions: BTreeMap<String, AvailableExtension>,
@@ -153,6 +157,13 @@ pub struct Setting {
     /// Live only: a new value is written but needs a restart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending_restart: bool,
+    /// Live only: `bool`, `integer`, `real`, `string` or `enum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vartype: Option<String>,
+    /// Live only: the value the configuration files hold when it is not yet
+    /// in effect (written by `ALTER SYSTEM`, waiting for a reload or restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_value: Option<String>,
 }
 
 /// A cluster-wide role.
@@ -180,6 +191,46 @@ pub struct Role {
     /// Live only: pgspec created this role.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub managed: bool,
+    /// Live only: the stored password checked against the desired secret.
+    /// Only the outcome is kept, never the verifier or the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_state: Option<PasswordState>,
+    /// Live only: each grant that makes this role a member of another, with
+    /// its grantor and options (`member_of` lists the roles once each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memberships: Vec<Membership>,
+}
+
+/// How a live role's stored password compares with the spec's secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordState {
+    /// The SCRAM verifier was made from the secret.
+    Matches,
+    /// The SCRAM verifier was made from another password.
+    Differs,
+    /// The password is stored as an MD5 hash; the spec wants SCRAM-SHA-256.
+    Md5,
+    /// The role has no password.
+    Missing,
+    /// The connecting role cannot read `pg_authid`, so nothing is known.
+    Unverifiable,
+}
+
+/// One membership grant: the role is a member of `role`, granted by
+/// `grantor`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Membership {
+    pub role: String,
+    pub grantor: String,
+    pub admin: bool,
+    /// PostgreSQL 16+: the grant's INHERIT option; `None` on 15, where the
+    /// member's own `inherit` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherit: Option<bool>,
+    /// PostgreSQL 16+: the grant's SET option; `None` on 15.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<bool>,
 }
 
 /// A database and what pgspec manages inside it.
@@ -207,6 +258,52 @@ pub struct Database {
     pub grants: Vec<Grant>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub indexes: BTreeMap<String, Index>,
+    /// Live only: privileges on the objects the desired grants are about,
+    /// one entry per object, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acls: Vec<Acl>,
+}
+
+/// An object privileges are granted on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AclObject {
+    Database,
+    Schema {
+        schema: String,
+    },
+    /// A table, view, materialized view or foreign table.
+    Table {
+        schema: String,
+        name: String,
+    },
+    Sequence {
+        schema: String,
+        name: String,
+    },
+    Function {
+        schema: String,
+        name: String,
+        /// `pg_get_function_identity_arguments`, telling overloads apart.
+        arguments: String,
+    },
+    /// Default privileges for objects `for_role` creates later in `schema`
+    /// (`""` for every schema). `object` is `tables`, `sequences`,
+    /// `functions`, `types` or `schemas`.
+    Default {
+        schema: String,
+        object: String,
+        for_role: String,
+    },
+}
+
+/// The privileges each grantee holds on one object, with `acldefault`
+/// standing in for a NULL ACL. `PUBLIC` is a grantee like any other.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Acl {
+    pub object: AclObject,
+    /// Grantee → upper-case privilege names, sorted.
+    pub privileges: BTreeMap<String, Vec<String>>,
 }
 
 /// An installed (live) or wanted (desired) extension.

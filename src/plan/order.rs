@@ -6,8 +6,9 @@ use crate::plan::{Action, ActionKind, Plan};
 
 /// The phase an address belongs to, by the kind of its last segment.
 fn phase(address: &str) -> u8 {
-    let last = address.rsplit('/').next().unwrap_or(address);
-    let kind = last.split('.').next().unwrap_or(last);
+    // Parsed, not split: a quoted name may itself contain `/` or `.`.
+    let segments = crate::model::address::parse(address);
+    let kind = segments.last().map_or("", |(kind, _)| kind.as_str());
     match kind {
         "container" => 0,
         "setting" => 1,

@@ -5,6 +5,8 @@
 use crate::model::{Container, ContainerState, Database, Deployment, Extension, address};
 use crate::plan::{Action, ActionKind, DockerStep, Plan, Step};
 
+mod inside;
+
 /// Returns `live` as it would be after every action of `plan` succeeded.
 pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
     let mut next = live.clone();
@@ -12,13 +14,16 @@ pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
         let path = address::parse(&action.address);
         match path.as_slice() {
             [(kind, _)] if kind == "container" => simulate_container(&mut next, action),
-            [(kind, name)] if kind == "database" => simulate_database(&mut next, name, action),
+            [(kind, name)] if kind == "database" => {
+                simulate_database(&mut next, name, action);
+                inside::simulate(&mut next, &path, action);
+            }
             [(database_kind, database), (kind, name)]
                 if database_kind == "database" && kind == "extension" =>
             {
                 simulate_extension(&mut next, database, name, action);
             }
-            _ => {}
+            _ => inside::simulate(&mut next, &path, action),
         }
     }
     next

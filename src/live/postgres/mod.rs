@@ -10,9 +10,17 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::live::ObserveError;
-use crate::model::{AvailableExtension, Database, Deployment, Extension, MANAGED_MARK, ServerInfo};
+use crate::model::{
+    AvailableExtension, Database, Deployment, Extension, GrantTarget, MANAGED_MARK, Role,
+    ServerInfo, Setting,
+};
 use crate::secret::SecretValue;
 use crate::spec::Spec;
+
+mod grants;
+mod password;
+mod roles;
+mod settings;
 
 /// How many databases are read at once.
 const CONCURRENT_DATABASES: usize = 8;
@@ -200,6 +208,8 @@ impl Target {
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub server: ServerInfo,
+    pub settings: BTreeMap<String, Setting>,
+    pub roles: BTreeMap<String, Role>,
     pub databases: BTreeMap<String, Database>,
 }
 
@@ -217,10 +227,21 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
     };
 
     let version_row = client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .query_one(
+            "SELECT current_setting('server_version_num')::int4, current_user::text, \
+                    has_table_privilege('pg_catalog.pg_authid', 'SELECT'), \
+                    has_table_privilege('pg_catalog.pg_file_settings', 'SELECT')",
+            &[],
+        )
         .await
         .map_err(query_error("the server version"))?;
     let version_num: i32 = version_row.get(0);
+    let current_user: String = version_row.get(1);
+    let access = roles::Access {
+        authid: version_row.get(2),
+        membership_options: version_num >= 160_000,
+    };
+    let file_settings: bool = version_row.get(3);
 
     let extension_rows = client
         .query(
@@ -273,6 +294,18 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
             },
         );
     }
+    let database_settings = settings::observe_databases(&client, &maintenance).await?;
+    let database_acls = grants::observe_databases(&client, &maintenance).await?;
+    for (name, database) in &mut databases {
+        if let Some(settings) = database_settings.get(name) {
+            database.settings = settings.clone();
+        }
+        if let Some(acl) = database_acls.get(name) {
+            database.acls.push(acl.clone());
+        }
+    }
+    let settings = settings::observe(&client, &maintenance, desired, file_settings).await?;
+    let roles = roles::observe(&client, &maintenance, &access, desired).await?;
     drop(client);
 
     // Only the databases the spec names are read inside; others are
@@ -283,35 +316,67 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
         .filter(|name| databases.contains_key(*name))
         .cloned()
         .collect();
-    let contents: Vec<(String, BTreeMap<String, Extension>)> = stream::iter(wanted)
+    let contents: Vec<(String, Inside)> = stream::iter(wanted)
         .map(|name| async move {
-            let extensions = observe_database(&target.with_database(&name), &name).await?;
-            Ok::<_, ObserveError>((name, extensions))
+            let schemas = granted_schemas(&desired.databases[&name]);
+            let inside = observe_database(&target.with_database(&name), &name, &schemas).await?;
+            Ok::<_, ObserveError>((name, inside))
         })
         .buffer_unordered(CONCURRENT_DATABASES)
         .try_collect()
         .await?;
-    for (name, extensions) in contents {
+    for (name, inside) in contents {
         if let Some(database) = databases.get_mut(&name) {
-            database.extensions = extensions;
+            database.extensions = inside.extensions;
+            database.schemas = inside.contents.schemas;
+            database.acls.extend(inside.contents.acls);
+            database.acls.sort();
         }
     }
 
     Ok(Observed {
         server: ServerInfo {
             version_num: u32::try_from(version_num).unwrap_or_default(),
+            current_user: Some(current_user),
             available_extensions,
         },
+        settings,
+        roles,
         databases,
     })
+}
+
+/// Schemas whose tables, sequences or functions the desired grants name.
+fn granted_schemas(database: &Database) -> Vec<String> {
+    let mut schemas: Vec<String> = database
+        .grants
+        .iter()
+        .filter_map(|grant| match &grant.target {
+            GrantTarget::Tables { schema, .. }
+            | GrantTarget::Sequences { schema, .. }
+            | GrantTarget::Functions { schema, .. } => Some(schema.clone()),
+            _ => None,
+        })
+        .collect();
+    schemas.sort();
+    schemas.dedup();
+    schemas
+}
+
+/// What one database holds that pgspec manages.
+struct Inside {
+    extensions: BTreeMap<String, Extension>,
+    contents: grants::Contents,
 }
 
 /// Reads what pgspec manages inside one database.
 async fn observe_database(
     target: &Target,
     database: &str,
-) -> Result<BTreeMap<String, Extension>, ObserveError> {
+    schemas: &[String],
+) -> Result<Inside, ObserveError> {
     let client = target.connect().await?;
+    let contents = grants::observe(&client, database, schemas).await?;
     let rows = client
         .query(
             "SELECT e.extname::text, e.extversion, n.nspname::text, \
@@ -327,7 +392,7 @@ async fn observe_database(
             what: "extensions",
             source,
         })?;
-    Ok(rows
+    let extensions = rows
         .into_iter()
         .map(|row| {
             let name: String = row.get(0);
@@ -341,5 +406,9 @@ async fn observe_database(
                 },
             )
         })
-        .collect())
+        .collect();
+    Ok(Inside {
+        extensions,
+        contents,
+    })
 }

@@ -12,6 +12,11 @@ mod container;
 
 use crate::spec::DiffOptions;
 use crate::sql::{quote_ident, quote_literal};
+
+pub mod grants;
+mod roles;
+mod schemas;
+pub mod settings;
 use container::diff_container;
 pub use container::format_bytes;
 
@@ -24,6 +29,8 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
     };
     let server_known = diff_container(desired, live, &mut plan);
     if server_known {
+        settings::diff(desired, live, &mut plan);
+        roles::diff(desired, live, options, &mut plan);
         diff_databases(desired, live, options, &mut plan);
     }
     super::order::sort(&mut plan);
@@ -33,8 +40,10 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
 fn diff_databases(desired: &Deployment, live: &Deployment, options: &DiffOptions, plan: &mut Plan) {
     for (name, want) in &desired.databases {
         let have = live.databases.get(name);
-        diff_database(want, have, plan);
+        diff_database(want, have, live, plan);
+        schemas::diff(want, have, plan);
         diff_extensions(want, have, live.server.as_ref(), options, plan);
+        grants::diff(want, have, live, plan);
     }
     for name in live.databases.keys() {
         if !desired.databases.contains_key(name) {
@@ -43,7 +52,17 @@ fn diff_databases(desired: &Deployment, live: &Deployment, options: &DiffOptions
     }
 }
 
-fn diff_database(want: &Database, have: Option<&Database>, plan: &mut Plan) {
+/// `ALTER DATABASE … SET` for one per-database setting.
+fn database_setting_statement(database: &str, setting: &str, value: &str) -> String {
+    format!(
+        "ALTER DATABASE {} SET {} = {}",
+        quote_ident(database),
+        quote_ident(setting),
+        settings::value_sql(setting, value)
+    )
+}
+
+fn diff_database(want: &Database, have: Option<&Database>, live: &Deployment, plan: &mut Plan) {
     let address = address::database(&want.name);
     let name = quote_ident(&want.name);
     let Some(have) = have else {
@@ -73,6 +92,21 @@ fn diff_database(want: &Database, have: Option<&Database>, plan: &mut Plan) {
                 Some(limit.to_string()),
             ));
         }
+        let mut statements = vec![
+            statement,
+            format!(
+                "COMMENT ON DATABASE {name} IS {}",
+                quote_literal(MANAGED_MARK)
+            ),
+        ];
+        for (setting, value) in &want.settings {
+            statements.push(database_setting_statement(&want.name, setting, value));
+            changes.push(Change::new(
+                &format!("settings.{setting}"),
+                None,
+                Some(value.clone()),
+            ));
+        }
         plan.actions.push(Action {
             address,
             kind: ActionKind::Create,
@@ -81,13 +115,7 @@ fn diff_database(want: &Database, have: Option<&Database>, plan: &mut Plan) {
             changes,
             steps: vec![Step::Sql {
                 database: None,
-                statements: vec![
-                    statement,
-                    format!(
-                        "COMMENT ON DATABASE {name} IS {}",
-                        quote_literal(MANAGED_MARK)
-                    ),
-                ],
+                statements,
                 transaction: false,
             }],
         });
@@ -118,6 +146,19 @@ fn diff_database(want: &Database, have: Option<&Database>, plan: &mut Plan) {
             Some(limit.to_string()),
         ));
         statements.push(format!("ALTER DATABASE {name} CONNECTION LIMIT {limit}"));
+    }
+    for (setting, value) in &want.settings {
+        let same = have.settings.get(setting).is_some_and(|live_value| {
+            settings::same_value(setting, value, live_value, live.settings.get(setting))
+        });
+        if !same {
+            changes.push(Change::new(
+                &format!("settings.{setting}"),
+                have.settings.get(setting).cloned(),
+                Some(value.clone()),
+            ));
+            statements.push(database_setting_statement(&want.name, setting, value));
+        }
     }
     for (field, wanted, live_value) in [
         ("encoding", &want.encoding, &have.encoding),

@@ -1,0 +1,354 @@
+//! Roles, their passwords and per-role settings, and memberships.
+//!
+//! A role the spec declares is declared whole: attributes it does not
+//! mention take PostgreSQL's defaults (`NOLOGIN`, `INHERIT`, …). Per-role
+//! settings and memberships the spec names are added; others are reported,
+//! never removed.
+
+use crate::model::{Deployment, MANAGED_MARK, PasswordState, Role, address};
+use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
+use crate::spec::DiffOptions;
+use crate::sql::{quote_ident, quote_literal};
+
+use super::settings;
+
+/// Reads one boolean attribute of a role.
+type Flag = fn(&Role) -> bool;
+
+/// Boolean attributes: field name, keyword when true, keyword when false.
+const FLAGS: &[(&str, &str, &str, Flag)] = &[
+    ("login", "LOGIN", "NOLOGIN", |role| role.login),
+    ("superuser", "SUPERUSER", "NOSUPERUSER", |role| {
+        role.superuser
+    }),
+    ("createdb", "CREATEDB", "NOCREATEDB", |role| role.createdb),
+    ("createrole", "CREATEROLE", "NOCREATEROLE", |role| {
+        role.createrole
+    }),
+    ("replication", "REPLICATION", "NOREPLICATION", |role| {
+        role.replication
+    }),
+    ("bypassrls", "BYPASSRLS", "NOBYPASSRLS", |role| {
+        role.bypassrls
+    }),
+    ("inherit", "INHERIT", "NOINHERIT", |role| role.inherit),
+];
+
+pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions, plan: &mut Plan) {
+    let current_user = live
+        .server
+        .as_ref()
+        .and_then(|server| server.current_user.as_deref());
+    for (name, want) in &desired.roles {
+        match live.roles.get(name) {
+            None => plan.actions.push(create(want)),
+            Some(have) => update(want, have, live, current_user, plan),
+        }
+        diff_memberships(want, live.roles.get(name), plan);
+    }
+    for (name, have) in &live.roles {
+        if desired.roles.contains_key(name) {
+            continue;
+        }
+        let address = address::role(name);
+        let protected = have.superuser || Some(name.as_str()) == current_user;
+        if have.managed && options.prune && !protected {
+            plan.actions.push(Action {
+                address,
+                kind: ActionKind::Delete,
+                reason: "created by pgspec, no longer in the spec, and pruning is on".to_owned(),
+                risk: Risk::none(),
+                changes: vec![Change::new("login", Some(have.login.to_string()), None)],
+                // DROP ROLE fails while the role owns objects or holds
+                // privileges; pgspec never reassigns or drops those for it.
+                steps: vec![Step::Sql {
+                    database: None,
+                    statements: vec![format!("DROP ROLE {}", quote_ident(name))],
+                    transaction: true,
+                }],
+            });
+        } else {
+            plan.unmanaged.push(address);
+        }
+    }
+}
+
+fn flag_keywords(role: &Role) -> Vec<&'static str> {
+    FLAGS
+        .iter()
+        .map(|(_, yes, no, get)| if get(role) { *yes } else { *no })
+        .collect()
+}
+
+fn create(want: &Role) -> Action {
+    let name = quote_ident(&want.name);
+    let mut statement = format!("CREATE ROLE {name} WITH {}", flag_keywords(want).join(" "));
+    statement.push_str(&format!(" CONNECTION LIMIT {}", want.connection_limit));
+    let mut changes: Vec<Change> = FLAGS
+        .iter()
+        .map(|(field, _, _, get)| Change::new(field, None, Some(get(want).to_string())))
+        .collect();
+    changes.push(Change::new(
+        "connection_limit",
+        None,
+        Some(want.connection_limit.to_string()),
+    ));
+    if let Some(valid_until) = &want.valid_until {
+        statement.push_str(&format!(" VALID UNTIL {}", quote_literal(valid_until)));
+        changes.push(Change::new("valid_until", None, Some(valid_until.clone())));
+    }
+    let mut statements = vec![
+        statement,
+        format!("COMMENT ON ROLE {name} IS {}", quote_literal(MANAGED_MARK)),
+    ];
+    for (setting, value) in &want.settings {
+        statements.push(set_statement(&want.name, setting, value));
+        changes.push(Change::new(
+            &format!("settings.{setting}"),
+            None,
+            Some(value.clone()),
+        ));
+    }
+    let mut steps = vec![Step::Sql {
+        database: None,
+        statements,
+        transaction: true,
+    }];
+    if let Some(secret) = &want.password {
+        changes.push(Change::sensitive("password"));
+        steps.push(Step::SetPassword {
+            role: want.name.clone(),
+            secret: secret.clone(),
+        });
+    }
+    Action {
+        address: address::role(&want.name),
+        kind: ActionKind::Create,
+        reason: "declared in the spec, not on the server".to_owned(),
+        risk: Risk::none(),
+        changes,
+        steps,
+    }
+}
+
+fn set_statement(role: &str, setting: &str, value: &str) -> String {
+    format!(
+        "ALTER ROLE {} SET {} = {}",
+        quote_ident(role),
+        quote_ident(setting),
+        settings::value_sql(setting, value)
+    )
+}
+
+fn update(
+    want: &Role,
+    have: &Role,
+    live: &Deployment,
+    current_user: Option<&str>,
+    plan: &mut Plan,
+) {
+    let address = address::role(&want.name);
+    let name = quote_ident(&want.name);
+    let mut changes = Vec::new();
+    let mut statements = Vec::new();
+    let mut reasons = Vec::new();
+
+    let mut keywords = Vec::new();
+    for (field, yes, no, get) in FLAGS {
+        if get(want) != get(have) {
+            changes.push(Change::new(
+                field,
+                Some(get(have).to_string()),
+                Some(get(want).to_string()),
+            ));
+            keywords.push(if get(want) { *yes } else { *no });
+        }
+    }
+    if Some(want.name.as_str()) == current_user
+        && ((have.superuser && !want.superuser) || (have.login && !want.login))
+    {
+        plan.errors.push(PlanError {
+            address,
+            message: format!(
+                "the spec takes SUPERUSER or LOGIN away from `{}`, the role pgspec connects \
+                 as; pgspec would lock itself out (declare `superuser: true` and \
+                 `login: true` for it)",
+                want.name
+            ),
+        });
+        return;
+    }
+    if !keywords.is_empty() {
+        statements.push(format!("ALTER ROLE {name} WITH {}", keywords.join(" ")));
+    }
+    if want.connection_limit != have.connection_limit {
+        changes.push(Change::new(
+            "connection_limit",
+            Some(have.connection_limit.to_string()),
+            Some(want.connection_limit.to_string()),
+        ));
+        statements.push(format!(
+            "ALTER ROLE {name} WITH CONNECTION LIMIT {}",
+            want.connection_limit
+        ));
+    }
+    if let Some(valid_until) = &want.valid_until
+        && have.valid_until.as_deref().map(normalize_timestamp)
+            != Some(normalize_timestamp(valid_until))
+    {
+        changes.push(Change::new(
+            "valid_until",
+            have.valid_until.clone(),
+            Some(valid_until.clone()),
+        ));
+        statements.push(format!(
+            "ALTER ROLE {name} WITH VALID UNTIL {}",
+            quote_literal(valid_until)
+        ));
+    }
+    for (setting, value) in &want.settings {
+        let live_setting = live.settings.get(setting);
+        let same = have.settings.get(setting).is_some_and(|live_value| {
+            settings::same_value(setting, value, live_value, live_setting)
+        });
+        if !same {
+            changes.push(Change::new(
+                &format!("settings.{setting}"),
+                have.settings.get(setting).cloned(),
+                Some(value.clone()),
+            ));
+            statements.push(set_statement(&want.name, setting, value));
+        }
+    }
+    if !changes.is_empty() {
+        reasons.push("differs from the spec".to_owned());
+    }
+
+    let mut steps = Vec::new();
+    if !statements.is_empty() {
+        steps.push(Step::Sql {
+            database: None,
+            statements,
+            transaction: true,
+        });
+    }
+    if let Some(secret) = &want.password {
+        let reason = match have.password_state {
+            Some(PasswordState::Matches) => None,
+            Some(PasswordState::Differs) => {
+                Some("the stored password does not match the spec's secret")
+            }
+            Some(PasswordState::Md5) => {
+                changes.push(Change::new(
+                    "password_encryption",
+                    Some("md5".to_owned()),
+                    Some("scram-sha-256".to_owned()),
+                ));
+                Some("the password is stored as an MD5 hash; the spec wants SCRAM-SHA-256")
+            }
+            Some(PasswordState::Missing) => Some("the role has no password"),
+            Some(PasswordState::Unverifiable) | None => {
+                plan.notes.push(Note {
+                    address: address.clone(),
+                    message: "the password cannot be verified: the connecting role cannot read \
+                              pg_authid; pgspec leaves it as it is"
+                        .to_owned(),
+                });
+                None
+            }
+        };
+        if let Some(reason) = reason {
+            changes.push(Change::sensitive("password"));
+            reasons.push(reason.to_owned());
+            steps.push(Step::SetPassword {
+                role: want.name.clone(),
+                secret: secret.clone(),
+            });
+        }
+    }
+    if steps.is_empty() {
+        return;
+    }
+    plan.actions.push(Action {
+        address,
+        kind: ActionKind::Update,
+        reason: reasons.join("; "),
+        risk: Risk::none(),
+        changes,
+        steps,
+    });
+}
+
+/// A `valid until` timestamp in one spelling: `2027-01-01` and
+/// `2027-01-01 00:00:00+00` are both `2027-01-01T00:00:00Z`. Offsets other
+/// than UTC are compared as written.
+fn normalize_timestamp(text: &str) -> String {
+    let trimmed = text.trim();
+    if trimmed.eq_ignore_ascii_case("infinity") {
+        return "infinity".to_owned();
+    }
+    let mut value = trimmed.replacen(' ', "T", 1);
+    for suffix in ["+00:00", "+00", "Z", "z"] {
+        if let Some(stripped) = value.strip_suffix(suffix) {
+            value = stripped.to_owned();
+            break;
+        }
+    }
+    if value.len() == 10 {
+        value.push_str("T00:00:00");
+    } else if value.len() == 16 {
+        value.push_str(":00");
+    }
+    format!("{value}Z")
+}
+
+/// Grants the memberships the spec names that live lacks. Any grantor
+/// satisfies a membership: one granted by another superuser is not drift.
+fn diff_memberships(want: &Role, have: Option<&Role>, plan: &mut Plan) {
+    for parent in &want.member_of {
+        if have.is_some_and(|have| have.member_of.contains(parent)) {
+            continue;
+        }
+        plan.actions.push(Action {
+            address: address::membership(&want.name, parent),
+            kind: ActionKind::Create,
+            reason: format!("the spec makes `{}` a member of `{parent}`", want.name),
+            risk: Risk::none(),
+            changes: vec![Change::new("member_of", None, Some(parent.clone()))],
+            steps: vec![Step::Sql {
+                database: None,
+                statements: vec![format!(
+                    "GRANT {} TO {}",
+                    quote_ident(parent),
+                    quote_ident(&want.name)
+                )],
+                transaction: true,
+            }],
+        });
+    }
+    if let Some(have) = have {
+        for parent in &have.member_of {
+            if !want.member_of.contains(parent) {
+                plan.unmanaged.push(address::membership(&want.name, parent));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_compare_in_one_spelling() {
+        assert_eq!(
+            normalize_timestamp("2027-01-01"),
+            normalize_timestamp("2027-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            normalize_timestamp("2027-01-01 00:00:00+00"),
+            normalize_timestamp("2027-01-01T00:00:00Z")
+        );
+        assert_eq!(normalize_timestamp("Infinity"), "infinity");
+    }
+}
