@@ -258,6 +258,10 @@ pub struct Database {
     pub grants: Vec<Grant>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub indexes: BTreeMap<String, Index>,
+    /// Live only: the server's reading of each desired index, by the desired
+    /// index's name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub index_checks: BTreeMap<String, IndexCheck>,
     /// Live only: privileges on the objects the desired grants are about,
     /// one entry per object, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -379,6 +383,65 @@ pub struct Index {
     pub invalid: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub managed: bool,
+    /// Live only: the primary key, unique or exclusion constraint this index
+    /// backs; such an index belongs to its constraint and pgspec never
+    /// touches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// Live only: size on disk in bytes, as of the last build, VACUUM or
+    /// ANALYZE (`pg_class.relpages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+}
+
+impl Index {
+    /// A desired definition split around its name and table:
+    /// `("CREATE UNIQUE ", "USING btree (…) WHERE …")`, so that the same
+    /// index can be built under another name, on another table or
+    /// CONCURRENTLY. `None` when the definition is not in the form
+    /// `spec::validate::index_definition` writes.
+    pub fn definition_parts(&self) -> Option<(&'static str, &str)> {
+        let target = format!(
+            "INDEX {} ON {} ",
+            crate::sql::quote_ident(&self.name),
+            crate::sql::qualified(&self.schema, &self.table)
+        );
+        ["CREATE ", "CREATE UNIQUE "]
+            .into_iter()
+            .find_map(|create| {
+                self.definition
+                    .strip_prefix(create)
+                    .and_then(|rest| rest.strip_prefix(target.as_str()))
+                    .map(|rest| (create, rest))
+            })
+    }
+}
+
+/// The key of an index in `Database::indexes` of the live side: its name,
+/// qualified by its schema unless that is `public`, because index names are
+/// unique per schema, not per database.
+pub fn index_key(schema: &str, name: &str) -> String {
+    if schema == "public" {
+        name.to_owned()
+    } else {
+        format!("{schema}.{name}")
+    }
+}
+
+/// Live only: what the server made of a desired index's definition. `live`
+/// builds the desired index on a scratch copy of its table and records
+/// `pg_get_indexdef`, so that `diff` compares definitions the way the server
+/// writes them, without a deparser of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum IndexCheck {
+    /// The definition as `pg_get_indexdef` would print it for the desired
+    /// index on its real table.
+    Canonical { definition: String },
+    /// The table the index is on does not exist.
+    TableMissing,
+    /// The server rejected the definition (SQLSTATE and message).
+    Rejected { code: String, message: String },
 }
 
 /// PgBouncer in front of the server.

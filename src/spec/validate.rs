@@ -1381,6 +1381,7 @@ fn lower_database(database: &crate::spec::file::DatabaseSpec) -> Database {
                 table,
                 invalid: false,
                 managed: false,
+                ..Index::default()
             };
             (index.name.clone(), lowered)
         })

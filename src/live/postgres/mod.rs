@@ -18,6 +18,7 @@ use crate::secret::SecretValue;
 use crate::spec::Spec;
 
 mod grants;
+mod indexes;
 mod password;
 mod roles;
 mod settings;
@@ -316,17 +317,23 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
         .filter(|name| databases.contains_key(*name))
         .cloned()
         .collect();
-    let contents: Vec<(String, Inside)> = stream::iter(wanted)
+    let contents: Vec<(String, Inside, indexes::Observed)> = stream::iter(wanted)
         .map(|name| async move {
             let schemas = granted_schemas(&desired.databases[&name]);
-            let inside = observe_database(&target.with_database(&name), &name, &schemas).await?;
-            Ok::<_, ObserveError>((name, inside))
+            let database_target = target.with_database(&name);
+            let (inside, indexes) = tokio::try_join!(
+                observe_database(&database_target, &name, &schemas),
+                indexes::observe(&database_target, &desired.databases[&name]),
+            )?;
+            Ok::<_, ObserveError>((name, inside, indexes))
         })
         .buffer_unordered(CONCURRENT_DATABASES)
         .try_collect()
         .await?;
-    for (name, inside) in contents {
+    for (name, inside, indexes) in contents {
         if let Some(database) = databases.get_mut(&name) {
+            database.indexes = indexes.indexes;
+            database.index_checks = indexes.checks;
             database.extensions = inside.extensions;
             database.schemas = inside.contents.schemas;
             database.acls.extend(inside.contents.acls);

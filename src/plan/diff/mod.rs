@@ -14,6 +14,7 @@ use crate::spec::DiffOptions;
 use crate::sql::{quote_ident, quote_literal};
 
 pub mod grants;
+mod indexes;
 mod roles;
 mod schemas;
 pub mod settings;
@@ -43,6 +44,7 @@ fn diff_databases(desired: &Deployment, live: &Deployment, options: &DiffOptions
         diff_database(want, have, live, plan);
         schemas::diff(want, have, plan);
         diff_extensions(want, have, live.server.as_ref(), options, plan);
+        indexes::diff(want, have, options, plan);
         grants::diff(want, have, live, plan);
     }
     for name in live.databases.keys() {
