@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the Docker images the tests run, from Debian packages only (no
 # registry is needed): debootstrap a minbase root filesystem with the
-# packages, add an entrypoint from scripts/images/, `docker import` it.
+# packages, add an entrypoint from scripts/images/, `docker import` it, and
+# give it its config (ENTRYPOINT, ENV, STOPSIGNAL...) with a Dockerfile.
 #
 #   pgspec-test/postgres:15   bookworm, postgresql-15  (official postgres image contract)
 #   pgspec-test/postgres:17   trixie,   postgresql-17  (same contract)
@@ -51,6 +52,16 @@ done
 [ "${#want[@]}" -gt 0 ] || want=("${ALL[@]}")
 
 pick_docker_client || die "no Docker engine answers; run scripts/docker-engine.sh first"
+
+# one images.sh at a time on a machine: a second one waits, then finds the
+# images the first built
+lock="${XDG_STATE_HOME:-$HOME/.local/state}/pgspec/images.lock"
+mkdir -p "$(dirname "$lock")"
+exec 9>> "$lock"
+if ! flock -n 9; then
+	log "waiting for another images.sh (lock $lock)"
+	flock 9
+fi
 
 # --- build inputs ---------------------------------------------------------
 
