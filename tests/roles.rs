@@ -1,0 +1,538 @@
+//! Roles, memberships, schemas, grants, default privileges and server
+//! settings end to end against real PostgreSQL 15 and 17: the threadr
+//! deployment converging from empty, hand-made drift in each kind found by
+//! `drift` and repaired by `apply`, settings compared in the server's units,
+//! passwords checked without being reset, and names that look like SQL.
+//! Every check reads the catalogs with plain SQL, independently of pgspec's
+//! observer.
+
+mod common;
+
+use common::{Server, Workdir, arg, pgspec};
+use tokio_postgres::NoTls;
+
+const PASSWORD_ENV: &str = "PGSPEC_IT_ROLES_PASSWORD";
+const OWNER_PASSWORD_ENV: &str = "PGSPEC_IT_THREADR_PASSWORD";
+const READONLY_PASSWORD_ENV: &str = "PGSPEC_IT_THREADR_RO_PASSWORD";
+const REPLICATOR_PASSWORD_ENV: &str = "PGSPEC_IT_REPLICATOR_PASSWORD";
+
+const OWNER_PASSWORD: &str = "owner secret ü";
+const READONLY_PASSWORD: &str = "read-only secret";
+const REPLICATOR_PASSWORD: &str = "replicator secret";
+
+/// A role whose name is quotes, spaces, capitals, unicode and SQL.
+const ODD_ROLE: &str = r#"Rëad "Only"; DROP ROLE postgres; --"#;
+const ODD_SCHEMA: &str = "Odd Schema.x";
+
+/// The threadr deployment: an owner, a read-only role, a replication role.
+fn threadr_spec(server: &Server, settings: &str) -> String {
+    format!(
+        r#"version: 1
+name: threadr
+postgres:
+{connection}  settings:
+{settings}
+roles:
+  - name: threadr
+    login: true
+    createdb: true
+    password: {{ env: {OWNER_PASSWORD_ENV} }}
+    settings:
+      statement_timeout: 30s
+  - name: threadr_readonly
+    login: true
+    password: {{ env: {READONLY_PASSWORD_ENV} }}
+  - name: replicator
+    login: true
+    replication: true
+    password: {{ env: {REPLICATOR_PASSWORD_ENV} }}
+  - name: '{ODD_ROLE}'
+    member_of: [threadr_readonly]
+    connection_limit: 3
+databases:
+  - name: threadr
+    owner: threadr
+    schemas:
+      - {{ name: '{ODD_SCHEMA}', owner: threadr }}
+    grants:
+      - {{ role: threadr_readonly, privileges: [CONNECT] }}
+      - {{ role: threadr_readonly, schema: public, privileges: [USAGE] }}
+      - {{ role: threadr_readonly, schema: public, tables: all, privileges: [SELECT] }}
+      - {{ role: threadr_readonly, schema: public, default_for: tables, privileges: [SELECT] }}
+      - {{ role: '{ODD_ROLE}', schema: '{ODD_SCHEMA}', privileges: [USAGE] }}
+"#,
+        connection = server.connection_yaml(PASSWORD_ENV),
+    )
+}
+
+fn env(server: &Server) -> Vec<(&'static str, String)> {
+    vec![
+        (PASSWORD_ENV, server.password.clone()),
+        (OWNER_PASSWORD_ENV, OWNER_PASSWORD.to_owned()),
+        (READONLY_PASSWORD_ENV, READONLY_PASSWORD.to_owned()),
+        (REPLICATOR_PASSWORD_ENV, REPLICATOR_PASSWORD.to_owned()),
+    ]
+}
+
+fn run(args: &[&str], env: &[(&'static str, String)]) -> common::Run {
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    pgspec(args, &env)
+}
+
+/// Connects as any role with its password.
+async fn connect_as(
+    server: &Server,
+    user: &str,
+    password: &str,
+    database: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(server.port)
+        .user(user)
+        .password(password)
+        .dbname(database)
+        .connect(NoTls)
+        .await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn query_bool(server: &Server, database: &str, sql: &str) -> bool {
+    server
+        .client(database)
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .get(0)
+}
+
+async fn query_text(server: &Server, database: &str, sql: &str) -> Option<String> {
+    server
+        .client(database)
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .get(0)
+}
+
+async fn verifier(server: &Server, role: &str) -> String {
+    server
+        .client("postgres")
+        .await
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .expect("read pg_authid")
+        .get(0)
+}
+
+async fn threadr_converges(major: u32) {
+    let server = Server::start(major).await;
+    let work = Workdir::new();
+    let env = env(&server);
+    let path = work.write("spec.yaml", &threadr_spec(&server, "    work_mem: 8MB"));
+    let spec = arg(&path);
+
+    let plan = run(&["plan", "-f", spec, "--detailed-exitcode"], &env).expect(2);
+    for address in [
+        "+ role.threadr",
+        "+ role.threadr_readonly",
+        "+ role.replicator",
+        "+ database.threadr",
+        "+ role.\"Rëad \\\"Only\\\"; DROP ROLE postgres; --\"/membership.threadr_readonly",
+        "~ setting.work_mem",
+        "database.threadr/grant.threadr_readonly",
+        "database.threadr/schema.public/future_tables.threadr/default_privilege.threadr_readonly",
+    ] {
+        assert!(plan.stdout.contains(address), "{address}:\n{}", plan.stdout);
+    }
+    for secret in [OWNER_PASSWORD, READONLY_PASSWORD, REPLICATOR_PASSWORD] {
+        assert!(!plan.stdout.contains(secret), "{}", plan.stdout);
+    }
+
+    run(&["apply", "-f", spec, "--auto-approve"], &env).expect(0);
+    let again = run(&["plan", "-f", spec, "--detailed-exitcode"], &env).expect(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+
+    // Attributes, per-role settings and the managed mark, read by hand.
+    assert!(
+        query_bool(
+            &server,
+            "postgres",
+            "SELECT rolcanlogin AND rolcreatedb AND NOT rolsuper \
+             AND rolconfig = '{statement_timeout=30s}' \
+             AND shobj_description(oid, 'pg_authid') = 'managed by pgspec' \
+             FROM pg_roles WHERE rolname = 'threadr'",
+        )
+        .await
+    );
+    assert!(
+        query_bool(
+            &server,
+            "postgres",
+            "SELECT rolreplication AND rolcanlogin FROM pg_roles WHERE rolname = 'replicator'",
+        )
+        .await
+    );
+    assert!(
+        query_bool(
+            &server,
+            "postgres",
+            "SELECT pg_has_role(r.oid, 'threadr_readonly', 'MEMBER') AND r.rolconnlimit = 3 \
+             FROM pg_roles r WHERE r.rolname = 'Rëad \"Only\"; DROP ROLE postgres; --'",
+        )
+        .await
+    );
+    assert_eq!(
+        query_text(
+            &server,
+            "postgres",
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = 'threadr'"
+        )
+        .await
+        .as_deref(),
+        Some("threadr")
+    );
+    assert!(
+        query_bool(
+            &server,
+            "threadr",
+            "SELECT pg_get_userbyid(nspowner) = 'threadr' \
+                    AND has_schema_privilege('Rëad \"Only\"; DROP ROLE postgres; --', oid, 'USAGE') \
+             FROM pg_namespace WHERE nspname = 'Odd Schema.x'",
+        )
+        .await
+    );
+    assert_eq!(
+        query_text(&server, "postgres", "SHOW work_mem")
+            .await
+            .as_deref(),
+        Some("8MB")
+    );
+
+    // The owner logs in with its password (the SCRAM verifier pgspec set)
+    // and creates a table; the read-only role reads it through the default
+    // privileges, and cannot write to it.
+    let owner = connect_as(&server, "threadr", OWNER_PASSWORD, "threadr")
+        .await
+        .expect("threadr logs in with the spec's password");
+    let timeout: String = owner
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(timeout, "30s");
+    owner
+        .batch_execute("CREATE TABLE posts (id int); INSERT INTO posts VALUES (1)")
+        .await
+        .expect("owner creates a table");
+    let reader = connect_as(&server, "threadr_readonly", READONLY_PASSWORD, "threadr")
+        .await
+        .expect("threadr_readonly logs in with the spec's password");
+    let count: i64 = reader
+        .query_one("SELECT count(*) FROM posts", &[])
+        .await
+        .expect("the read-only role reads a table created later")
+        .get(0);
+    assert_eq!(count, 1);
+    assert!(
+        reader
+            .batch_execute("INSERT INTO posts VALUES (2)")
+            .await
+            .is_err()
+    );
+
+    // Nothing to do after the owner's table, and an unchanged password is
+    // never set again: the verifier (and its salt) stay as they are.
+    let before = verifier(&server, "threadr").await;
+    let again = run(&["plan", "-f", spec, "--detailed-exitcode"], &env).expect(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    run(&["apply", "-f", spec, "--auto-approve"], &env).expect(0);
+    assert_eq!(verifier(&server, "threadr").await, before);
+}
+
+async fn drift_is_found_and_repaired(major: u32) {
+    let server = Server::start(major).await;
+    let work = Workdir::new();
+    let env = env(&server);
+    let path = work.write("spec.yaml", &threadr_spec(&server, "    work_mem: 8MB"));
+    let spec = arg(&path);
+    run(&["apply", "-f", spec, "--auto-approve"], &env).expect(0);
+    server
+        .execute(
+            "threadr",
+            "SET ROLE threadr; CREATE TABLE posts (id int); CREATE TABLE users (id int); RESET ROLE",
+        )
+        .await;
+    run(&["drift", "-f", spec], &env).expect(0);
+
+    // The password set by hand to the same secret is no drift: the server's
+    // own verifier (another salt) matches the secret.
+    server
+        .execute(
+            "postgres",
+            &format!("ALTER ROLE threadr PASSWORD '{OWNER_PASSWORD}'"),
+        )
+        .await;
+    run(&["drift", "-f", spec], &env).expect(0);
+
+    // One hand-made change in each kind.
+    server
+        .execute(
+            "threadr",
+            "REVOKE SELECT ON posts FROM threadr_readonly; \
+             GRANT INSERT ON users TO threadr_readonly; \
+             GRANT CREATE ON DATABASE threadr TO threadr_readonly",
+        )
+        .await;
+    server
+        .execute(
+            "postgres",
+            "ALTER ROLE threadr_readonly CONNECTION LIMIT 5; \
+             ALTER ROLE replicator PASSWORD 'changed by hand'",
+        )
+        .await;
+    // ALTER SYSTEM cannot share a batch (an implicit transaction).
+    server
+        .execute("postgres", "ALTER SYSTEM SET work_mem = '1MB'")
+        .await;
+    server.execute("postgres", "SELECT pg_reload_conf()").await;
+    let drift = run(&["drift", "-f", spec], &env).expect(2);
+    for (address, detail) in [
+        (
+            "~ database.threadr/schema.public/tables.all/grant.threadr_readonly",
+            "+ schema.public/table.posts = SELECT",
+        ),
+        (
+            "~ database.threadr/schema.public/tables.all/grant.threadr_readonly",
+            "~ schema.public/table.users = INSERT, SELECT -> SELECT",
+        ),
+        (
+            "~ database.threadr/grant.threadr_readonly",
+            "~ privileges = CONNECT, CREATE -> CONNECT",
+        ),
+        ("~ role.threadr_readonly", "~ connection_limit = 5 -> -1"),
+        ("~ role.replicator", "password"),
+        ("~ setting.work_mem", "~ value = 1MB -> 8MB"),
+    ] {
+        assert!(
+            drift.stdout.contains(address),
+            "{address}:\n{}",
+            drift.stdout
+        );
+        assert!(drift.stdout.contains(detail), "{detail}:\n{}", drift.stdout);
+    }
+    assert!(!drift.stdout.contains("role.threadr\n"), "{}", drift.stdout);
+    assert!(
+        !drift.stdout.contains("changed by hand"),
+        "{}",
+        drift.stdout
+    );
+    // The minimal delta: a REVOKE of the extra privilege only.
+    assert!(
+        drift
+            .stdout
+            .contains(r#"REVOKE INSERT ON TABLE "public"."users" FROM "threadr_readonly""#),
+        "{}",
+        drift.stdout
+    );
+    assert!(!drift.stdout.contains("REVOKE ALL"), "{}", drift.stdout);
+
+    run(&["apply", "-f", spec, "--auto-approve"], &env).expect(0);
+    run(&["drift", "-f", spec], &env).expect(0);
+    assert!(
+        query_bool(
+            &server,
+            "threadr",
+            "SELECT has_table_privilege('threadr_readonly', 'posts', 'SELECT') \
+                AND NOT has_table_privilege('threadr_readonly', 'users', 'INSERT') \
+                AND NOT has_database_privilege('threadr_readonly', 'threadr', 'CREATE')",
+        )
+        .await
+    );
+    connect_as(&server, "replicator", REPLICATOR_PASSWORD, "postgres")
+        .await
+        .expect("the replicator's password is the spec's again");
+    assert_eq!(
+        query_text(&server, "postgres", "SHOW work_mem")
+            .await
+            .as_deref(),
+        Some("8MB")
+    );
+
+    // A password stored as MD5 is drift of its own kind.
+    server
+        .execute(
+            "postgres",
+            &format!(
+                "SET password_encryption = 'md5'; ALTER ROLE threadr PASSWORD '{OWNER_PASSWORD}'"
+            ),
+        )
+        .await;
+    let md5 = run(&["drift", "-f", spec], &env).expect(2);
+    assert!(
+        md5.stdout
+            .contains("~ password_encryption = md5 -> scram-sha-256"),
+        "{}",
+        md5.stdout
+    );
+    run(&["apply", "-f", spec, "--auto-approve"], &env).expect(0);
+    assert!(
+        verifier(&server, "threadr")
+            .await
+            .starts_with("SCRAM-SHA-256$")
+    );
+}
+
+async fn settings_compare_in_server_units(major: u32) {
+    let mut server = Server::start(major).await;
+    let work = Workdir::new();
+    let env = env(&server);
+
+    // The live values, respelled in other units, are no change.
+    let shared_buffers_pages: i64 = query_text(
+        &server,
+        "postgres",
+        "SELECT setting FROM pg_settings WHERE name = 'shared_buffers'",
+    )
+    .await
+    .and_then(|value| value.parse().ok())
+    .expect("shared_buffers");
+    let same = format!(
+        "    shared_buffers: {}kB\n    work_mem: 4096kB\n    jit: {}\n    statement_timeout: 0\n",
+        shared_buffers_pages * 8,
+        if query_text(&server, "postgres", "SHOW jit").await.as_deref() == Some("on") {
+            "true"
+        } else {
+            "false"
+        }
+    );
+    let path = work.write("same.yaml", &threadr_spec(&server, &same));
+    run(&["apply", "-f", arg(&path), "--auto-approve"], &env).expect(0);
+    let plan = run(&["plan", "-f", arg(&path), "--detailed-exitcode"], &env).expect(0);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+
+    // shared_buffers needs a restart, work_mem a reload.
+    let path = work.write(
+        "spec.yaml",
+        &threadr_spec(&server, "    shared_buffers: 256MB\n    work_mem: 16MB"),
+    );
+    let spec = arg(&path);
+    let json = run(&["plan", "-f", spec, "--json"], &env).expect(0);
+    let document: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan json");
+    let action = |address: &str| {
+        document["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .find(|action| action["address"] == address)
+            .cloned()
+            .unwrap_or_else(|| panic!("no action {address}: {}", json.stdout))
+    };
+    let shared_buffers = action("setting.shared_buffers");
+    assert_eq!(shared_buffers["risk"]["restart"], true, "{shared_buffers}");
+    assert!(
+        shared_buffers["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("restart")),
+        "{shared_buffers}"
+    );
+    assert_eq!(shared_buffers["changes"][0]["new"], "256MB");
+    let work_mem = action("setting.work_mem");
+    assert_eq!(work_mem["risk"]["restart"], false, "{work_mem}");
+    assert!(
+        work_mem["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("reload")),
+        "{work_mem}"
+    );
+    let text = run(&["plan", "-f", spec], &env).expect(0);
+    assert!(
+        text.stdout.contains("setting.shared_buffers"),
+        "{}",
+        text.stdout
+    );
+
+    // Applying writes both; work_mem is in effect at once, shared_buffers
+    // waits for a restart and drift keeps showing it until then.
+    run(&["apply", "-f", spec, "--auto-approve"], &env);
+    assert_eq!(
+        query_text(&server, "postgres", "SHOW work_mem")
+            .await
+            .as_deref(),
+        Some("16MB")
+    );
+    assert!(
+        query_bool(
+            &server,
+            "postgres",
+            "SELECT pending_restart FROM pg_settings WHERE name = 'shared_buffers'",
+        )
+        .await
+    );
+    let drift = run(&["drift", "-f", spec], &env).expect(2);
+    assert!(
+        drift.stdout.contains("setting.shared_buffers"),
+        "{}",
+        drift.stdout
+    );
+    assert!(drift.stdout.contains("pending_restart"), "{}", drift.stdout);
+    assert!(
+        !drift.stdout.contains("setting.work_mem"),
+        "{}",
+        drift.stdout
+    );
+
+    // A restart gives the container a new host port: read it again and
+    // point the spec at it.
+    let docker = common::docker().await;
+    docker
+        .restart_container(&server.container, None)
+        .await
+        .expect("restart the test server");
+    server.port = docker
+        .inspect_container(&server.container, None)
+        .await
+        .expect("inspect the test server")
+        .network_settings
+        .and_then(|settings| settings.ports)
+        .and_then(|ports| ports.get("5432/tcp").cloned().flatten())
+        .and_then(|bindings| {
+            bindings
+                .first()
+                .and_then(|binding| binding.host_port.clone())
+        })
+        .and_then(|port| port.parse().ok())
+        .expect("published port after the restart");
+    server.wait_ready().await;
+    let path = work.write(
+        "spec.yaml",
+        &threadr_spec(&server, "    shared_buffers: 256MB\n    work_mem: 16MB"),
+    );
+    let spec = arg(&path);
+    assert_eq!(
+        query_text(&server, "postgres", "SHOW shared_buffers")
+            .await
+            .as_deref(),
+        Some("256MB")
+    );
+    run(&["drift", "-f", spec], &env).expect(0);
+}
+
+for_each_major!(threadr_converges_from_empty, super::threadr_converges);
+for_each_major!(
+    drift_in_each_kind_is_found_and_repaired,
+    super::drift_is_found_and_repaired
+);
+for_each_major!(
+    settings_compare_in_the_servers_units,
+    super::settings_compare_in_server_units
+);
