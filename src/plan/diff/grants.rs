@@ -561,3 +561,171 @@ fn default_privilege(
         }],
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{Schema, ServerInfo};
+
+    fn acl(object: AclObject, grants: &[(&str, &[&str])]) -> Acl {
+        Acl {
+            object,
+            privileges: grants
+                .iter()
+                .map(|(grantee, privileges)| {
+                    (
+                        (*grantee).to_owned(),
+                        privileges.iter().map(|p| (*p).to_owned()).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn table(name: &str) -> AclObject {
+        AclObject::Table {
+            schema: "public".to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    fn live(acls: Vec<Acl>) -> (Deployment, Database) {
+        let database = Database {
+            name: "app".to_owned(),
+            owner: Some("app".to_owned()),
+            schemas: BTreeMap::from([(
+                "public".to_owned(),
+                Schema {
+                    name: "public".to_owned(),
+                    owner: Some("pg_database_owner".to_owned()),
+                },
+            )]),
+            acls,
+            ..Database::default()
+        };
+        let deployment = Deployment {
+            server: Some(ServerInfo {
+                version_num: 170_000,
+                current_user: Some("postgres".to_owned()),
+                ..ServerInfo::default()
+            }),
+            ..Deployment::default()
+        };
+        (deployment, database)
+    }
+
+    fn want(grants: Vec<Grant>) -> Database {
+        Database {
+            name: "app".to_owned(),
+            owner: Some("app".to_owned()),
+            grants,
+            ..Database::default()
+        }
+    }
+
+    fn grant(grantee: &str, target: GrantTarget, privileges: &[&str]) -> Grant {
+        Grant {
+            grantee: grantee.to_owned(),
+            target,
+            privileges: privileges.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    fn statements(plan: &Plan) -> Vec<String> {
+        plan.actions
+            .iter()
+            .flat_map(|action| &action.steps)
+            .flat_map(|step| match step {
+                Step::Sql { statements, .. } => statements.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_delta_is_minimal_and_public_is_a_keyword() {
+        let (deployment, have) = live(vec![acl(
+            AclObject::Database,
+            &[
+                ("app", &["CONNECT", "CREATE", "TEMPORARY"]),
+                ("PUBLIC", &["CONNECT", "TEMPORARY"]),
+            ],
+        )]);
+        let want = want(vec![grant(PUBLIC, GrantTarget::Database, &["TEMPORARY"])]);
+        let mut plan = Plan::default();
+        diff(&want, Some(&have), &deployment, &mut plan);
+        assert_eq!(
+            statements(&plan),
+            [r#"REVOKE CONNECT ON DATABASE "app" FROM PUBLIC"#]
+        );
+        assert_eq!(plan.actions[0].address, "database.app/grant.PUBLIC");
+    }
+
+    #[test]
+    fn all_tables_names_each_table_and_runs_one_step_per_table() {
+        let (deployment, have) = live(vec![
+            acl(table("a"), &[("app", &["SELECT"])]),
+            acl(table("b"), &[("reader", &["INSERT", "SELECT"])]),
+            acl(table("c"), &[("reader", &["SELECT"])]),
+        ]);
+        let want = want(vec![grant(
+            "reader",
+            GrantTarget::Tables {
+                schema: "public".to_owned(),
+                names: None,
+            },
+            &["SELECT"],
+        )]);
+        let mut plan = Plan::default();
+        diff(&want, Some(&have), &deployment, &mut plan);
+        let action = &plan.actions[0];
+        assert_eq!(
+            action.address,
+            "database.app/schema.public/tables.all/grant.reader"
+        );
+        let fields: Vec<&str> = action.changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["schema.public/table.a", "schema.public/table.b"]);
+        assert_eq!(action.steps.len(), 2);
+        assert_eq!(
+            statements(&plan),
+            [
+                r#"GRANT SELECT ON TABLE "public"."a" TO "reader""#,
+                r#"REVOKE INSERT ON TABLE "public"."b" FROM "reader""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn default_privileges_are_for_the_owner_and_apart_from_existing_tables() {
+        let (deployment, have) = live(Vec::new());
+        let want = want(vec![grant(
+            "reader",
+            GrantTarget::Default {
+                schema: "public".to_owned(),
+                object: "tables".to_owned(),
+                for_role: None,
+            },
+            &["SELECT"],
+        )]);
+        let mut plan = Plan::default();
+        diff(&want, Some(&have), &deployment, &mut plan);
+        assert_eq!(
+            plan.actions[0].address,
+            "database.app/schema.public/future_tables.app/default_privilege.reader"
+        );
+        assert_eq!(
+            statements(&plan),
+            [
+                r#"ALTER DEFAULT PRIVILEGES FOR ROLE "app" IN SCHEMA "public" GRANT SELECT ON TABLES TO "reader""#
+            ]
+        );
+    }
+
+    #[test]
+    fn all_expands_per_server_version() {
+        assert!(expand(&["ALL".to_owned()], "tables", 170_000).contains("MAINTAIN"));
+        assert!(!expand(&["ALL".to_owned()], "tables", 150_000).contains("MAINTAIN"));
+    }
+}

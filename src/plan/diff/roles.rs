@@ -352,3 +352,133 @@ mod tests {
         assert_eq!(normalize_timestamp("Infinity"), "infinity");
     }
 }
+
+#[cfg(test)]
+mod diff_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::ServerInfo;
+    use crate::secret::Secret;
+
+    fn deployment(roles: Vec<Role>) -> Deployment {
+        Deployment {
+            roles: roles
+                .into_iter()
+                .map(|role| (role.name.clone(), role))
+                .collect::<BTreeMap<_, _>>(),
+            server: Some(ServerInfo {
+                current_user: Some("postgres".to_owned()),
+                ..ServerInfo::default()
+            }),
+            ..Deployment::default()
+        }
+    }
+
+    fn role(name: &str) -> Role {
+        Role {
+            name: name.to_owned(),
+            login: true,
+            inherit: true,
+            connection_limit: -1,
+            ..Role::default()
+        }
+    }
+
+    fn planned(desired: &Deployment, live: &Deployment) -> Plan {
+        let mut plan = Plan::default();
+        diff(desired, live, &DiffOptions { prune: true }, &mut plan);
+        plan
+    }
+
+    #[test]
+    fn passwords_are_set_only_when_they_differ() {
+        let desired = deployment(vec![Role {
+            password: Some(Secret::env("PGSPEC_UNIT_PASSWORD")),
+            ..role("app")
+        }]);
+        for (state, changes) in [
+            (PasswordState::Matches, 0),
+            (PasswordState::Differs, 1),
+            (PasswordState::Missing, 1),
+            (PasswordState::Md5, 2),
+        ] {
+            let live = deployment(vec![Role {
+                password_state: Some(state),
+                ..role("app")
+            }]);
+            let plan = planned(&desired, &live);
+            let found: usize = plan.actions.iter().map(|action| action.changes.len()).sum();
+            assert_eq!(found, changes, "{state:?}");
+            for action in &plan.actions {
+                assert!(action.changes.iter().any(|change| change.sensitive));
+                assert!(matches!(
+                    action.steps.last(),
+                    Some(Step::SetPassword { .. })
+                ));
+            }
+        }
+        let live = deployment(vec![Role {
+            password_state: Some(PasswordState::Unverifiable),
+            ..role("app")
+        }]);
+        let plan = planned(&desired, &live);
+        assert!(plan.actions.is_empty());
+        assert!(plan.notes[0].message.contains("cannot be verified"));
+    }
+
+    #[test]
+    fn the_connecting_role_and_superusers_are_protected() {
+        let desired = deployment(vec![role("postgres")]);
+        let live = deployment(vec![Role {
+            superuser: true,
+            ..role("postgres")
+        }]);
+        let plan = planned(&desired, &live);
+        assert!(plan.actions.is_empty());
+        assert!(plan.errors[0].message.contains("lock itself out"));
+
+        let desired = deployment(Vec::new());
+        let live = deployment(vec![
+            Role {
+                managed: true,
+                ..role("old")
+            },
+            Role {
+                managed: true,
+                superuser: true,
+                ..role("admin")
+            },
+            role("theirs"),
+        ]);
+        let plan = planned(&desired, &live);
+        let deleted: Vec<&str> = plan.actions.iter().map(|a| a.address.as_str()).collect();
+        assert_eq!(deleted, ["role.old"]);
+        assert_eq!(plan.unmanaged, ["role.admin", "role.theirs"]);
+    }
+
+    #[test]
+    fn a_membership_from_any_grantor_satisfies_the_spec() {
+        let desired = deployment(vec![Role {
+            member_of: vec!["readers".to_owned()],
+            ..role("app")
+        }]);
+        let live = deployment(vec![Role {
+            member_of: vec!["readers".to_owned()],
+            memberships: vec![crate::model::Membership {
+                role: "readers".to_owned(),
+                grantor: "another_superuser".to_owned(),
+                admin: false,
+                inherit: Some(true),
+                set: Some(true),
+            }],
+            ..role("app")
+        }]);
+        assert!(planned(&desired, &live).actions.is_empty());
+        let live = deployment(vec![role("app")]);
+        let plan = planned(&desired, &live);
+        assert_eq!(plan.actions[0].address, "role.app/membership.readers");
+        assert!(matches!(&plan.actions[0].steps[0],
+            Step::Sql { statements, .. } if statements == &[r#"GRANT "readers" TO "app""#]));
+    }
+}
