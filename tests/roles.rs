@@ -52,6 +52,8 @@ roles:
 databases:
   - name: threadr
     owner: threadr
+    settings:
+      work_mem: 64MB
     schemas:
       - {{ name: '{ODD_SCHEMA}', owner: threadr }}
     grants:
@@ -60,6 +62,8 @@ databases:
       - {{ role: threadr_readonly, schema: public, tables: all, privileges: [SELECT] }}
       - {{ role: threadr_readonly, schema: public, default_for: tables, privileges: [SELECT] }}
       - {{ role: '{ODD_ROLE}', schema: '{ODD_SCHEMA}', privileges: [USAGE] }}
+      - {{ role: threadr_readonly, schema: public, sequences: all, privileges: [SELECT] }}
+      - {{ role: threadr_readonly, schema: public, functions: [touch], privileges: [EXECUTE] }}
 "#,
         connection = server.connection_yaml(PASSWORD_ENV),
     )
@@ -269,10 +273,41 @@ async fn drift_is_found_and_repaired(major: u32) {
     server
         .execute(
             "threadr",
-            "SET ROLE threadr; CREATE TABLE posts (id int); CREATE TABLE users (id int); RESET ROLE",
+            "SET ROLE threadr; CREATE TABLE posts (id int); CREATE TABLE users (id int); \
+             CREATE SEQUENCE ids; \
+             CREATE FUNCTION touch(integer) RETURNS integer LANGUAGE sql AS 'SELECT $1'; \
+             CREATE FUNCTION touch(text) RETURNS text LANGUAGE sql AS 'SELECT $1'; \
+             RESET ROLE",
         )
         .await;
+    // Sequences and functions that exist now need their grants; both
+    // overloads of `touch` are named.
+    let drift = run(&["drift", "-f", spec], &env).expect(2);
+    for expected in [
+        "+ database.threadr/schema.public/sequences.all/grant.threadr_readonly",
+        "+ schema.public/sequence.ids = SELECT",
+        "+ database.threadr/schema.public/function.touch/grant.threadr_readonly",
+        r#"GRANT EXECUTE ON FUNCTION "public"."touch"(integer) TO "threadr_readonly""#,
+        r#"GRANT EXECUTE ON FUNCTION "public"."touch"(text) TO "threadr_readonly""#,
+    ] {
+        assert!(
+            drift.stdout.contains(expected),
+            "{expected}:\n{}",
+            drift.stdout
+        );
+    }
+    run(&["apply", "-f", spec, "--auto-approve"], &env).expect(0);
     run(&["drift", "-f", spec], &env).expect(0);
+    assert!(
+        query_bool(
+            &server,
+            "threadr",
+            "SELECT has_sequence_privilege('threadr_readonly', 'ids', 'SELECT') \
+                AND NOT has_sequence_privilege('threadr_readonly', 'ids', 'USAGE') \
+                AND has_function_privilege('threadr_readonly', 'touch(text)', 'EXECUTE')",
+        )
+        .await
+    );
 
     // The password set by hand to the same secret is no drift: the server's
     // own verifier (another salt) matches the secret.
@@ -297,7 +332,8 @@ async fn drift_is_found_and_repaired(major: u32) {
         .execute(
             "postgres",
             "ALTER ROLE threadr_readonly CONNECTION LIMIT 5; \
-             ALTER ROLE replicator PASSWORD 'changed by hand'",
+             ALTER ROLE replicator PASSWORD 'changed by hand'; \
+             ALTER DATABASE threadr SET work_mem = '1MB'",
         )
         .await;
     // ALTER SYSTEM cannot share a batch (an implicit transaction).
@@ -322,6 +358,7 @@ async fn drift_is_found_and_repaired(major: u32) {
         ("~ role.threadr_readonly", "~ connection_limit = 5 -> -1"),
         ("~ role.replicator", "password"),
         ("~ setting.work_mem", "~ value = 1MB -> 8MB"),
+        ("~ database.threadr\n", "~ settings.work_mem = 1MB -> 64MB"),
     ] {
         assert!(
             drift.stdout.contains(address),
