@@ -405,6 +405,32 @@ async fn drift_is_found_and_repaired(major: u32) {
         Some("8MB")
     );
 
+    // A membership granted by someone else satisfies the spec: pgspec
+    // does not grant it again, whoever the grantor is.
+    server
+        .execute(
+            "postgres",
+            "CREATE ROLE team_lead; \
+             GRANT threadr_readonly TO team_lead WITH ADMIN OPTION; \
+             REVOKE threadr_readonly FROM \"Rëad \"\"Only\"\"; DROP ROLE postgres; --\"; \
+             GRANT threadr_readonly TO \"Rëad \"\"Only\"\"; DROP ROLE postgres; --\" \
+               GRANTED BY team_lead",
+        )
+        .await;
+    assert_eq!(
+        query_text(
+            &server,
+            "postgres",
+            "SELECT pg_get_userbyid(m.grantor)::text FROM pg_auth_members m \
+             WHERE m.member = (SELECT oid FROM pg_roles \
+                               WHERE rolname = 'Rëad \"Only\"; DROP ROLE postgres; --')",
+        )
+        .await
+        .as_deref(),
+        Some("team_lead")
+    );
+    run(&["drift", "-f", spec], &env).expect(0);
+
     // A password stored as MD5 is drift of its own kind.
     server
         .execute(
