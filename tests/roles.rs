@@ -590,7 +590,48 @@ async fn settings_compare_in_server_units(major: u32) {
     run(&["drift", "-f", spec], &env).expect(0);
 }
 
+async fn unverifiable_without_pg_authid(major: u32) {
+    let server = Server::start(major).await;
+    server
+        .execute(
+            "postgres",
+            "CREATE ROLE deployer LOGIN CREATEROLE PASSWORD 'deployer secret'; \
+             CREATE ROLE app LOGIN PASSWORD 'whatever it is'",
+        )
+        .await;
+    let work = Workdir::new();
+    let env = [
+        (PASSWORD_ENV, "deployer secret".to_owned()),
+        (OWNER_PASSWORD_ENV, OWNER_PASSWORD.to_owned()),
+    ];
+    let path = work.write(
+        "spec.yaml",
+        &format!(
+            "version: 1\nname: unverifiable\npostgres:\n  connection:\n    host: 127.0.0.1\n    \
+             port: {}\n    user: deployer\n    password: {{ env: {PASSWORD_ENV} }}\n\
+             roles:\n  - name: app\n    login: true\n    password: {{ env: {OWNER_PASSWORD_ENV} }}\n",
+            server.port
+        ),
+    );
+    // A role that cannot read pg_authid cannot compare the password: the
+    // plan says so and leaves the password alone.
+    let plan = run(&["plan", "-f", arg(&path), "--detailed-exitcode"], &env).expect(0);
+    assert!(
+        plan.stdout.contains("the password cannot be verified"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("role.app"), "{}", plan.stdout);
+    let json = run(&["plan", "-f", arg(&path), "--json"], &env).expect(0);
+    let document: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan json");
+    assert_eq!(document["actions"].as_array().map(Vec::len), Some(0));
+}
+
 for_each_major!(threadr_converges_from_empty, super::threadr_converges);
+for_each_major!(
+    passwords_are_unverifiable_without_pg_authid,
+    super::unverifiable_without_pg_authid
+);
 for_each_major!(
     drift_in_each_kind_is_found_and_repaired,
     super::drift_is_found_and_repaired
