@@ -3,6 +3,9 @@
 //! The pipeline is load → validate → observe → diff → render/save → apply;
 //! see ARCHITECTURE.md for which module owns each step.
 
+// Only `output` writes to stdout, and logs go through tracing.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod apply;
 pub mod cli;
 pub mod diag;

@@ -1,6 +1,9 @@
 //! The `pgspec` binary: parse arguments, start tracing, run the command,
 //! map the outcome to an exit code (0 done / in sync, 1 error, 2 changes).
 
+// Only `output` writes to stdout, and logs go through tracing.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

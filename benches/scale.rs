@@ -1,0 +1,455 @@
+//! How fast plan and apply are, how that grows with the deployment's size,
+//! and how close plan stays to the floor: the time the server itself needs
+//! to answer pgspec's catalog queries.
+//!
+//! Run it with `cargo bench --bench scale` (sizes with
+//! `-- --sizes 100,1000,10000`, runs per figure with `--runs 5`). It starts
+//! its own PostgreSQL 17 container from the locally built test image
+//! (scripts/test-env.sh builds it), generates for each size N a deployment of
+//! N roles with passwords and connection limits, N tables with two indexes
+//! each (a btree on two columns and a partial one), N table grants, default
+//! privileges, five extensions and ten settings, and measures every figure as
+//! the median of several runs of the real `pgspec` binary (cold process,
+//! whole command). The floor is the server-side execution time of exactly
+//! the statements one `pgspec plan` sent, read from pg_stat_statements.
+//! It prints a table and writes the same figures as JSON
+//! (target/bench/scale.json, or `--json PATH`).
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::CreateContainerOptions;
+use common::{Cleanup, connect, docker, postgres_image, unique_name};
+use serde::Serialize;
+
+const PG_PASSWORD_ENV: &str = "PGSPEC_BENCH_PG_PASSWORD";
+const ROLE_PASSWORD_ENV: &str = "PGSPEC_BENCH_ROLE_PASSWORD";
+
+/// One measured command.
+#[derive(Debug, Clone, Serialize)]
+struct Figure {
+    /// Median wall time in milliseconds.
+    median_ms: f64,
+    /// Every run, in milliseconds.
+    runs_ms: Vec<f64>,
+    /// Peak resident memory of the pgspec process, in KiB (largest run).
+    peak_rss_kib: i64,
+}
+
+/// Figures for one size.
+#[derive(Debug, Clone, Serialize)]
+struct SizeReport {
+    n: usize,
+    objects: usize,
+    validate: Figure,
+    apply_from_empty: Figure,
+    plan_in_sync: Figure,
+    plan_one_percent_drift: Figure,
+    apply_in_sync: Figure,
+    /// Server-side execution time of the statements one plan sends.
+    floor_ms: f64,
+    /// How many statements one plan sends (must not grow with N).
+    plan_statements: i64,
+    plan_over_floor: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: String,
+    postgres: String,
+    runs: usize,
+    sizes: Vec<SizeReport>,
+}
+
+struct Options {
+    sizes: Vec<usize>,
+    runs: usize,
+    json: PathBuf,
+}
+
+fn options() -> Option<Options> {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|arg| arg == "--bench") {
+        return None;
+    }
+    let value = |name: &str| {
+        args.iter()
+            .position(|arg| arg == name)
+            .and_then(|index| args.get(index + 1))
+            .cloned()
+    };
+    Some(Options {
+        sizes: value("--sizes")
+            .unwrap_or_else(|| "100,1000,10000".to_owned())
+            .split(',')
+            .map(|size| size.trim().parse().expect("--sizes takes numbers"))
+            .collect(),
+        runs: value("--runs").map_or(5, |runs| runs.parse().expect("--runs takes a number")),
+        json: value("--json").map_or_else(
+            || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/scale.json")),
+            PathBuf::from,
+        ),
+    })
+}
+
+fn main() {
+    let Some(options) = options() else {
+        println!("scale: benchmark skipped (run it with `cargo bench --bench scale`)");
+        return;
+    };
+    common::block_on(run(options));
+}
+
+async fn run(options: Options) {
+    let server = BenchServer::start().await;
+    let mut report = Report {
+        machine: machine(),
+        postgres: server.version().await,
+        runs: options.runs,
+        sizes: Vec::new(),
+    };
+    for &n in &options.sizes {
+        eprintln!("scale: N = {n}");
+        report.sizes.push(measure(&server, n, options.runs).await);
+        print_table(&report);
+    }
+    if let Some(parent) = options.json.parent() {
+        std::fs::create_dir_all(parent).expect("create the JSON directory");
+    }
+    std::fs::write(
+        &options.json,
+        serde_json::to_string_pretty(&report).expect("report serializes"),
+    )
+    .expect("write the JSON report");
+    println!("{}", table(&report));
+    println!("figures written to {}", options.json.display());
+}
+
+/// A PostgreSQL 17 server with pg_stat_statements, owned by the benchmark.
+struct BenchServer {
+    port: u16,
+    password: String,
+    _cleanup: Cleanup,
+}
+
+impl BenchServer {
+    async fn start() -> BenchServer {
+        let docker = docker().await;
+        let name = unique_name("bench");
+        let mut cleanup = Cleanup::default();
+        cleanup.containers.push(name.clone());
+        let password = format!("pw-{}", unique_name("bench"));
+        let port = common::free_port();
+        docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..CreateContainerOptions::default()
+                }),
+                ContainerCreateBody {
+                    image: Some(postgres_image(17)),
+                    env: Some(vec![format!("POSTGRES_PASSWORD={password}")]),
+                    cmd: Some(
+                        [
+                            "postgres",
+                            "-c",
+                            "shared_preload_libraries=pg_stat_statements",
+                            "-c",
+                            "pg_stat_statements.track=all",
+                            "-c",
+                            "max_connections=300",
+                        ]
+                        .map(str::to_owned)
+                        .to_vec(),
+                    ),
+                    exposed_ports: Some(vec!["5432/tcp".to_owned()]),
+                    host_config: Some(HostConfig {
+                        port_bindings: Some(
+                            [(
+                                "5432/tcp".to_owned(),
+                                Some(vec![PortBinding {
+                                    host_ip: Some("127.0.0.1".to_owned()),
+                                    host_port: Some(port.to_string()),
+                                }]),
+                            )]
+                            .into(),
+                        ),
+                        shm_size: Some(256 << 20),
+                        ..HostConfig::default()
+                    }),
+                    ..ContainerCreateBody::default()
+                },
+            )
+            .await
+            .expect("create the benchmark server");
+        docker
+            .start_container(&name, None)
+            .await
+            .expect("start the benchmark server");
+        let server = BenchServer {
+            port,
+            password,
+            _cleanup: cleanup,
+        };
+        let started = Instant::now();
+        while connect(server.port, &server.password, "postgres").await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(90), "server did not start");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        server
+            .sql("postgres", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await;
+        server
+    }
+
+    async fn sql(&self, database: &str, sql: &str) {
+        connect(self.port, &self.password, database)
+            .await
+            .expect("connect")
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    async fn version(&self) -> String {
+        connect(self.port, &self.password, "postgres")
+            .await
+            .expect("connect")
+            .query_one("SELECT version()", &[])
+            .await
+            .expect("version")
+            .get(0)
+    }
+
+    /// Server-side time and count of the statements run since the last
+    /// reset, excluding the benchmark's own bookkeeping.
+    async fn statements_since_reset(&self) -> (f64, i64) {
+        let row = connect(self.port, &self.password, "postgres")
+            .await
+            .expect("connect")
+            .query_one(
+                "SELECT coalesce(sum(total_exec_time), 0)::float8, coalesce(sum(calls), 0)::int8 \
+                 FROM pg_stat_statements \
+                 WHERE query NOT ILIKE '%pg_stat_statements%'",
+                &[],
+            )
+            .await
+            .expect("read pg_stat_statements");
+        (row.get(0), row.get(1))
+    }
+
+    async fn reset_statements(&self) {
+        self.sql("postgres", "SELECT pg_stat_statements_reset()").await;
+    }
+}
+
+/// The spec of a deployment of size `n`.
+fn spec(server: &BenchServer, n: usize) -> String {
+    let mut text = format!(
+        "version: 1\nname: bench-{n}\npostgres:\n  connection:\n    host: 127.0.0.1\n    port: {}\n    \
+         user: postgres\n    password: {{ env: {PG_PASSWORD_ENV} }}\n  settings:\n    \
+         work_mem: 8MB\n    maintenance_work_mem: 128MB\n    log_min_duration_statement: 1000\n    \
+         random_page_cost: 1.1\n    effective_cache_size: 1GB\n    checkpoint_completion_target: 0.9\n    \
+         idle_in_transaction_session_timeout: 10min\n    effective_io_concurrency: 100\n    \
+         default_statistics_target: 200\n    log_lock_waits: on\nroles:\n",
+        server.port
+    );
+    for role in 0..n {
+        let _ = writeln!(
+            text,
+            "  - {{ name: bench_{n}_r{role}, login: true, connection_limit: 5, password: {{ env: {ROLE_PASSWORD_ENV} }} }}"
+        );
+    }
+    let _ = write!(
+        text,
+        "databases:\n  - name: bench_{n}\n    extensions: [pg_trgm, hstore, citext, \"uuid-ossp\", cube]\n    grants:\n"
+    );
+    for table in 0..n {
+        let _ = writeln!(
+            text,
+            "      - {{ role: bench_{n}_r{table}, schema: public, tables: [t{table}], privileges: [SELECT] }}"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "      - {{ role: bench_{n}_r0, schema: public, default_for: tables, privileges: [SELECT] }}"
+    );
+    text.push_str("    indexes:\n");
+    for table in 0..n {
+        let _ = writeln!(
+            text,
+            "      - {{ name: t{table}_a_b, table: t{table}, columns: [a, b] }}\n      - {{ name: t{table}_open, table: t{table}, columns: [c], where: \"c > 0\" }}"
+        );
+    }
+    text
+}
+
+async fn measure(server: &BenchServer, n: usize, runs: usize) -> SizeReport {
+    let work = tempfile::tempdir().expect("temp dir");
+    let spec_path = work.path().join(format!("bench-{n}.yaml"));
+    std::fs::write(&spec_path, spec(server, n)).expect("write spec");
+    let database = format!("bench_{n}");
+    // The tables come from the application's migrations; one batch makes them.
+    server
+        .sql("postgres", &format!("CREATE DATABASE {database}"))
+        .await;
+    let mut tables = String::new();
+    for table in 0..n {
+        let _ = writeln!(tables, "CREATE TABLE t{table} (id int, a int, b int, c int);");
+    }
+    server.sql(&database, &tables).await;
+
+    let pgspec = |args: &[&str]| run_pgspec(server, args, &spec_path);
+    let validate = figure(runs, || pgspec(&["validate"]));
+    let apply_from_empty = figure(1, || pgspec(&["apply", "--auto-approve"]));
+    let plan_in_sync = figure(runs, || pgspec(&["plan", "--detailed-exitcode"]));
+    let apply_in_sync = figure(runs, || pgspec(&["apply", "--auto-approve"]));
+
+    server.reset_statements().await;
+    pgspec(&["plan", "--detailed-exitcode"]);
+    let (floor_ms, plan_statements) = server.statements_since_reset().await;
+
+    // 1% drift: connection limits changed by hand on one role in a hundred.
+    let drifted = (n / 100).max(1);
+    let mut drift = String::new();
+    for role in 0..drifted {
+        let _ = writeln!(drift, "ALTER ROLE bench_{n}_r{role} CONNECTION LIMIT 7;");
+    }
+    server.sql("postgres", &drift).await;
+    let plan_one_percent_drift = figure(runs, || pgspec(&["plan"]));
+
+    SizeReport {
+        n,
+        objects: n * 4 + 16,
+        plan_over_floor: plan_in_sync.median_ms / floor_ms.max(0.001),
+        validate,
+        apply_from_empty,
+        plan_in_sync,
+        plan_one_percent_drift,
+        apply_in_sync,
+        floor_ms,
+        plan_statements,
+    }
+}
+
+/// Runs `pgspec COMMAND -f SPEC` and returns its wall time and peak RSS.
+fn run_pgspec(server: &BenchServer, args: &[&str], spec: &Path) -> (Duration, i64) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgspec"));
+    command
+        .args(args)
+        .arg("-f")
+        .arg(spec)
+        .arg("-q")
+        .env(PG_PASSWORD_ENV, &server.password)
+        .env(ROLE_PASSWORD_ENV, "bench-role-secret")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let started = Instant::now();
+    let child = command.spawn().expect("start pgspec");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, waited for exactly once, here.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let elapsed = started.elapsed();
+    assert_eq!(waited, pid, "wait4");
+    let code = libc::WEXITSTATUS(status);
+    assert!(
+        libc::WIFEXITED(status) && (code == 0 || code == 2),
+        "pgspec {args:?} failed with {code}"
+    );
+    std::mem::forget(child);
+    (elapsed, usage.ru_maxrss)
+}
+
+fn figure(runs: usize, mut run: impl FnMut() -> (Duration, i64)) -> Figure {
+    let mut times = Vec::new();
+    let mut peak = 0;
+    for _ in 0..runs {
+        let (elapsed, rss) = run();
+        times.push(elapsed.as_secs_f64() * 1000.0);
+        peak = peak.max(rss);
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    Figure {
+        median_ms: sorted[sorted.len() / 2],
+        runs_ms: times,
+        peak_rss_kib: peak,
+    }
+}
+
+fn table(report: &Report) -> String {
+    let mut text = format!(
+        "machine: {}\nserver: {}\nmedian of {} runs (apply from empty: 1 run), milliseconds\n\n",
+        report.machine, report.postgres, report.runs
+    );
+    text.push_str("| N | objects | validate | apply (empty) | plan (in sync) | plan (1% drift) | apply (in sync) | floor | plan / floor | statements | peak RSS |\n");
+    text.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for size in &report.sizes {
+        let _ = writeln!(
+            text,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1}x | {} | {:.1} MiB |",
+            size.n,
+            size.objects,
+            size.validate.median_ms,
+            size.apply_from_empty.median_ms,
+            size.plan_in_sync.median_ms,
+            size.plan_one_percent_drift.median_ms,
+            size.apply_in_sync.median_ms,
+            size.floor_ms,
+            size.plan_over_floor,
+            size.plan_statements,
+            [
+                &size.validate,
+                &size.apply_from_empty,
+                &size.plan_in_sync,
+                &size.plan_one_percent_drift,
+                &size.apply_in_sync
+            ]
+            .iter()
+            .map(|figure| figure.peak_rss_kib)
+            .max()
+            .unwrap_or_default() as f64
+                / 1024.0
+        );
+    }
+    text
+}
+
+fn print_table(report: &Report) {
+    eprintln!("{}", table(report));
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("MemTotal"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or_else(String::new, |kib| format!(", {} GiB", kib / 1024 / 1024));
+    format!("{cpu}, {cores} cores{memory}")
+}
