@@ -45,6 +45,7 @@ roles:
   - name: replicator
     login: true
     replication: true
+    valid_until: '2099-01-01'
     password: {{ env: {REPLICATOR_PASSWORD_ENV} }}
   - name: '{ODD_ROLE}'
     member_of: [threadr_readonly]
@@ -332,7 +333,7 @@ async fn drift_is_found_and_repaired(major: u32) {
         .execute(
             "postgres",
             "ALTER ROLE threadr_readonly CONNECTION LIMIT 5; \
-             ALTER ROLE replicator PASSWORD 'changed by hand'; \
+             ALTER ROLE replicator PASSWORD 'changed by hand' VALID UNTIL '2030-06-01 12:00'; \
              ALTER DATABASE threadr SET work_mem = '1MB'",
         )
         .await;
@@ -357,6 +358,10 @@ async fn drift_is_found_and_repaired(major: u32) {
         ),
         ("~ role.threadr_readonly", "~ connection_limit = 5 -> -1"),
         ("~ role.replicator", "password"),
+        (
+            "~ role.replicator",
+            "~ valid_until = 2030-06-01T12:00:00+00 -> 2099-01-01",
+        ),
         ("~ setting.work_mem", "~ value = 1MB -> 8MB"),
         ("~ database.threadr\n", "~ settings.work_mem = 1MB -> 64MB"),
     ] {

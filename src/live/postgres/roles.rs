@@ -43,8 +43,7 @@ pub async fn observe(
                     r.rolreplication, r.rolbypassrls, r.rolinherit, r.rolconnlimit::int8, \
                     CASE WHEN r.rolvaliduntil IS NULL THEN NULL \
                          WHEN r.rolvaliduntil = 'infinity' THEN 'infinity' \
-                         ELSE to_char(r.rolvaliduntil AT TIME ZONE 'UTC', \
-                                      'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END, \
+                         ELSE to_char(r.rolvaliduntil, 'YYYY-MM-DD\"T\"HH24:MI:SSOF') END, \
                     coalesce(shobj_description(r.oid, 'pg_authid') = $1, false), \
                     coalesce(s.setconfig, '{}') \
              FROM pg_roles r \

@@ -193,8 +193,10 @@ fn update(
         ));
     }
     if let Some(valid_until) = &want.valid_until
-        && have.valid_until.as_deref().map(normalize_timestamp)
-            != Some(normalize_timestamp(valid_until))
+        && !have
+            .valid_until
+            .as_deref()
+            .is_some_and(|live_value| same_timestamp(valid_until, live_value))
     {
         changes.push(Change::new(
             "valid_until",
@@ -279,27 +281,79 @@ fn update(
     });
 }
 
-/// A `valid until` timestamp in one spelling: `2027-01-01` and
-/// `2027-01-01 00:00:00+00` are both `2027-01-01T00:00:00Z`. Offsets other
-/// than UTC are compared as written.
-fn normalize_timestamp(text: &str) -> String {
-    let trimmed = text.trim();
-    if trimmed.eq_ignore_ascii_case("infinity") {
-        return "infinity".to_owned();
+/// A timestamp split into its local part (`2027-01-01T00:00:00`) and its
+/// UTC offset in minutes, when it has one.
+fn parse_timestamp(text: &str) -> Option<(String, Option<i64>)> {
+    let trimmed = text.trim().replacen(' ', "T", 1);
+    let (local, offset) = match trimmed
+        .char_indices()
+        .skip(10)
+        .find(|(_, character)| matches!(character, '+' | '-' | 'Z' | 'z'))
+    {
+        Some((index, _)) => (&trimmed[..index], Some(&trimmed[index..])),
+        None => (trimmed.as_str(), None),
+    };
+    let mut local = local.trim_end_matches('T').to_owned();
+    match local.len() {
+        10 => local.push_str("T00:00:00"),
+        16 => local.push_str(":00"),
+        19 => {}
+        _ => return None,
     }
-    let mut value = trimmed.replacen(' ', "T", 1);
-    for suffix in ["+00:00", "+00", "Z", "z"] {
-        if let Some(stripped) = value.strip_suffix(suffix) {
-            value = stripped.to_owned();
-            break;
+    let offset = match offset {
+        None => None,
+        Some("Z" | "z") => Some(0),
+        Some(offset) => {
+            let sign = if offset.starts_with('-') { -1 } else { 1 };
+            let digits: String = offset[1..].chars().filter(char::is_ascii_digit).collect();
+            let (hours, minutes) = match digits.len() {
+                2 => (digits.parse::<i64>().ok()?, 0),
+                4 => (
+                    digits[..2].parse::<i64>().ok()?,
+                    digits[2..].parse::<i64>().ok()?,
+                ),
+                _ => return None,
+            };
+            Some(sign * (hours * 60 + minutes))
+        }
+    };
+    Some((local, offset))
+}
+
+/// Seconds since 1970 of a local time at an offset (proleptic Gregorian).
+fn epoch_seconds(local: &str, offset_minutes: i64) -> Option<i64> {
+    let number = |range: std::ops::Range<usize>| local.get(range)?.parse::<i64>().ok();
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let shifted_year = if month <= 2 { year - 1 } else { year };
+    let era = shifted_year.div_euclid(400);
+    let year_of_era = shifted_year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60)
+}
+
+/// Whether the spec's `valid_until` names the instant live holds. Live is
+/// in the server's time zone with its offset (`2027-01-01T00:00:00+01`); a
+/// desired value without an offset is read in that same zone, as the
+/// server reads it, and one with an offset is compared as an instant.
+fn same_timestamp(desired: &str, live: &str) -> bool {
+    if desired.trim().eq_ignore_ascii_case("infinity") || live.eq_ignore_ascii_case("infinity") {
+        return desired.trim().eq_ignore_ascii_case(live);
+    }
+    let (Some((desired_local, desired_offset)), Some((live_local, Some(live_offset)))) =
+        (parse_timestamp(desired), parse_timestamp(live))
+    else {
+        return desired.trim() == live;
+    };
+    match desired_offset {
+        None => desired_local == live_local,
+        Some(offset) => {
+            epoch_seconds(&desired_local, offset) == epoch_seconds(&live_local, live_offset)
         }
     }
-    if value.len() == 10 {
-        value.push_str("T00:00:00");
-    } else if value.len() == 16 {
-        value.push_str(":00");
-    }
-    format!("{value}Z")
 }
 
 /// Grants the memberships the spec names that live lacks. Any grantor
@@ -340,16 +394,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_compare_in_one_spelling() {
-        assert_eq!(
-            normalize_timestamp("2027-01-01"),
-            normalize_timestamp("2027-01-01T00:00:00Z")
-        );
-        assert_eq!(
-            normalize_timestamp("2027-01-01 00:00:00+00"),
-            normalize_timestamp("2027-01-01T00:00:00Z")
-        );
-        assert_eq!(normalize_timestamp("Infinity"), "infinity");
+    fn timestamps_compare_as_the_server_reads_them() {
+        assert!(same_timestamp("2027-01-01", "2027-01-01T00:00:00+00"));
+        assert!(same_timestamp("2027-01-01 00:00", "2027-01-01T00:00:00+01"));
+        assert!(same_timestamp(
+            "2027-01-01T00:00:00Z",
+            "2027-01-01T01:00:00+01"
+        ));
+        assert!(same_timestamp(
+            "2027-01-01 00:00:00+05:30",
+            "2026-12-31T18:30:00+00"
+        ));
+        assert!(same_timestamp("Infinity", "infinity"));
+        assert!(!same_timestamp("2027-01-02", "2027-01-01T00:00:00+00"));
+        assert!(!same_timestamp(
+            "2027-01-01T00:00:00Z",
+            "2027-01-01T00:00:00+01"
+        ));
+        assert!(!same_timestamp("infinity", "2027-01-01T00:00:00+00"));
     }
 }
 
