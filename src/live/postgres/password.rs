@@ -104,6 +104,23 @@ mod tests {
     }
 
     #[test]
+    fn a_verifier_made_by_postgresql_17_matches() {
+        // `CREATE ROLE vec PASSWORD 'pencil ü'` on PostgreSQL 17, read back
+        // from pg_authid.rolpassword.
+        let verifier = "SCRAM-SHA-256$4096:KHnmdF0VWZIEfzdPCty6Hg==$\
+                        Egdxtb9n2YRmrsA3UiKnXxRs/FlxSuHFtPgOntWlweE=:\
+                        8OCSTqAugyzip56OE1TssVAv451mbYtDcMvYGBcODXg=";
+        assert_eq!(
+            check(Some(verifier), &secret("pencil ü")),
+            PasswordState::Matches
+        );
+        assert_eq!(
+            check(Some(verifier), &secret("pencil u")),
+            PasswordState::Differs
+        );
+    }
+
+    #[test]
     fn md5_missing_and_garbage_are_told_apart() {
         let md5 = postgres_protocol::password::md5(b"secret", "app");
         assert_eq!(check(Some(&md5), &secret("secret")), PasswordState::Md5);

@@ -410,4 +410,114 @@ mod tests {
         );
         assert_eq!(value_sql("work_mem", "64MB"), "'64MB'");
     }
+
+    fn planned(name: &str, desired: &str, live: impl Into<Option<Setting>>) -> Plan {
+        let desired = Deployment {
+            settings: [(
+                name.to_owned(),
+                Setting {
+                    value: desired.to_owned(),
+                    ..Setting::default()
+                },
+            )]
+            .into(),
+            ..Deployment::default()
+        };
+        let live = Deployment {
+            settings: live
+                .into()
+                .map(|live| (name.to_owned(), live))
+                .into_iter()
+                .collect(),
+            server: Some(crate::model::ServerInfo::default()),
+            ..Deployment::default()
+        };
+        let mut plan = Plan::default();
+        diff(&desired, &live, &mut plan);
+        plan
+    }
+
+    fn shared_buffers(value: &str, pending: Option<&str>) -> Setting {
+        Setting {
+            context: Some("postmaster".to_owned()),
+            source: Some("configuration file".to_owned()),
+            pending_value: pending.map(str::to_owned),
+            pending_restart: pending.is_some(),
+            ..setting(value, Some("8kB"), "integer")
+        }
+    }
+
+    #[test]
+    fn restart_settings_are_written_once_then_wait_for_the_restart() {
+        let plan = planned("shared_buffers", "256MB", shared_buffers("16384", None));
+        let action = &plan.actions[0];
+        assert!(action.risk.restart);
+        assert!(action.reason.contains("restart"), "{}", action.reason);
+        assert_eq!(action.steps.len(), 1);
+        assert_eq!(
+            action.changes[0],
+            Change::new("value", Some("128MB".into()), Some("256MB".into()))
+        );
+
+        // Written already: still shown, nothing run again.
+        let plan = planned(
+            "shared_buffers",
+            "256MB",
+            shared_buffers("16384", Some("256MB")),
+        );
+        let action = &plan.actions[0];
+        assert!(action.risk.restart && action.steps.is_empty());
+        assert!(
+            action.reason.contains("pending_restart"),
+            "{}",
+            action.reason
+        );
+
+        // In effect, but another value waits in the files: undo it.
+        let plan = planned(
+            "shared_buffers",
+            "128MB",
+            shared_buffers("16384", Some("1GB")),
+        );
+        assert_eq!(plan.actions[0].changes[0].field, "pending_value");
+
+        assert!(
+            planned("shared_buffers", "32768", shared_buffers("32768", None))
+                .actions
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn what_alter_system_cannot_change_is_an_error() {
+        let internal = Setting {
+            context: Some("internal".to_owned()),
+            ..setting("8192", Some("B"), "integer")
+        };
+        assert!(
+            planned("block_size", "16kB", internal).errors[0]
+                .message
+                .contains("cannot be changed")
+        );
+        let command_line = Setting {
+            source: Some("command line".to_owned()),
+            context: Some("postmaster".to_owned()),
+            ..setting("100", None, "integer")
+        };
+        assert!(
+            planned("max_connections", "200", command_line).errors[0]
+                .message
+                .contains("command line")
+        );
+        let plan = planned("no_such_setting", "1", None);
+        assert!(plan.actions.is_empty());
+        assert!(
+            plan.errors[0]
+                .message
+                .contains("no setting `no_such_setting`")
+        );
+        // A library's own setting may be unknown until the library loads.
+        let plan = planned("pg_stat_statements.max", "10000", None);
+        assert_eq!(plan.actions.len(), 1);
+    }
 }
