@@ -59,6 +59,7 @@ databases:
       - {{ name: '{ODD_SCHEMA}', owner: threadr }}
     grants:
       - {{ role: threadr_readonly, privileges: [CONNECT] }}
+      - {{ role: PUBLIC, privileges: [TEMPORARY] }}
       - {{ role: threadr_readonly, schema: public, privileges: [USAGE] }}
       - {{ role: threadr_readonly, schema: public, tables: all, privileges: [SELECT] }}
       - {{ role: threadr_readonly, schema: public, default_for: tables, privileges: [SELECT] }}
@@ -632,7 +633,73 @@ async fn unverifiable_without_pg_authid(major: u32) {
     assert_eq!(document["actions"].as_array().map(Vec::len), Some(0));
 }
 
+async fn pruning_drops_only_its_own_roles(major: u32) {
+    let server = Server::start(major).await;
+    server
+        .execute(
+            "postgres",
+            "CREATE ROLE made_by_hand; CREATE ROLE hand_admin SUPERUSER",
+        )
+        .await;
+    let work = Workdir::new();
+    let env = env(&server);
+    let spec = |roles: &str| {
+        format!(
+            "version: 1\nname: prune\nprune: true\npostgres:\n{}roles:\n{roles}",
+            server.connection_yaml(PASSWORD_ENV)
+        )
+    };
+    let path = work.write(
+        "spec.yaml",
+        &spec("  - name: keep\n  - name: 'drop me \"now\"'\n"),
+    );
+    run(&["apply", "-f", arg(&path), "--auto-approve"], &env).expect(0);
+
+    let path = work.write("spec.yaml", &spec("  - name: keep\n"));
+    let plan = run(
+        &[
+            "plan",
+            "-f",
+            arg(&path),
+            "--detailed-exitcode",
+            "--show-unmanaged",
+        ],
+        &env,
+    )
+    .expect(2);
+    assert!(
+        plan.stdout.contains(r#"- role."drop me \"now\"""#),
+        "{}",
+        plan.stdout
+    );
+    for kept in ["role.made_by_hand", "role.hand_admin", "role.postgres"] {
+        assert!(
+            plan.stdout.contains(&format!("? {kept}")),
+            "{kept}:\n{}",
+            plan.stdout
+        );
+    }
+    run(&["apply", "-f", arg(&path), "--auto-approve"], &env).expect(0);
+    let names: Vec<String> = server
+        .client("postgres")
+        .await
+        .query(
+            "SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("read pg_roles")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(names, ["hand_admin", "keep", "made_by_hand", "postgres"]);
+}
+
 for_each_major!(threadr_converges_from_empty, super::threadr_converges);
+for_each_major!(
+    pruning_drops_only_roles_pgspec_made,
+    super::pruning_drops_only_its_own_roles
+);
 for_each_major!(
     passwords_are_unverifiable_without_pg_authid,
     super::unverifiable_without_pg_authid
