@@ -88,69 +88,94 @@ fn databases(
             proptest::option::of(proptest::sample::select(&["postgres", "app_owner"][..])),
             desired_grants(),
             live_acls("postgres".to_owned()),
+            (
+                role_settings(),
+                proptest::option::of(proptest::option::of(proptest::sample::select(
+                    &["app", "postgres"][..],
+                ))),
+            ),
         ),
         0..3,
     )
     .prop_map(move |databases| {
         databases
             .into_iter()
-            .map(|(name, (extensions, database_owner, grants, acls))| {
-                let extensions = extensions
-                    .into_iter()
-                    .map(|(extension_name, extension)| {
-                        (
-                            extension_name.clone(),
-                            Extension {
-                                name: extension_name,
-                                ..extension
-                            },
-                        )
-                    })
-                    .collect();
-                let database_owner = if owner {
-                    Some(database_owner.unwrap_or("postgres").to_owned())
-                } else {
-                    database_owner.map(str::to_owned)
-                };
-                // The desired side states grants; the live side (`owner`
-                // set) holds privileges, the `public` schema and tables.
-                let (grants, acls, schemas) = if owner {
-                    let acls = acls
+            .map(
+                |(name, (extensions, database_owner, grants, acls, (settings, audit)))| {
+                    let extensions = extensions
                         .into_iter()
-                        .map(|acl| match acl.object {
-                            AclObject::Default { schema, object, .. } => Acl {
-                                object: AclObject::Default {
-                                    schema,
-                                    object,
-                                    for_role: database_owner.clone().unwrap_or_default(),
+                        .map(|(extension_name, extension)| {
+                            (
+                                extension_name.clone(),
+                                Extension {
+                                    name: extension_name,
+                                    ..extension
                                 },
-                                ..acl
-                            },
-                            _ => acl,
+                            )
                         })
                         .collect();
-                    let schemas = BTreeMap::from([(
-                        "public".to_owned(),
-                        Schema {
-                            name: "public".to_owned(),
-                            owner: Some("pg_database_owner".to_owned()),
-                        },
-                    )]);
-                    (Vec::new(), acls, schemas)
-                } else {
-                    (grants, Vec::new(), BTreeMap::new())
-                };
-                let database = Database {
-                    name: name.clone(),
-                    owner: database_owner,
-                    extensions,
-                    grants,
-                    acls,
-                    schemas,
-                    ..Database::default()
-                };
-                (name, database)
-            })
+                    let database_owner = if owner {
+                        Some(database_owner.unwrap_or("postgres").to_owned())
+                    } else {
+                        database_owner.map(str::to_owned)
+                    };
+                    // The desired side states grants; the live side (`owner`
+                    // set) holds privileges, the `public` schema and tables.
+                    let (grants, acls, schemas) = if owner {
+                        let acls = acls
+                            .into_iter()
+                            .map(|acl| match acl.object {
+                                AclObject::Default { schema, object, .. } => Acl {
+                                    object: AclObject::Default {
+                                        schema,
+                                        object,
+                                        for_role: database_owner.clone().unwrap_or_default(),
+                                    },
+                                    ..acl
+                                },
+                                _ => acl,
+                            })
+                            .collect();
+                        let schemas = BTreeMap::from([(
+                            "public".to_owned(),
+                            Schema {
+                                name: "public".to_owned(),
+                                owner: Some("pg_database_owner".to_owned()),
+                            },
+                        )]);
+                        (Vec::new(), acls, schemas)
+                    } else {
+                        (grants, Vec::new(), BTreeMap::new())
+                    };
+                    // A schema with an awkward name, owned or not; live always
+                    // knows the owner.
+                    let mut schemas = schemas;
+                    if let Some(audit_owner) = audit {
+                        let schema_owner = match (owner, audit_owner) {
+                            (true, None) => Some("postgres".to_owned()),
+                            (_, audit_owner) => audit_owner.map(str::to_owned),
+                        };
+                        schemas.insert(
+                            "Audit Schema".to_owned(),
+                            Schema {
+                                name: "Audit Schema".to_owned(),
+                                owner: schema_owner,
+                            },
+                        );
+                    }
+                    let database = Database {
+                        name: name.clone(),
+                        owner: database_owner,
+                        extensions,
+                        grants,
+                        acls,
+                        schemas,
+                        settings,
+                        ..Database::default()
+                    };
+                    (name, database)
+                },
+            )
             .collect()
     })
 }
