@@ -7,6 +7,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod apply;
+pub mod backup;
 pub mod cli;
 pub mod diag;
 pub mod live;

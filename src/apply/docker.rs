@@ -136,6 +136,9 @@ pub async fn run(
                 .with_context(|| format!("cannot restart container `{name}`"))?;
         }
         DockerStep::WaitReady { name } => wait_ready(docker, name, target).await?,
+        DockerStep::CreateBackupContainer { backup } => {
+            crate::backup::docker::create_container(docker, deployment, backup).await?;
+        }
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! `Exit`; `main` maps errors to exit code 1.
 
 mod apply;
+mod backup;
 mod drift;
 mod plan;
 mod schema;
@@ -49,6 +50,8 @@ pub enum Command {
     Drift(drift::DriftArgs),
     /// Print the JSON Schema of the spec format.
     Schema,
+    /// Take, list and verify backups.
+    Backup(backup::BackupArgs),
 }
 
 /// The spec file argument shared by commands.
@@ -86,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Apply(args) => runtime()?.block_on(apply::run(&args, color)),
         Command::Drift(args) => runtime()?.block_on(drift::run(&args, color)),
         Command::Schema => schema::run(),
+        Command::Backup(args) => backup::run(&args, color),
     }
 }
 

@@ -5,6 +5,7 @@
 //! query per database, never one per object, and results are sorted before
 //! they reach `plan`.
 
+pub mod backup;
 pub mod docker;
 pub mod postgres;
 
@@ -118,5 +119,6 @@ pub async fn observe(spec: &Spec) -> Result<Deployment, ObserveError> {
         Err(ObserveError::PostgresUnreachable { .. }) if !server_may_run => {}
         Err(error) => return Err(error),
     }
+    live.backup = backup::observe_deployment(desired).await?;
     Ok(live)
 }

@@ -462,6 +462,37 @@ pub struct Pooler {
 pub struct Backup {
     pub destination: BackupDestination,
     pub schedules: BTreeMap<String, BackupSchedule>,
+    /// The container that runs the schedules. Desired: `None` (diff derives
+    /// it from the server container). Live: the observed one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<BackupAgent>,
+    /// Live only: whether the destination volume exists (a directory
+    /// destination always counts as existing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destination_exists: bool,
+}
+
+/// The backup container (`<deployment>-backup`): the server's image, with
+/// pgspec's backup agent as its entrypoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupAgent {
+    pub name: String,
+    pub image: String,
+    /// The deployment's network, on which the server is reached by name.
+    pub network: String,
+    /// Host name of the server the agent dumps (`<deployment>-postgres`).
+    pub server: String,
+    pub superuser: String,
+    /// Desired only: the superuser password, sent into the container as a
+    /// password file when it is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superuser_password: Option<Secret>,
+    /// The pgspec version of the agent.
+    pub version: String,
+    pub running: bool,
+    /// Live only: id of the container's image.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image_id: String,
 }
 
 /// Where backups go.

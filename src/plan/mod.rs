@@ -234,4 +234,10 @@ pub enum DockerStep {
     WaitReady {
         name: String,
     },
+    /// Create the backup container from `backup.agent` (labels carry the
+    /// schedules), with the agent, its configuration and the superuser's
+    /// password file copied in before it starts.
+    CreateBackupContainer {
+        backup: Box<crate::model::Backup>,
+    },
 }

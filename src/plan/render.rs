@@ -332,6 +332,7 @@ fn docker_line(call: &DockerStep) -> String {
         DockerStep::WaitReady { name } => {
             format!("wait until the server in `{name}` accepts connections")
         }
+        DockerStep::CreateBackupContainer { backup } => crate::backup::describe_create(backup),
     }
 }
 

@@ -14,6 +14,7 @@ pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
         let path = address::parse(&action.address);
         match path.as_slice() {
             [(kind, _)] if kind == "container" => simulate_container(&mut next, action),
+            [(kind, _)] if kind == "backup" => super::diff::backup::simulate(&mut next, action),
             [(kind, name)] if kind == "database" => {
                 simulate_database(&mut next, name, action);
                 inside::simulate(&mut next, &path, action);
@@ -87,7 +88,8 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
             }
             DockerStep::CreateVolume { .. }
             | DockerStep::RestartContainer { .. }
-            | DockerStep::WaitReady { .. } => {}
+            | DockerStep::WaitReady { .. }
+            | DockerStep::CreateBackupContainer { .. } => {}
         }
     }
 }

@@ -1692,6 +1692,7 @@ fn lower_backup(file: &SpecFile, backup: &BackupSpec, base: &Path) -> Backup {
     Backup {
         destination,
         schedules,
+        ..Backup::default()
     }
 }
 

@@ -8,6 +8,7 @@
 use crate::model::{self, Database, Deployment, Extension, MANAGED_MARK, address};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 
+pub mod backup;
 mod container;
 
 use crate::spec::DiffOptions;
@@ -34,6 +35,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
         roles::diff(desired, live, options, &mut plan);
         diff_databases(desired, live, options, &mut plan);
     }
+    backup::diff(desired, live, options, &mut plan);
     super::order::sort(&mut plan);
     plan
 }

@@ -1,0 +1,478 @@
+//! Host side of backups through the Docker Engine: create the backup
+//! container, run the agent in it (`docker exec`), and run a restore check
+//! in a scratch container that is removed afterwards, failure or not.
+//!
+//! Invariant: never removes the destination. The only objects removed
+//! here are the scratch container and volume that `verify` made.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::exec::StartExecResults;
+use bollard::models::{
+    ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, RemoveContainerOptions, RemoveVolumeOptions, UploadToContainerOptions,
+};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::agent::Report;
+use super::{
+    AGENT_PATH, AgentConfig, BACKUP_MOUNT, CONFIG_PATH, PGPASS_PATH, SERVER_PORT, labels,
+    pgpass_line, schedule_labels,
+};
+use crate::apply::docker::{PASSWORD_FILE, object_labels};
+use crate::model::{Backup, BackupDestination};
+
+/// Environment variable naming a Linux pgspec binary to copy into
+/// containers instead of the running one (for a pgspec built for another
+/// platform than the engine's).
+pub const AGENT_BINARY_ENV: &str = "PGSPEC_BACKUP_AGENT";
+
+/// The bytes of the agent binary: `PGSPEC_BACKUP_AGENT`, or the running
+/// executable. Refused when it is not a Linux (ELF) executable.
+async fn agent_binary() -> anyhow::Result<Vec<u8>> {
+    let path = match std::env::var_os(AGENT_BINARY_ENV) {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::env::current_exe().context("cannot find the running pgspec binary")?,
+    };
+    let bytes = tokio::fs::read(&path)
+        .await
+        .with_context(|| format!("cannot read the agent binary `{}`", path.display()))?;
+    if !bytes.starts_with(b"\x7fELF") {
+        bail!(
+            "`{}` is not a Linux executable, so it cannot run as the backup agent inside a \
+             container; set {AGENT_BINARY_ENV} to a Linux build of pgspec",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
+/// A file to copy into a container.
+struct Upload<'a> {
+    path: &'a str,
+    mode: u32,
+    bytes: &'a [u8],
+}
+
+/// A tar archive of files (with their parent directories) to unpack at `/`.
+fn archive(files: &[Upload<'_>]) -> anyhow::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut directories: Vec<(String, u32)> = Vec::new();
+    for file in files {
+        let parent = std::path::Path::new(file.path)
+            .parent()
+            .map(|parent| parent.display().to_string())
+            .unwrap_or_default();
+        // Secrets' directory is root's only; the binary's is world-readable.
+        let mode = if file.mode & 0o077 == 0 { 0o700 } else { 0o755 };
+        if !parent.is_empty() && parent != "/" && !directories.iter().any(|(dir, _)| *dir == parent)
+        {
+            directories.push((parent, mode));
+        }
+    }
+    for (directory, mode) in &directories {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(*mode);
+        header.set_size(0);
+        header.set_cksum();
+        builder
+            .append_data(
+                &mut header,
+                directory.trim_start_matches('/'),
+                std::io::empty(),
+            )
+            .context("cannot build the archive for the container")?;
+    }
+    for file in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(file.mode);
+        header.set_size(file.bytes.len() as u64);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, file.path.trim_start_matches('/'), file.bytes)
+            .context("cannot build the archive for the container")?;
+    }
+    builder
+        .into_inner()
+        .context("cannot build the archive for the container")
+}
+
+async fn upload(docker: &Docker, container: &str, archive: Vec<u8>) -> anyhow::Result<()> {
+    docker
+        .upload_to_container(
+            container,
+            Some(UploadToContainerOptions {
+                path: "/".to_owned(),
+                ..UploadToContainerOptions::default()
+            }),
+            bollard::body_full(archive.into()),
+        )
+        .await
+        .with_context(|| format!("cannot copy the backup agent into container `{container}`"))
+}
+
+/// The mount of a destination at `BACKUP_MOUNT`.
+fn destination_mount(destination: &BackupDestination, read_only: bool) -> Mount {
+    let (typ, source) = match destination {
+        BackupDestination::Volume(name) => (MountType::VOLUME, name.clone()),
+        BackupDestination::Directory(path) => (MountType::BIND, path.clone()),
+    };
+    Mount {
+        target: Some(BACKUP_MOUNT.to_owned()),
+        source: Some(source),
+        typ: Some(typ),
+        read_only: Some(read_only),
+        ..Mount::default()
+    }
+}
+
+/// Creates (does not start) the backup container a plan step describes.
+pub async fn create_container(
+    docker: &Docker,
+    deployment: &str,
+    backup: &Backup,
+) -> anyhow::Result<()> {
+    let agent = backup
+        .agent
+        .as_ref()
+        .context("the backup step names no container; this is a bug in pgspec, please report it with the `--json` plan")?;
+    if let BackupDestination::Directory(path) = &backup.destination {
+        // A bind mount needs its directory; the engine runs on this host
+        // when the destination is a host directory.
+        tokio::fs::create_dir_all(path)
+            .await
+            .with_context(|| format!("cannot create backup directory `{path}`"))?;
+    }
+    let binary = agent_binary().await?;
+    let password = match &agent.superuser_password {
+        Some(secret) => Some(
+            secret
+                .resolve()
+                .context("cannot read the superuser password")?,
+        ),
+        None => None,
+    };
+    let config = AgentConfig {
+        deployment: deployment.to_owned(),
+        server: agent.server.clone(),
+        port: SERVER_PORT,
+        superuser: agent.superuser.clone(),
+        schedules: backup.schedules.clone(),
+    };
+    let config_text =
+        serde_json::to_vec_pretty(&config).context("cannot encode the agent configuration")?;
+    let mut container_labels = object_labels(deployment);
+    container_labels.extend(schedule_labels(
+        &backup.destination,
+        &backup.schedules,
+        &agent.server,
+        &agent.superuser,
+    ));
+    let body = ContainerCreateBody {
+        image: Some(agent.image.clone()),
+        entrypoint: Some(vec![
+            AGENT_PATH.to_owned(),
+            "backup".to_owned(),
+            "agent".to_owned(),
+            "schedule".to_owned(),
+            format!("--config={CONFIG_PATH}"),
+        ]),
+        cmd: Some(Vec::new()),
+        env: Some(vec![
+            format!("PGPASSFILE={PGPASS_PATH}"),
+            "TZ=UTC".to_owned(),
+        ]),
+        labels: Some(container_labels),
+        host_config: Some(HostConfig {
+            mounts: Some(vec![destination_mount(&backup.destination, false)]),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(agent.network.clone()).filter(|network| !network.is_empty()),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(agent.name.clone()),
+                ..CreateContainerOptions::default()
+            }),
+            body,
+        )
+        .await
+        .with_context(|| format!("cannot create container `{}`", agent.name))?;
+    let pgpass = password
+        .as_ref()
+        .map(|password| pgpass_line(password.expose()))
+        .unwrap_or_default();
+    let files = [
+        Upload {
+            path: AGENT_PATH,
+            mode: 0o755,
+            bytes: &binary,
+        },
+        Upload {
+            path: CONFIG_PATH,
+            mode: 0o600,
+            bytes: &config_text,
+        },
+        Upload {
+            path: PGPASS_PATH,
+            mode: 0o600,
+            bytes: pgpass.as_bytes(),
+        },
+    ];
+    upload(docker, &agent.name, archive(&files)?).await
+}
+
+/// What a `docker exec` printed and how it ended.
+pub struct ExecOutput {
+    pub code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command in a running container and collects its output.
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    command: &[String],
+) -> anyhow::Result<ExecOutput> {
+    let created = docker
+        .create_exec(
+            container,
+            ExecConfig {
+                cmd: Some(command.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..ExecConfig::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot run the backup agent in container `{container}`"))?;
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    match docker
+        .start_exec(&created.id, None)
+        .await
+        .with_context(|| format!("cannot run the backup agent in container `{container}`"))?
+    {
+        StartExecResults::Attached { mut output, .. } => {
+            while let Some(chunk) = output.next().await {
+                match chunk.with_context(|| {
+                    format!("lost the backup agent's output in container `{container}`")
+                })? {
+                    bollard::container::LogOutput::StdOut { message } => {
+                        stdout.extend_from_slice(&message)
+                    }
+                    bollard::container::LogOutput::StdErr { message } => {
+                        stderr.extend_from_slice(&message)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        StartExecResults::Detached => {}
+    }
+    let inspect = docker
+        .inspect_exec(&created.id)
+        .await
+        .with_context(|| format!("cannot read how the agent ended in container `{container}`"))?;
+    Ok(ExecOutput {
+        code: inspect.exit_code.unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// The agent command line inside a container.
+pub fn agent_command(arguments: &[&str]) -> Vec<String> {
+    let mut command = vec![
+        AGENT_PATH.to_owned(),
+        "backup".to_owned(),
+        "agent".to_owned(),
+    ];
+    command.extend(arguments.iter().map(|argument| (*argument).to_owned()));
+    command
+}
+
+/// What `verify` needs to know about the deployment.
+pub struct VerifyTarget<'a> {
+    pub deployment: &'a str,
+    pub image: &'a str,
+    /// Where the image keeps its data directory.
+    pub data_mount: &'a str,
+    pub superuser: &'a str,
+    pub destination: &'a BackupDestination,
+}
+
+/// A name no other object has: deployment, purpose, time and process.
+fn scratch_name(deployment: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    let digest = Sha256::digest(format!("{nanos}-{}", std::process::id()));
+    format!("{deployment}-verify-{}", &hex::encode(digest)[..10])
+}
+
+/// Restores a backup into a scratch container from the server's image, on
+/// a scratch volume, with the destination mounted read-only, and returns
+/// the agent's report. The scratch container and volume are removed before
+/// this returns, whatever happened.
+pub async fn verify(
+    docker: &Docker,
+    target: &VerifyTarget<'_>,
+    id: Option<&str>,
+) -> anyhow::Result<Report> {
+    let name = scratch_name(target.deployment);
+    let result = verify_in(docker, target, &name, id).await;
+    let cleanup = remove_scratch(docker, &name).await;
+    let report = result?;
+    cleanup?;
+    Ok(report)
+}
+
+async fn verify_in(
+    docker: &Docker,
+    target: &VerifyTarget<'_>,
+    name: &str,
+    id: Option<&str>,
+) -> anyhow::Result<Report> {
+    let mut scratch_labels = object_labels(target.deployment);
+    scratch_labels.insert(labels::ROLE.to_owned(), "verify".to_owned());
+    docker
+        .create_volume(VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            labels: Some(scratch_labels.clone()),
+            ..VolumeCreateRequest::default()
+        })
+        .await
+        .with_context(|| format!("cannot create scratch volume `{name}`"))?;
+    // The scratch server's password is made up here and used once.
+    let password = hex::encode(Sha256::digest(format!("{name}-{:?}", SystemTime::now())));
+    let body = ContainerCreateBody {
+        image: Some(target.image.to_owned()),
+        env: Some(vec![
+            format!("POSTGRES_USER={}", target.superuser),
+            format!("POSTGRES_PASSWORD_FILE={PASSWORD_FILE}"),
+            "POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256 --auth-local=trust".to_owned(),
+            format!("PGPASSFILE={PGPASS_PATH}"),
+        ]),
+        labels: Some(scratch_labels),
+        host_config: Some(HostConfig {
+            mounts: Some(vec![
+                Mount {
+                    target: Some(target.data_mount.to_owned()),
+                    source: Some(name.to_owned()),
+                    typ: Some(MountType::VOLUME),
+                    ..Mount::default()
+                },
+                destination_mount(target.destination, true),
+            ]),
+            // Nothing outside needs to reach a scratch server.
+            network_mode: Some("none".to_owned()),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_owned()),
+                ..CreateContainerOptions::default()
+            }),
+            body,
+        )
+        .await
+        .with_context(|| format!("cannot create scratch container `{name}`"))?;
+    let binary = agent_binary().await?;
+    let pgpass = pgpass_line(&password);
+    let files = [
+        Upload {
+            path: AGENT_PATH,
+            mode: 0o755,
+            bytes: &binary,
+        },
+        Upload {
+            path: PASSWORD_FILE,
+            mode: 0o600,
+            bytes: password.as_bytes(),
+        },
+        Upload {
+            path: PGPASS_PATH,
+            mode: 0o600,
+            bytes: pgpass.as_bytes(),
+        },
+    ];
+    upload(docker, name, archive(&files)?).await?;
+    docker
+        .start_container(name, None)
+        .await
+        .with_context(|| format!("cannot start scratch container `{name}`"))?;
+    let mut arguments = vec![
+        "check",
+        "--deployment",
+        target.deployment,
+        "--user",
+        target.superuser,
+        "--host",
+        "127.0.0.1",
+    ];
+    if let Some(id) = id {
+        arguments.extend(["--id", id]);
+    }
+    let output = exec(docker, name, &agent_command(&arguments)).await?;
+    if output.code != 0 {
+        bail!(
+            "the restore check in scratch container `{name}` failed: {}",
+            output.stderr.trim()
+        );
+    }
+    serde_json::from_str(&output.stdout).with_context(|| {
+        format!(
+            "cannot read the restore check's report from scratch container `{name}`: {}",
+            output.stderr.trim()
+        )
+    })
+}
+
+/// Removes the scratch container (with force: it holds nothing of value)
+/// and then its volume.
+async fn remove_scratch(docker: &Docker, name: &str) -> anyhow::Result<()> {
+    let container = docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: false,
+                link: false,
+            }),
+        )
+        .await;
+    match container {
+        Ok(()) => {}
+        Err(error) if crate::live::docker::is_not_found(&error) => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot remove scratch container `{name}`"));
+        }
+    }
+    match docker
+        .remove_volume(name, None::<RemoveVolumeOptions>)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(error) if crate::live::docker::is_not_found(&error) => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("cannot remove scratch volume `{name}`")),
+    }
+}

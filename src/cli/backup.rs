@@ -1,0 +1,412 @@
+//! `pgspec backup run|list|verify`, and the hidden `pgspec backup agent`
+//! that runs inside the backup container.
+//!
+//! `run` and `list` are `docker exec` of the agent in `<deployment>-backup`,
+//! so a backup taken by hand takes the scheduled path; `verify` restores
+//! into a scratch container (see `backup::docker::verify`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use super::{Exit, SpecArg};
+use crate::backup::agent::{self, Report, ServerAddress};
+use crate::backup::manifest::{Entry, Manifest, Status};
+use crate::backup::{self, AgentConfig, CONFIG_PATH};
+use crate::output;
+use crate::spec::Spec;
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: BackupCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a backup now in the backup container: every schedule, or NAME.
+    Run(RunArgs),
+    /// List the backups in the destination, newest first.
+    List(ListArgs),
+    /// Restore a backup (default: the newest good one) into a scratch
+    /// container and check it; exit 1 when anything does not match.
+    Verify(VerifyArgs),
+    /// Runs inside the backup container.
+    #[command(hide = true)]
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub spec: SpecArg,
+    /// The schedule whose kind, databases and retention to use.
+    pub name: Option<String>,
+    /// Print the manifests as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub spec: SpecArg,
+    /// Print the backups as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub spec: SpecArg,
+    /// The backup id, as `backup list` shows it.
+    pub backup: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: AgentCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Run the schedules until stopped.
+    Schedule {
+        #[arg(long, default_value = CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Take backups now and print their manifests.
+    Once {
+        #[arg(long, default_value = CONFIG_PATH)]
+        config: PathBuf,
+        #[arg(long)]
+        schedule: Option<String>,
+    },
+    /// Print the deployment's backups.
+    List {
+        #[arg(long)]
+        deployment: String,
+    },
+    /// Restore a backup into the local server and print the report.
+    Check {
+        #[arg(long)]
+        deployment: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = backup::SERVER_PORT)]
+        port: u16,
+        #[arg(long, default_value = "/var/run/postgresql")]
+        socket: String,
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+pub fn run(args: &BackupArgs, color: bool) -> anyhow::Result<Exit> {
+    let runtime = super::runtime()?;
+    match &args.command {
+        BackupCommand::Run(run) => runtime.block_on(run_now(run, color)),
+        BackupCommand::List(list) => runtime.block_on(list_backups(list, color)),
+        BackupCommand::Verify(verify) => runtime.block_on(verify_backup(verify, color)),
+        BackupCommand::Agent(agent) => runtime.block_on(run_agent(&agent.command)),
+    }
+}
+
+/// The spec, which must have a managed server and a `backup` section.
+fn backup_spec(file: &Path, color: bool) -> anyhow::Result<Spec> {
+    let spec = super::load_spec(file, color)?;
+    if spec.deployment.backup.is_none() {
+        bail!("`{}` has no `backup` section", file.display());
+    }
+    if spec.deployment.container.is_none() {
+        bail!(
+            "`{}` manages no server container (`postgres.image`), so it has no backup container",
+            file.display()
+        );
+    }
+    Ok(spec)
+}
+
+/// Runs the agent in the running backup container.
+async fn exec_agent(spec: &Spec, arguments: &[&str]) -> anyhow::Result<backup::docker::ExecOutput> {
+    let docker = crate::live::docker::connect()
+        .await
+        .context("cannot connect to the Docker Engine")?;
+    let name = backup::container_name(&spec.deployment.name);
+    let running = match docker.inspect_container(&name, None).await {
+        Ok(inspect) => inspect
+            .state
+            .and_then(|state| state.running)
+            .unwrap_or(false),
+        Err(error) if crate::live::docker::is_not_found(&error) => {
+            bail!("there is no backup container `{name}`; run `pgspec apply` to create it")
+        }
+        Err(error) => return Err(error).with_context(|| format!("cannot inspect `{name}`")),
+    };
+    if !running {
+        bail!("backup container `{name}` is not running; run `pgspec apply` to start it");
+    }
+    backup::docker::exec(&docker, &name, &backup::docker::agent_command(arguments)).await
+}
+
+async fn run_now(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
+    let spec = backup_spec(&args.spec.file, color)?;
+    let mut arguments = vec!["once"];
+    if let Some(name) = &args.name {
+        arguments.extend(["--schedule", name.as_str()]);
+    }
+    let output = exec_agent(&spec, &arguments).await?;
+    for line in output.stderr.lines() {
+        output::status(line);
+    }
+    if output.code != 0 {
+        bail!(
+            "the backup agent in `{}` failed (exit code {})",
+            backup::container_name(&spec.deployment.name),
+            output.code
+        );
+    }
+    let manifests: Vec<Manifest> =
+        serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")?;
+    if args.json {
+        output::stdout(&output.stdout)?;
+    } else {
+        let mut text = String::new();
+        for manifest in &manifests {
+            text.push_str(&format!(
+                "{} {} ({} {}, {}): {}\n",
+                manifest.id,
+                manifest.status.as_str(),
+                manifest.kind,
+                manifest.format,
+                databases_text(manifest),
+                backup::human_size(manifest.size_bytes),
+            ));
+            if let Some(error) = &manifest.error {
+                text.push_str(&format!("  error: {error}\n"));
+            }
+        }
+        output::stdout(&text)?;
+    }
+    let failed = manifests
+        .iter()
+        .filter(|manifest| manifest.status != Status::Ok)
+        .count();
+    if failed > 0 {
+        bail!("{failed} backup(s) failed");
+    }
+    Ok(Exit::Success)
+}
+
+async fn list_backups(args: &ListArgs, color: bool) -> anyhow::Result<Exit> {
+    let spec = backup_spec(&args.spec.file, color)?;
+    let output = exec_agent(&spec, &["list", "--deployment", &spec.deployment.name]).await?;
+    if output.code != 0 {
+        bail!(
+            "the backup agent could not list backups: {}",
+            output.stderr.trim()
+        );
+    }
+    if args.json {
+        output::stdout(&output.stdout)?;
+        return Ok(Exit::Success);
+    }
+    let entries: Vec<Entry> =
+        serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")?;
+    output::stdout(&list_table(&entries))?;
+    Ok(Exit::Success)
+}
+
+/// The `backup list` table.
+pub fn list_table(entries: &[Entry]) -> String {
+    let mut rows = vec![[
+        "ID".to_owned(),
+        "TIME (UTC)".to_owned(),
+        "KIND".to_owned(),
+        "DATABASES".to_owned(),
+        "SIZE".to_owned(),
+        "STATUS".to_owned(),
+    ]];
+    for entry in entries {
+        let row = match &entry.manifest {
+            Some(manifest) => [
+                entry.id.clone(),
+                manifest
+                    .started_at
+                    .replace('T', " ")
+                    .trim_end_matches('Z')
+                    .to_owned(),
+                format!("{}/{}", manifest.kind, manifest.format),
+                databases_text(manifest),
+                backup::human_size(manifest.size_bytes),
+                entry.status.as_str().to_owned(),
+            ],
+            None => [
+                entry.id.clone(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                entry.status.as_str().to_owned(),
+            ],
+        };
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
+    let mut text = String::new();
+    for row in &rows {
+        let line = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    if entries.is_empty() {
+        text.push_str("(no backups yet)\n");
+    }
+    text
+}
+
+fn databases_text(manifest: &Manifest) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    if manifest.globals.is_some() {
+        names.push("(globals)");
+    }
+    names.extend(
+        manifest
+            .databases
+            .iter()
+            .map(|database| database.name.as_str()),
+    );
+    if names.is_empty() {
+        "-".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
+async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
+    let spec = backup_spec(&args.spec.file, color)?;
+    let (Some(container), Some(backup_section)) =
+        (&spec.deployment.container, &spec.deployment.backup)
+    else {
+        unreachable!("checked by backup_spec");
+    };
+    let docker = crate::live::docker::connect()
+        .await
+        .context("cannot connect to the Docker Engine")?;
+    output::status(&format!(
+        "verifying {} in a scratch container from `{}`…",
+        args.backup
+            .as_deref()
+            .map_or("the newest good backup".to_owned(), |id| format!(
+                "backup `{id}`"
+            )),
+        container.image
+    ));
+    let target = backup::docker::VerifyTarget {
+        deployment: &spec.deployment.name,
+        image: &container.image,
+        data_mount: &container.data_mount,
+        superuser: &container.superuser,
+        destination: &backup_section.destination,
+    };
+    let report = backup::docker::verify(&docker, &target, args.backup.as_deref()).await?;
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
+        text.push('\n');
+        output::stdout(&text)?;
+    } else {
+        output::stdout(&report_text(&report))?;
+    }
+    if !report.ok() {
+        let failed = report.checks.iter().filter(|check| !check.ok).count();
+        bail!(
+            "backup `{}` failed verification: {failed} of {} check(s) failed",
+            report.id,
+            report.checks.len()
+        );
+    }
+    Ok(Exit::Success)
+}
+
+/// The `backup verify` report as text.
+pub fn report_text(report: &Report) -> String {
+    let mut text = format!(
+        "backup {} ({}/{}, taken {}):\n",
+        report.id, report.kind, report.format, report.started_at
+    );
+    for check in &report.checks {
+        text.push_str(&format!(
+            "  {:<6} {}: {}\n",
+            if check.ok { "ok" } else { "FAILED" },
+            check.subject,
+            check.detail
+        ));
+    }
+    text.push_str(if report.ok() {
+        "verified: the backup restores and matches what was recorded when it was taken\n"
+    } else {
+        "NOT verified\n"
+    });
+    text
+}
+
+async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {
+    let root = agent::root();
+    match command {
+        AgentCommand::Schedule { config } => {
+            agent::schedule(&read_config(config).await?, &root).await?;
+        }
+        AgentCommand::Once { config, schedule } => {
+            let manifests =
+                agent::once(&read_config(config).await?, schedule.as_deref(), &root).await?;
+            print_json(&manifests)?;
+        }
+        AgentCommand::List { deployment } => {
+            print_json(&agent::list(&root, deployment)?)?;
+        }
+        AgentCommand::Check {
+            deployment,
+            user,
+            host,
+            port,
+            socket,
+            id,
+        } => {
+            let address = ServerAddress {
+                host: host.clone(),
+                port: *port,
+                user: user.clone(),
+            };
+            print_json(&agent::check(&root, deployment, id.as_deref(), &address, socket).await?)?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+async fn read_config(path: &Path) -> anyhow::Result<AgentConfig> {
+    let text = tokio::fs::read(path)
+        .await
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("cannot parse `{}`", path.display()))
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
+    text.push('\n');
+    output::stdout(&text).context("cannot write to stdout")
+}

@@ -1,0 +1,414 @@
+//! Diff of the backup container (`backup.<deployment>-backup`): its image,
+//! network, agent version, destination and every schedule field, read from
+//! its labels. The agent reads its schedules when it starts, so any change
+//! replaces the container; the backups on the destination stay.
+
+use std::collections::BTreeSet;
+
+use crate::model::{
+    Backup, BackupAgent, BackupDestination, BackupSchedule, Container, Deployment, address,
+};
+use crate::plan::{Action, ActionKind, Change, DockerStep, Plan, PlanError, Risk, Step};
+use crate::spec::DiffOptions;
+
+/// The address of a deployment's backup container.
+pub fn backup_address(deployment: &str) -> String {
+    format!(
+        "backup.{}",
+        address::name(&crate::backup::container_name(deployment))
+    )
+}
+
+/// The desired backup agent: the server's image, network and superuser,
+/// and this pgspec.
+pub fn desired_agent(deployment: &str, server: &Container) -> BackupAgent {
+    BackupAgent {
+        name: crate::backup::container_name(deployment),
+        image: server.image.clone(),
+        network: server.network.clone(),
+        server: server.name.clone(),
+        superuser: server.superuser.clone(),
+        superuser_password: server.superuser_password.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        running: true,
+        image_id: String::new(),
+    }
+}
+
+/// Diffs the backup container.
+pub(super) fn diff(
+    desired: &Deployment,
+    live: &Deployment,
+    options: &DiffOptions,
+    plan: &mut Plan,
+) {
+    let address = backup_address(&desired.name);
+    let have = live.backup.as_ref();
+    let have_agent = have.and_then(|backup| backup.agent.as_ref());
+    let Some(want) = &desired.backup else {
+        if let Some(agent) = have_agent {
+            if options.prune {
+                plan.actions.push(Action {
+                    address,
+                    kind: ActionKind::Delete,
+                    reason: "no `backup` in the spec, and pruning is on; the backups stay"
+                        .to_owned(),
+                    risk: Risk::none(),
+                    changes: vec![Change::new("image", Some(agent.image.clone()), None)],
+                    steps: vec![Step::Docker(DockerStep::RemoveContainer {
+                        name: agent.name.clone(),
+                    })],
+                });
+            } else {
+                plan.unmanaged.push(address);
+            }
+        }
+        return;
+    };
+    let Some(server) = &desired.container else {
+        plan.errors.push(PlanError {
+            address,
+            message: "scheduled backups run in a container beside the server, so they need \
+                      `postgres.image`; pgspec runs no backups for a server it does not manage"
+                .to_owned(),
+        });
+        return;
+    };
+    let want_agent = desired_agent(&desired.name, server);
+    let destination_exists = have.is_some_and(|backup| backup.destination_exists);
+    let mut steps: Vec<Step> = Vec::new();
+    if let BackupDestination::Volume(volume) = &want.destination
+        && !destination_exists
+    {
+        steps.push(Step::Docker(DockerStep::CreateVolume {
+            name: volume.clone(),
+        }));
+    }
+    let create = Step::Docker(DockerStep::CreateBackupContainer {
+        backup: Box::new(Backup {
+            agent: Some(want_agent.clone()),
+            destination_exists: true,
+            ..want.clone()
+        }),
+    });
+    let start = Step::Docker(DockerStep::StartContainer {
+        name: want_agent.name.clone(),
+    });
+
+    let Some(have_agent) = have_agent else {
+        steps.extend([create, start]);
+        let mut changes = vec![
+            Change::new("image", None, Some(want_agent.image.clone())),
+            Change::new(
+                "destination",
+                None,
+                Some(crate::backup::destination_label(&want.destination)),
+            ),
+        ];
+        changes.extend(schedule_changes(&Default::default(), &want.schedules));
+        plan.actions.push(Action {
+            address,
+            kind: ActionKind::Create,
+            reason: "declared in the spec, no backup container exists".to_owned(),
+            risk: Risk::none(),
+            changes,
+            steps,
+        });
+        return;
+    };
+    let have = have.unwrap_or_else(|| unreachable!("an agent comes with its backup"));
+
+    let mut changes = Vec::new();
+    let mut compare = |field: &str, old: &str, new: &str| {
+        if old != new {
+            changes.push(Change::new(
+                field,
+                Some(old.to_owned()).filter(|old| !old.is_empty()),
+                Some(new.to_owned()),
+            ));
+        }
+    };
+    compare("image", &have_agent.image, &want_agent.image);
+    compare("network", &have_agent.network, &want_agent.network);
+    compare("server", &have_agent.server, &want_agent.server);
+    compare("superuser", &have_agent.superuser, &want_agent.superuser);
+    compare("agent_version", &have_agent.version, &want_agent.version);
+    compare(
+        "destination",
+        &crate::backup::destination_label(&have.destination),
+        &crate::backup::destination_label(&want.destination),
+    );
+    if have_agent.image == want_agent.image
+        && let Some(local) = live.images.get(&want_agent.image)
+        && !local.id.is_empty()
+        && !have_agent.image_id.is_empty()
+        && local.id != have_agent.image_id
+    {
+        changes.push(Change::new(
+            "image_id",
+            Some(short_id(&have_agent.image_id)),
+            Some(short_id(&local.id)),
+        ));
+    }
+    changes.extend(schedule_changes(&have.schedules, &want.schedules));
+
+    if !changes.is_empty() {
+        let mut replace = vec![Step::Docker(DockerStep::RemoveContainer {
+            name: have_agent.name.clone(),
+        })];
+        replace.extend([create, start]);
+        steps.extend(replace);
+        plan.actions.push(Action {
+            address,
+            kind: ActionKind::Replace,
+            reason: format!(
+                "the backup agent reads its schedules when it starts, so a new container \
+                 takes over; backups on {} are kept",
+                describe_destination(&want.destination)
+            ),
+            risk: Risk::none(),
+            changes,
+            steps,
+        });
+    } else if !have_agent.running {
+        steps.push(start);
+        plan.actions.push(Action {
+            address,
+            kind: ActionKind::Update,
+            reason: "the backup container is stopped, so no scheduled backup runs".to_owned(),
+            risk: Risk::none(),
+            changes: vec![Change::new(
+                "state",
+                Some("stopped".to_owned()),
+                Some("running".to_owned()),
+            )],
+            steps,
+        });
+    } else if !steps.is_empty() {
+        plan.actions.push(Action {
+            address,
+            kind: ActionKind::Update,
+            reason: "the destination volume is missing".to_owned(),
+            risk: Risk::none(),
+            changes: vec![Change::new(
+                "destination",
+                None,
+                Some(crate::backup::destination_label(&want.destination)),
+            )],
+            steps,
+        });
+    }
+}
+
+fn describe_destination(destination: &BackupDestination) -> String {
+    match destination {
+        BackupDestination::Volume(name) => format!("volume `{name}`"),
+        BackupDestination::Directory(path) => format!("directory `{path}`"),
+    }
+}
+
+fn short_id(id: &str) -> String {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.chars().take(12).collect()
+}
+
+fn retention_text(schedule: &BackupSchedule) -> String {
+    let mut parts = Vec::new();
+    if let Some(days) = schedule.retention_days {
+        parts.push(format!("days={days}"));
+    }
+    if let Some(max) = schedule.max_count {
+        parts.push(format!("max_count={max}"));
+    }
+    if let Some(min) = schedule.min_count {
+        parts.push(format!("min_count={min}"));
+    }
+    if parts.is_empty() {
+        "keep all".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The fields of a schedule as plan lines, `schedules.<name>.<field>`.
+fn schedule_fields(schedule: &BackupSchedule) -> [(&'static str, String); 5] {
+    [
+        ("cron", schedule.cron.clone()),
+        ("kind", schedule.kind.clone()),
+        ("format", schedule.format.clone()),
+        (
+            "databases",
+            if schedule.databases.is_empty() {
+                "(all)".to_owned()
+            } else {
+                schedule.databases.join(", ")
+            },
+        ),
+        ("retention", retention_text(schedule)),
+    ]
+}
+
+fn schedule_changes(
+    have: &std::collections::BTreeMap<String, BackupSchedule>,
+    want: &std::collections::BTreeMap<String, BackupSchedule>,
+) -> Vec<Change> {
+    let names: BTreeSet<&String> = have.keys().chain(want.keys()).collect();
+    let mut changes = Vec::new();
+    for name in names {
+        let old = have.get(name).map(schedule_fields);
+        let new = want.get(name).map(schedule_fields);
+        for index in 0..5 {
+            let old_value = old.as_ref().map(|fields| fields[index].1.clone());
+            let new_value = new.as_ref().map(|fields| fields[index].1.clone());
+            if old_value != new_value {
+                let field = old
+                    .as_ref()
+                    .or(new.as_ref())
+                    .map_or("", |fields| fields[index].0);
+                changes.push(Change::new(
+                    &format!("schedules.{name}.{field}"),
+                    old_value,
+                    new_value,
+                ));
+            }
+        }
+    }
+    changes
+}
+
+/// What live looks like after a backup action ran, for `plan::simulate`.
+pub fn simulate(next: &mut Deployment, action: &Action) {
+    if action.kind == ActionKind::Delete {
+        next.backup = None;
+        return;
+    }
+    for step in &action.steps {
+        let Step::Docker(call) = step else { continue };
+        match call {
+            DockerStep::CreateVolume { .. } => {
+                next.backup
+                    .get_or_insert_with(Backup::default)
+                    .destination_exists = true;
+            }
+            DockerStep::RemoveContainer { .. } => {
+                if let Some(backup) = &mut next.backup {
+                    backup.agent = None;
+                }
+            }
+            DockerStep::CreateBackupContainer { backup } => {
+                let mut created = (**backup).clone();
+                if let Some(agent) = &mut created.agent {
+                    agent.superuser_password = None;
+                    agent.running = false;
+                    agent.image_id = next
+                        .images
+                        .get(&agent.image)
+                        .map(|image| image.id.clone())
+                        .unwrap_or_default();
+                }
+                next.backup = Some(created);
+            }
+            DockerStep::StartContainer { .. } => {
+                if let Some(agent) = next
+                    .backup
+                    .as_mut()
+                    .and_then(|backup| backup.agent.as_mut())
+                {
+                    agent.running = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Image;
+
+    fn schedule(cron: &str) -> BackupSchedule {
+        BackupSchedule {
+            name: "nightly".to_owned(),
+            cron: cron.to_owned(),
+            kind: "full".to_owned(),
+            format: "custom".to_owned(),
+            databases: vec!["app".to_owned()],
+            retention_days: Some(30),
+            max_count: None,
+            min_count: Some(3),
+        }
+    }
+
+    fn desired(cron: &str) -> Deployment {
+        Deployment {
+            name: "ledger".to_owned(),
+            container: Some(Container {
+                name: "ledger-postgres".to_owned(),
+                image: "postgres:17".to_owned(),
+                network: "ledger-net".to_owned(),
+                superuser: "postgres".to_owned(),
+                ..Container::default()
+            }),
+            backup: Some(Backup {
+                destination: BackupDestination::Volume("ledger-backups".to_owned()),
+                schedules: [("nightly".to_owned(), schedule(cron))].into(),
+                ..Backup::default()
+            }),
+            ..Deployment::default()
+        }
+    }
+
+    fn plan(desired: &Deployment, live: &Deployment) -> Plan {
+        let mut plan = Plan::default();
+        diff(desired, live, &DiffOptions::default(), &mut plan);
+        plan
+    }
+
+    #[test]
+    fn a_new_backup_container_converges_and_a_schedule_change_replaces_it() {
+        let want = desired("0 2 * * *");
+        let mut live = Deployment {
+            name: "ledger".to_owned(),
+            images: [(
+                "postgres:17".to_owned(),
+                Image {
+                    id: "sha256:abc".to_owned(),
+                    pg_major: Some(17),
+                },
+            )]
+            .into(),
+            backup: Some(Backup::default()),
+            ..Deployment::default()
+        };
+        let first = plan(&want, &live);
+        assert_eq!(first.actions.len(), 1);
+        assert_eq!(first.actions[0].kind, ActionKind::Create);
+        assert_eq!(first.actions[0].address, "backup.ledger-backup");
+        for action in &first.actions {
+            simulate(&mut live, action);
+        }
+        assert!(plan(&want, &live).actions.is_empty(), "converges");
+
+        let changed = plan(&desired("*/5 * * * *"), &live);
+        assert_eq!(changed.actions.len(), 1);
+        assert_eq!(changed.actions[0].kind, ActionKind::Replace);
+        assert_eq!(
+            changed.actions[0].changes,
+            [Change::new(
+                "schedules.nightly.cron",
+                Some("0 2 * * *".to_owned()),
+                Some("*/5 * * * *".to_owned())
+            )]
+        );
+    }
+
+    #[test]
+    fn backups_need_a_managed_server() {
+        let mut want = desired("0 2 * * *");
+        want.container = None;
+        let plan = plan(&want, &Deployment::default());
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.errors.len(), 1);
+    }
+}

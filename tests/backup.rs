@@ -1,0 +1,434 @@
+//! Backups against the real engine and the locally built PostgreSQL 15 and
+//! 17 images (issue #7): a schedule that runs with no pgspec process, `backup
+//! run`, `list` and `verify` on a crawl-ledger deployment, a truncated dump
+//! and a wrong row count failing verification, retention keeping the newest
+//! three, and a schedule change as drift until applied.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptions, ListVolumesOptions};
+use common::{
+    Cleanup, Workdir, arg, connect, docker, free_port, pgspec, postgres_image, unique_name,
+};
+
+const PASSWORD_ENV: &str = "PGSPEC_IT_BACKUP_PASSWORD";
+
+/// The bound the issue sets on the first scheduled backup.
+const SCHEDULE_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Deployment {
+    name: String,
+    major: u32,
+    port: u16,
+    password: String,
+    work: Workdir,
+    _cleanup: Cleanup,
+}
+
+impl Deployment {
+    fn new(major: u32) -> Deployment {
+        let name = unique_name("bk");
+        let mut cleanup = Cleanup::default();
+        cleanup.containers.push(format!("{name}-backup"));
+        cleanup.containers.push(format!("{name}-postgres"));
+        cleanup.volumes.push(format!("{name}-pgdata"));
+        cleanup.volumes.push(format!("{name}-backups"));
+        cleanup.networks.push(format!("{name}-net"));
+        Deployment {
+            major,
+            port: free_port(),
+            password: format!("pw:{}", unique_name("secret")),
+            work: Workdir::new(),
+            name,
+            _cleanup: cleanup,
+        }
+    }
+
+    fn backup_container(&self) -> String {
+        format!("{}-backup", self.name)
+    }
+
+    /// Writes the spec with one schedule `nightly` and returns its path.
+    fn spec(&self, cron: &str) -> String {
+        let backup = format!(
+            "backup:\n  schedules:\n    - name: nightly\n      schedule: \"{cron}\"\n      \
+             retention: {{ days: 30, min_count: 3 }}\n  \
+             destination: {{ volume: {name}-backups }}\n",
+            name = self.name
+        );
+        self.write_spec(&backup)
+    }
+
+    /// The same deployment without a `backup` section.
+    fn spec_without_backup(&self) -> String {
+        self.write_spec("")
+    }
+
+    fn write_spec(&self, backup: &str) -> String {
+        let text = format!(
+            "version: 1\nname: {name}\npostgres:\n  image: {image}\n  port: {port}\n  \
+             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
+             databases:\n  - name: crawl\n{backup}",
+            name = self.name,
+            image = postgres_image(self.major),
+            port = self.port,
+        );
+        arg(&self.work.write("spec.yaml", &text)).to_owned()
+    }
+
+    fn pgspec(&self, args: &[&str]) -> common::Run {
+        pgspec(args, &[(PASSWORD_ENV, self.password.as_str())])
+    }
+
+    /// A crawl ledger with `rows` rows and a second, small table.
+    async fn seed(&self, rows: i64) {
+        let client = connect(self.port, &self.password, "crawl")
+            .await
+            .expect("connect to crawl");
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE crawl_ledger (id bigserial PRIMARY KEY, source text NOT NULL, \
+                   url text NOT NULL, state text NOT NULL, metadata jsonb, \
+                   fetched_at timestamptz DEFAULT now());
+                 INSERT INTO crawl_ledger (source, url, state, metadata)
+                   SELECT 'source-' || (i % 7), 'https://example.org/' || i,
+                          (ARRAY['new', 'fetched', 'done'])[1 + i % 3],
+                          jsonb_build_object('depth', i % 5)
+                   FROM generate_series(1, {rows}) AS i;
+                 CREATE TABLE sources (name text PRIMARY KEY);
+                 INSERT INTO sources SELECT DISTINCT source FROM crawl_ledger;"
+            ))
+            .await
+            .expect("seed the crawl ledger");
+    }
+
+    /// Runs a shell command in the backup container.
+    async fn shell(&self, docker: &Docker, script: &str) -> String {
+        let output = pgspec::backup::docker::exec(
+            docker,
+            &self.backup_container(),
+            &["sh".to_owned(), "-c".to_owned(), script.to_owned()],
+        )
+        .await
+        .expect("exec in the backup container");
+        assert_eq!(output.code, 0, "{script}: {}", output.stderr);
+        output.stdout
+    }
+
+    /// Backup ids in the destination that have a manifest, oldest first.
+    async fn finished_backups(&self, docker: &Docker) -> Vec<String> {
+        let listing = self
+            .shell(
+                docker,
+                "cd /backups && ls -d */manifest.json 2>/dev/null || true",
+            )
+            .await;
+        let mut ids: Vec<String> = listing
+            .lines()
+            .filter_map(|line| line.strip_suffix("/manifest.json"))
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    async fn labels(&self, docker: &Docker) -> std::collections::HashMap<String, String> {
+        docker
+            .inspect_container(&self.backup_container(), None)
+            .await
+            .expect("inspect the backup container")
+            .config
+            .and_then(|config| config.labels)
+            .unwrap_or_default()
+    }
+
+    /// No scratch container or volume of a `verify` is left behind.
+    async fn assert_no_scratch(&self, docker: &Docker) {
+        let prefix = format!("{}-verify-", self.name);
+        let containers = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..ListContainersOptions::default()
+            }))
+            .await
+            .expect("list containers");
+        for container in containers {
+            for name in container.names.unwrap_or_default() {
+                assert!(!name.contains(&prefix), "scratch container left: {name}");
+            }
+        }
+        let volumes = docker
+            .list_volumes(None::<ListVolumesOptions>)
+            .await
+            .expect("list volumes");
+        for volume in volumes.volumes.unwrap_or_default() {
+            assert!(
+                !volume.name.starts_with(&prefix),
+                "scratch volume left: {}",
+                volume.name
+            );
+        }
+    }
+}
+
+/// A backup every minute, with pgspec gone: the first one appears within
+/// the issue's two minutes, and the schedule shows in the labels.
+async fn schedule_runs_without_pgspec(major: u32) {
+    let docker = docker().await;
+    let deployment = Deployment::new(major);
+    // Rows first, so that whichever minute the first backup falls on, it
+    // holds them.
+    let spec = deployment.spec_without_backup();
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    deployment.seed(2_000).await;
+    let spec = deployment.spec("* * * * *");
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    let labels = deployment.labels(&docker).await;
+    let schedule = labels
+        .get("org.pgspec.backup.schedule.nightly")
+        .expect("schedule label");
+    assert!(schedule.contains("\"cron\":\"* * * * *\""), "{schedule}");
+    assert!(schedule.contains("\"retention_days\":30"), "{schedule}");
+    assert!(schedule.contains("\"min_count\":3"), "{schedule}");
+    assert_eq!(
+        labels.get("org.pgspec.backup.destination"),
+        Some(&format!("volume:{}-backups", deployment.name))
+    );
+
+    // No pgspec process runs from here on: only the engine is asked.
+    let started = Instant::now();
+    let id = loop {
+        if let Some(id) = deployment.finished_backups(&docker).await.pop() {
+            break id;
+        }
+        assert!(
+            started.elapsed() < SCHEDULE_TIMEOUT,
+            "no scheduled backup within two minutes; agent log:\n{}",
+            pgspec::apply::docker::last_logs(&docker, &deployment.backup_container()).await
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let manifest = deployment
+        .shell(&docker, &format!("cat /backups/{id}/manifest.json"))
+        .await;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("manifest json");
+    assert_eq!(manifest["status"], "ok", "{manifest}");
+    assert_eq!(manifest["schedule"], "nightly");
+    assert_eq!(manifest["databases"][0]["name"], "crawl");
+    assert_eq!(
+        manifest["databases"][0]["tables"]["public.crawl_ledger"], 2_000,
+        "{manifest}"
+    );
+}
+
+for_each_major!(
+    scheduled_backup_within_two_minutes,
+    super::schedule_runs_without_pgspec
+);
+
+/// `backup run`, `list` and `verify` on a crawl ledger; a truncated dump and
+/// a wrong row count fail `verify` loudly, and no scratch object is left.
+async fn run_list_verify(major: u32) {
+    let docker = docker().await;
+    let deployment = Deployment::new(major);
+    // Once a year: only `backup run` takes backups in this test.
+    let spec = deployment.spec("0 3 1 1 *");
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    deployment.seed(5_000).await;
+
+    let run = deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+    assert!(run.stdout.contains(" ok (full custom"), "{}", run.stdout);
+    let first = deployment.finished_backups(&docker).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let id = &first[0];
+
+    let list = deployment
+        .pgspec(&["backup", "list", "-f", &spec])
+        .expect(0);
+    let row = list
+        .stdout
+        .lines()
+        .find(|line| line.starts_with(id.as_str()))
+        .unwrap_or_else(|| panic!("{id} not listed:\n{}", list.stdout));
+    for expected in ["full/custom", "(globals),crawl", "KiB", " ok"] {
+        assert!(row.contains(expected), "{expected} missing from: {row}");
+    }
+
+    let verify = deployment
+        .pgspec(&["backup", "verify", "-f", &spec])
+        .expect(0);
+    assert!(
+        verify
+            .stdout
+            .contains("2 table(s), 5007 rows, every count matches"),
+        "{}",
+        verify.stdout
+    );
+    assert!(verify.stdout.contains("pg_restore finished without errors"));
+    deployment.assert_no_scratch(&docker).await;
+
+    // A wrong count in the manifest: the restore works, the rows do not
+    // match what the manifest says.
+    deployment
+        .shell(
+            &docker,
+            &format!(
+                "sed -i 's/\"public.crawl_ledger\": 5000/\"public.crawl_ledger\": 5001/' \
+                 /backups/{id}/manifest.json"
+            ),
+        )
+        .await;
+    let miscounted = deployment
+        .pgspec(&["backup", "verify", "-f", &spec, id])
+        .expect(1);
+    assert!(
+        miscounted
+            .stdout
+            .contains("`public.crawl_ledger` has 5000 rows, 5001 when backed up"),
+        "{}",
+        miscounted.stdout
+    );
+    assert!(miscounted.stderr.contains("failed verification"));
+
+    // A truncated dump.
+    deployment
+        .shell(
+            &docker,
+            &format!("truncate -s 4096 /backups/{id}/01-crawl.dump"),
+        )
+        .await;
+    let truncated = deployment
+        .pgspec(&["backup", "verify", "-f", &spec, id])
+        .expect(1);
+    assert!(
+        truncated.stdout.contains("is 4096 bytes but was"),
+        "{}",
+        truncated.stdout
+    );
+    assert!(
+        truncated.stdout.contains("FAILED database `crawl` restore"),
+        "{}",
+        truncated.stdout
+    );
+    assert!(
+        truncated.stderr.contains("failed verification"),
+        "{}",
+        truncated.stderr
+    );
+    deployment.assert_no_scratch(&docker).await;
+}
+
+for_each_major!(run_list_verify_on_a_crawl_ledger, super::run_list_verify);
+
+/// Retention `days: 30, min_count: 3`: backups older than 30 days go, but
+/// the newest three stay even when one of them is old.
+async fn retention_keeps_newest_three(major: u32) {
+    let docker = docker().await;
+    let deployment = Deployment::new(major);
+    let spec = deployment.spec("0 3 1 1 *");
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    deployment.seed(100).await;
+    for _ in 0..4 {
+        deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+    }
+    let taken = deployment.finished_backups(&docker).await;
+    assert_eq!(taken.len(), 4, "{taken:?}");
+    // Age the three oldest to 2020 (newest of them first); the fourth is
+    // today's.
+    for (id, day) in taken.iter().take(3).zip(["01", "02", "03"]) {
+        deployment
+            .shell(
+                &docker,
+                &format!(
+                    "sed -i 's/\"started_at\": \"[^\"]*\"/\"started_at\": \"2020-01-{day}T00:00:00Z\"/' \
+                     /backups/{id}/manifest.json"
+                ),
+            )
+            .await;
+    }
+    deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+    let kept = deployment.finished_backups(&docker).await;
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    // The two oldest went; the one aged to 2020-01-03 is among the newest
+    // three and stays.
+    assert!(
+        !kept.contains(&taken[0]) && !kept.contains(&taken[1]),
+        "{kept:?}"
+    );
+    assert!(
+        kept.contains(&taken[2]) && kept.contains(&taken[3]),
+        "{kept:?}"
+    );
+}
+
+for_each_major!(
+    retention_removes_old_but_keeps_newest_three,
+    super::retention_keeps_newest_three
+);
+
+/// A schedule change is drift until applied; then the new backup container
+/// carries the new schedule and the backups taken before are still there.
+async fn schedule_change_is_drift(major: u32) {
+    let docker = docker().await;
+    let deployment = Deployment::new(major);
+    let spec = deployment.spec("0 2 * * *");
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+    deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+    let before = deployment.finished_backups(&docker).await;
+    assert_eq!(before.len(), 1);
+
+    let spec = deployment.spec("30 4 * * 1-5");
+    let drift = deployment.pgspec(&["drift", "-f", &spec]).expect(2);
+    let address = format!("backup.{}-backup", deployment.name);
+    assert!(
+        drift.stdout.contains(&format!("-/+ {address}"))
+            || drift
+                .stdout
+                .contains(&format!("# {address} must be replaced")),
+        "{}",
+        drift.stdout
+    );
+    assert!(
+        drift
+            .stdout
+            .contains("~ schedules.nightly.cron = 0 2 * * * -> 30 4 * * 1-5"),
+        "{}",
+        drift.stdout
+    );
+    let labels = deployment.labels(&docker).await;
+    assert!(labels["org.pgspec.backup.schedule.nightly"].contains("\"cron\":\"0 2 * * *\""));
+
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    let labels = deployment.labels(&docker).await;
+    assert!(
+        labels["org.pgspec.backup.schedule.nightly"].contains("\"cron\":\"30 4 * * 1-5\""),
+        "{labels:?}"
+    );
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+    assert_eq!(deployment.finished_backups(&docker).await, before);
+    let list = deployment
+        .pgspec(&["backup", "list", "-f", &spec])
+        .expect(0);
+    assert!(list.stdout.contains(&before[0]), "{}", list.stdout);
+}
+
+for_each_major!(
+    schedule_change_is_drift_until_applied,
+    super::schedule_change_is_drift
+);

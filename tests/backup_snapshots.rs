@@ -1,0 +1,122 @@
+//! Plan output for the backup container (issue #7): a desired spec (YAML),
+//! a live state (JSON, as `live::observe` records it) and a reviewed
+//! snapshot of the rendered text and JSON.
+
+use std::path::Path;
+
+use pgspec::model::Deployment;
+use pgspec::plan::{self, render};
+
+/// Diffs a spec against a recorded live state and snapshots both renderings.
+fn check(name: &str, desired_yaml: &str, live_json: &str) {
+    let spec = pgspec::spec::load_str(Path::new("spec.yaml"), desired_yaml)
+        .and_then(|loaded| loaded.validate())
+        .unwrap_or_else(|diagnostics| panic!("{}", diagnostics.render(false)))
+        .spec;
+    let live: Deployment = serde_json::from_str(live_json).expect("live json");
+    let plan = plan::diff(&spec.deployment, &live, &spec.options);
+    let text = render::text(
+        &plan,
+        render::TextOptions {
+            color: false,
+            show_unmanaged: true,
+        },
+    );
+    insta::assert_snapshot!(format!("{name}_text"), text);
+    insta::assert_snapshot!(format!("{name}_json"), render::json(&plan));
+}
+
+fn spec(cron: &str) -> String {
+    format!(
+        r#"
+version: 1
+name: ledger
+postgres:
+  image: postgres:17.2
+  port: 5433
+  superuser: {{ password: {{ env: LEDGER_PG_PASSWORD }} }}
+databases:
+  - name: crawl
+backup:
+  schedules:
+    - name: nightly
+      schedule: "{cron}"
+      retention: {{ days: 30, min_count: 3 }}
+    - name: roles
+      schedule: "@hourly"
+      kind: globals
+      format: plain
+  destination: {{ volume: ledger-backups }}
+"#
+    )
+}
+
+/// The server as it runs, in sync with `spec`.
+const LIVE_SERVER: &str = r#"
+  "container": { "name": "ledger-postgres", "image": "postgres:17.2", "port": 5433,
+                 "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
+                 "data_mount": "/var/lib/postgresql/data", "superuser": "postgres",
+                 "state": "running", "id": "abc", "image_id": "sha256:1", "data_major": 17,
+                 "volume_exists": true, "network": "ledger-net", "network_exists": true,
+                 "restart_policy": "unless-stopped" },
+  "images": { "postgres:17.2": { "id": "sha256:1", "pg_major": 17 } },
+  "server": { "version_num": 170002, "available_extensions": {} },
+  "databases": { "crawl": { "name": "crawl", "owner": "postgres" } },
+"#;
+
+fn live(backup: &str) -> String {
+    format!(r#"{{ "name": "ledger", {LIVE_SERVER} {backup} }}"#)
+}
+
+const LIVE_AGENT: &str = r#"
+  "agent": { "name": "ledger-backup", "image": "postgres:17.2", "network": "ledger-net",
+             "server": "ledger-postgres", "superuser": "postgres", "version": "0.1.0",
+             "running": true, "image_id": "sha256:1" },
+  "destination_exists": true
+"#;
+
+const LIVE_SCHEDULES: &str = r#"
+  "destination": { "volume": "ledger-backups" },
+  "schedules": {
+    "nightly": { "name": "nightly", "cron": "0 2 * * *", "kind": "full", "format": "custom",
+                 "databases": ["crawl"], "retention_days": 30, "min_count": 3 },
+    "roles": { "name": "roles", "cron": "0 * * * *", "kind": "globals", "format": "plain",
+               "databases": ["crawl"] } },
+"#;
+
+#[test]
+fn backup_container_is_created_with_its_volume() {
+    check(
+        "backup_create",
+        &spec("0 2 * * *"),
+        &live(r#""backup": { "destination": { "volume": "" }, "schedules": {} }"#),
+    );
+}
+
+#[test]
+fn backup_in_sync_has_nothing_to_do() {
+    check(
+        "backup_in_sync",
+        &spec("0 2 * * *"),
+        &live(&format!(r#""backup": {{ {LIVE_SCHEDULES} {LIVE_AGENT} }}"#)),
+    );
+}
+
+#[test]
+fn schedule_change_replaces_the_backup_container() {
+    check(
+        "backup_schedule_change",
+        &spec("30 4 * * 1-5"),
+        &live(&format!(r#""backup": {{ {LIVE_SCHEDULES} {LIVE_AGENT} }}"#)),
+    );
+}
+
+#[test]
+fn stopped_backup_container_is_started() {
+    let agent = LIVE_AGENT.replace(r#""running": true"#, r#""running": false"#);
+    check(
+        "backup_stopped",
+        &spec("0 2 * * *"),
+        &live(&format!(r#""backup": {{ {LIVE_SCHEDULES} {agent} }}"#)),
+    );
+}
