@@ -269,6 +269,15 @@ pub fn diff(want: &Database, have: Option<&Database>, live: &Deployment, plan: &
     }
 }
 
+/// Why a grantee's privileges on one object change.
+fn held_reason(grantee: &str, kind: &str, holds_any: bool) -> String {
+    if !holds_any {
+        format!("the spec grants `{grantee}` privileges on this {kind}; it holds none")
+    } else {
+        format!("`{grantee}` holds other privileges on this {kind} than the spec grants")
+    }
+}
+
 /// A grant on the database or one schema.
 fn single(context: &Context, grant: &Grant, object: AclObject, kind: &str, plan: &mut Plan) {
     let database = &context.want.name;
@@ -305,10 +314,7 @@ fn single(context: &Context, grant: &Grant, object: AclObject, kind: &str, plan:
         } else {
             ActionKind::Update
         },
-        reason: format!(
-            "`{}` holds other privileges on this {kind} than the spec grants",
-            grant.grantee
-        ),
+        reason: held_reason(&grant.grantee, kind, !held.is_empty()),
         risk: Risk::none(),
         changes: vec![Change::new(
             PRIVILEGES,
@@ -418,10 +424,7 @@ fn many(
                 grant.grantee
             )
         } else {
-            format!(
-                "`{}` holds other privileges on this {kind} than the spec grants",
-                grant.grantee
-            )
+            held_reason(&grant.grantee, kind, new_grants < steps.len())
         };
         plan.actions.push(Action {
             address,

@@ -84,15 +84,25 @@ fn create(want: &Role) -> Action {
     let name = quote_ident(&want.name);
     let mut statement = format!("CREATE ROLE {name} WITH {}", flag_keywords(want).join(" "));
     statement.push_str(&format!(" CONNECTION LIMIT {}", want.connection_limit));
+    // The plan lists what differs from CREATE ROLE's own defaults
+    // (NOLOGIN … INHERIT, no connection limit); the statement spells out all.
+    let defaults = Role {
+        inherit: true,
+        connection_limit: -1,
+        ..Role::default()
+    };
     let mut changes: Vec<Change> = FLAGS
         .iter()
+        .filter(|(_, _, _, get)| get(want) != get(&defaults))
         .map(|(field, _, _, get)| Change::new(field, None, Some(get(want).to_string())))
         .collect();
-    changes.push(Change::new(
-        "connection_limit",
-        None,
-        Some(want.connection_limit.to_string()),
-    ));
+    if want.connection_limit != defaults.connection_limit {
+        changes.push(Change::new(
+            "connection_limit",
+            None,
+            Some(want.connection_limit.to_string()),
+        ));
+    }
     if let Some(valid_until) = &want.valid_until {
         statement.push_str(&format!(" VALID UNTIL {}", quote_literal(valid_until)));
         changes.push(Change::new("valid_until", None, Some(valid_until.clone())));

@@ -270,7 +270,7 @@ fn write_action(name: &str, value: &str, have: Option<&Setting>, address: String
     let reason = match context {
         Some("postmaster") => format!(
             "differs from the spec; `{name}` takes effect only after a server restart \
-             (context `postmaster`), which pgspec does not do yet"
+             (context `postmaster`)"
         ),
         Some(context) => format!(
             "differs from the spec; applied by a configuration reload (context `{context}`)"

@@ -56,9 +56,12 @@ fn role(next: &mut Deployment, name: &str, action: &Action) {
         next.roles.remove(name);
         return;
     }
+    // A new role starts with CREATE ROLE's defaults; the plan lists what
+    // differs from them.
     let role = next.roles.entry(name.to_owned()).or_insert_with(|| Role {
         name: name.to_owned(),
         managed: true,
+        inherit: true,
         connection_limit: -1,
         ..Role::default()
     });
