@@ -182,8 +182,8 @@ fn databases(
 
 const ROLES: &[&str] = &["app", "reporting", "Odd Role", "x\"; DROP ROLE y; --"];
 const PARENTS: &[&str] = &["pg_read_all_data", "app"];
-const GRANTEES: &[&str] = &["reporting", "PUBLIC"];
-const TABLES: &[&str] = &["items", "Odd Table"];
+const GRANTEES: &[&str] = &["reporting", "PUBLIC", "Odd \"Grantee\"/x.y"];
+const TABLES: &[&str] = &["items", "Odd \"Table\"/t.u"];
 
 /// Settings as the live server describes them: name, unit, type, context.
 const SETTINGS: &[(&str, Option<&str>, &str, &str)] = &[
