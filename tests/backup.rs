@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptions, ListVolumesOptions};
+use bollard::query_parameters::{ListContainersOptions, ListVolumesOptions, TagImageOptions};
 use common::{
     Cleanup, Workdir, arg, connect, docker, free_port, pgspec, postgres_image, unique_name,
 };
@@ -21,11 +21,12 @@ const SCHEDULE_TIMEOUT: Duration = Duration::from_secs(120);
 
 struct Deployment {
     name: String,
-    major: u32,
     port: u16,
     password: String,
+    /// The server's image; the local test image unless a test retags it.
+    image: String,
     work: Workdir,
-    _cleanup: Cleanup,
+    cleanup: Cleanup,
 }
 
 impl Deployment {
@@ -38,12 +39,12 @@ impl Deployment {
         cleanup.volumes.push(format!("{name}-backups"));
         cleanup.networks.push(format!("{name}-net"));
         Deployment {
-            major,
             port: free_port(),
             password: format!("pw:{}", unique_name("secret")),
             work: Workdir::new(),
+            image: postgres_image(major),
             name,
-            _cleanup: cleanup,
+            cleanup,
         }
     }
 
@@ -73,7 +74,7 @@ impl Deployment {
              superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
              databases:\n  - name: crawl\n{backup}",
             name = self.name,
-            image = postgres_image(self.major),
+            image = self.image,
             port = self.port,
         );
         arg(&self.work.write("spec.yaml", &text)).to_owned()
@@ -426,9 +427,109 @@ async fn schedule_change_is_drift(major: u32) {
         .pgspec(&["backup", "list", "-f", &spec])
         .expect(0);
     assert!(list.stdout.contains(&before[0]), "{}", list.stdout);
+
+    // A new server container (the same image under another tag replaces
+    // it, and the backup container with it): the backups stay, and the
+    // agent dumps the new server by name.
+    let mut moved = deployment;
+    let alternate = format!("pgspec-test/postgres:{major}-{}", moved.name);
+    docker
+        .tag_image(
+            &moved.image,
+            Some(TagImageOptions {
+                repo: Some("pgspec-test/postgres".to_owned()),
+                tag: Some(format!("{major}-{}", moved.name)),
+            }),
+        )
+        .await
+        .expect("tag image");
+    moved.cleanup.image_tags.push(alternate.clone());
+    moved.image = alternate;
+    let spec = moved.spec("30 4 * * 1-5");
+    let plan = moved.pgspec(&["plan", "-f", &spec]).expect(0);
+    for replaced in [
+        format!("-/+ container.{}-postgres", moved.name),
+        format!("-/+ backup.{}-backup", moved.name),
+    ] {
+        assert!(plan.stdout.contains(&replaced), "{}", plan.stdout);
+    }
+    moved
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    moved.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+    let after = moved.finished_backups(&docker).await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0], before[0]);
 }
 
 for_each_major!(
     schedule_change_is_drift_until_applied,
     super::schedule_change_is_drift
+);
+
+/// Plain and directory formats, a globals-only schedule, and a host
+/// directory as the destination: each restores and verifies.
+async fn formats_and_directory_destination(major: u32) {
+    let docker = docker().await;
+    let deployment = Deployment::new(major);
+    let destination = deployment.work.path("backups");
+    let backup = format!(
+        "backup:\n  schedules:\n    \
+         - {{ name: plain, schedule: \"0 3 1 1 *\", format: plain }}\n    \
+         - {{ name: dir, schedule: \"0 3 1 1 *\", format: directory, kind: full }}\n    \
+         - {{ name: roles, schedule: \"0 3 1 1 *\", kind: globals, format: plain }}\n  \
+         destination: {{ directory: {} }}\n",
+        destination.display()
+    );
+    let spec = deployment.write_spec(&backup);
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    deployment.seed(1_000).await;
+    let run = deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|line| line.contains(" ok ("))
+            .count(),
+        3,
+        "{}",
+        run.stdout
+    );
+
+    // The backups are on the host, where the spec said.
+    let mut ids: Vec<String> = std::fs::read_dir(&destination)
+        .expect("read the destination directory")
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().join("manifest.json").is_file())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    for id in &ids {
+        let verify = deployment
+            .pgspec(&["backup", "verify", "-f", &spec, id])
+            .expect(0);
+        if id.ends_with("-roles") {
+            assert!(
+                verify.stdout.contains("ok     globals"),
+                "{}",
+                verify.stdout
+            );
+        } else {
+            assert!(
+                verify
+                    .stdout
+                    .contains("2 table(s), 1007 rows, every count matches"),
+                "{}",
+                verify.stdout
+            );
+        }
+    }
+    deployment.assert_no_scratch(&docker).await;
+}
+
+for_each_major!(
+    plain_directory_and_globals_backups_verify,
+    super::formats_and_directory_destination
 );
