@@ -695,7 +695,79 @@ async fn pruning_drops_only_its_own_roles(major: u32) {
     assert_eq!(names, ["hand_admin", "keep", "made_by_hand", "postgres"]);
 }
 
+async fn names_that_look_like_sql(major: u32) {
+    let server = Server::start(major).await;
+    let work = Workdir::new();
+    let env = env(&server);
+    let database = r#"Odd "DB"; DROP DATABASE postgres; --/x.y"#;
+    let path = work.write(
+        "spec.yaml",
+        &format!(
+            r#"version: 1
+name: odd
+postgres:
+{}roles:
+  - name: 'Ow"ner; --'
+  - name: 'reader/x.y'
+databases:
+  - name: '{database}'
+    owner: 'Ow"ner; --'
+    schemas:
+      - {{ name: 'Ünï Schema', owner: 'Ow"ner; --' }}
+    grants:
+      - {{ role: 'reader/x.y', privileges: [CONNECT] }}
+      - {{ role: 'reader/x.y', schema: 'Ünï Schema', privileges: [USAGE] }}
+      - {{ role: 'reader/x.y', schema: 'Ünï Schema', tables: all, privileges: [SELECT] }}
+      - {{ role: 'reader/x.y', schema: 'Ünï Schema', default_for: tables, privileges: [SELECT] }}
+"#,
+            server.connection_yaml(PASSWORD_ENV)
+        ),
+    );
+    let spec = arg(&path);
+    run(&["apply", "-f", spec, "--auto-approve"], &env).expect(0);
+    run(&["drift", "-f", spec], &env).expect(0);
+    server
+        .execute(
+            database,
+            r#"SET ROLE "Ow""ner; --"; CREATE TABLE "Ünï Schema"."T a""b" (id int); RESET ROLE"#,
+        )
+        .await;
+    run(&["drift", "-f", spec], &env).expect(0);
+    assert!(
+        query_bool(
+            &server,
+            database,
+            r#"SELECT has_table_privilege('reader/x.y', '"Ünï Schema"."T a""b"', 'SELECT')
+                  AND has_database_privilege('reader/x.y', current_database(), 'CONNECT')
+                  AND pg_get_userbyid(nspowner) = 'Ow"ner; --'
+               FROM pg_namespace WHERE nspname = 'Ünï Schema'"#,
+        )
+        .await
+    );
+    // A hand-made REVOKE on that table is drift named with quoted parts.
+    server
+        .execute(
+            database,
+            r#"REVOKE SELECT ON "Ünï Schema"."T a""b" FROM "reader/x.y""#,
+        )
+        .await;
+    let drift = run(&["drift", "-f", spec], &env).expect(2);
+    assert!(
+        drift.stdout.contains(
+            r#"database."Odd \"DB\"; DROP DATABASE postgres; --/x.y"/schema."Ünï Schema"/tables.all/grant."reader/x.y""#
+        ),
+        "{}",
+        drift.stdout
+    );
+    run(&["apply", "-f", spec, "--auto-approve"], &env).expect(0);
+    run(&["drift", "-f", spec], &env).expect(0);
+}
+
 for_each_major!(threadr_converges_from_empty, super::threadr_converges);
+for_each_major!(
+    names_with_quotes_and_sql_are_plain_names,
+    super::names_that_look_like_sql
+);
 for_each_major!(
     pruning_drops_only_roles_pgspec_made,
     super::pruning_drops_only_its_own_roles
