@@ -139,9 +139,19 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
             _ = interrupt.recv() => return Ok(()),
         }
         for (schedule, time) in &due {
-            if *time == next
-                && let Err(error) = take_and_prune(config, schedule, root).await
-            {
+            if *time != next {
+                continue;
+            }
+            // A stop during a backup ends it at once (its dump tools are
+            // killed with it): the directory, which has no manifest yet, is
+            // removed by the next prune, and `docker stop` never waits out
+            // its timeout.
+            let result = tokio::select! {
+                result = take_and_prune(config, schedule, root) => result,
+                _ = terminate.recv() => return Ok(()),
+                _ = interrupt.recv() => return Ok(()),
+            };
+            if let Err(error) = result {
                 crate::output::status(&format!("schedule `{}`: {error:#}", schedule.name));
             }
         }
@@ -520,6 +530,7 @@ async fn count_rows(client: &Client) -> anyhow::Result<std::collections::BTreeMa
 async fn run_tool(program: &str, arguments: &[String]) -> anyhow::Result<String> {
     let output = tokio::process::Command::new(program)
         .args(arguments)
+        .kill_on_drop(true)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -834,9 +845,10 @@ async fn wait_ready(address: &ServerAddress) -> anyhow::Result<()> {
 }
 
 /// Runs `pg_dumpall --globals-only` output. The scratch server already has
-/// its superuser, so `role … already exists` is expected; any other error
-/// fails the check.
+/// its superuser, so `role "<superuser>" already exists` is expected; any
+/// other error fails the check.
 async fn restore_globals(address: &ServerAddress, file: &Path) -> (bool, String) {
+    let expected = format!("role \"{}\" already exists", address.user);
     let result = tokio::process::Command::new("psql")
         .args([
             "--no-psqlrc".to_owned(),
@@ -857,7 +869,7 @@ async fn restore_globals(address: &ServerAddress, file: &Path) -> (bool, String)
     let stderr = String::from_utf8_lossy(&output.stderr);
     let errors: Vec<&str> = stderr
         .lines()
-        .filter(|line| line.contains("ERROR:") && !line.contains("already exists"))
+        .filter(|line| line.contains("ERROR:") && !line.contains(&expected))
         .collect();
     if output.status.success() && errors.is_empty() {
         (true, "roles and tablespaces restored with psql".to_owned())

@@ -335,6 +335,18 @@ pub async fn verify(
     target: &VerifyTarget<'_>,
     id: Option<&str>,
 ) -> anyhow::Result<Report> {
+    if let BackupDestination::Volume(volume) = target.destination {
+        // Mounting a volume that does not exist would create an empty one.
+        match docker.inspect_volume(volume).await {
+            Ok(_) => {}
+            Err(error) if crate::live::docker::is_not_found(&error) => {
+                bail!("backup volume `{volume}` does not exist, so there is no backup to verify")
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot inspect volume `{volume}`"));
+            }
+        }
+    }
     let name = scratch_name(target.deployment);
     let result = verify_in(docker, target, &name, id).await;
     let cleanup = remove_scratch(docker, &name).await;

@@ -142,10 +142,27 @@ async fn exec_agent(spec: &Spec, arguments: &[&str]) -> anyhow::Result<backup::d
         .context("cannot connect to the Docker Engine")?;
     let name = backup::container_name(&spec.deployment.name);
     let running = match docker.inspect_container(&name, None).await {
-        Ok(inspect) => inspect
-            .state
-            .and_then(|state| state.running)
-            .unwrap_or(false),
+        Ok(inspect) => {
+            let labels = inspect
+                .config
+                .and_then(|config| config.labels)
+                .unwrap_or_default();
+            let wanted = spec
+                .deployment
+                .backup
+                .as_ref()
+                .map(|backup| &backup.schedules);
+            if wanted != Some(&backup::schedules_from_labels(&labels)) {
+                output::status(&format!(
+                    "warning: backup container `{name}` runs other schedules than the spec says; \
+                     `pgspec apply` updates it"
+                ));
+            }
+            inspect
+                .state
+                .and_then(|state| state.running)
+                .unwrap_or(false)
+        }
         Err(error) if crate::live::docker::is_not_found(&error) => {
             bail!("there is no backup container `{name}`; run `pgspec apply` to create it")
         }
