@@ -10,6 +10,7 @@ pub mod apply;
 pub mod backup;
 pub mod cli;
 pub mod diag;
+pub mod import;
 pub mod live;
 pub mod model;
 pub mod output;

@@ -4,6 +4,7 @@
 mod apply;
 mod backup;
 mod drift;
+mod import;
 mod plan;
 mod schema;
 mod validate;
@@ -52,6 +53,8 @@ pub enum Command {
     Schema,
     /// Take, list and verify backups.
     Backup(backup::BackupArgs),
+    /// Write the spec of a live deployment (adopt an existing one).
+    Import(import::ImportArgs),
 }
 
 /// The spec file argument shared by commands.
@@ -90,6 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Drift(args) => runtime()?.block_on(drift::run(&args, color)),
         Command::Schema => schema::run(),
         Command::Backup(args) => backup::run(&args, color),
+        Command::Import(args) => runtime()?.block_on(import::run(&args)),
     }
 }
 

@@ -5,6 +5,7 @@
 //! query per database, never one per object, and results are sorted before
 //! they reach `plan`.
 
+pub mod all;
 pub mod backup;
 pub mod docker;
 pub mod postgres;

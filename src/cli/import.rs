@@ -1,0 +1,173 @@
+//! `pgspec import`: write the spec of a live deployment.
+//!
+//! Reads a server in a container (`--container`, or `--deployment` by
+//! pgspec's label) or outside Docker (`--host`, `--port`, `--user`,
+//! `--dbname`, or the libpq variables; the password only from PGPASSWORD),
+//! and prints the spec on stdout or writes it to `--out`. The environment
+//! variables the spec's password references read are listed on stderr.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::import::{self, ImportOptions};
+use crate::live::Target;
+use crate::live::all::{self, ContainerSelector};
+use crate::model::Deployment;
+use crate::output;
+use crate::spec::file::ConnectionSpec;
+use crate::spec::{Connection, DiffOptions, Spec};
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Read the server in this Docker container (its published port, as its
+    /// superuser).
+    #[arg(long, value_name = "NAME", conflicts_with = "deployment")]
+    pub container: Option<String>,
+    /// Read the server container pgspec runs for this deployment (found by
+    /// its `org.pgspec.deployment` label).
+    #[arg(long, value_name = "NAME")]
+    pub deployment: Option<String>,
+    /// Host of a server outside Docker (default PGHOST, then localhost).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Port of the server (default PGPORT, then 5432).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Role to connect as (default PGUSER); the password comes from
+    /// PGPASSWORD.
+    #[arg(long, value_name = "ROLE")]
+    pub user: Option<String>,
+    /// Database to connect to first (default PGDATABASE, then postgres).
+    #[arg(long, value_name = "NAME")]
+    pub dbname: Option<String>,
+    /// Import only this database; repeat for more (default: all).
+    #[arg(long = "database", value_name = "NAME")]
+    pub databases: Vec<String>,
+    /// Import only roles whose names match this glob (`*`, `?`).
+    #[arg(long, value_name = "GLOB")]
+    pub role_pattern: Option<String>,
+    /// Leave out what PostgreSQL and extensions made (the default).
+    #[arg(long, overrides_with = "include_system")]
+    pub exclude_system: bool,
+    /// Also import the bootstrap superuser, an untouched `postgres`
+    /// database, objects of extensions and indexes of constraints.
+    #[arg(long, overrides_with = "exclude_system")]
+    pub include_system: bool,
+    /// Name of the deployment in the spec (default: from the container,
+    /// else `imported`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Write the spec to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// `$schema` of the first line, for editors (default: the schema next
+    /// to the spec in a checkout of pgspec).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "../schema/pgspec.schema.json"
+    )]
+    pub schema: String,
+}
+
+pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
+    let selector = match (&args.container, &args.deployment) {
+        (Some(name), _) => Some(ContainerSelector::Name(name.clone())),
+        (None, Some(deployment)) => Some(ContainerSelector::Deployment(deployment.clone())),
+        (None, None) => None,
+    };
+    let container = match &selector {
+        Some(selector) => Some(
+            all::observe_container(selector)
+                .await
+                .context("cannot read the server container")?,
+        ),
+        None => None,
+    };
+
+    // The connection resolves the way `plan` resolves it, so that what is
+    // imported is what the spec will reach: flags, then the container, then
+    // the libpq variables.
+    let mut connection = Connection {
+        host: args.host.clone(),
+        port: args.port,
+        user: args.user.clone(),
+        database: args.dbname.clone(),
+        ..Connection::default()
+    };
+    if let Some(survey) = &container {
+        let target = all::container_target(&survey.container);
+        connection.host.get_or_insert(target.host);
+        connection.port.get_or_insert(target.port);
+        connection.user.get_or_insert(target.user);
+    }
+    let resolve_from = Spec {
+        path: PathBuf::new(),
+        deployment: Deployment::default(),
+        connection,
+        options: DiffOptions::default(),
+    };
+    let target = Target::resolve(&resolve_from).context("cannot resolve the connection")?;
+    let survey = all::observe_all(&target, &args.databases)
+        .await
+        .with_context(|| format!("cannot read the server at {target}"))?;
+    for name in &args.databases {
+        if !survey.databases.contains_key(name) {
+            anyhow::bail!(
+                "database `{name}` does not exist on the server (or allows no connections)"
+            );
+        }
+    }
+
+    let name = args
+        .name
+        .clone()
+        .or_else(|| container.as_ref().map(|survey| survey.deployment.clone()))
+        .unwrap_or_else(|| "imported".to_owned());
+    let connection = container.is_none().then(|| ConnectionSpec {
+        host: Some(target.host.clone()),
+        port: Some(i64::from(target.port)),
+        user: Some(target.user.clone()),
+        database: (target.database != "postgres").then(|| target.database.clone()),
+        ..ConnectionSpec::default()
+    });
+    let options = ImportOptions {
+        name,
+        container,
+        connection,
+        databases: args.databases.clone(),
+        role_pattern: args.role_pattern.clone(),
+        include_system: args.include_system,
+        schema_url: args.schema.clone(),
+    };
+    let imported = import::import(&survey, &options);
+    let text = imported.render();
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .with_context(|| format!("cannot write the spec to `{}`", path.display()))?;
+            output::status(&format!(
+                "Wrote the spec of deployment `{}` to {}.",
+                options.name,
+                path.display()
+            ));
+        }
+        None => output::stdout(&text).context("cannot write the spec to stdout")?,
+    }
+    if !imported.variables.is_empty() {
+        output::status(
+            "Set these environment variables before `pgspec plan` (passwords are not exported):",
+        );
+        for variable in &imported.variables {
+            output::status(&format!("  {}  {}", variable.name, variable.purpose));
+        }
+    }
+    if options.connection.is_some() {
+        output::status(
+            "The spec connects like this import did; the password comes from PGPASSWORD.",
+        );
+    }
+    Ok(super::Exit::Success)
+}
