@@ -94,7 +94,12 @@ fn options() -> Option<Options> {
             .collect(),
         runs: value("--runs").map_or(5, |runs| runs.parse().expect("--runs takes a number")),
         json: value("--json").map_or_else(
-            || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/scale.json")),
+            || {
+                PathBuf::from(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/target/bench/scale.json"
+                ))
+            },
             PathBuf::from,
         ),
     })
@@ -200,12 +205,21 @@ impl BenchServer {
             _cleanup: cleanup,
         };
         let started = Instant::now();
-        while connect(server.port, &server.password, "postgres").await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(90), "server did not start");
+        while connect(server.port, &server.password, "postgres")
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "server did not start"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         server
-            .sql("postgres", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .sql(
+                "postgres",
+                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+            )
             .await;
         server
     }
@@ -247,7 +261,8 @@ impl BenchServer {
     }
 
     async fn reset_statements(&self) {
-        self.sql("postgres", "SELECT pg_stat_statements_reset()").await;
+        self.sql("postgres", "SELECT pg_stat_statements_reset()")
+            .await;
     }
 }
 
@@ -303,7 +318,10 @@ async fn measure(server: &BenchServer, n: usize, runs: usize) -> SizeReport {
         .await;
     let mut tables = String::new();
     for table in 0..n {
-        let _ = writeln!(tables, "CREATE TABLE t{table} (id int, a int, b int, c int);");
+        let _ = writeln!(
+            tables,
+            "CREATE TABLE t{table} (id int, a int, b int, c int);"
+        );
     }
     server.sql(&database, &tables).await;
 

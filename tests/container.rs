@@ -343,3 +343,90 @@ for_each_major!(container_lifecycle, super::lifecycle);
 fn major_version_change_is_refused() {
     common::block_on(major_upgrade_refused(15));
 }
+
+/// A restart-required setting in the spec restarts the container exactly
+/// once, at the end, and the new value is live afterwards.
+async fn restart_once_for_settings(major: u32) {
+    let docker = docker().await;
+    let deployment = Deployment::new();
+    let spec = deployment.spec(&postgres_image(major), "512MiB");
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+
+    let text = std::fs::read_to_string(&spec).expect("spec");
+    let text = text.replace(
+        "databases:",
+        "  settings:\n    shared_buffers: 64MB\n    work_mem: 8MB\ndatabases:",
+    );
+    std::fs::write(&spec, text).expect("write spec");
+    let plan = deployment
+        .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+        .expect(2);
+    assert!(plan.stdout.contains("↻ container."), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 2 to change, 0 to replace, 0 to destroy, 1 to restart."),
+        "{}",
+        plan.stdout
+    );
+
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .saturating_sub(1);
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 1;
+    let events: Vec<String> = futures_util::StreamExt::collect::<Vec<_>>(
+        docker.events(Some(bollard::query_parameters::EventsOptions {
+            since: Some(since.to_string()),
+            until: Some(until.to_string()),
+            filters: Some(
+                [
+                    ("container".to_owned(), vec![deployment.container()]),
+                    ("event".to_owned(), vec!["start".to_owned()]),
+                ]
+                .into(),
+            ),
+        })),
+    )
+    .await
+    .into_iter()
+    .filter_map(|event| event.ok().and_then(|event| event.action))
+    .collect();
+    assert_eq!(events, ["start"], "exactly one restart");
+
+    let client = connect(deployment.port, &deployment.password, "postgres")
+        .await
+        .expect("connect");
+    let shared_buffers: String = client
+        .query_one("SHOW shared_buffers", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(shared_buffers, "64MB");
+    let pending: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_settings WHERE pending_restart",
+            &[],
+        )
+        .await
+        .expect("pending")
+        .get(0);
+    assert_eq!(pending, 0);
+    deployment
+        .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+        .expect(0);
+}
+
+#[test]
+fn restart_required_settings_restart_once() {
+    common::block_on(restart_once_for_settings(17));
+}

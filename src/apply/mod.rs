@@ -162,7 +162,7 @@ pub async fn apply(
         .iter()
         .filter(|action| action.kind != ActionKind::Restart)
         .partition(|action| is_container_action(action));
-    let restarts: Vec<&Action> = approved
+    let mut restarts: Vec<&Action> = approved
         .plan
         .actions
         .iter()
@@ -187,6 +187,11 @@ pub async fn apply(
             .actions
             .iter()
             .filter(|action| !is_container_action(action) && action.kind != ActionKind::Restart)
+            .collect();
+        restarts = replanned
+            .actions
+            .iter()
+            .filter(|action| action.kind == ActionKind::Restart)
             .collect();
         run.total = run.done.len() + inner_actions.len() + restarts.len();
     }

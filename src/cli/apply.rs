@@ -95,6 +95,25 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
         "\nApply complete: {} added, {} changed, {} replaced, {} destroyed.\n",
         summary.add, summary.change, summary.replace, summary.destroy
     ))?;
+    let waiting_for_restart: Vec<&str> = outcome
+        .remaining
+        .actions
+        .iter()
+        .filter(|action| action.risk.restart && action.steps.is_empty())
+        .map(|action| action.address.as_str())
+        .collect();
+    if outcome.remaining.errors.is_empty()
+        && !waiting_for_restart.is_empty()
+        && waiting_for_restart.len() == outcome.remaining.actions.len()
+    {
+        // An external server is restarted by whoever runs it; what is left
+        // is written and waits for that restart, and drift shows it until then.
+        output::stdout(&format!(
+            "\nWritten, waiting for a server restart: {}.\nRestart the server to finish; `pgspec drift` shows these until then.\n",
+            waiting_for_restart.join(", ")
+        ))?;
+        return Ok(Exit::Success);
+    }
     if outcome.remaining.has_changes() || !outcome.remaining.errors.is_empty() {
         output::stdout(&format!(
             "\nLive state still differs from the spec after apply:\n\n{}",

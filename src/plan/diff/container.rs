@@ -159,6 +159,51 @@ fn have_network_exists(live: &Deployment) -> bool {
         .is_some_and(|container| container.network_exists)
 }
 
+/// One restart at the end of apply for every setting that needs one, when
+/// pgspec runs the server's container. An external server is restarted by
+/// whoever runs it; its plan says so and drift keeps showing it until then.
+pub(super) fn restart_for_settings(desired: &Deployment, plan: &mut Plan) {
+    let Some(want) = &desired.container else {
+        return;
+    };
+    let settings: Vec<String> = plan
+        .actions
+        .iter()
+        .filter(|action| action.risk.restart && action.address.starts_with("setting."))
+        .map(|action| action.address.trim_start_matches("setting.").to_owned())
+        .collect();
+    if settings.is_empty() {
+        return;
+    }
+    plan.actions.push(Action {
+        address: address::container(&want.name),
+        kind: ActionKind::Restart,
+        reason: format!(
+            "{} take(s) effect only after a server restart; the server restarts once, after \
+             every other change",
+            settings
+                .iter()
+                .map(|setting| format!("`{setting}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        risk: Risk {
+            locks: Vec::new(),
+            restart: true,
+            reconnects: true,
+        },
+        changes: Vec::new(),
+        steps: vec![
+            Step::Docker(DockerStep::RestartContainer {
+                name: want.name.clone(),
+            }),
+            Step::Docker(DockerStep::WaitReady {
+                name: want.name.clone(),
+            }),
+        ],
+    });
+}
+
 /// Creates the deployment's network when it is missing.
 fn create_network_step(network_exists: bool, want: &Container) -> Option<Step> {
     (!network_exists && !want.network.is_empty()).then(|| {

@@ -36,6 +36,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
         diff_databases(desired, live, options, &mut plan);
     }
     backup::diff(desired, live, options, &mut plan);
+    container::restart_for_settings(desired, &mut plan);
     super::order::sort(&mut plan);
     plan
 }

@@ -264,8 +264,40 @@ pub fn diff(desired: &Deployment, live: &Deployment, plan: &mut Plan) {
     }
 }
 
+/// Settings whose context is `postmaster` in every supported version, for
+/// plans made before the server can be asked (a container not created yet).
+const KNOWN_POSTMASTER_SETTINGS: &[&str] = &[
+    "archive_mode",
+    "autovacuum_max_workers",
+    "huge_pages",
+    "listen_addresses",
+    "max_connections",
+    "max_files_per_process",
+    "max_locks_per_transaction",
+    "max_logical_replication_workers",
+    "max_pred_locks_per_transaction",
+    "max_prepared_transactions",
+    "max_replication_slots",
+    "max_wal_senders",
+    "max_worker_processes",
+    "port",
+    "shared_buffers",
+    "shared_preload_libraries",
+    "superuser_reserved_connections",
+    "track_commit_timestamp",
+    "wal_buffers",
+    "wal_level",
+    "wal_log_hints",
+];
+
 fn write_action(name: &str, value: &str, have: Option<&Setting>, address: String) -> Action {
-    let context = have.and_then(|setting| setting.context.as_deref());
+    let context = have
+        .and_then(|setting| setting.context.as_deref())
+        .or_else(|| {
+            KNOWN_POSTMASTER_SETTINGS
+                .contains(&name)
+                .then_some("postmaster")
+        });
     let restart = context == Some("postmaster");
     let reason = match context {
         Some("postmaster") => format!(
