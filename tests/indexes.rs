@@ -306,3 +306,415 @@ fn scan_of(plan: &serde_json::Value) -> String {
 fn crawl_ledger_converges_respells_and_replaces_on_pg15() {
     block_on(crawl_ledger(15));
 }
+
+/// The letters tables as the application's migrations create them, with
+/// 100 000 rows each.
+const LETTERS: &str = "
+CREATE TABLE letters (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source_file_path text NOT NULL,
+    status text NOT NULL DEFAULT 'pending',
+    file_hash text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    document_name text,
+    raw_grok_json jsonb,
+    validation_details_json jsonb
+);
+CREATE TABLE letter_products (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    letter_id bigint NOT NULL REFERENCES letters (id),
+    range_label text,
+    product_identifier text
+);
+CREATE TABLE letter_product_matches (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    letter_id bigint NOT NULL REFERENCES letters (id),
+    letter_product_id bigint NOT NULL REFERENCES letter_products (id),
+    ibcatalogue_product_identifier text,
+    match_confidence real
+);
+CREATE TABLE processing_debug (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    letter_id bigint REFERENCES letters (id),
+    step_timestamp timestamptz NOT NULL DEFAULT now(),
+    processing_step text NOT NULL
+);
+INSERT INTO letters (source_file_path, status, file_hash, created_at, document_name,
+                     raw_grok_json, validation_details_json)
+SELECT '/inbox/' || (n % 97) || '/letter-' || n || '.pdf',
+       (ARRAY['pending', 'extracted', 'validated', 'done'])[1 + n % 4],
+       md5('file' || n),
+       timestamptz '2024-01-01' + n * interval '30 seconds',
+       'Letter ' || n,
+       jsonb_build_object('products', jsonb_build_array(n % 50, n % 70), 'pages', 1 + n % 9),
+       jsonb_build_object('ok', n % 10 <> 0, 'checks', n % 4)
+FROM generate_series(1, 100000) AS n;
+INSERT INTO letter_products (letter_id, range_label, product_identifier)
+SELECT 1 + n % 100000, 'range-' || (n % 40), 'P-' || lpad((n % 25000)::text, 6, '0')
+FROM generate_series(1, 100000) AS n;
+INSERT INTO letter_product_matches (letter_id, letter_product_id, ibcatalogue_product_identifier,
+                                    match_confidence)
+SELECT 1 + n % 100000, 1 + (n * 7) % 100000, 'IB-' || (n % 30000), (n % 1000) / 1000.0
+FROM generate_series(1, 100000) AS n;
+INSERT INTO processing_debug (letter_id, step_timestamp, processing_step)
+SELECT 1 + n % 100000, timestamptz '2024-01-01' + n * interval '10 seconds',
+       (ARRAY['ocr', 'extract', 'match', 'validate', 'store'])[1 + n % 5]
+FROM generate_series(1, 100000) AS n;
+ANALYZE;
+";
+
+/// The seventeen indexes of the letters tables, two of them GIN.
+const LETTERS_INDEXES: &str = "      - { name: idx_letters_source_file_path, table: letters, columns: [source_file_path] }
+      - { name: idx_letters_status, table: letters, columns: [status], where: \"status <> 'done'\" }
+      - { name: idx_letters_file_hash, table: letters, columns: [file_hash], unique: true }
+      - { name: idx_letters_created_at, table: letters, columns: [{ column: created_at, order: desc }] }
+      - { name: idx_letters_document_name, table: letters, columns: [document_name] }
+      - { name: idx_letters_raw_grok_json, table: letters, using: gin, columns: [{ column: raw_grok_json, opclass: jsonb_path_ops }] }
+      - { name: idx_letters_validation_details, table: letters, using: gin, columns: [validation_details_json] }
+      - { name: idx_letter_products_letter_id, table: letter_products, columns: [letter_id] }
+      - { name: idx_letter_products_range_label, table: letter_products, columns: [range_label] }
+      - { name: idx_letter_products_product_identifier, table: letter_products, columns: [product_identifier] }
+      - { name: idx_letter_products_letter_range, table: letter_products, columns: [letter_id, range_label] }
+      - { name: idx_letter_product_matches_letter_id, table: letter_product_matches, columns: [letter_id] }
+      - { name: idx_letter_product_matches_product_id, table: letter_product_matches, columns: [letter_product_id] }
+      - { name: idx_letter_product_matches_ibcatalogue, table: letter_product_matches, columns: [ibcatalogue_product_identifier] }
+      - { name: idx_letter_product_matches_confidence, table: letter_product_matches, columns: [{ column: match_confidence, order: desc, nulls: last }] }
+      - { name: idx_processing_debug_letter_step, table: processing_debug, columns: [letter_id, step_timestamp] }
+      - { name: idx_processing_debug_processing_step, table: processing_debug, columns: [processing_step] }
+";
+
+/// The pid of a client's backend.
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("backend pid")
+        .get(0)
+}
+
+/// Waits until a backend waits for a lock.
+async fn wait_until_blocked(server: &Server, pid: i32) {
+    let monitor = server.client("app").await;
+    let started = Instant::now();
+    loop {
+        let waiting: bool = monitor
+            .query_one(
+                "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity \
+                 WHERE pid = $1",
+                &[&pid],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if waiting {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "pid {pid} never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs pgspec on a blocking thread, so the test's own sessions keep
+/// running meanwhile.
+async fn pgspec_async(args: Vec<String>, password: &str) -> common::Run {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pgspec(&args, &[(PASSWORD_ENV, password.as_str())])
+    })
+    .await
+    .expect("pgspec thread")
+}
+
+async fn letters(major: u32) {
+    let server = Server::start(major).await;
+    server.execute("postgres", "CREATE DATABASE app").await;
+    server.execute("app", LETTERS).await;
+    let work = Workdir::new();
+    let env = [(PASSWORD_ENV, server.password.as_str())];
+    let spec_path = work.write("spec.yaml", &spec(&server, LETTERS_INDEXES));
+    let spec_arg = arg(&spec_path);
+
+    let plan = pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(2);
+    assert!(
+        plan.stdout
+            .contains("Plan: 17 to add, 0 to change, 0 to replace, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    let started = Instant::now();
+    pgspec(&["apply", "-f", spec_arg, "--auto-approve"], &env).expect(0);
+    eprintln!(
+        "PostgreSQL {major}: 17 indexes on 4 tables of 100 000 rows built in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let built = indexes(&server).await;
+    let ours: Vec<_> = built
+        .iter()
+        .filter(|index| index.3.as_deref() == Some("managed by pgspec"))
+        .collect();
+    assert_eq!(ours.len(), 17, "{:?}", names(&built));
+    assert!(ours.iter().all(|index| index.2), "{built:?}");
+    assert_eq!(
+        ours.iter()
+            .filter(|index| index.1.contains("USING gin"))
+            .count(),
+        2
+    );
+    let again = pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+
+    // A concurrent build cancelled while it waits for a writer leaves an
+    // invalid index; drift finds it and apply builds it again.
+    server
+        .execute("app", "DROP INDEX idx_letters_document_name")
+        .await;
+    let writer = server.client("app").await;
+    writer
+        .batch_execute(
+            "BEGIN; INSERT INTO letters (source_file_path, file_hash) VALUES ('/x.pdf', 'x')",
+        )
+        .await
+        .expect("open writer");
+    let builder = server.client("app").await;
+    let builder_pid = backend_pid(&builder).await;
+    let build = tokio::spawn(async move {
+        builder
+            .batch_execute(
+                "CREATE INDEX CONCURRENTLY idx_letters_document_name ON letters (document_name)",
+            )
+            .await
+    });
+    wait_until_blocked(&server, builder_pid).await;
+    server
+        .execute("app", &format!("SELECT pg_cancel_backend({builder_pid})"))
+        .await;
+    let cancelled = build.await.expect("build task");
+    assert!(cancelled.is_err(), "the build was not cancelled");
+    writer.batch_execute("ROLLBACK").await.expect("rollback");
+    let invalid = indexes(&server).await;
+    assert!(
+        invalid
+            .iter()
+            .any(|index| index.0 == "idx_letters_document_name" && !index.2),
+        "{invalid:?}"
+    );
+    let drift = pgspec(&["drift", "-f", spec_arg], &env).expect(2);
+    assert!(
+        drift
+            .stdout
+            .contains("-/+ database.app/index.idx_letters_document_name"),
+        "{}",
+        drift.stdout
+    );
+    assert!(drift.stdout.contains("invalid"), "{}", drift.stdout);
+    pgspec(&["apply", "-f", spec_arg, "--auto-approve"], &env).expect(0);
+    let repaired = indexes(&server).await;
+    let document_name = repaired
+        .iter()
+        .find(|index| index.0 == "idx_letters_document_name")
+        .expect("document_name index");
+    assert!(document_name.2, "{document_name:?}");
+    assert_eq!(document_name.3.as_deref(), Some("managed by pgspec"));
+    pgspec(&["drift", "-f", spec_arg], &env).expect(0);
+
+    // A long transaction holding a conflicting lock: apply gives up after
+    // its lock timeout instead of queueing, and says what it waited for.
+    let extra = "      - { name: idx_letter_products_identifier_lower, table: letter_products, \
+                 columns: [{ expression: \"lower(product_identifier)\" }] }\n";
+    work.write(
+        "spec.yaml",
+        &spec(&server, &format!("{LETTERS_INDEXES}{extra}")),
+    );
+    let holder = server.client("app").await;
+    let holder_pid = backend_pid(&holder).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE letter_products IN SHARE MODE")
+        .await
+        .expect("hold lock");
+    let started = Instant::now();
+    let refused = pgspec_async(
+        vec![
+            "apply".into(),
+            "-f".into(),
+            spec_arg.into(),
+            "--auto-approve".into(),
+            "--lock-timeout".into(),
+            "500".into(),
+        ],
+        &server.password,
+    )
+    .await
+    .expect(1);
+    let waited = started.elapsed();
+    eprintln!(
+        "PostgreSQL {major}: apply gave up after {:.1}s\n{}",
+        waited.as_secs_f64(),
+        refused.stderr
+    );
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
+    assert!(
+        refused.stderr.contains("lock timeout"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains(&format!(
+            "waited for a ShareUpdateExclusiveLock on table `letter_products`, held by pid {holder_pid}"
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert!(!names(&indexes(&server).await).contains(&"idx_letter_products_identifier_lower"));
+    holder.batch_execute("ROLLBACK").await.expect("release");
+
+    // A writer that finishes soon: the build waits for it, says so, and
+    // completes.
+    writer
+        .batch_execute(
+            "BEGIN; INSERT INTO letter_products (letter_id, range_label) VALUES (1, 'r')",
+        )
+        .await
+        .expect("open writer");
+    let apply = pgspec_async(
+        vec![
+            "apply".into(),
+            "-f".into(),
+            spec_arg.into(),
+            "--auto-approve".into(),
+        ],
+        &server.password,
+    );
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        writer.batch_execute("COMMIT").await.expect("commit writer");
+    };
+    let (applied, ()) = tokio::join!(apply, release);
+    let applied = applied.expect(0);
+    eprintln!(
+        "PostgreSQL {major}: build behind a writer\n{}",
+        applied.stderr
+    );
+    assert!(
+        applied.stderr.contains("waiting for writers before build"),
+        "{}",
+        applied.stderr
+    );
+    let with_extra = indexes(&server).await;
+    assert!(
+        with_extra
+            .iter()
+            .any(|index| index.0 == "idx_letter_products_identifier_lower" && index.2),
+        "{with_extra:?}"
+    );
+    pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
+}
+
+#[test]
+fn letters_converge_repair_an_invalid_index_and_give_up_on_locks_on_pg17() {
+    block_on(letters(17));
+}
+
+/// A preloaded extension in a spec that does not preload it: the plan adds
+/// the library to `shared_preload_libraries`, keeping what is loaded, and
+/// marks the restart; after the restart nothing is left to do.
+async fn preload(major: u32) {
+    let mut server = Server::start(major).await;
+    server.execute("postgres", "CREATE DATABASE app").await;
+    server
+        .execute(
+            "postgres",
+            "ALTER SYSTEM SET shared_preload_libraries = 'auto_explain'",
+        )
+        .await;
+    restart(&mut server).await;
+    let work = Workdir::new();
+    let env = [(PASSWORD_ENV, server.password.as_str())];
+    let spec_text = |server: &Server| {
+        format!(
+            "version: 1\nname: preload-test\npostgres:\n{}databases:\n  - name: app\n    extensions: [pg_stat_statements]\n",
+            server.connection_yaml(PASSWORD_ENV)
+        )
+    };
+    let spec_path = work.write("spec.yaml", &spec_text(&server));
+    let spec_arg = arg(&spec_path);
+    let plan = pgspec(&["plan", "-f", spec_arg, "--json"], &env).expect(0);
+    let document: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan json");
+    let actions = document["actions"].as_array().expect("actions");
+    let setting = actions
+        .iter()
+        .find(|action| action["address"] == "setting.shared_preload_libraries")
+        .unwrap_or_else(|| panic!("{}", plan.stdout));
+    assert_eq!(setting["risk"]["restart"], true, "{setting}");
+    assert!(
+        setting
+            .to_string()
+            .contains("auto_explain, pg_stat_statements"),
+        "{setting}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|action| action["address"] == "database.app/extension.pg_stat_statements"),
+        "{}",
+        plan.stdout
+    );
+
+    pgspec(&["apply", "-f", spec_arg, "--auto-approve"], &env).expect(0);
+    let pending = pgspec(&["plan", "-f", spec_arg, "--json"], &env).expect(0);
+    assert!(
+        pending.stdout.contains("setting.shared_preload_libraries"),
+        "{}",
+        pending.stdout
+    );
+    restart(&mut server).await;
+    work.write("spec.yaml", &spec_text(&server));
+    let env = [(PASSWORD_ENV, server.password.as_str())];
+    let loaded: String = server
+        .client("app")
+        .await
+        .query_one("SHOW shared_preload_libraries", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(loaded, "auto_explain, pg_stat_statements");
+    server
+        .execute("app", "SELECT count(*) FROM pg_stat_statements")
+        .await;
+    pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
+}
+
+/// Restarts the server's container; Docker may publish it on another port.
+async fn restart(server: &mut Server) {
+    let docker = common::docker().await;
+    docker
+        .restart_container(
+            &server.container,
+            None::<bollard::query_parameters::RestartContainerOptions>,
+        )
+        .await
+        .expect("restart server");
+    server.port = docker
+        .inspect_container(&server.container, None)
+        .await
+        .expect("inspect server")
+        .network_settings
+        .and_then(|settings| settings.ports)
+        .and_then(|ports| ports.get("5432/tcp").cloned().flatten())
+        .and_then(|bindings| {
+            bindings
+                .first()
+                .and_then(|binding| binding.host_port.clone())
+        })
+        .and_then(|port| port.parse().ok())
+        .expect("published port");
+    server.wait_ready().await;
+}
+
+#[test]
+fn a_preloaded_extension_adds_its_library_and_a_restart_on_pg15() {
+    block_on(preload(15));
+}

@@ -8,6 +8,7 @@
 
 pub mod docker;
 pub mod lock;
+mod progress;
 pub mod sql;
 
 use std::time::Duration;
@@ -289,7 +290,10 @@ impl Run<'_> {
                 database,
                 statements,
                 transaction,
-            } => self.sessions.run(database, statements, *transaction).await,
+            } => {
+                let run = self.sessions.run(database, statements, *transaction);
+                progress::watched(&self.target, database.as_deref(), run).await
+            }
             Step::SetPassword { role, secret } => self.sessions.set_password(role, secret).await,
             Step::Docker(call) => {
                 if self.docker.is_none() {

@@ -17,6 +17,21 @@ pub mod address;
 /// its own objects when pruning.
 pub const MANAGED_MARK: &str = "managed by pgspec";
 
+/// Extensions that work only when their library (of the same name) is in
+/// `shared_preload_libraries`.
+pub const PRELOADED_EXTENSIONS: &[&str] = &[
+    "pg_stat_statements",
+    "pg_cron",
+    "pgaudit",
+    "timescaledb",
+    "citus",
+    "pg_stat_kcache",
+    "pg_wait_sampling",
+    "pg_qualstats",
+    "pglogical",
+    "pg_squeeze",
+];
+
 /// A whole deployment: server, roles, databases, pooler and backups.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {

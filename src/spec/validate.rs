@@ -77,18 +77,7 @@ const TIME_SETTINGS: &[&str] = &[
 ];
 
 /// Extensions whose library must be in `shared_preload_libraries`.
-const PRELOADED_EXTENSIONS: &[&str] = &[
-    "pg_stat_statements",
-    "pg_cron",
-    "pgaudit",
-    "timescaledb",
-    "citus",
-    "pg_stat_kcache",
-    "pg_wait_sampling",
-    "pg_qualstats",
-    "pglogical",
-    "pg_squeeze",
-];
+const PRELOADED_EXTENSIONS: &[&str] = crate::model::PRELOADED_EXTENSIONS;
 
 const INDEX_METHODS: &[&str] = &["btree", "gin", "gist", "hash", "brin", "spgist"];
 

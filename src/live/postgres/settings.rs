@@ -25,7 +25,17 @@ fn query_error(
 /// per-role and per-database settings. Their units and types are what the
 /// diff compares per-role and per-database values in.
 fn names(desired: &Deployment) -> Vec<String> {
+    // A preloaded extension makes the diff add its library to this one.
+    let preload = "shared_preload_libraries".to_owned();
     let mut names: BTreeSet<&String> = desired.settings.keys().collect();
+    if desired.databases.values().any(|database| {
+        database
+            .extensions
+            .keys()
+            .any(|name| crate::model::PRELOADED_EXTENSIONS.contains(&name.as_str()))
+    }) {
+        names.insert(&preload);
+    }
     for role in desired.roles.values() {
         names.extend(role.settings.keys());
     }

@@ -277,7 +277,8 @@ impl Build<'_> {
             address,
             kind: ActionKind::Create,
             reason: format!(
-                "declared in the spec, not on table `{}.{}`; built concurrently",
+                "declared in the spec, not on table `{}.{}`; built concurrently, after \
+                 dropping what an interrupted build may have left under its name",
                 self.index.schema, self.index.table
             ),
             risk: self.risk(),

@@ -16,6 +16,8 @@ use crate::sql::{quote_ident, quote_literal};
 
 pub mod grants;
 mod indexes;
+mod preload;
+mod requires;
 mod roles;
 mod schemas;
 pub mod settings;
@@ -31,7 +33,8 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
     };
     let server_known = diff_container(desired, live, &mut plan);
     if server_known {
-        settings::diff(desired, live, &mut plan);
+        let with_libraries = preload::with_libraries(desired, live);
+        settings::diff(&with_libraries, live, &mut plan);
         roles::diff(desired, live, options, &mut plan);
         diff_databases(desired, live, options, &mut plan);
     }
@@ -220,9 +223,11 @@ fn diff_extensions(
             continue;
         }
         match live_extensions.get(name) {
-            None => plan
-                .actions
-                .push(create_extension(&want.name, wanted, server, address)),
+            None => {
+                let mut action = create_extension(&want.name, wanted, server, address);
+                requires::create_required_first(&mut action, want, name, live_extensions, server);
+                plan.actions.push(action);
+            }
             Some(installed) => {
                 if let Some(action) = update_extension(&want.name, wanted, installed, address) {
                     plan.actions.push(action);
@@ -231,7 +236,10 @@ fn diff_extensions(
         }
     }
     for (name, installed) in live_extensions {
-        if want.extensions.contains_key(name) || BUILTIN_EXTENSIONS.contains(&name.as_str()) {
+        if want.extensions.contains_key(name)
+            || BUILTIN_EXTENSIONS.contains(&name.as_str())
+            || requires::is_required(want, name, server)
+        {
             continue;
         }
         let address = address::extension(&want.name, name);
