@@ -404,8 +404,10 @@ pub struct Index {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraint: Option<String>,
     /// Live only: size on disk in bytes, as of the last build, VACUUM or
-    /// ANALYZE (`pg_class.relpages`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// ANALYZE (`pg_class.relpages`). Read but never written out: it moves
+    /// with every autovacuum, and the live fingerprint of a saved plan must
+    /// not.
+    #[serde(default, skip_serializing)]
     pub size_bytes: Option<i64>,
 }
 
