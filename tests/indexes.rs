@@ -685,6 +685,43 @@ async fn preload(major: u32) {
         .execute("app", "SELECT count(*) FROM pg_stat_statements")
         .await;
     pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
+
+    // An extension that requires another: `earthdistance` needs `cube`,
+    // which its action creates first; `cube` is then not unmanaged.
+    work.write(
+        "spec.yaml",
+        &spec_text(&server).replace(
+            "[pg_stat_statements]",
+            "[pg_stat_statements, earthdistance]",
+        ),
+    );
+    let plan = pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(2);
+    assert!(
+        plan.stdout.contains("+ requires = cube")
+            && plan
+                .stdout
+                .contains("CREATE EXTENSION IF NOT EXISTS \"cube\""),
+        "{}",
+        plan.stdout
+    );
+    pgspec(&["apply", "-f", spec_arg, "--auto-approve"], &env).expect(0);
+    let installed: Vec<String> = server
+        .client("app")
+        .await
+        .query(
+            "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("pg_extension")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(installed, ["cube", "earthdistance", "pg_stat_statements"]);
+    let after = pgspec(&["plan", "-f", spec_arg, "--json"], &env).expect(0);
+    let document: serde_json::Value = serde_json::from_str(&after.stdout).expect("plan json");
+    assert_eq!(document["has_changes"], false, "{}", after.stdout);
+    assert!(!after.stdout.contains("extension.cube"), "{}", after.stdout);
 }
 
 /// Restarts the server's container; Docker may publish it on another port.
@@ -715,6 +752,6 @@ async fn restart(server: &mut Server) {
 }
 
 #[test]
-fn a_preloaded_extension_adds_its_library_and_a_restart_on_pg15() {
+fn extensions_bring_their_preload_and_requirements_on_pg15() {
     block_on(preload(15));
 }
