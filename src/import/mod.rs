@@ -229,7 +229,11 @@ impl Importer<'_> {
             let resources = ResourcesSpec {
                 cpus: container.nano_cpus.map(|nano| nano as f64 / 1e9),
                 memory: container.memory_bytes.map(docker_size),
-                shm_size: container.shm_bytes.map(docker_size),
+                // 64 MiB is what Docker gives a container that asks for none.
+                shm_size: container
+                    .shm_bytes
+                    .filter(|bytes| *bytes != 64 << 20)
+                    .map(docker_size),
             };
             if resources.cpus.is_some()
                 || resources.memory.is_some()

@@ -230,7 +230,7 @@ pub fn flow(value: &Value) -> String {
 /// flow context, double-quoted otherwise.
 pub fn scalar(text: &str) -> String {
     let safe_characters = text.chars().all(|character| {
-        character.is_ascii_alphanumeric() || matches!(character, '_' | '.' | '-' | '/' | '$')
+        character.is_ascii_alphanumeric() || matches!(character, '_' | '.' | '-' | '/' | '$' | ':')
     });
     let safe_start = text
         .chars()
@@ -240,7 +240,14 @@ pub fn scalar(text: &str) -> String {
         serde_yaml::from_str::<Value>(text),
         Ok(Value::String(ref read)) if read == text
     );
-    if safe_characters && safe_start && reads_back {
+    // Inside `[…]` and `{ … }` too: `:` and the like read differently there.
+    let reads_back_in_flow = matches!(
+        serde_yaml::from_str::<Value>(&format!("[{text}, {{ k: {text} }}]")),
+        Ok(Value::Sequence(ref items)) if items.len() == 2
+            && items[0] == Value::String(text.to_owned())
+            && items[1].get("k") == Some(&Value::String(text.to_owned()))
+    );
+    if safe_characters && safe_start && reads_back && reads_back_in_flow {
         text.to_owned()
     } else {
         // A JSON string is a valid YAML double-quoted scalar.
@@ -272,6 +279,9 @@ mod tests {
         assert_eq!(scalar(""), "\"\"");
         assert_eq!(scalar("a, b"), "\"a, b\"");
         assert_eq!(scalar("-x"), "\"-x\"");
+        assert_eq!(scalar("postgres:17"), "postgres:17");
+        assert_eq!(scalar("a:"), "\"a:\"");
+        assert_eq!(scalar("a: b"), "\"a: b\"");
         assert_eq!(scalar("state <> 'done'"), "\"state <> 'done'\"");
         assert_eq!(scalar("Rëad \"Only\""), "\"Rëad \\\"Only\\\"\"");
     }
