@@ -136,6 +136,17 @@ pub async fn run(
                 .with_context(|| format!("cannot restart container `{name}`"))?;
         }
         DockerStep::WaitReady { name } => wait_ready(docker, name, target).await?,
+        DockerStep::CreatePooler {
+            name,
+            pooler,
+            network,
+        } => super::pooler::create(docker, deployment, name, pooler, network).await?,
+        DockerStep::WritePoolerConfig { name, config } => {
+            super::pooler::write_config(docker, deployment, name, config, target).await?;
+        }
+        DockerStep::StartPooler { name } => super::pooler::start(docker, name, target).await?,
+        DockerStep::ReloadPooler { name } => super::pooler::reload(docker, name, target).await?,
+        DockerStep::RemovePooler { name } => super::pooler::remove(docker, name).await?,
         DockerStep::CreateBackupContainer { backup } => {
             crate::backup::docker::create_container(docker, deployment, backup).await?;
         }
@@ -272,7 +283,7 @@ fn password_archive(password: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Makes sure the image is local: pulls it when it is not, and says plainly
 /// when it can be neither found nor pulled.
-async fn ensure_image(docker: &Docker, image: &str) -> anyhow::Result<()> {
+pub(super) async fn ensure_image(docker: &Docker, image: &str) -> anyhow::Result<()> {
     match docker.inspect_image(image).await {
         Ok(_) => return Ok(()),
         Err(error) if is_not_found(&error) => {}

@@ -8,6 +8,7 @@
 
 pub mod docker;
 pub mod lock;
+pub mod pooler;
 mod progress;
 pub mod sql;
 

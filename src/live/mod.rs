@@ -8,6 +8,7 @@
 pub mod all;
 pub mod backup;
 pub mod docker;
+pub mod pooler;
 pub mod postgres;
 
 use crate::model::{ContainerState, Deployment};
@@ -87,7 +88,9 @@ pub async fn observe(spec: &Spec) -> Result<Deployment, ObserveError> {
         }
     };
     let postgres_side = postgres::observe(&target, desired);
-    let (docker_result, postgres_result) = tokio::join!(docker_side, postgres_side);
+    let pooler_side = pooler::observe(&target, desired);
+    let (docker_result, postgres_result, pooler_result) =
+        tokio::join!(docker_side, postgres_side, pooler_side);
 
     let mut live = Deployment {
         name: desired.name.clone(),
@@ -105,6 +108,10 @@ pub async fn observe(spec: &Spec) -> Result<Deployment, ObserveError> {
         }
         None => true,
     };
+    if let Some(observed) = pooler_result? {
+        live.pooler = Some(observed.pooler);
+        live.images.extend(observed.images);
+    }
     match postgres_result {
         Ok(observed) => {
             if let Some(container) = &mut live.container {

@@ -12,9 +12,11 @@ pub mod render;
 pub mod saved;
 pub mod simulate;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use crate::model::Container;
+use crate::model::{Container, Pooler};
 use crate::secret::Secret;
 
 pub use diff::diff;
@@ -240,4 +242,49 @@ pub enum DockerStep {
     CreateBackupContainer {
         backup: Box<crate::model::Backup>,
     },
+    /// Create the PgBouncer container, stopped, on the deployment network:
+    /// its configuration is written before it starts.
+    CreatePooler {
+        name: String,
+        pooler: Box<Pooler>,
+        network: String,
+    },
+    /// Write `pgbouncer.ini` and the auth file into the pooler container. The
+    /// auth file holds the SCRAM verifiers of `config.users`, read from the
+    /// server's `pg_authid` at apply time; the plan names only the roles.
+    WritePoolerConfig {
+        name: String,
+        config: Box<PoolerConfig>,
+    },
+    /// Start the pooler container and wait until its admin console answers.
+    StartPooler {
+        name: String,
+    },
+    /// `RELOAD` through PgBouncer's admin console: the written configuration
+    /// takes effect and connected clients stay connected.
+    ReloadPooler {
+        name: String,
+    },
+    /// Stop and remove the pooler container; it holds no data.
+    RemovePooler {
+        name: String,
+    },
+}
+
+/// Everything PgBouncer's configuration is made of; `apply::pooler` renders
+/// it as `pgbouncer.ini`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolerConfig {
+    /// The server, by container name on the deployment network.
+    pub server_host: String,
+    pub server_port: u16,
+    /// Databases served, with their overrides. Empty: every database, through
+    /// a `*` fallback entry.
+    pub databases: BTreeMap<String, BTreeMap<String, String>>,
+    /// PgBouncer settings from the spec.
+    pub settings: BTreeMap<String, String>,
+    /// PgBouncer's `admin_users`: the superuser pgspec connects as.
+    pub admin_user: String,
+    /// Roles whose SCRAM verifiers go into the auth file.
+    pub users: Vec<String>,
 }

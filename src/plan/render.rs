@@ -333,6 +333,33 @@ fn docker_line(call: &DockerStep) -> String {
             format!("wait until the server in `{name}` accepts connections")
         }
         DockerStep::CreateBackupContainer { backup } => crate::backup::describe_create(backup),
+        DockerStep::CreatePooler {
+            name,
+            pooler,
+            network,
+        } => format!(
+            "create container `{name}` from `{}` ({}:{} -> {}, network `{network}`)",
+            pooler.image,
+            pooler.bind_address,
+            pooler.port,
+            super::diff::pooler::LISTEN_PORT
+        ),
+        DockerStep::WritePoolerConfig { name, config } => format!(
+            "write pgbouncer.ini and the auth file into `{name}` (SCRAM verifiers of {} read from the server)",
+            config
+                .users
+                .iter()
+                .map(|user| format!("`{user}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        DockerStep::StartPooler { name } => {
+            format!("start container `{name}` and wait until PgBouncer answers")
+        }
+        DockerStep::ReloadPooler { name } => {
+            format!("RELOAD through the admin console of `{name}` (clients stay connected)")
+        }
+        DockerStep::RemovePooler { name } => format!("stop container `{name}` and remove it"),
     }
 }
 

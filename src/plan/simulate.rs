@@ -6,6 +6,7 @@ use crate::model::{Container, ContainerState, Database, Deployment, Extension, a
 use crate::plan::{Action, ActionKind, DockerStep, Plan, Step};
 
 mod inside;
+mod pooler;
 
 /// Returns `live` as it would be after every action of `plan` succeeded.
 pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
@@ -15,6 +16,7 @@ pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
         match path.as_slice() {
             [(kind, _)] if kind == "container" => simulate_container(&mut next, action),
             [(kind, _)] if kind == "backup" => super::diff::backup::simulate(&mut next, action),
+            [(kind, _)] if kind == "pooler" => pooler::simulate(&mut next, action),
             [(kind, name)] if kind == "database" => {
                 simulate_database(&mut next, name, action);
                 inside::simulate(&mut next, &path, action);
@@ -90,6 +92,12 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
             | DockerStep::RestartContainer { .. }
             | DockerStep::WaitReady { .. }
             | DockerStep::CreateBackupContainer { .. } => {}
+            // The pooler's own steps, simulated with its address.
+            DockerStep::CreatePooler { .. }
+            | DockerStep::WritePoolerConfig { .. }
+            | DockerStep::StartPooler { .. }
+            | DockerStep::ReloadPooler { .. }
+            | DockerStep::RemovePooler { .. } => {}
         }
     }
 }

@@ -150,6 +150,8 @@ pub enum SettingValue {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolerSpec {
+    /// Image that runs PgBouncer on `/etc/pgbouncer/pgbouncer.ini` (required;
+    /// pgspec writes that file and the auth file into the container).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Host port PgBouncer listens on (default 6432).

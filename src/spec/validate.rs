@@ -931,6 +931,31 @@ impl Checker<'_> {
 
     fn check_pooler(&mut self, file: &SpecFile, pooler: &PoolerSpec) {
         self.check_port("pooler.port", pooler.port);
+        match pooler.image.as_deref().map(str::trim) {
+            Some("") => {
+                self.error("pooler.image", "image is empty");
+            }
+            Some(_) => {}
+            None => {
+                self.error("pooler", "`pooler.image` is required").help = Some(
+                    "name an image that runs PgBouncer on /etc/pgbouncer/pgbouncer.ini \
+                     (pgspec writes that file and the auth file into the container), \
+                     e.g. `edoburu/pgbouncer`, or `pgspec-test/pgbouncer:1` from scripts/images.sh"
+                        .to_owned(),
+                );
+            }
+        }
+        let postgres = file.postgres.as_ref();
+        if postgres
+            .and_then(|postgres| postgres.image.as_ref())
+            .is_none()
+        {
+            self.error("pooler", "`pooler` needs `postgres.image`").help = Some(
+                "the pooler runs beside the server container pgspec manages and reaches it by \
+                 name on the deployment's network"
+                    .to_owned(),
+            );
+        }
         for (field, value) in [
             ("default_pool_size", pooler.default_pool_size),
             ("min_pool_size", pooler.min_pool_size),
@@ -990,53 +1015,76 @@ impl Checker<'_> {
             }
         }
 
-        // Each database's pool can open up to its pool size plus the reserve
-        // on the server; together they should fit in `max_connections`.
-        let max_connections = file
-            .postgres
-            .as_ref()
-            .and_then(|postgres| postgres.settings.get("max_connections"))
-            .and_then(|value| match value {
-                SettingValue::Integer(number) => Some(*number),
-                SettingValue::Text(text) => text.trim().parse().ok(),
-                _ => None,
-            });
-        if let (Some(max_connections), Some(default_pool_size)) =
-            (max_connections, pooler.default_pool_size)
-        {
-            let reserve = pooler.reserve_pool_size.unwrap_or(0);
-            let names: Vec<&str> = if file.databases.is_empty() {
-                vec![""]
-            } else {
-                file.databases
-                    .iter()
-                    .map(|database| database.name.as_str())
-                    .collect()
-            };
-            let total: i64 = names
-                .iter()
-                .map(|name| {
-                    pooler
-                        .databases
-                        .get(*name)
-                        .and_then(|overrides| overrides.pool_size)
-                        .unwrap_or(default_pool_size)
-                        + reserve
+        // PgBouncer keeps one pool per database and user. Each can open its
+        // pool size plus the reserve on the server, up to the database's
+        // `max_db_connections`; together they must fit in what
+        // `max_connections` leaves after the reserved connections.
+        let setting = |name: &str, default: i64| {
+            postgres
+                .and_then(|postgres| postgres.settings.get(name))
+                .and_then(|value| match value {
+                    SettingValue::Integer(number) => Some(*number),
+                    SettingValue::Text(text) => text.trim().parse().ok(),
+                    _ => None,
                 })
-                .sum();
-            if total > max_connections {
-                self.warning(
-                    "pooler.default_pool_size",
-                    format!(
-                        "pooler pools can open {total} server connections, more than \
-                         `max_connections` ({max_connections})"
-                    ),
-                )
-                .help = Some(
-                    "lower the pool sizes, set `max_db_connections`, or raise `max_connections`"
-                        .to_owned(),
-                );
+                .unwrap_or(default)
+        };
+        let max_connections = setting("max_connections", 100);
+        let superuser_reserved = setting("superuser_reserved_connections", 3);
+        let reserved = setting("reserved_connections", 0);
+        let available = max_connections - superuser_reserved - reserved;
+        let default_pool_size = pooler.default_pool_size.unwrap_or(20);
+        let reserve = pooler.reserve_pool_size.unwrap_or(0);
+        let users = file
+            .roles
+            .iter()
+            .filter(|role| role.login == Some(true))
+            .count()
+            .max(1) as i64;
+        let names: Vec<&str> = if file.databases.is_empty() {
+            vec![""]
+        } else {
+            file.databases
+                .iter()
+                .map(|database| database.name.as_str())
+                .collect()
+        };
+        let total: i64 = names
+            .iter()
+            .map(|name| {
+                let overrides = pooler.databases.get(*name);
+                let pools = (overrides
+                    .and_then(|overrides| overrides.pool_size)
+                    .unwrap_or(default_pool_size)
+                    + reserve)
+                    * users;
+                match overrides
+                    .and_then(|overrides| overrides.max_db_connections)
+                    .or(pooler.max_db_connections)
+                {
+                    Some(cap) if cap > 0 => pools.min(cap),
+                    _ => pools,
+                }
+            })
+            .sum();
+        if total > available {
+            let mut reserved_text =
+                format!("`superuser_reserved_connections` ({superuser_reserved})");
+            if reserved > 0 {
+                reserved_text.push_str(&format!(" and `reserved_connections` ({reserved})"));
             }
+            self.warning(
+                "pooler.default_pool_size",
+                format!(
+                    "pooler pools can open {total} server connections, more than the {available} \
+                     that `max_connections` ({max_connections}) leaves after {reserved_text}"
+                ),
+            )
+            .help = Some(format!(
+                "each database has a pool per login role ({users} here) of its pool size plus \
+                 `reserve_pool_size`; lower the pool sizes, set `max_db_connections`, or raise \
+                 `max_connections`"
+            ));
         }
     }
 
@@ -1586,6 +1634,7 @@ fn lower_pooler(pooler: &PoolerSpec) -> Pooler {
             .unwrap_or_else(|| "127.0.0.1".to_owned()),
         settings,
         databases,
+        ..Pooler::default()
     }
 }
 
@@ -1884,13 +1933,45 @@ where: "deleted_at IS NULL"
     #[test]
     fn pooler_warning_when_pools_exceed_max_connections() {
         let found = messages(
-            "version: 1\nname: app\npostgres:\n  settings: { max_connections: 50 }\npooler:\n  default_pool_size: 30\n\
+            "version: 1\nname: app\npostgres:\n  image: postgres:17\n  superuser: { password: { env: PW } }\n  \
+             settings: { max_connections: 60 }\npooler:\n  image: pgbouncer\n  default_pool_size: 30\n\
              databases: [{ name: a }, { name: b }]\n",
         );
         assert_eq!(
             found,
             [
-                "warning: pooler pools can open 60 server connections, more than `max_connections` (50)"
+                "warning: pooler pools can open 60 server connections, more than the 57 that \
+                 `max_connections` (60) leaves after `superuser_reserved_connections` (3)"
+            ]
+        );
+        // A pool per login role, capped per database by `max_db_connections`.
+        let spec = |cap: &str| {
+            format!(
+                "version: 1\nname: app\npostgres:\n  image: postgres:17\n  \
+                 superuser: {{ password: {{ env: PW }} }}\n  settings: {{ max_connections: 60 }}\n\
+                 pooler:\n  image: pgbouncer\n{cap}\
+                 roles: [{{ name: a, login: true }}, {{ name: b, login: true }}, {{ name: c }}]\n\
+                 databases: [{{ name: a }}, {{ name: b }}]\n"
+            )
+        };
+        assert_eq!(
+            messages(&spec("")),
+            [
+                "warning: pooler pools can open 80 server connections, more than the 57 that \
+                 `max_connections` (60) leaves after `superuser_reserved_connections` (3)"
+            ]
+        );
+        assert!(messages(&spec("  max_db_connections: 25\n")).is_empty());
+    }
+
+    #[test]
+    fn pooler_needs_an_image_and_the_server_container() {
+        let found = messages("version: 1\nname: app\npooler:\n  default_pool_size: 5\n");
+        assert_eq!(
+            found,
+            [
+                "error: `pooler.image` is required",
+                "error: `pooler` needs `postgres.image`"
             ]
         );
     }
@@ -1898,7 +1979,8 @@ where: "deleted_at IS NULL"
     #[test]
     fn pooler_durations_lower_to_seconds() {
         let validated = validate(
-            "version: 1\nname: app\npooler:\n  pool_mode: transaction\n  server_idle_timeout: 10min\n  query_wait_timeout: \"30\"\n",
+            "version: 1\nname: app\npostgres:\n  image: postgres:17\n  superuser: { password: { env: PW } }\n\
+             pooler:\n  image: pgbouncer\n  pool_mode: transaction\n  server_idle_timeout: 10min\n  query_wait_timeout: \"30\"\n",
         )
         .expect("valid");
         let pooler = validated.spec.deployment.pooler.expect("pooler");

@@ -16,6 +16,7 @@ use crate::sql::{quote_ident, quote_literal};
 
 pub mod grants;
 mod indexes;
+pub mod pooler;
 mod preload;
 mod requires;
 mod roles;
@@ -39,6 +40,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
         diff_databases(desired, live, options, &mut plan);
     }
     backup::diff(desired, live, options, &mut plan);
+    pooler::diff(desired, live, options, &mut plan);
     container::restart_for_settings(desired, &mut plan);
     super::order::sort(&mut plan);
     plan

@@ -1,0 +1,466 @@
+//! Apply of the PgBouncer pooler: its container, its configuration and the
+//! admin console's `RELOAD`.
+//!
+//! Clients authenticate with SCRAM against an auth file of SCRAM verifiers
+//! copied from the server's `pg_authid` at apply time: no plaintext password
+//! is ever written, and because the verifiers are the server's, PgBouncer
+//! logs in to the server with the client's own proof (SCRAM pass-through).
+//! The files reach the container through the engine's archive endpoint, like
+//! the superuser's password file: no environment variable, no bind mount.
+//!
+//! Invariant: the server container is never touched here.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, DownloadFromContainerOptions, RemoveContainerOptions,
+    StopContainerOptions, UploadToContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::apply::docker::{last_logs, object_labels};
+use crate::live::Target;
+use crate::live::docker::is_not_found;
+use crate::live::pooler::{AUTH_FILE, LISTEN_PORT, admin_target, server_verifiers};
+use crate::model::Pooler;
+use crate::plan::PoolerConfig;
+use crate::plan::diff::pooler::LISTEN_PORT as LISTEN_PORT_NUMBER;
+
+/// Where the configuration goes; the image runs PgBouncer on this file.
+pub const CONFIG_DIR: &str = "/etc/pgbouncer";
+pub const CONFIG_FILE: &str = "/etc/pgbouncer/pgbouncer.ini";
+
+/// How long a started PgBouncer may take to answer on its admin console.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Seconds PgBouncer gets to stop before it is killed.
+const STOP_TIMEOUT_SECONDS: i32 = 10;
+
+/// `pgbouncer.ini` for a configuration. Every setting the spec states is
+/// written out, so that `RELOAD` also undoes a value changed with `SET` on
+/// the console.
+pub fn ini(deployment: &str, config: &PoolerConfig) -> String {
+    let mut text = format!(
+        ";; PgBouncer configuration of deployment `{deployment}`, written by pgspec.\n\
+         ;; Edits here are drift: `pgspec apply` writes this file again.\n\n[databases]\n"
+    );
+    let server = format!(
+        "host={} port={}",
+        connection_value(&config.server_host),
+        config.server_port
+    );
+    if config.databases.is_empty() {
+        text.push_str(&format!("* = {server}\n"));
+    }
+    for (database, overrides) in &config.databases {
+        text.push_str(&format!(
+            "{} = {server} dbname={}",
+            ini_key(database),
+            connection_value(database)
+        ));
+        for (setting, value) in overrides {
+            text.push_str(&format!(" {setting}={}", connection_value(value)));
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "\n[pgbouncer]\n\
+         listen_addr = *\n\
+         listen_port = {LISTEN_PORT_NUMBER}\n\
+         auth_type = scram-sha-256\n\
+         auth_file = {AUTH_FILE}\n\
+         admin_users = {}\n\
+         ignore_startup_parameters = extra_float_digits\n",
+        config.admin_user
+    ));
+    for (setting, value) in &config.settings {
+        text.push_str(&format!("{setting} = {value}\n"));
+    }
+    text
+}
+
+/// A database name as an ini key: bare when plain, else double-quoted.
+fn ini_key(name: &str) -> String {
+    if is_plain(name) {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// A value in a `[databases]` connection string: bare when plain, else
+/// single-quoted with `\` and `'` escaped.
+fn connection_value(value: &str) -> String {
+    if is_plain(value) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+}
+
+fn is_plain(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "_-.".contains(character))
+}
+
+/// The auth file: one `"role" "verifier"` line per role.
+fn auth_file(verifiers: &std::collections::BTreeMap<String, String>) -> String {
+    verifiers
+        .iter()
+        .map(|(role, verifier)| format!("\"{}\" \"{verifier}\"\n", role.replace('"', "\"\"")))
+        .collect()
+}
+
+/// Creates the pooler container, not started, on the deployment network.
+pub async fn create(
+    docker: &Docker,
+    deployment: &str,
+    name: &str,
+    pooler: &Pooler,
+    network: &str,
+) -> anyhow::Result<()> {
+    super::docker::ensure_image(docker, &pooler.image).await?;
+    let body = ContainerCreateBody {
+        image: Some(pooler.image.clone()),
+        labels: Some(object_labels(deployment)),
+        exposed_ports: Some(vec![LISTEN_PORT.to_owned()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(HashMap::from([(
+                LISTEN_PORT.to_owned(),
+                Some(vec![PortBinding {
+                    host_ip: Some(pooler.bind_address.clone()),
+                    host_port: Some(pooler.port.to_string()),
+                }]),
+            )])),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(network.to_owned()).filter(|network| !network.is_empty()),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_owned()),
+                ..CreateContainerOptions::default()
+            }),
+            body,
+        )
+        .await
+        .with_context(|| format!("cannot create container `{name}`"))?;
+    Ok(())
+}
+
+/// Writes `pgbouncer.ini` and the auth file into the container, with the
+/// verifiers the server holds now. The files belong to the owner of the
+/// configuration directory, the user the image runs PgBouncer as.
+pub async fn write_config(
+    docker: &Docker,
+    deployment: &str,
+    name: &str,
+    config: &PoolerConfig,
+    server: &Target,
+) -> anyhow::Result<()> {
+    let roles: BTreeSet<String> = config.users.iter().cloned().collect();
+    let verifiers = server_verifiers(server, &roles)
+        .await
+        .context("cannot read the SCRAM verifiers the pooler authenticates with")?;
+    for role in roles.iter().filter(|role| !verifiers.contains_key(*role)) {
+        tracing::warn!(
+            role = %role,
+            "role has no SCRAM verifier on the server; it cannot log in through the pooler"
+        );
+    }
+    let directory = directory(docker, name).await;
+    // PgBouncer reads the auth file again on RELOAD only when its size,
+    // owner, mode, inode or modification time (in seconds) differ, and a
+    // new verifier has the same size as the old one: the file always gets a
+    // later modification time than the one it replaces.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default();
+    let mtime = directory
+        .auth_mtime
+        .map_or(now, |previous| now.max(previous + 1));
+    let archive = config_archive(
+        &ini(deployment, config),
+        &auth_file(&verifiers),
+        &directory,
+        mtime,
+    )
+    .context("cannot build the pooler configuration archive")?;
+    docker
+        .upload_to_container(
+            name,
+            Some(UploadToContainerOptions {
+                path: "/".to_owned(),
+                ..UploadToContainerOptions::default()
+            }),
+            bollard::body_full(archive.into()),
+        )
+        .await
+        .with_context(|| format!("cannot copy the PgBouncer configuration into `{name}`"))
+}
+
+/// What the configuration directory holds now.
+struct Directory {
+    /// Owner of the directory: the user the image runs PgBouncer as.
+    uid: u64,
+    gid: u64,
+    /// Modification time of the auth file, in seconds.
+    auth_mtime: Option<u64>,
+}
+
+/// Reads the configuration directory; root and no auth file when it cannot
+/// be read.
+async fn directory(docker: &Docker, name: &str) -> Directory {
+    let mut found = Directory {
+        uid: 0,
+        gid: 0,
+        auth_mtime: None,
+    };
+    let mut archive = Vec::new();
+    let mut stream = docker.download_from_container(
+        name,
+        Some(DownloadFromContainerOptions {
+            path: CONFIG_DIR.to_owned(),
+        }),
+    );
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => archive.extend_from_slice(&bytes),
+            Err(_) => return found,
+        }
+    }
+    let mut reader = tar::Archive::new(archive.as_slice());
+    let Ok(entries) = reader.entries() else {
+        return found;
+    };
+    let auth_name = AUTH_FILE.rsplit('/').next().unwrap_or_default();
+    for (index, entry) in entries.enumerate() {
+        let Ok(entry) = entry else { break };
+        let header = entry.header();
+        if index == 0 {
+            found.uid = header.uid().unwrap_or(0);
+            found.gid = header.gid().unwrap_or(0);
+        }
+        let is_auth_file = entry
+            .path()
+            .ok()
+            .and_then(|path| path.file_name().map(|file| file == auth_name))
+            .unwrap_or(false);
+        if is_auth_file {
+            found.auth_mtime = header.mtime().ok();
+        }
+    }
+    found
+}
+
+/// A tar archive of the two files: the configuration readable by all, the
+/// auth file by its owner only.
+fn config_archive(
+    ini: &str,
+    auth: &str,
+    directory: &Directory,
+    mtime: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, text, mode) in [(CONFIG_FILE, ini, 0o644), (AUTH_FILE, auth, 0o600)] {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(mode);
+        header.set_uid(directory.uid);
+        header.set_gid(directory.gid);
+        header.set_mtime(mtime);
+        header.set_size(text.len() as u64);
+        header.set_cksum();
+        builder.append_data(&mut header, path.trim_start_matches('/'), text.as_bytes())?;
+    }
+    Ok(builder.into_inner()?)
+}
+
+/// Starts the container and waits until the admin console answers.
+pub async fn start(docker: &Docker, name: &str, server: &Target) -> anyhow::Result<()> {
+    docker
+        .start_container(name, None)
+        .await
+        .with_context(|| format!("cannot start container `{name}`"))?;
+    let admin = published_admin(docker, name, server).await?;
+    let started = Instant::now();
+    loop {
+        let last_error = match admin.connect().await {
+            Ok(client) => match client.simple_query("SHOW VERSION").await {
+                Ok(_) => return Ok(()),
+                Err(error) => error.to_string(),
+            },
+            Err(error) => error.to_string(),
+        };
+        let running = docker
+            .inspect_container(name, None)
+            .await
+            .ok()
+            .and_then(|inspect| inspect.state)
+            .and_then(|state| state.running)
+            .unwrap_or(false);
+        if !running && started.elapsed() > Duration::from_secs(3) {
+            bail!(
+                "container `{name}` stopped before PgBouncer answered\n{}",
+                last_logs(docker, name).await
+            );
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            bail!(
+                "PgBouncer in `{name}` did not answer on its admin console within {}s \
+                 (last error: {last_error})\n{}",
+                READY_TIMEOUT.as_secs(),
+                last_logs(docker, name).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `RELOAD` on the admin console: PgBouncer reads the configuration and the
+/// auth file again and keeps its clients.
+pub async fn reload(docker: &Docker, name: &str, server: &Target) -> anyhow::Result<()> {
+    let admin = published_admin(docker, name, server).await?;
+    let client = admin
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the admin console of `{name}`"))?;
+    client
+        .simple_query("RELOAD")
+        .await
+        .with_context(|| format!("`RELOAD` failed on the admin console of `{name}`"))?;
+    Ok(())
+}
+
+/// The admin console where the container publishes it.
+async fn published_admin(docker: &Docker, name: &str, server: &Target) -> anyhow::Result<Target> {
+    let inspect = docker
+        .inspect_container(name, None)
+        .await
+        .with_context(|| format!("cannot inspect container `{name}`"))?;
+    let binding = inspect
+        .host_config
+        .and_then(|host_config| host_config.port_bindings)
+        .and_then(|bindings| bindings.get(LISTEN_PORT).cloned().flatten())
+        .and_then(|bindings| bindings.into_iter().next());
+    let Some(port) = binding
+        .as_ref()
+        .and_then(|binding| binding.host_port.as_deref())
+        .and_then(|port| port.parse().ok())
+    else {
+        bail!("container `{name}` publishes no port for {LISTEN_PORT}");
+    };
+    let bind_address = binding
+        .and_then(|binding| binding.host_ip)
+        .unwrap_or_default();
+    Ok(admin_target(server, &bind_address, port))
+}
+
+/// Stops and removes the container; a missing one is already gone.
+pub async fn remove(docker: &Docker, name: &str) -> anyhow::Result<()> {
+    match docker
+        .stop_container(
+            name,
+            Some(StopContainerOptions {
+                t: Some(STOP_TIMEOUT_SECONDS),
+                signal: None,
+            }),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(error) if is_not_found(&error) => return Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => {}
+        Err(error) => return Err(error).with_context(|| format!("cannot stop container `{name}`")),
+    }
+    docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                v: false,
+                force: false,
+                link: false,
+            }),
+        )
+        .await
+        .with_context(|| format!("cannot remove container `{name}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn ini_names_the_server_by_container_and_writes_every_stated_setting() {
+        let config = PoolerConfig {
+            server_host: "ffe-postgres".to_owned(),
+            server_port: 5432,
+            databases: BTreeMap::from([
+                ("ffe".to_owned(), BTreeMap::new()),
+                (
+                    "ffe ro".to_owned(),
+                    BTreeMap::from([("pool_size".to_owned(), "5".to_owned())]),
+                ),
+            ]),
+            settings: BTreeMap::from([
+                ("default_pool_size".to_owned(), "20".to_owned()),
+                ("pool_mode".to_owned(), "transaction".to_owned()),
+            ]),
+            admin_user: "postgres".to_owned(),
+            users: vec!["ffe_user".to_owned(), "postgres".to_owned()],
+        };
+        let text = ini("ffe", &config);
+        assert!(
+            text.contains("\nffe = host=ffe-postgres port=5432 dbname=ffe\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n\"ffe ro\" = host=ffe-postgres port=5432 dbname='ffe ro' pool_size=5\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("\nauth_type = scram-sha-256\n"), "{text}");
+        assert!(text.contains("\ndefault_pool_size = 20\n"), "{text}");
+        assert!(text.contains("\npool_mode = transaction\n"), "{text}");
+        assert!(!text.contains("* ="), "{text}");
+    }
+
+    #[test]
+    fn no_database_in_the_spec_serves_every_database() {
+        let config = PoolerConfig {
+            server_host: "x-postgres".to_owned(),
+            server_port: 5432,
+            admin_user: "postgres".to_owned(),
+            ..PoolerConfig::default()
+        };
+        assert!(ini("x", &config).contains("\n* = host=x-postgres port=5432\n"));
+    }
+
+    #[test]
+    fn auth_file_doubles_quotes_in_names() {
+        let verifiers = BTreeMap::from([("a\"b".to_owned(), "SCRAM-SHA-256$1:s$k:v".to_owned())]);
+        assert_eq!(
+            auth_file(&verifiers),
+            "\"a\"\"b\" \"SCRAM-SHA-256$1:s$k:v\"\n"
+        );
+    }
+}

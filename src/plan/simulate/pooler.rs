@@ -1,0 +1,51 @@
+//! The pooler in the in-memory model of apply: what PgBouncer would report
+//! after a pooler action ran.
+
+use std::collections::BTreeMap;
+
+use crate::model::{ContainerState, Deployment, Pooler, PoolerUser};
+use crate::plan::{Action, DockerStep, Step};
+
+pub(super) fn simulate(next: &mut Deployment, action: &Action) {
+    for step in &action.steps {
+        let Step::Docker(call) = step else { continue };
+        match call {
+            DockerStep::RemovePooler { .. } => next.pooler = None,
+            DockerStep::CreatePooler {
+                pooler, network, ..
+            } => {
+                next.pooler = Some(Pooler {
+                    state: ContainerState::Stopped,
+                    network: network.clone(),
+                    settings: BTreeMap::new(),
+                    databases: BTreeMap::new(),
+                    users: BTreeMap::new(),
+                    ..(**pooler).clone()
+                });
+            }
+            DockerStep::WritePoolerConfig { config, .. } => {
+                if let Some(pooler) = &mut next.pooler {
+                    pooler.settings.extend(config.settings.clone());
+                    pooler.databases = config.databases.clone();
+                    pooler.users = config
+                        .users
+                        .iter()
+                        .map(|user| (user.clone(), PoolerUser::Current))
+                        .collect();
+                }
+            }
+            DockerStep::StartPooler { .. } => {
+                if let Some(pooler) = &mut next.pooler {
+                    pooler.state = ContainerState::Running;
+                    pooler.console_error = None;
+                }
+            }
+            DockerStep::ConnectNetwork { network, .. } => {
+                if let Some(pooler) = &mut next.pooler {
+                    pooler.network = network.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+}
