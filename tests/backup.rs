@@ -533,3 +533,31 @@ for_each_major!(
     plain_directory_and_globals_backups_verify,
     super::formats_and_directory_destination
 );
+
+/// An agent binary that cannot run in the image fails the apply, with the
+/// container's log, instead of leaving a backup container that never backs
+/// anything up. `/bin/false` is an ELF executable that exits at once.
+#[test]
+fn agent_that_cannot_run_fails_the_apply() {
+    common::block_on(async {
+        let deployment = Deployment::new(17);
+        let spec = deployment.spec("0 2 * * *");
+        let apply = pgspec(
+            &["apply", "-f", &spec, "--auto-approve"],
+            &[
+                (PASSWORD_ENV, deployment.password.as_str()),
+                ("PGSPEC_BACKUP_AGENT", "/bin/false"),
+            ],
+        )
+        .expect(1);
+        assert!(
+            apply.stderr.contains(&format!(
+                "the backup agent in `{}` does not run",
+                deployment.backup_container()
+            )),
+            "{}",
+            apply.stderr
+        );
+        assert!(apply.stderr.contains("create `backup."), "{}", apply.stderr);
+    });
+}

@@ -5,7 +5,7 @@
 //! Invariant: never removes the destination. The only objects removed
 //! here are the scratch container and volume that `verify` made.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use bollard::Docker;
@@ -133,7 +133,9 @@ fn destination_mount(destination: &BackupDestination, read_only: bool) -> Mount 
     }
 }
 
-/// Creates (does not start) the backup container a plan step describes.
+/// Creates the backup container a plan step describes, copies the agent,
+/// its configuration and the password file in, starts it and waits until
+/// the agent answers.
 pub async fn create_container(
     docker: &Docker,
     deployment: &str,
@@ -232,7 +234,50 @@ pub async fn create_container(
             bytes: pgpass.as_bytes(),
         },
     ];
-    upload(docker, &agent.name, archive(&files)?).await
+    upload(docker, &agent.name, archive(&files)?).await?;
+    start_and_check(docker, &agent.name, deployment).await
+}
+
+/// How long a started agent may take to answer.
+const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Starts the backup container and waits until its agent answers, so an
+/// agent that cannot run in the image (another architecture, an older
+/// glibc) fails the apply instead of silently never taking a backup.
+async fn start_and_check(docker: &Docker, name: &str, deployment: &str) -> anyhow::Result<()> {
+    docker
+        .start_container(name, None)
+        .await
+        .with_context(|| format!("cannot start container `{name}`"))?;
+    let started = Instant::now();
+    let command = agent_command(&["list", "--deployment", deployment]);
+    loop {
+        let running = docker
+            .inspect_container(name, None)
+            .await
+            .ok()
+            .and_then(|inspect| inspect.state)
+            .and_then(|state| state.running)
+            .unwrap_or(false);
+        let last_error = if running {
+            match exec(docker, name, &command).await {
+                Ok(output) if output.code == 0 => return Ok(()),
+                Ok(output) => format!("exit code {}: {}", output.code, output.stderr.trim()),
+                Err(error) => format!("{error:#}"),
+            }
+        } else {
+            "the container is not running".to_owned()
+        };
+        if started.elapsed() > AGENT_READY_TIMEOUT {
+            bail!(
+                "the backup agent in `{name}` does not run ({last_error}); is `{}` a Linux build \
+                 for the engine's architecture? ({AGENT_BINARY_ENV} names another)\n{}",
+                AGENT_PATH,
+                crate::apply::docker::last_logs(docker, name).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// What a `docker exec` printed and how it ended.
@@ -348,7 +393,11 @@ pub async fn verify(
         }
     }
     let name = scratch_name(target.deployment);
-    let result = verify_in(docker, target, &name, id).await;
+    // Interrupted, the scratch objects are removed all the same.
+    let result = tokio::select! {
+        result = verify_in(docker, target, &name, id) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     let cleanup = remove_scratch(docker, &name).await;
     let report = result?;
     cleanup?;

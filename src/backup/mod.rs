@@ -156,8 +156,8 @@ pub fn describe_create(backup: &crate::model::Backup) -> String {
     };
     match &backup.agent {
         Some(agent) => format!(
-            "create backup container `{}` from `{}` with the pgspec {} backup agent \
-             (schedules: {schedules}; backups to {destination} at {BACKUP_MOUNT})",
+            "create and start backup container `{}` from `{}` with the pgspec {} backup \
+             agent (schedules: {schedules}; backups to {destination} at {BACKUP_MOUNT})",
             agent.name, agent.image, agent.version
         ),
         None => format!("create backup container (schedules: {schedules})"),

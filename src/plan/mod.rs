@@ -238,7 +238,7 @@ pub enum DockerStep {
     },
     /// Create the backup container from `backup.agent` (labels carry the
     /// schedules), with the agent, its configuration and the superuser's
-    /// password file copied in before it starts.
+    /// password file copied in, then start it and wait for the agent.
     CreateBackupContainer {
         backup: Box<crate::model::Backup>,
     },

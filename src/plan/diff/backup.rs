@@ -91,12 +91,9 @@ pub(super) fn diff(
             ..want.clone()
         }),
     });
-    let start = Step::Docker(DockerStep::StartContainer {
-        name: want_agent.name.clone(),
-    });
 
     let Some(have_agent) = have_agent else {
-        steps.extend([create, start]);
+        steps.push(create);
         let mut changes = vec![
             Change::new("image", None, Some(want_agent.image.clone())),
             Change::new(
@@ -156,7 +153,7 @@ pub(super) fn diff(
         let mut replace = vec![Step::Docker(DockerStep::RemoveContainer {
             name: have_agent.name.clone(),
         })];
-        replace.extend([create, start]);
+        replace.push(create);
         steps.extend(replace);
         plan.actions.push(Action {
             address,
@@ -171,7 +168,9 @@ pub(super) fn diff(
             steps,
         });
     } else if !have_agent.running {
-        steps.push(start);
+        steps.push(Step::Docker(DockerStep::StartContainer {
+            name: want_agent.name.clone(),
+        }));
         plan.actions.push(Action {
             address,
             kind: ActionKind::Update,
@@ -299,7 +298,7 @@ pub fn simulate(next: &mut Deployment, action: &Action) {
                 let mut created = (**backup).clone();
                 if let Some(agent) = &mut created.agent {
                     agent.superuser_password = None;
-                    agent.running = false;
+                    agent.running = true;
                     agent.image_id = next
                         .images
                         .get(&agent.image)
