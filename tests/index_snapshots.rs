@@ -165,3 +165,52 @@ databases:
                          "definition": "CREATE INDEX idx_items_state ON public.items USING btree (state)" } } } } }"#,
     );
 }
+
+#[test]
+fn leftovers_of_an_interrupted_replace_are_used_or_removed() {
+    // `source_state` lost its old index but the new one waits under the
+    // scratch name; `metadata` is in sync beside a stray scratch index;
+    // `pending` backs a constraint and differs, which pgspec refuses.
+    check(
+        "index_leftovers",
+        SPEC,
+        &live(
+            r#",
+            "idx_crawl_ledger_source_state_pgspec_new": { "name": "idx_crawl_ledger_source_state_pgspec_new",
+                "schema": "public", "table": "crawl_ledger", "managed": true,
+                "definition": "CREATE INDEX idx_crawl_ledger_source_state_pgspec_new ON public.crawl_ledger USING btree (source, state)" },
+            "idx_crawl_ledger_metadata": { "name": "idx_crawl_ledger_metadata",
+                "schema": "public", "table": "crawl_ledger", "managed": true,
+                "definition": "CREATE INDEX idx_crawl_ledger_metadata ON public.crawl_ledger USING gin (metadata)" },
+            "idx_crawl_ledger_metadata_pgspec_new": { "name": "idx_crawl_ledger_metadata_pgspec_new",
+                "schema": "public", "table": "crawl_ledger", "invalid": true,
+                "definition": "CREATE INDEX idx_crawl_ledger_metadata_pgspec_new ON public.crawl_ledger USING gin (metadata jsonb_path_ops)" },
+            "idx_crawl_ledger_pending": { "name": "idx_crawl_ledger_pending",
+                "schema": "public", "table": "crawl_ledger", "constraint": "crawl_ledger_pending_key",
+                "definition": "CREATE UNIQUE INDEX idx_crawl_ledger_pending ON public.crawl_ledger USING btree (url)" }"#,
+        ),
+    );
+}
+
+#[test]
+fn a_replace_uses_a_new_index_an_interrupted_replace_built() {
+    check(
+        "index_replace_resumed",
+        SPEC,
+        &live(
+            r#",
+            "idx_crawl_ledger_source_state": { "name": "idx_crawl_ledger_source_state",
+                "schema": "public", "table": "crawl_ledger", "managed": true,
+                "definition": "CREATE INDEX idx_crawl_ledger_source_state ON public.crawl_ledger USING btree (source)" },
+            "idx_crawl_ledger_source_state_pgspec_new": { "name": "idx_crawl_ledger_source_state_pgspec_new",
+                "schema": "public", "table": "crawl_ledger", "managed": true,
+                "definition": "CREATE INDEX idx_crawl_ledger_source_state_pgspec_new ON public.crawl_ledger USING btree (source, state)" },
+            "idx_crawl_ledger_metadata": { "name": "idx_crawl_ledger_metadata",
+                "schema": "public", "table": "crawl_ledger", "managed": true,
+                "definition": "CREATE INDEX idx_crawl_ledger_metadata ON public.crawl_ledger USING gin (metadata)" },
+            "idx_crawl_ledger_pending": { "name": "idx_crawl_ledger_pending",
+                "schema": "public", "table": "crawl_ledger", "managed": true,
+                "definition": "CREATE INDEX idx_crawl_ledger_pending ON public.crawl_ledger USING btree (lower(url)) WHERE (state = 'discovered'::text)" }"#,
+        ),
+    );
+}

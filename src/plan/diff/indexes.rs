@@ -173,7 +173,8 @@ pub fn diff(want: &Database, have: Option<&Database>, options: &DiffOptions, pla
             }
             Some(live) if &live.definition != canonical => {
                 claimed.insert(scratch_key);
-                plan.actions.push(build.replace(address, live, canonical));
+                plan.actions
+                    .push(build.replace(address, live, scratch, canonical));
             }
             Some(_) => {}
         }
@@ -196,10 +197,18 @@ pub fn diff(want: &Database, have: Option<&Database>, options: &DiffOptions, pla
                 kind: ActionKind::Delete,
                 reason,
                 risk: locks(live),
-                changes: vec![
-                    Change::new("definition", Some(live.definition.clone()), None),
-                    Change::new("size", live.size_bytes.map(format_size), None),
-                ],
+                changes: [
+                    Some(Change::new(
+                        "definition",
+                        Some(live.definition.clone()),
+                        None,
+                    )),
+                    live.size_bytes
+                        .map(|size| Change::new("size", Some(format_size(size)), None)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
                 steps: vec![sql(&want.name, drop_statement(&live.schema, &live.name))],
             });
         } else {
@@ -287,9 +296,25 @@ impl Build<'_> {
         }
     }
 
-    fn replace(&self, address: String, live: &Index, canonical: &str) -> Action {
+    /// Builds the new index beside the old one, drops the old one and
+    /// renames the new one. A valid new index an earlier, interrupted replace
+    /// left under the scratch name is used as it is.
+    fn replace(
+        &self,
+        address: String,
+        live: &Index,
+        built: Option<&Index>,
+        canonical: &str,
+    ) -> Action {
         let scratch = scratch_name(&self.index.name);
-        let mut steps = self.build_steps(&scratch);
+        let reusable = built.is_some_and(|built| {
+            !built.invalid && without_name(&built.definition) == without_name(canonical)
+        });
+        let mut steps = if reusable {
+            Vec::new()
+        } else {
+            self.build_steps(&scratch)
+        };
         steps.push(sql(self.database, drop_statement(&live.schema, &live.name)));
         steps.push(sql(
             self.database,
@@ -308,13 +333,20 @@ impl Build<'_> {
         Action {
             address,
             kind: ActionKind::Replace,
-            reason: format!(
-                "the definition differs; the new index is built concurrently beside the old \
-                 one{}, which is then dropped concurrently, so the table is never without it",
-                live.size_bytes
-                    .map(|size| format!(" ({})", format_size(size)))
-                    .unwrap_or_default()
-            ),
+            reason: if reusable {
+                format!(
+                    "the definition differs; an interrupted replace already built the new index \
+                     as `{scratch}`, so the old one is dropped concurrently and the new one renamed"
+                )
+            } else {
+                format!(
+                    "the definition differs; the new index is built concurrently beside the old \
+                     one{}, which is then dropped concurrently, so the table is never without it",
+                    live.size_bytes
+                        .map(|size| format!(" ({})", format_size(size)))
+                        .unwrap_or_default()
+                )
+            },
             risk,
             changes: vec![Change::new(
                 "definition",
