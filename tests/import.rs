@@ -368,6 +368,8 @@ async fn container_deployment(major: u32) {
     cleanup.containers.push(format!("{name}-postgres"));
     cleanup.volumes.push(format!("{name}-pgdata"));
     cleanup.networks.push(format!("{name}-net"));
+    cleanup.containers.push(format!("{name}-backup"));
+    cleanup.volumes.push(format!("{name}-backups"));
     let port = free_port();
     let superuser_password = format!("pw-{}", unique_name("secret"));
     let app_password = "app secret";
@@ -384,7 +386,12 @@ async fn container_deployment(major: u32) {
              databases:\n  - name: app\n    owner: app\n    extensions: [pg_trgm]\n    \
              schemas: [{{ name: ledger, owner: app }}]\n    \
              grants:\n      - {{ role: reader, privileges: [CONNECT] }}\n      \
-             - {{ role: reader, schema: ledger, privileges: [USAGE] }}\n{indexes}"
+             - {{ role: reader, schema: ledger, privileges: [USAGE] }}\n{indexes}\
+             backup:\n  schedules:\n    \
+             - {{ name: nightly, schedule: \"0 2 * * *\", format: plain }}\n    \
+             - {{ name: weekly, schedule: \"0 3 * * 0\", databases: [app] }}\n  \
+             retention: {{ days: 7, min_count: 2 }}\n  \
+             destination: {{ volume: {name}-backups }}\n"
         )
     };
     let env = [
@@ -428,6 +435,14 @@ async fn container_deployment(major: u32) {
     assert!(text.contains(&format!("image: {image}")), "{text}");
     assert!(text.contains("memory: 1GiB"), "{text}");
     assert!(text.contains("idx_entries_body"), "{text}");
+    assert!(
+        text.contains("  retention: { days: 7, min_count: 2 }\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- { name: nightly, schedule: \"0 2 * * *\", format: plain }"),
+        "{text}"
+    );
     assert!(!text.contains(&superuser_password), "{text}");
     let printed = variables(&run.stderr);
     let passwords: BTreeMap<String, String> = [

@@ -17,9 +17,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::live::all::{ContainerSurvey, DatabaseSurvey, Survey};
-use crate::model::{Database, PRELOADED_EXTENSIONS, Role, Setting};
+use crate::model::{
+    BackupDestination, BackupSchedule, Database, PRELOADED_EXTENSIONS, Role, Setting,
+};
 use crate::spec::file::{
-    ConnectionSpec, DatabaseSpec, ExtensionEntry, ExtensionSpec, PostgresSpec, ResourcesSpec,
+    BackupFormat, BackupKind, BackupScheduleSpec, BackupSpec, ConnectionSpec, DatabaseSpec,
+    DestinationSpec, ExtensionEntry, ExtensionSpec, PostgresSpec, ResourcesSpec, RetentionSpec,
     RoleSpec, SchemaEntry, SchemaSpec, SecretRef, SettingValue, SpecFile, SuperuserSpec,
 };
 
@@ -133,6 +136,7 @@ impl Importer<'_> {
         let postgres = self.postgres();
         let roles = self.roles();
         let databases = self.databases();
+        let backup = self.backup(&databases);
 
         let mut header = vec![
             format!("yaml-language-server: $schema={}", self.options.schema_url),
@@ -144,9 +148,9 @@ impl Importer<'_> {
                 .to_owned(),
             "Imported: the container, settings written with ALTER SYSTEM, roles with their \
              attributes, memberships and settings, databases with owners, settings, \
-             extensions, schemas, grants, default privileges and indexes."
+             extensions, schemas, grants, default privileges and indexes, and backup schedules."
                 .to_owned(),
-            "Not imported: the pooler and backups, per-role settings inside one database, \
+            "Not imported: the pooler, per-role settings inside one database, \
              template databases, predefined pg_* roles, tables and other schema objects (the \
              application's migrations own them), and what is noted below."
                 .to_owned(),
@@ -164,7 +168,7 @@ impl Importer<'_> {
             pooler: None,
             roles,
             databases,
-            backup: None,
+            backup,
             prune: false,
         };
         Imported {
@@ -308,6 +312,115 @@ impl Importer<'_> {
             self.note("postgres.settings", note);
         }
         settings
+    }
+
+    /// The backup schedules the backup container runs.
+    fn backup(&mut self, databases: &[DatabaseSpec]) -> Option<BackupSpec> {
+        let container = self.options.container.as_ref()?;
+        if container.pooler_image.is_some() {
+            self.header.push(format!(
+                "A PgBouncer container (`{}-pgbouncer`) runs beside the server; the pooler is \
+                 not imported yet.",
+                self.options.name
+            ));
+        }
+        let backup = container.backup.as_ref()?;
+        let agent = backup.agent.as_ref()?;
+        if agent.version != env!("CARGO_PKG_VERSION") {
+            self.note(
+                "backup",
+                format!(
+                    "the backup container runs the agent of pgspec {}; a plan replaces it with \
+                     this pgspec's",
+                    agent.version
+                ),
+            );
+        }
+        if agent.image != container.container.image {
+            self.note(
+                "backup",
+                format!(
+                    "the backup container runs image `{}`, not the server's; a plan replaces \
+                     it",
+                    agent.image
+                ),
+            );
+        }
+        let mut all_databases: Vec<String> = databases
+            .iter()
+            .map(|database| database.name.clone())
+            .collect();
+        all_databases.sort();
+        let retention = |schedule: &BackupSchedule| {
+            let retention = RetentionSpec {
+                days: schedule.retention_days,
+                max_count: schedule.max_count,
+                min_count: schedule.min_count,
+            };
+            let empty = retention.days.is_none()
+                && retention.max_count.is_none()
+                && retention.min_count.is_none();
+            (!empty).then_some(retention)
+        };
+        let schedules: Vec<&BackupSchedule> = backup.schedules.values().collect();
+        let first_retention = schedules.first().and_then(|schedule| retention(schedule));
+        let shared_retention = schedules
+            .iter()
+            .all(|schedule| format!("{:?}", retention(schedule)) == format!("{first_retention:?}"));
+        let databases_of = |schedule: &BackupSchedule| {
+            if schedule.databases == all_databases {
+                Vec::new()
+            } else {
+                schedule.databases.clone()
+            }
+        };
+        let mut spec = BackupSpec {
+            destination: match &backup.destination {
+                BackupDestination::Volume(volume) => DestinationSpec {
+                    volume: Some(volume.clone()),
+                    directory: None,
+                },
+                BackupDestination::Directory(directory) => DestinationSpec {
+                    volume: None,
+                    directory: Some(directory.into()),
+                },
+            },
+            retention: if shared_retention {
+                first_retention.clone()
+            } else {
+                None
+            },
+            ..BackupSpec::default()
+        };
+        match schedules.as_slice() {
+            [single] if single.name == "default" => {
+                spec.schedule = Some(single.cron.clone());
+                spec.kind = backup_kind(&single.kind);
+                spec.format = backup_format(&single.format);
+                spec.databases = databases_of(single);
+            }
+            _ => {
+                spec.schedules = schedules
+                    .iter()
+                    .map(|schedule| BackupScheduleSpec {
+                        name: schedule.name.clone(),
+                        schedule: schedule.cron.clone(),
+                        kind: backup_kind(&schedule.kind),
+                        format: backup_format(&schedule.format),
+                        databases: databases_of(schedule),
+                        retention: if shared_retention {
+                            None
+                        } else {
+                            retention(schedule)
+                        },
+                    })
+                    .collect();
+            }
+        }
+        if spec.schedule.is_none() && spec.schedules.is_empty() {
+            return None;
+        }
+        Some(spec)
     }
 
     fn role_included(&self, role: &Role) -> bool {
@@ -674,6 +787,26 @@ impl Importer<'_> {
             });
         }
         entries
+    }
+}
+
+/// A backup kind as the spec writes it; `None` for the default (`full`).
+fn backup_kind(kind: &str) -> Option<BackupKind> {
+    match kind {
+        "data" => Some(BackupKind::Data),
+        "schema" => Some(BackupKind::Schema),
+        "globals" => Some(BackupKind::Globals),
+        _ => None,
+    }
+}
+
+/// A backup format as the spec writes it; `None` for the default
+/// (`custom`).
+fn backup_format(format: &str) -> Option<BackupFormat> {
+    match format {
+        "plain" => Some(BackupFormat::Plain),
+        "directory" => Some(BackupFormat::Directory),
+        _ => None,
     }
 }
 

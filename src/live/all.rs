@@ -21,9 +21,9 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::live::docker::{self, is_not_found, labels};
-use crate::live::{ObserveError, Target, postgres};
+use crate::live::{ObserveError, Target, backup, postgres};
 use crate::model::{
-    Container, Database, Deployment, Grant, GrantTarget, Image, Setting, index_key,
+    Backup, Container, Database, Deployment, Grant, GrantTarget, Image, Setting, index_key,
 };
 
 /// How many databases are read at once.
@@ -53,6 +53,8 @@ pub struct ContainerSurvey {
     pub images: BTreeMap<String, Image>,
     /// The image of the `<deployment>-pgbouncer` container, when one exists.
     pub pooler_image: Option<String>,
+    /// The backup container's schedules and destination, when it exists.
+    pub backup: Option<Backup>,
 }
 
 /// Finds and reads the server container.
@@ -133,12 +135,19 @@ pub async fn observe_container(
             });
         }
     };
+    let scope = Deployment {
+        name: deployment.clone(),
+        container: Some(container.clone()),
+        ..Deployment::default()
+    };
+    let backup = backup::observe(&engine, &scope).await?;
     Ok(ContainerSurvey {
         deployment,
         labelled,
         container,
         images: observed.images,
         pooler_image,
+        backup,
     })
 }
 
