@@ -238,8 +238,9 @@ pub async fn create_container(
     start_and_check(docker, &agent.name, deployment).await
 }
 
-/// How long a started agent may take to answer.
-const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a started agent may take to answer; generous, because a busy
+/// engine is slow to exec. An agent that keeps exiting fails sooner.
+const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Starts the backup container and waits until its agent answers, so an
 /// agent that cannot run in the image (another architecture, an older
@@ -252,10 +253,12 @@ async fn start_and_check(docker: &Docker, name: &str, deployment: &str) -> anyho
     let started = Instant::now();
     let command = agent_command(&["list", "--deployment", deployment]);
     loop {
-        let running = docker
-            .inspect_container(name, None)
-            .await
-            .ok()
+        let inspect = docker.inspect_container(name, None).await.ok();
+        let restarts = inspect
+            .as_ref()
+            .and_then(|inspect| inspect.restart_count)
+            .unwrap_or(0);
+        let running = inspect
             .and_then(|inspect| inspect.state)
             .and_then(|state| state.running)
             .unwrap_or(false);
@@ -268,7 +271,7 @@ async fn start_and_check(docker: &Docker, name: &str, deployment: &str) -> anyho
         } else {
             "the container is not running".to_owned()
         };
-        if started.elapsed() > AGENT_READY_TIMEOUT {
+        if started.elapsed() > AGENT_READY_TIMEOUT || restarts >= 2 {
             bail!(
                 "the backup agent in `{name}` does not run ({last_error}); is `{}` a Linux build \
                  for the engine's architecture? ({AGENT_BINARY_ENV} names another)\n{}",
