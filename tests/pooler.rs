@@ -311,6 +311,37 @@ async fn feedback_engine(major: u32) {
     );
     assert_eq!(one(&held, "SELECT 1").await, "1");
 
+    // A pooler stopped by hand is drift; apply writes its configuration and
+    // starts it, and the server is not touched.
+    docker
+        .stop_container(&deployment.pooler(), None)
+        .await
+        .expect("stop the pooler");
+    let drift = deployment.pgspec(&["drift", "-f", &spec]).expect(2);
+    assert!(
+        drift.stdout.contains("~ state = stopped -> running"),
+        "{}",
+        drift.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    let restarted = deployment
+        .client(pooler_port)
+        .await
+        .expect("log in through the restarted pooler");
+    assert_eq!(
+        one(&restarted, "SELECT count(*) FROM feedback").await,
+        "100"
+    );
+    assert_eq!(
+        deployment.container_id(&docker, &deployment.server()).await,
+        server_id
+    );
+    deployment
+        .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+        .expect(0);
+
     // A new password reaches the auth file in the same apply.
     deployment.role_password = "ffe's second password".to_owned();
     let plan = deployment

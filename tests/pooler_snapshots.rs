@@ -181,3 +181,16 @@ fn pooler_left_out_of_the_spec_is_removed_when_pruning() {
         ),
     );
 }
+
+#[test]
+fn stopped_pooler_is_configured_and_started() {
+    check(
+        "pooler_stopped",
+        &spec(6432, 20),
+        &live(
+            r#", "pooler": { "image": "pgspec-test/pgbouncer:1", "port": 6432, "bind_address": "127.0.0.1",
+                 "settings": {}, "state": "stopped", "id": "def", "image_id": "sha256:b1",
+                 "network": "ffe-net", "users": { "ffe_user": "current", "postgres": "current" } }"#,
+        ),
+    );
+}
