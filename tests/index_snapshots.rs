@@ -140,7 +140,7 @@ fn unmanaged_indexes_are_reported_and_only_pgspecs_are_pruned() {
 }
 
 #[test]
-fn a_missing_table_or_a_rejected_definition_is_a_plan_error() {
+fn a_missing_table_a_rejected_definition_or_a_partitioned_table_is_a_plan_error() {
     check(
         "index_errors",
         r#"
@@ -154,6 +154,7 @@ databases:
       - { name: idx_events_at, table: audit.events, columns: [at] }
       - { name: idx_items_tags, table: items, using: gin, columns: [tags] }
       - { name: idx_items_state, table: items, columns: [state] }
+      - { name: idx_measurements_at, table: measurements, columns: [at] }
 "#,
         r#"{ "name": "ledger", "server": { "version_num": 170002 },
              "databases": { "app": { "name": "app", "owner": "postgres",
@@ -162,7 +163,9 @@ databases:
                      "idx_items_tags": { "state": "rejected", "code": "42704",
                          "message": "data type text has no default operator class for access method \"gin\"" },
                      "idx_items_state": { "state": "canonical",
-                         "definition": "CREATE INDEX idx_items_state ON public.items USING btree (state)" } } } } }"#,
+                         "definition": "CREATE INDEX idx_items_state ON public.items USING btree (state)" },
+                     "idx_measurements_at": { "state": "canonical", "partitioned": true,
+                         "definition": "CREATE INDEX idx_measurements_at ON public.measurements USING btree (at)" } } } } }"#,
     );
 }
 

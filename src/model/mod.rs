@@ -461,7 +461,13 @@ pub fn index_key(schema: &str, name: &str) -> String {
 pub enum IndexCheck {
     /// The definition as `pg_get_indexdef` would print it for the desired
     /// index on its real table.
-    Canonical { definition: String },
+    Canonical {
+        definition: String,
+        /// The table is partitioned, and PostgreSQL cannot build an index on
+        /// a partitioned table concurrently.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        partitioned: bool,
+    },
     /// The table the index is on does not exist.
     TableMissing,
     /// The server rejected the definition (SQLSTATE and message).

@@ -350,8 +350,9 @@ async fn check_desired(
         let temp_schema: String = row.get(4);
         let (quoted_name, quoted_schema, quoted_table): (String, String, String) =
             (row.get(5), row.get(6), row.get(7));
-        let number = table_numbers[&(index.schema.clone(), index.table.clone())];
-        let check = match definition {
+        let table_key = (index.schema.clone(), index.table.clone());
+        let number = table_numbers[&table_key];
+        let mut check = match definition {
             Some(definition) => canonical(
                 &definition,
                 position,
@@ -366,6 +367,11 @@ async fn check_desired(
                 message: message.unwrap_or_default(),
             },
         };
+        if let IndexCheck::Canonical { partitioned, .. } = &mut check {
+            *partitioned = tables
+                .get(&table_key)
+                .is_some_and(|table| table.kind == "p");
+        }
         checks.insert(index.name.clone(), check);
     }
     Ok(checks)
@@ -381,6 +387,7 @@ fn canonical(scratch: &str, position: i64, scratch_tables: &[String], real: &str
             if let Some(rest) = scratch.strip_prefix(&format!("{create}{scratch_part}")) {
                 return IndexCheck::Canonical {
                     definition: format!("{create}{real} {rest}"),
+                    partitioned: false,
                 };
             }
         }
@@ -437,7 +444,8 @@ mod tests {
             IndexCheck::Canonical {
                 definition: "CREATE INDEX idx ON public.items USING btree (source) \
                              WHERE (state <> 'done'::text)"
-                    .to_owned()
+                    .to_owned(),
+                partitioned: false,
             }
         );
     }

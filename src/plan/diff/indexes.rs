@@ -134,10 +134,14 @@ pub fn diff(want: &Database, have: Option<&Database>, options: &DiffOptions, pla
                 }
                 continue;
             }
-            Some(IndexCheck::Canonical { definition }) => definition,
+            Some(IndexCheck::Canonical {
+                definition,
+                partitioned,
+            }) => (definition, *partitioned),
         };
+        let (canonical, partitioned) = canonical;
 
-        match live {
+        let action = match live {
             None => {
                 claimed.insert(scratch_key);
                 match scratch {
@@ -145,16 +149,15 @@ pub fn diff(want: &Database, have: Option<&Database>, options: &DiffOptions, pla
                         if !scratch.invalid
                             && without_name(&scratch.definition) == without_name(canonical) =>
                     {
-                        plan.actions
-                            .push(build.finish_replace(address, scratch, canonical));
+                        Some(build.finish_replace(address.clone(), scratch, canonical))
                     }
-                    _ => plan.actions.push(build.create(address, scratch, canonical)),
+                    _ => Some(build.create(address.clone(), scratch, canonical)),
                 }
             }
             Some(live) if live.constraint.is_some() => {
                 if &live.definition != canonical {
                     plan.errors.push(PlanError {
-                        address,
+                        address: address.clone(),
                         message: format!(
                             "this index backs constraint `{}` of table `{}.{}` and differs from \
                              the spec; pgspec never changes the index of a constraint: change \
@@ -165,18 +168,31 @@ pub fn diff(want: &Database, have: Option<&Database>, options: &DiffOptions, pla
                         ),
                     });
                 }
+                None
             }
             Some(live) if live.invalid => {
                 claimed.insert(scratch_key);
-                plan.actions
-                    .push(build.repair(address, live, scratch, canonical));
+                Some(build.repair(address.clone(), live, scratch, canonical))
             }
             Some(live) if &live.definition != canonical => {
                 claimed.insert(scratch_key);
-                plan.actions
-                    .push(build.replace(address, live, scratch, canonical));
+                Some(build.replace(address.clone(), live, scratch, canonical))
             }
-            Some(_) => {}
+            Some(_) => None,
+        };
+        match action {
+            Some(_) if partitioned => plan.errors.push(PlanError {
+                address,
+                message: format!(
+                    "table `{}.{}` is partitioned, and PostgreSQL cannot build or drop an index \
+                     on a partitioned table concurrently; create it in a migration (CREATE INDEX \
+                     ON ONLY the table, each partition's index CONCURRENTLY, then ALTER INDEX \
+                     ATTACH PARTITION)",
+                    index.schema, index.table
+                ),
+            }),
+            Some(action) => plan.actions.push(action),
+            None => {}
         }
     }
 
