@@ -946,6 +946,25 @@ impl Checker<'_> {
             }
         }
         let postgres = file.postgres.as_ref();
+        let server_port = postgres.and_then(|postgres| postgres.port).unwrap_or(5432);
+        let bind =
+            |address: Option<&String>| address.map_or("127.0.0.1", String::as_str).to_owned();
+        let pooler_bind = bind(pooler.bind_address.as_ref());
+        let server_bind = bind(postgres.and_then(|postgres| postgres.bind_address.as_ref()));
+        let overlap = pooler_bind == server_bind
+            || [&pooler_bind, &server_bind]
+                .iter()
+                .any(|address| matches!(address.as_str(), "0.0.0.0" | "::"));
+        if pooler.port.unwrap_or(6432) == server_port
+            && overlap
+            && postgres.is_some_and(|postgres| postgres.image.is_some())
+        {
+            self.error(
+                "pooler.port",
+                format!("the pooler and the server both publish port {server_port}"),
+            )
+            .help = Some("give `pooler.port` or `postgres.port` another port".to_owned());
+        }
         if postgres
             .and_then(|postgres| postgres.image.as_ref())
             .is_none()
@@ -1962,6 +1981,18 @@ where: "deleted_at IS NULL"
             ]
         );
         assert!(messages(&spec("  max_db_connections: 25\n")).is_empty());
+    }
+
+    #[test]
+    fn pooler_and_server_cannot_publish_the_same_port() {
+        let found = messages(
+            "version: 1\nname: app\npostgres:\n  image: postgres:17\n  port: 6432\n  \
+             superuser: { password: { env: PW } }\npooler:\n  image: pgbouncer\n",
+        );
+        assert_eq!(
+            found,
+            ["error: the pooler and the server both publish port 6432"]
+        );
     }
 
     #[test]
