@@ -194,3 +194,16 @@ fn stopped_pooler_is_configured_and_started() {
         ),
     );
 }
+
+#[test]
+fn role_created_in_the_same_plan_reaches_the_auth_file() {
+    let spec = spec(6432, 20).replace(
+        "roles:\n",
+        "roles:\n  - name: ffe_reader\n    login: true\n    password: { env: FFE_READER_PASSWORD }\n",
+    );
+    check(
+        "pooler_new_role",
+        &spec,
+        &live(&running_pooler(6432, 20, CURRENT_USERS)),
+    );
+}
