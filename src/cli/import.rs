@@ -7,14 +7,16 @@
 //! variables the spec's password references read are listed on stderr.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
+use crate::apply::lock;
 use crate::import::{self, ImportOptions};
 use crate::live::Target;
 use crate::live::all::{self, ContainerSelector};
-use crate::model::Deployment;
+use crate::model::{ContainerState, Deployment};
 use crate::output;
 use crate::spec::file::ConnectionSpec;
 use crate::spec::{Connection, DiffOptions, Spec};
@@ -72,6 +74,9 @@ pub struct ImportArgs {
     pub schema: String,
 }
 
+/// How long import waits for an apply in progress.
+const LOCK_WAIT: Duration = Duration::from_secs(600);
+
 pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
     let selector = match (&args.container, &args.deployment) {
         (Some(name), _) => Some(ContainerSelector::Name(name.clone())),
@@ -86,6 +91,16 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         ),
         None => None,
     };
+
+    if let Some(survey) = &container
+        && survey.container.state != ContainerState::Running
+    {
+        anyhow::bail!(
+            "container `{}` is not running; start it (`docker start {}`) and import again",
+            survey.container.name,
+            survey.container.name
+        );
+    }
 
     // The connection resolves the way `plan` resolves it, so that what is
     // imported is what the spec will reach: flags, then the container, then
@@ -110,9 +125,20 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         options: DiffOptions::default(),
     };
     let target = Target::resolve(&resolve_from).context("cannot resolve the connection")?;
+    let name = args
+        .name
+        .clone()
+        .or_else(|| container.as_ref().map(|survey| survey.deployment.clone()))
+        .unwrap_or_else(|| "imported".to_owned());
+    // Like `plan`, read under the shared lock, so an apply in progress is
+    // never imported half-way.
+    let lock = lock::AdvisoryLock::acquire(&target, &name, lock::Mode::Shared, LOCK_WAIT)
+        .await
+        .with_context(|| format!("cannot read the server at {target}"))?;
     let survey = all::observe_all(&target, &args.databases)
         .await
         .with_context(|| format!("cannot read the server at {target}"))?;
+    drop(lock);
     for name in &args.databases {
         if !survey.databases.contains_key(name) {
             anyhow::bail!(
@@ -121,11 +147,6 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         }
     }
 
-    let name = args
-        .name
-        .clone()
-        .or_else(|| container.as_ref().map(|survey| survey.deployment.clone()))
-        .unwrap_or_else(|| "imported".to_owned());
     let connection = container.is_none().then(|| ConnectionSpec {
         host: Some(target.host.clone()),
         port: Some(i64::from(target.port)),

@@ -241,7 +241,10 @@ fn many(
                 },
                 "sequence",
             ) if found == schema => {
-                let relation = survey.relations.get(&(found.clone(), name.clone()));
+                let relation = survey
+                    .relations
+                    .get(found)
+                    .and_then(|relations| relations.get(name));
                 Some(Object {
                     name,
                     owner: relation.map_or("", |relation| relation.owner.as_str()),

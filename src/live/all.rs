@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptions;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::live::docker::{self, is_not_found, labels};
@@ -42,7 +42,7 @@ pub enum ContainerSelector {
 }
 
 /// What Docker holds for a deployment's server container.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ContainerSurvey {
     /// The deployment's name: the container's `org.pgspec.deployment`
     /// label, or its name without `-postgres`.
@@ -202,7 +202,7 @@ pub fn container_target(container: &Container) -> Target {
 
 /// A setting written with `ALTER SYSTEM`, as `postgresql.auto.conf` holds
 /// it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileSetting {
     pub value: String,
     /// Whether the server runs with it (false: waiting for a restart, or
@@ -213,7 +213,7 @@ pub struct FileSetting {
 }
 
 /// A relation (table, view, sequence, …) with what an import needs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Relation {
     /// `r`, `p`, `v`, `m`, `f` or `S`.
     pub kind: String,
@@ -223,7 +223,7 @@ pub struct Relation {
 }
 
 /// A function with what an import needs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Function {
     pub schema: String,
     pub name: String,
@@ -233,7 +233,7 @@ pub struct Function {
 }
 
 /// One key (or INCLUDE column) of an index, from the catalogs.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IndexKey {
     pub column: Option<String>,
     /// The expression as `pg_get_indexdef` prints it.
@@ -248,7 +248,7 @@ pub struct IndexKey {
 }
 
 /// An index taken apart.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IndexParts {
     pub schema: String,
     pub table: String,
@@ -269,19 +269,19 @@ pub struct IndexParts {
 }
 
 /// What an import needs of one database beyond the live model.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DatabaseSurvey {
     /// Schema → whether it belongs to an extension.
     pub schemas: BTreeMap<String, bool>,
-    /// (schema, name) → relation.
-    pub relations: BTreeMap<(String, String), Relation>,
+    /// Schema → name → relation.
+    pub relations: BTreeMap<String, BTreeMap<String, Relation>>,
     pub functions: Vec<Function>,
     /// By `model::index_key`.
     pub indexes: BTreeMap<String, IndexParts>,
 }
 
 /// Everything on a server, as an import reads it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Survey {
     /// The live deployment with every database, schema and privilege read.
     pub deployment: Deployment,
@@ -527,19 +527,17 @@ async fn observe_database(target: &Target, database: &str) -> Result<DatabaseSur
         )
         .await
         .map_err(query_error("relations", database))?;
-    let relations = rows
-        .into_iter()
-        .map(|row| {
-            (
-                (row.get(0), row.get(1)),
-                Relation {
-                    kind: row.get(2),
-                    owner: row.get(3),
-                    extension: row.get(4),
-                },
-            )
-        })
-        .collect();
+    let mut relations: BTreeMap<String, BTreeMap<String, Relation>> = BTreeMap::new();
+    for row in rows {
+        relations.entry(row.get(0)).or_default().insert(
+            row.get(1),
+            Relation {
+                kind: row.get(2),
+                owner: row.get(3),
+                extension: row.get(4),
+            },
+        );
+    }
 
     let rows = client
         .query(
