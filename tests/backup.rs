@@ -561,3 +561,57 @@ fn agent_that_cannot_run_fails_the_apply() {
         assert!(apply.stderr.contains("create `backup."), "{}", apply.stderr);
     });
 }
+
+/// A backup taken while the server is down is recorded as failed, listed
+/// as such, and skipped by `verify`, which checks the newest good one.
+#[test]
+fn failed_backup_is_listed_and_skipped_by_verify() {
+    common::block_on(async {
+        let docker = docker().await;
+        let deployment = Deployment::new(17);
+        let spec = deployment.spec("0 3 1 1 *");
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(0);
+        deployment.seed(300).await;
+        deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+        let good = deployment.finished_backups(&docker).await;
+        assert_eq!(good.len(), 1);
+
+        docker
+            .stop_container(&format!("{}-postgres", deployment.name), None)
+            .await
+            .expect("stop the server");
+        let failed = deployment.pgspec(&["backup", "run", "-f", &spec]).expect(1);
+        assert!(
+            failed.stdout.contains(" failed (full custom"),
+            "{}",
+            failed.stdout
+        );
+        assert!(failed.stdout.contains("error: "), "{}", failed.stdout);
+        assert!(
+            failed.stderr.contains("1 backup(s) failed"),
+            "{}",
+            failed.stderr
+        );
+        let list = deployment
+            .pgspec(&["backup", "list", "-f", &spec])
+            .expect(0);
+        let statuses: Vec<&str> = list
+            .stdout
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_whitespace().last())
+            .collect();
+        assert_eq!(statuses, ["failed", "ok"], "{}", list.stdout);
+
+        let verify = deployment
+            .pgspec(&["backup", "verify", "-f", &spec])
+            .expect(0);
+        assert!(
+            verify.stdout.starts_with(&format!("backup {} ", good[0])),
+            "{}",
+            verify.stdout
+        );
+    });
+}
