@@ -467,8 +467,8 @@ for_each_major!(
     super::schedule_change_is_drift
 );
 
-/// Plain and directory formats, a globals-only schedule, and a host
-/// directory as the destination: each restores and verifies.
+/// Plain and directory formats, globals-only and data-only schedules, and a
+/// host directory as the destination: each is checked as far as it can be.
 async fn formats_and_directory_destination(major: u32) {
     let docker = docker().await;
     let deployment = Deployment::new(major);
@@ -477,7 +477,8 @@ async fn formats_and_directory_destination(major: u32) {
         "backup:\n  schedules:\n    \
          - {{ name: plain, schedule: \"0 3 1 1 *\", format: plain }}\n    \
          - {{ name: dir, schedule: \"0 3 1 1 *\", format: directory, kind: full }}\n    \
-         - {{ name: roles, schedule: \"0 3 1 1 *\", kind: globals, format: plain }}\n  \
+         - {{ name: roles, schedule: \"0 3 1 1 *\", kind: globals, format: plain }}\n    \
+         - {{ name: data, schedule: \"0 3 1 1 *\", kind: data }}\n  \
          destination: {{ directory: {} }}\n",
         destination.display()
     );
@@ -492,7 +493,7 @@ async fn formats_and_directory_destination(major: u32) {
             .lines()
             .filter(|line| line.contains(" ok ("))
             .count(),
-        3,
+        4,
         "{}",
         run.stdout
     );
@@ -505,7 +506,7 @@ async fn formats_and_directory_destination(major: u32) {
         .filter_map(|entry| entry.file_name().into_string().ok())
         .collect();
     ids.sort();
-    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids.len(), 4, "{ids:?}");
     for id in &ids {
         let verify = deployment
             .pgspec(&["backup", "verify", "-f", &spec, id])
@@ -513,6 +514,15 @@ async fn formats_and_directory_destination(major: u32) {
         if id.ends_with("-roles") {
             assert!(
                 verify.stdout.contains("ok     globals"),
+                "{}",
+                verify.stdout
+            );
+        } else if id.ends_with("-data") {
+            // Data alone cannot be restored into an empty server.
+            assert!(
+                verify
+                    .stdout
+                    .contains("data-only archive: table of contents read, not restored"),
                 "{}",
                 verify.stdout
             );
