@@ -267,6 +267,31 @@ async fn crawl_ledger(major: u32) {
     assert_eq!(text_hash.3.as_deref(), Some("managed by pgspec"));
     assert_eq!(replaced.len(), built.len(), "{:?}", names(&replaced));
     pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
+
+    // An index on a table the migrations have not created is a plan error
+    // naming database, schema and table, and apply changes nothing at all.
+    let missing = format!(
+        "{respelled}      - {{ name: idx_crawl_ledger_url_prefix, table: crawl_ledger, \
+         columns: [{{ column: url, opclass: text_pattern_ops }}] }}
+      - {{ name: idx_archive_url, table: archive.crawl_ledger_archive, columns: [url] }}\n"
+    );
+    work.write(
+        "spec.yaml",
+        &spec(
+            &server,
+            &crawl_ledger_indexes("[text_hash, silver_id]", &missing),
+        ),
+    );
+    let refused = pgspec(&["plan", "-f", spec_arg], &env).expect(1);
+    assert!(
+        refused
+            .stdout
+            .contains("table `archive.crawl_ledger_archive` does not exist in database `app`"),
+        "{}",
+        refused.stdout
+    );
+    pgspec(&["apply", "-f", spec_arg, "--auto-approve"], &env).expect(1);
+    assert_eq!(names(&indexes(&server).await), names(&replaced));
 }
 
 /// A query the text_hash index serves, as an application would run it.
