@@ -177,3 +177,15 @@ databases:
              "databases": { "app": { "name": "app", "owner": "postgres" } } }"#,
     );
 }
+
+#[test]
+fn resources_beyond_the_engine_are_plan_errors() {
+    check(
+        "resources_beyond_engine",
+        CONTAINER_SPEC,
+        r#"{ "name": "ledger",
+             "container": { "name": "ledger-postgres", "image": "", "port": 0, "bind_address": "",
+                            "volume": "", "data_mount": "", "superuser": "", "state": "missing",
+                            "volume_exists": false, "engine_cpus": 2, "engine_memory_bytes": 25000000000 } }"#,
+    );
+}

@@ -60,12 +60,17 @@ pub struct Observed {
 /// Reads the container named like the desired one, its volume, and the
 /// desired image.
 pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, ObserveError> {
-    let (container, volume, image, network) = tokio::join!(
+    let (container, volume, image, network, engine) = tokio::join!(
         docker.inspect_container(&want.name, None),
         docker.inspect_volume(&want.volume),
         docker.inspect_image(&want.image),
         docker.inspect_network(&want.network, None),
+        docker.info(),
     );
+    let engine = engine.map_err(|source| ObserveError::Docker {
+        what: "read the engine's resources".to_owned(),
+        source,
+    })?;
     let network_exists = match network {
         Ok(_) => true,
         Err(error) if is_not_found(&error) => false,
@@ -135,6 +140,11 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
                 source,
             });
         }
+    };
+    let container = Container {
+        engine_cpus: engine.ncpu,
+        engine_memory_bytes: engine.mem_total,
+        ..container
     };
     Ok(Observed {
         container: Some(container),
@@ -272,5 +282,7 @@ fn container_from_inspect(
         },
         network_exists: false,
         restart_policy,
+        engine_cpus: None,
+        engine_memory_bytes: None,
     }
 }

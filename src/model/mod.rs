@@ -142,6 +142,12 @@ pub struct Container {
     /// Docker restart policy (`unless-stopped`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub restart_policy: String,
+    /// Live only: CPUs and memory (bytes) the Docker engine has, the most a
+    /// container can be given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_cpus: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_memory_bytes: Option<i64>,
 }
 
 /// Run state of a container.

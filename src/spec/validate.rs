@@ -1261,6 +1261,8 @@ fn lower(loaded: &Loaded) -> Spec {
             network: format!("{}-net", file.name),
             network_exists: true,
             restart_policy: "unless-stopped".to_owned(),
+            engine_cpus: None,
+            engine_memory_bytes: None,
         }
     });
 

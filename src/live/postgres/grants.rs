@@ -127,7 +127,9 @@ pub async fn observe(
 
     if !schemas.is_empty() {
         // Every kind GRANT … ON ALL TABLES IN SCHEMA covers: tables,
-        // partitioned tables, views, materialized views, foreign tables.
+        // partitioned tables, views, materialized views, foreign tables —
+        // but not the members of extensions (pg_stat_statements' views in
+        // public): those keep the privileges their extension gives them.
         let rows = client
             .query(
                 &format!(
@@ -138,6 +140,9 @@ pub async fn observe(
                          CASE WHEN c.relkind = 'S' THEN 's'::\"char\" ELSE 'r'::\"char\" END, \
                          c.relowner))) a ON true \
                      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND n.nspname = ANY($1) \
+                       AND NOT EXISTS (SELECT 1 FROM pg_depend d \
+                                       WHERE d.classid = 'pg_class'::regclass \
+                                         AND d.objid = c.oid AND d.deptype = 'e') \
                      ORDER BY 1, 2"
                 ),
                 &[&schemas],
@@ -164,6 +169,9 @@ pub async fn observe(
                      LEFT JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a \
                        ON true \
                      WHERE p.prokind = 'f' AND n.nspname = ANY($1) \
+                       AND NOT EXISTS (SELECT 1 FROM pg_depend d \
+                                       WHERE d.classid = 'pg_proc'::regclass \
+                                         AND d.objid = p.oid AND d.deptype = 'e') \
                      ORDER BY 1, 2, 3"
                 ),
                 &[&schemas],

@@ -23,6 +23,13 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
         .as_ref()
         .is_some_and(|container| container.volume_exists);
 
+    if let Some(error) = resources_beyond_engine(want, live) {
+        plan.errors.push(PlanError {
+            address: address.clone(),
+            message: error,
+        });
+        return false;
+    }
     if let Some(error) = major_version_error(want, live) {
         plan.errors.push(PlanError {
             address: address.clone(),
@@ -260,6 +267,33 @@ fn start_steps(want: &Container) -> Vec<Step> {
             name: want.name.clone(),
         }),
     ]
+}
+
+/// A plan error when the spec asks for more CPUs or memory than the engine
+/// has: the engine would refuse the container, so say it before anything
+/// starts.
+fn resources_beyond_engine(want: &Container, live: &Deployment) -> Option<String> {
+    let have = live.container.as_ref()?;
+    if let (Some(wanted), Some(cpus)) = (want.nano_cpus, have.engine_cpus)
+        && wanted > cpus * 1_000_000_000
+    {
+        return Some(format!(
+            "the spec asks for {} CPUs but the Docker engine has {cpus}; lower \
+             `postgres.resources.cpus` or run on a larger host",
+            format_cpus(wanted)
+        ));
+    }
+    if let (Some(wanted), Some(memory)) = (want.memory_bytes, have.engine_memory_bytes)
+        && wanted > memory
+    {
+        return Some(format!(
+            "the spec asks for {} of memory but the Docker engine has {}; lower \
+             `postgres.resources.memory` or run on a larger host",
+            format_bytes(wanted),
+            format_bytes(memory)
+        ));
+    }
+    None
 }
 
 /// Refuses a change of PostgreSQL major version on an existing data
