@@ -378,8 +378,9 @@ for_each_major!(
     super::retention_keeps_newest_three
 );
 
-/// A schedule change is drift until applied; then the new backup container
-/// carries the new schedule and the backups taken before are still there.
+/// A stopped backup container and a schedule change are drift until
+/// applied; then the new backup container carries the new schedule and the
+/// backups taken before are still there, also when the server is replaced.
 async fn schedule_change_is_drift(major: u32) {
     let docker = docker().await;
     let deployment = Deployment::new(major);
@@ -388,6 +389,24 @@ async fn schedule_change_is_drift(major: u32) {
         .pgspec(&["apply", "-f", &spec, "--auto-approve"])
         .expect(0);
     deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+
+    // A stopped backup container runs no schedule: drift, and apply
+    // starts it.
+    docker
+        .stop_container(&deployment.backup_container(), None)
+        .await
+        .expect("stop the backup container");
+    let stopped = deployment.pgspec(&["drift", "-f", &spec]).expect(2);
+    assert!(
+        stopped.stdout.contains("~ state = stopped -> running"),
+        "{}",
+        stopped.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+
     deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
     let before = deployment.finished_backups(&docker).await;
     assert_eq!(before.len(), 1);
