@@ -297,15 +297,23 @@ async fn feedback_engine(major: u32) {
         .expect(0);
 
     // A value set by hand on the admin console is drift; apply restores it.
-    deployment
-        .admin(pooler_port)
-        .await
-        .simple_query("SET default_pool_size = 5")
-        .await
-        .expect("SET on the admin console");
+    let admin = deployment.admin(pooler_port).await;
+    for command in ["SET default_pool_size = 5", "SET auth_type = 'trust'"] {
+        admin
+            .simple_query(command)
+            .await
+            .unwrap_or_else(|error| panic!("{command} on the admin console: {error}"));
+    }
     let drift = deployment.pgspec(&["drift", "-f", &spec]).expect(2);
     assert!(
         drift.stdout.contains("~ default_pool_size = 5 -> 40"),
+        "{}",
+        drift.stdout
+    );
+    assert!(
+        drift
+            .stdout
+            .contains("~ auth_type = trust -> scram-sha-256"),
         "{}",
         drift.stdout
     );
@@ -317,6 +325,10 @@ async fn feedback_engine(major: u32) {
         "40"
     );
     assert_eq!(one(&held, "SELECT 1").await, "1");
+    assert_eq!(
+        deployment.config(pooler_port, "auth_type").await,
+        "scram-sha-256"
+    );
 
     // A pooler stopped by hand is drift; apply writes its configuration and
     // starts it, and the server is not touched.

@@ -85,12 +85,19 @@ fn live(pooler: &str) -> String {
 
 /// A running pooler reporting `default_pool_size` on its console.
 fn running_pooler(port: u16, default_pool_size: u32, users: &str) -> String {
+    console_pooler(port, default_pool_size, "scram-sha-256", users)
+}
+
+/// A running pooler reporting `default_pool_size` and `auth_type`.
+fn console_pooler(port: u16, default_pool_size: u32, auth_type: &str, users: &str) -> String {
     format!(
         r#", "pooler": {{ "image": "pgspec-test/pgbouncer:1", "port": {port}, "bind_address": "127.0.0.1",
              "id": "def", "image_id": "sha256:b1", "network": "ffe-net",
              "settings": {{ "pool_mode": "transaction", "default_pool_size": "{default_pool_size}",
                            "max_client_conn": "1000", "server_idle_timeout": "600",
-                           "min_pool_size": "0", "listen_port": "6432" }},
+                           "min_pool_size": "0", "listen_port": "6432",
+                           "auth_type": "{auth_type}", "auth_file": "/etc/pgbouncer/userlist.txt",
+                           "admin_users": "postgres", "ignore_startup_parameters": "extra_float_digits" }},
              "databases": {{
                  "ffe": {{ "pool_size": "{default_pool_size}", "max_db_connections": "0" }},
                  "ffe_ro": {{ "pool_size": "5", "max_db_connections": "10" }},
@@ -205,5 +212,14 @@ fn role_created_in_the_same_plan_reaches_the_auth_file() {
         "pooler_new_role",
         &spec,
         &live(&running_pooler(6432, 20, CURRENT_USERS)),
+    );
+}
+
+#[test]
+fn values_set_by_hand_on_the_console_are_drift() {
+    check(
+        "pooler_console_drift",
+        &spec(6432, 20),
+        &live(&console_pooler(6432, 5, "trust", CURRENT_USERS)),
     );
 }

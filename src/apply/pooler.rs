@@ -70,16 +70,12 @@ pub fn ini(deployment: &str, config: &PoolerConfig) -> String {
         text.push('\n');
     }
     text.push_str(&format!(
-        "\n[pgbouncer]\n\
-         listen_addr = *\n\
-         listen_port = {LISTEN_PORT_NUMBER}\n\
-         auth_type = scram-sha-256\n\
-         auth_file = {AUTH_FILE}\n\
-         admin_users = {}\n\
-         ignore_startup_parameters = extra_float_digits\n",
-        config.admin_user
+        "\n[pgbouncer]\nlisten_addr = *\nlisten_port = {LISTEN_PORT_NUMBER}\n"
     ));
-    for (setting, value) in &config.settings {
+    for (setting, value) in Pooler::base_settings(&config.admin_user)
+        .iter()
+        .chain(&config.settings)
+    {
         text.push_str(&format!("{setting} = {value}\n"));
     }
     text

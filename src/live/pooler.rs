@@ -27,7 +27,7 @@ use crate::model::{ContainerState, Deployment, Image, Pooler, PoolerUser};
 pub const LISTEN_PORT: &str = "6432/tcp";
 
 /// The auth file inside the container, holding SCRAM verifiers.
-pub const AUTH_FILE: &str = "/etc/pgbouncer/userlist.txt";
+pub const AUTH_FILE: &str = Pooler::AUTH_FILE;
 
 /// The database name of PgBouncer's admin console.
 pub const ADMIN_DATABASE: &str = "pgbouncer";

@@ -514,6 +514,27 @@ pub struct Pooler {
     pub users: BTreeMap<String, PoolerUser>,
 }
 
+impl Pooler {
+    /// PgBouncer's auth file inside the pooler container.
+    pub const AUTH_FILE: &'static str = "/etc/pgbouncer/userlist.txt";
+
+    /// The settings pgspec writes whatever the spec says, as `SHOW CONFIG`
+    /// reports them. Only those PgBouncer can change online are listed, so a
+    /// value changed by hand on the console (`SET auth_type = trust`) is
+    /// drift that a reload undoes.
+    pub fn base_settings(admin_user: &str) -> BTreeMap<String, String> {
+        [
+            ("auth_type", "scram-sha-256"),
+            ("auth_file", Self::AUTH_FILE),
+            ("admin_users", admin_user),
+            ("ignore_startup_parameters", "extra_float_digits"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+    }
+}
+
 impl Deployment {
     /// Docker name of the pooler container.
     pub fn pooler_container(&self) -> String {

@@ -112,7 +112,7 @@ pub(super) fn diff(
             container: name.clone(),
         }));
     }
-    let mut config_changes = setting_changes(have, want);
+    let mut config_changes = setting_changes(have, want, &config);
     config_changes.extend(database_changes(desired, have, want));
     config_changes.extend(user_changes(desired, have, &config, plan));
     let stopped = have.state == ContainerState::Stopped;
@@ -279,15 +279,17 @@ fn short_id(id: &str) -> String {
     hex.chars().take(12).collect()
 }
 
-/// Settings the spec states that PgBouncer reports otherwise. A stopped
-/// pooler reports none, and a running one whose console did not answer is
-/// replaced, so only a running, answering pooler is compared.
-fn setting_changes(have: &Pooler, want: &Pooler) -> Vec<Change> {
+/// Settings the spec states, and those pgspec always writes, that PgBouncer
+/// reports otherwise. A stopped pooler reports none, and a running one whose
+/// console did not answer is replaced, so only a running, answering pooler
+/// is compared.
+fn setting_changes(have: &Pooler, want: &Pooler, config: &PoolerConfig) -> Vec<Change> {
     if have.state != ContainerState::Running {
         return Vec::new();
     }
-    want.settings
+    Pooler::base_settings(&config.admin_user)
         .iter()
+        .chain(&want.settings)
         .filter(|(setting, value)| have.settings.get(*setting) != Some(*value))
         .map(|(setting, value)| {
             Change::new(
