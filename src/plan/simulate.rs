@@ -26,6 +26,11 @@ pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
             {
                 simulate_extension(&mut next, database, name, action);
             }
+            [(database_kind, database), (kind, name)]
+                if database_kind == "database" && kind == "index" =>
+            {
+                super::diff::indexes::simulate(&mut next, database, name, action);
+            }
             _ => inside::simulate(&mut next, &path, action),
         }
     }

@@ -27,7 +27,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::{Database, Index, IndexCheck, MANAGED_MARK, address, index_key};
+use crate::model::{Database, Deployment, Index, IndexCheck, MANAGED_MARK, address, index_key};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 use crate::spec::DiffOptions;
 use crate::sql::{qualified, quote_ident, quote_literal};
@@ -278,6 +278,15 @@ impl Build<'_> {
         ]
     }
 
+    /// The table a new index goes on, `schema.table`.
+    fn table_change(&self) -> Change {
+        Change::new(
+            "table",
+            None,
+            Some(format!("{}.{}", self.index.schema, self.index.table)),
+        )
+    }
+
     fn risk(&self) -> Risk {
         Risk {
             locks: vec![format!(
@@ -307,7 +316,10 @@ impl Build<'_> {
                 self.index.schema, self.index.table
             ),
             risk: self.risk(),
-            changes: vec![Change::new("definition", None, Some(definition.to_owned()))],
+            changes: vec![
+                self.table_change(),
+                Change::new("definition", None, Some(definition.to_owned())),
+            ],
             steps,
         }
     }
@@ -431,7 +443,10 @@ impl Build<'_> {
                 restart: false,
                 reconnects: false,
             },
-            changes: vec![Change::new("definition", None, Some(canonical.to_owned()))],
+            changes: vec![
+                self.table_change(),
+                Change::new("definition", None, Some(canonical.to_owned())),
+            ],
             steps: vec![
                 sql(
                     self.database,
@@ -451,6 +466,64 @@ impl Build<'_> {
                 ),
             ],
         }
+    }
+}
+
+/// What live would hold after an index action ran, for `plan::simulate`.
+/// `name` is the last segment of the action's address: the desired name of
+/// a created or replaced index, the live key of a deleted one.
+pub fn simulate(next: &mut Deployment, database: &str, name: &str, action: &Action) {
+    let Some(database) = next.databases.get_mut(database) else {
+        return;
+    };
+    let new = |field: &str| {
+        action
+            .changes
+            .iter()
+            .find(|change| change.field == field)
+            .and_then(|change| change.new.clone())
+    };
+    match action.kind {
+        ActionKind::Delete => {
+            database.indexes.remove(name);
+        }
+        ActionKind::Create => {
+            let (Some(table), Some(definition)) = (new("table"), new("definition")) else {
+                return;
+            };
+            let (schema, table) = table.split_once('.').unwrap_or(("public", &table));
+            database
+                .indexes
+                .remove(&index_key(schema, &scratch_name(name)));
+            database.indexes.insert(
+                index_key(schema, name),
+                Index {
+                    name: name.to_owned(),
+                    schema: schema.to_owned(),
+                    table: table.to_owned(),
+                    definition,
+                    managed: true,
+                    ..Index::default()
+                },
+            );
+        }
+        ActionKind::Replace => {
+            let Some(live) = database
+                .indexes
+                .values_mut()
+                .find(|index| index.name == name)
+            else {
+                return;
+            };
+            if let Some(definition) = new("definition") {
+                live.definition = definition;
+            }
+            live.invalid = false;
+            live.managed = true;
+            let scratch = index_key(&live.schema, &scratch_name(name));
+            database.indexes.remove(&scratch);
+        }
+        ActionKind::Update | ActionKind::Restart => {}
     }
 }
 
@@ -543,6 +616,104 @@ fn format_size(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn index(schema: &str, name: &str, definition: &str) -> Index {
+        Index {
+            name: name.to_owned(),
+            schema: schema.to_owned(),
+            table: "items".to_owned(),
+            definition: definition.to_owned(),
+            ..Index::default()
+        }
+    }
+
+    /// Every kind of index action, simulated, leaves nothing to do.
+    #[test]
+    fn simulated_index_actions_converge() {
+        let canonical = |schema: &str, name: &str, columns: &str| {
+            format!("CREATE INDEX {name} ON {schema}.items USING btree ({columns})")
+        };
+        let mut want = Database {
+            name: "app".to_owned(),
+            ..Database::default()
+        };
+        let mut have = want.clone();
+        for (schema, name, columns) in [
+            ("public", "created", "a"),
+            ("audit", "replaced", "a, b"),
+            ("public", "repaired", "b"),
+            ("public", "resumed", "c"),
+            ("public", "kept", "d"),
+        ] {
+            want.indexes.insert(
+                name.to_owned(),
+                index(
+                    schema,
+                    name,
+                    &format!(
+                        "CREATE INDEX \"{name}\" ON \"{schema}\".\"items\" USING btree ({columns})"
+                    ),
+                ),
+            );
+            have.index_checks.insert(
+                name.to_owned(),
+                IndexCheck::Canonical {
+                    definition: canonical(schema, name, columns),
+                    partitioned: false,
+                },
+            );
+        }
+        for live in [
+            index("audit", "replaced", &canonical("audit", "replaced", "a")),
+            Index {
+                invalid: true,
+                ..index("public", "repaired", &canonical("public", "repaired", "b"))
+            },
+            index(
+                "public",
+                "resumed_pgspec_new",
+                &canonical("public", "resumed_pgspec_new", "c"),
+            ),
+            index("public", "kept", &canonical("public", "kept", "d")),
+            Index {
+                managed: true,
+                ..index("public", "pruned", &canonical("public", "pruned", "e"))
+            },
+        ] {
+            have.indexes
+                .insert(index_key(&live.schema, &live.name), live);
+        }
+        let deployment = |database: Database| {
+            let mut deployment = Deployment {
+                server: Some(crate::model::ServerInfo::default()),
+                ..Deployment::default()
+            };
+            deployment.databases.insert("app".to_owned(), database);
+            deployment
+        };
+        let (desired, live) = (deployment(want), deployment(have));
+        let options = DiffOptions { prune: true };
+        let plan = crate::plan::diff(&desired, &live, &options);
+        let kinds: Vec<(&str, ActionKind)> = plan
+            .actions
+            .iter()
+            .map(|action| (action.address.as_str(), action.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("database.app/index.created", ActionKind::Create),
+                ("database.app/index.repaired", ActionKind::Replace),
+                ("database.app/index.replaced", ActionKind::Replace),
+                ("database.app/index.resumed", ActionKind::Create),
+                ("database.app/index.pruned", ActionKind::Delete),
+            ]
+        );
+        let after = crate::plan::simulate(&live, &plan);
+        let again = crate::plan::diff(&desired, &after, &options);
+        assert!(again.actions.is_empty(), "{:?}", again.actions);
+        assert!(again.errors.is_empty(), "{:?}", again.errors);
+    }
 
     #[test]
     fn scratch_names_fit_in_63_bytes() {

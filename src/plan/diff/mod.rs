@@ -15,7 +15,7 @@ use crate::spec::DiffOptions;
 use crate::sql::{quote_ident, quote_literal};
 
 pub mod grants;
-mod indexes;
+pub(super) mod indexes;
 pub mod pooler;
 mod preload;
 mod requires;
