@@ -644,3 +644,53 @@ fn failed_backup_is_listed_and_skipped_by_verify() {
         );
     });
 }
+
+/// The superuser's password changed (by hand, then in the spec's secret):
+/// the password file in the backup container is stale, which is drift,
+/// shown without the password; apply replaces the container and backups
+/// work again.
+#[test]
+fn superuser_password_rotation_replaces_the_backup_container() {
+    common::block_on(async {
+        let docker = docker().await;
+        let mut deployment = Deployment::new(17);
+        let spec = deployment.spec("0 3 1 1 *");
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(0);
+        deployment.seed(10).await;
+        deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+
+        let rotated = format!("rotated:{}", unique_name("secret"));
+        connect(deployment.port, &deployment.password, "postgres")
+            .await
+            .expect("connect")
+            .batch_execute(&format!("ALTER ROLE postgres PASSWORD '{rotated}'"))
+            .await
+            .expect("rotate the superuser password");
+        deployment.password = rotated.clone();
+        let stale = deployment.pgspec(&["backup", "run", "-f", &spec]).expect(1);
+        assert!(
+            stale.stdout.contains("password authentication failed"),
+            "{}",
+            stale.stdout
+        );
+        let drift = deployment.pgspec(&["drift", "-f", &spec]).expect(2);
+        assert!(
+            drift
+                .stdout
+                .contains(&format!("-/+ backup.{}-backup", deployment.name))
+                && drift.stdout.contains("superuser_password"),
+            "{}",
+            drift.stdout
+        );
+        assert!(!drift.stdout.contains(&rotated), "{}", drift.stdout);
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(0);
+        deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+        deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+        let backups = deployment.finished_backups(&docker).await;
+        assert_eq!(backups.len(), 3, "{backups:?}");
+    });
+}

@@ -1,11 +1,14 @@
 //! Observing backups: the backup container (`<deployment>-backup`), the
-//! schedules and destination its labels carry, and whether the desired
+//! schedules and destination its labels carry, whether its password file
+//! still holds the spec's superuser password, and whether the desired
 //! destination volume exists.
 //!
 //! Invariant: only reads. Backups themselves are read by `pgspec backup
 //! list` through the agent, not here: a plan does not depend on them.
 
 use bollard::Docker;
+use bollard::query_parameters::DownloadFromContainerOptions;
+use futures_util::StreamExt;
 
 use crate::backup::{self, labels};
 use crate::live::ObserveError;
@@ -94,7 +97,56 @@ pub async fn observe(
                 .and_then(|state| state.running)
                 .unwrap_or(false),
             image_id: inspect.image.unwrap_or_default(),
+            password_matches: password_matches(docker, desired).await?,
         }),
         destination_exists,
     }))
+}
+
+/// Compares the password file in the backup container with the spec's
+/// superuser password, keeping only the outcome. The file is read through
+/// the engine's archive endpoint, so a stopped container is read too.
+async fn password_matches(
+    docker: &Docker,
+    desired: &Deployment,
+) -> Result<Option<bool>, ObserveError> {
+    let Some(secret) = desired
+        .container
+        .as_ref()
+        .and_then(|container| container.superuser_password.as_ref())
+    else {
+        return Ok(None);
+    };
+    let password = secret.resolve().map_err(|source| ObserveError::Secret {
+        purpose: "superuser password",
+        source,
+    })?;
+    let name = backup::container_name(&desired.name);
+    let mut archive = Vec::new();
+    let mut stream = docker.download_from_container(
+        &name,
+        Some(DownloadFromContainerOptions {
+            path: backup::PGPASS_PATH.to_owned(),
+        }),
+    );
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => archive.extend_from_slice(&bytes),
+            Err(_) => return Ok(None),
+        }
+    }
+    let mut reader = tar::Archive::new(archive.as_slice());
+    let Ok(mut entries) = reader.entries() else {
+        return Ok(None);
+    };
+    let Some(Ok(mut entry)) = entries.next() else {
+        return Ok(None);
+    };
+    let mut text = String::new();
+    if std::io::Read::read_to_string(&mut entry, &mut text).is_err() {
+        return Ok(None);
+    }
+    Ok(Some(
+        backup::password_from_pgpass(&text).as_deref() == Some(password.expose()),
+    ))
 }

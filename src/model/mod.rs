@@ -612,6 +612,11 @@ pub struct BackupAgent {
     /// Live only: id of the container's image.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub image_id: String,
+    /// Live only: whether the container's password file holds the spec's
+    /// superuser password. Only the outcome is kept; `None` when unknown
+    /// (no password in the spec, or the file cannot be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_matches: Option<bool>,
 }
 
 /// Where backups go.

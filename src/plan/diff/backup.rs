@@ -32,6 +32,7 @@ pub fn desired_agent(deployment: &str, server: &Container) -> BackupAgent {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         running: true,
         image_id: String::new(),
+        password_matches: None,
     }
 }
 
@@ -146,6 +147,10 @@ pub(super) fn diff(
             Some(short_id(&have_agent.image_id)),
             Some(short_id(&local.id)),
         ));
+    }
+    if have_agent.password_matches == Some(false) {
+        // The agent would fail to log in at its next backup.
+        changes.push(Change::sensitive("superuser_password"));
     }
     changes.extend(schedule_changes(&have.schedules, &want.schedules));
 
@@ -399,6 +404,32 @@ mod tests {
                 Some("0 2 * * *".to_owned()),
                 Some("*/5 * * * *".to_owned())
             )]
+        );
+    }
+
+    #[test]
+    fn a_stale_password_file_replaces_the_container_without_showing_it() {
+        let want = desired("0 2 * * *");
+        let mut live = Deployment {
+            backup: Some(Backup::default()),
+            ..Deployment::default()
+        };
+        for action in &plan(&want, &live).actions {
+            simulate(&mut live, action);
+        }
+        if let Some(agent) = live
+            .backup
+            .as_mut()
+            .and_then(|backup| backup.agent.as_mut())
+        {
+            agent.password_matches = Some(false);
+        }
+        let stale = plan(&want, &live);
+        assert_eq!(stale.actions.len(), 1);
+        assert_eq!(stale.actions[0].kind, ActionKind::Replace);
+        assert_eq!(
+            stale.actions[0].changes,
+            [Change::sensitive("superuser_password")]
         );
     }
 
