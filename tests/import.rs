@@ -369,8 +369,10 @@ async fn container_deployment(major: u32) {
     cleanup.volumes.push(format!("{name}-pgdata"));
     cleanup.networks.push(format!("{name}-net"));
     cleanup.containers.push(format!("{name}-backup"));
+    cleanup.containers.push(format!("{name}-pgbouncer"));
     cleanup.volumes.push(format!("{name}-backups"));
     let port = free_port();
+    let pooler_port = free_port();
     let superuser_password = format!("pw-{}", unique_name("secret"));
     let app_password = "app secret";
     let work = Workdir::new();
@@ -387,6 +389,9 @@ async fn container_deployment(major: u32) {
              schemas: [{{ name: ledger, owner: app }}]\n    \
              grants:\n      - {{ role: reader, privileges: [CONNECT] }}\n      \
              - {{ role: reader, schema: ledger, privileges: [USAGE] }}\n{indexes}\
+             pooler:\n  image: pgspec-test/pgbouncer:1\n  port: {pooler_port}\n  \
+             pool_mode: transaction\n  default_pool_size: 10\n  server_idle_timeout: 5min\n  \
+             databases: {{ app: {{ pool_size: 4 }} }}\n\
              backup:\n  schedules:\n    \
              - {{ name: nightly, schedule: \"0 2 * * *\", format: plain }}\n    \
              - {{ name: weekly, schedule: \"0 3 * * 0\", databases: [app] }}\n  \
@@ -435,6 +440,12 @@ async fn container_deployment(major: u32) {
     assert!(text.contains(&format!("image: {image}")), "{text}");
     assert!(text.contains("memory: 1GiB"), "{text}");
     assert!(text.contains("idx_entries_body"), "{text}");
+    assert!(text.contains("pool_mode: transaction"), "{text}");
+    assert!(text.contains("server_idle_timeout: 300s"), "{text}");
+    assert!(
+        text.contains("databases: { app: { pool_size: 4 } }"),
+        "{text}"
+    );
     assert!(
         text.contains("  retention: { days: 7, min_count: 2 }\n"),
         "{text}"

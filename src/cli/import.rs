@@ -138,6 +138,12 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
     let survey = all::observe_all(&target, &args.databases)
         .await
         .with_context(|| format!("cannot read the server at {target}"))?;
+    let mut container = container;
+    if let Some(container) = &mut container {
+        container.pooler = all::observe_pooler(&target, container, &survey.deployment)
+            .await
+            .context("cannot read the pooler")?;
+    }
     drop(lock);
     for name in &args.databases {
         if !survey.databases.contains_key(name) {

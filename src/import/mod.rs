@@ -18,12 +18,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::live::all::{ContainerSurvey, DatabaseSurvey, Survey};
 use crate::model::{
-    BackupDestination, BackupSchedule, Database, PRELOADED_EXTENSIONS, Role, Setting,
+    BackupDestination, BackupSchedule, ContainerState, Database, PRELOADED_EXTENSIONS, Role,
+    Setting,
 };
 use crate::spec::file::{
     BackupFormat, BackupKind, BackupScheduleSpec, BackupSpec, ConnectionSpec, DatabaseSpec,
-    DestinationSpec, ExtensionEntry, ExtensionSpec, PostgresSpec, ResourcesSpec, RetentionSpec,
-    RoleSpec, SchemaEntry, SchemaSpec, SecretRef, SettingValue, SpecFile, SuperuserSpec,
+    DestinationSpec, ExtensionEntry, ExtensionSpec, PoolMode, PoolerDatabaseSpec, PoolerSpec,
+    PostgresSpec, ResourcesSpec, RetentionSpec, RoleSpec, SchemaEntry, SchemaSpec, SecretRef,
+    SettingValue, SpecFile, SuperuserSpec,
 };
 
 mod grants;
@@ -137,6 +139,7 @@ impl Importer<'_> {
         let roles = self.roles();
         let databases = self.databases();
         let backup = self.backup(&databases);
+        let pooler = self.pooler(&databases);
 
         let mut header = vec![
             format!("yaml-language-server: $schema={}", self.options.schema_url),
@@ -148,9 +151,10 @@ impl Importer<'_> {
                 .to_owned(),
             "Imported: the container, settings written with ALTER SYSTEM, roles with their \
              attributes, memberships and settings, databases with owners, settings, \
-             extensions, schemas, grants, default privileges and indexes, and backup schedules."
+             extensions, schemas, grants, default privileges and indexes, the pooler and backup \
+             schedules."
                 .to_owned(),
-            "Not imported: the pooler, per-role settings inside one database, \
+            "Not imported: per-role settings inside one database, \
              template databases, predefined pg_* roles, tables and other schema objects (the \
              application's migrations own them), and what is noted below."
                 .to_owned(),
@@ -165,7 +169,7 @@ impl Importer<'_> {
             version: 1,
             name: self.options.name.clone(),
             postgres,
-            pooler: None,
+            pooler,
             roles,
             databases,
             backup,
@@ -314,16 +318,107 @@ impl Importer<'_> {
         settings
     }
 
+    /// PgBouncer beside the server: what `SHOW CONFIG` and `SHOW DATABASES`
+    /// report, where it differs from PgBouncer's defaults.
+    fn pooler(&mut self, databases: &[DatabaseSpec]) -> Option<PoolerSpec> {
+        let container = self.options.container.as_ref()?;
+        let pooler = container.pooler.as_ref()?;
+        if pooler.state != ContainerState::Running {
+            self.note(
+                "pooler",
+                "the PgBouncer container is not running, so its settings are unknown; a plan \
+                 starts it"
+                    .to_owned(),
+            );
+        }
+        if let Some(error) = &pooler.console_error {
+            self.note(
+                "pooler",
+                format!("PgBouncer's admin console did not answer ({error}); its settings are not imported"),
+            );
+        }
+        let setting = |name: &str| {
+            pooler.settings.get(name).filter(|value| {
+                POOLER_DEFAULTS
+                    .iter()
+                    .all(|default| *default != (name, value.as_str()))
+            })
+        };
+        let number = |name: &str| setting(name).and_then(|value| value.parse::<i64>().ok());
+        let seconds = |name: &str| setting(name).map(|value| format!("{value}s"));
+        let global = |name: &str| {
+            pooler.settings.get(name).cloned().unwrap_or_else(|| {
+                POOLER_DEFAULTS
+                    .iter()
+                    .find(|(default, _)| *default == name)
+                    .map(|(_, value)| (*value).to_owned())
+                    .unwrap_or_default()
+            })
+        };
+        let mut spec = PoolerSpec {
+            image: Some(pooler.image.clone()),
+            port: (pooler.port != 6432).then_some(i64::from(pooler.port)),
+            bind_address: (pooler.bind_address != "127.0.0.1").then(|| pooler.bind_address.clone()),
+            pool_mode: setting("pool_mode").and_then(|mode| pool_mode(mode)),
+            default_pool_size: number("default_pool_size"),
+            min_pool_size: number("min_pool_size"),
+            reserve_pool_size: number("reserve_pool_size"),
+            max_client_conn: number("max_client_conn"),
+            max_db_connections: number("max_db_connections"),
+            server_idle_timeout: seconds("server_idle_timeout"),
+            server_lifetime: seconds("server_lifetime"),
+            query_wait_timeout: seconds("query_wait_timeout"),
+            ..PoolerSpec::default()
+        };
+        for database in databases {
+            let Some(live) = pooler.databases.get(&database.name) else {
+                continue;
+            };
+            let differs = |name: &str, global_name: &str| {
+                live.get(name)
+                    .filter(|value| **value != global(global_name))
+                    .cloned()
+            };
+            let overrides = PoolerDatabaseSpec {
+                pool_size: differs("pool_size", "default_pool_size")
+                    .and_then(|value| value.parse().ok()),
+                pool_mode: differs("pool_mode", "pool_mode").and_then(|mode| pool_mode(&mode)),
+                max_db_connections: differs("max_db_connections", "max_db_connections")
+                    .and_then(|value| value.parse().ok()),
+            };
+            if overrides.pool_size.is_some()
+                || overrides.pool_mode.is_some()
+                || overrides.max_db_connections.is_some()
+            {
+                spec.databases.insert(database.name.clone(), overrides);
+            }
+        }
+        let spec_databases: BTreeSet<&str> = databases
+            .iter()
+            .map(|database| database.name.as_str())
+            .collect();
+        let extra: Vec<String> = pooler
+            .databases
+            .keys()
+            .filter(|name| *name != "pgbouncer" && !spec_databases.contains(name.as_str()))
+            .map(|name| format!("`{name}`"))
+            .collect();
+        if !extra.is_empty() && !spec_databases.is_empty() {
+            self.note(
+                "pooler",
+                format!(
+                    "PgBouncer also serves {}, which the spec does not list; a plan stops \
+                     serving them",
+                    extra.join(", ")
+                ),
+            );
+        }
+        Some(spec)
+    }
+
     /// The backup schedules the backup container runs.
     fn backup(&mut self, databases: &[DatabaseSpec]) -> Option<BackupSpec> {
         let container = self.options.container.as_ref()?;
-        if container.pooler_image.is_some() {
-            self.header.push(format!(
-                "A PgBouncer container (`{}-pgbouncer`) runs beside the server; the pooler is \
-                 not imported yet.",
-                self.options.name
-            ));
-        }
         let backup = container.backup.as_ref()?;
         let agent = backup.agent.as_ref()?;
         if agent.version != env!("CARGO_PKG_VERSION") {
@@ -787,6 +882,28 @@ impl Importer<'_> {
             });
         }
         entries
+    }
+}
+
+/// PgBouncer's own defaults, left out of an imported spec.
+const POOLER_DEFAULTS: &[(&str, &str)] = &[
+    ("pool_mode", "session"),
+    ("default_pool_size", "20"),
+    ("min_pool_size", "0"),
+    ("reserve_pool_size", "0"),
+    ("max_client_conn", "100"),
+    ("max_db_connections", "0"),
+    ("server_idle_timeout", "600"),
+    ("server_lifetime", "3600"),
+    ("query_wait_timeout", "120"),
+];
+
+fn pool_mode(text: &str) -> Option<PoolMode> {
+    match text {
+        "session" => Some(PoolMode::Session),
+        "transaction" => Some(PoolMode::Transaction),
+        "statement" => Some(PoolMode::Statement),
+        _ => None,
     }
 }
 

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::live::docker::{self, is_not_found, labels};
-use crate::live::{ObserveError, Target, backup, postgres};
+use crate::live::{ObserveError, Target, backup, pooler, postgres};
 use crate::model::{
-    Backup, Container, Database, Deployment, Grant, GrantTarget, Image, Setting, index_key,
+    Backup, Container, Database, Deployment, Grant, GrantTarget, Image, Pooler, Setting, index_key,
 };
 
 /// How many databases are read at once.
@@ -55,6 +55,8 @@ pub struct ContainerSurvey {
     pub pooler_image: Option<String>,
     /// The backup container's schedules and destination, when it exists.
     pub backup: Option<Backup>,
+    /// The pooler, once `observe_pooler` has read it.
+    pub pooler: Option<Pooler>,
 }
 
 /// Finds and reads the server container.
@@ -148,6 +150,7 @@ pub async fn observe_container(
         images: observed.images,
         pooler_image,
         backup,
+        pooler: None,
     })
 }
 
@@ -182,6 +185,32 @@ async fn find_by_label(engine: &Docker, deployment: &str) -> Result<Option<Strin
     Ok(names.into_iter().find(|name| {
         !name.ends_with("-pgbouncer") && !name.ends_with("-backup") && !name.contains("-verify")
     }))
+}
+
+/// Reads the PgBouncer container beside the server the way a plan reads
+/// it: its configuration through the admin console (as the server's
+/// superuser), its served databases and its auth file, for the login roles
+/// of `live`. `None` when there is no pooler container.
+pub async fn observe_pooler(
+    target: &Target,
+    survey: &ContainerSurvey,
+    live: &Deployment,
+) -> Result<Option<Pooler>, ObserveError> {
+    let Some(image) = &survey.pooler_image else {
+        return Ok(None);
+    };
+    let scope = Deployment {
+        name: survey.deployment.clone(),
+        container: Some(survey.container.clone()),
+        pooler: Some(Pooler {
+            image: image.clone(),
+            ..Pooler::default()
+        }),
+        roles: live.roles.clone(),
+        ..Deployment::default()
+    };
+    let observed = pooler::observe(target, &scope).await?;
+    Ok(observed.map(|observed| observed.pooler))
 }
 
 /// How to reach the server in a container: its published port on the
