@@ -474,3 +474,52 @@ for_each_major!(
     container_deployment_round_trips,
     crate::container_deployment
 );
+
+/// A role that is not a superuser cannot read passwords or the
+/// configuration files: import says so in the spec, and still round-trips.
+async fn unprivileged(major: u32) {
+    let server = Server::start(major).await;
+    execute_each(
+        &server,
+        "postgres",
+        "CREATE ROLE auditor LOGIN PASSWORD 'auditor secret';\n\
+         CREATE ROLE app LOGIN PASSWORD 'app secret';\n\
+         CREATE DATABASE app OWNER app;\n\
+         ALTER SYSTEM SET work_mem = '8MB';\n",
+    )
+    .await;
+    let work = Workdir::new();
+    let port = server.port.to_string();
+    let env = [
+        ("PGHOST", "127.0.0.1"),
+        ("PGPORT", port.as_str()),
+        ("PGUSER", "auditor"),
+        ("PGPASSWORD", "auditor secret"),
+    ];
+    let run = pgspec(&["import"], &env).expect(0);
+    let spec = work.write("auditor.yaml", &run.stdout);
+    let text = run.stdout;
+    assert!(
+        text.contains("settings are not imported: the connecting role cannot read"),
+        "{text}"
+    );
+    assert!(
+        text.contains("whether it has a password is unknown"),
+        "{text}"
+    );
+    assert!(!text.contains("work_mem"), "{text}");
+    let printed = variables(&run.stderr);
+    let passwords: BTreeMap<String, String> = [
+        ("app".to_owned(), "app secret".to_owned()),
+        ("auditor".to_owned(), "auditor secret".to_owned()),
+        ("postgres".to_owned(), server.password.clone()),
+    ]
+    .into_iter()
+    .collect();
+    expect_empty_plan(
+        arg(&spec),
+        &plan_env("auditor secret", &printed, &passwords),
+    );
+}
+
+for_each_major!(unprivileged_import_round_trips, crate::unprivileged);

@@ -260,6 +260,10 @@ impl Importer<'_> {
             });
         } else if let Some(connection) = &self.options.connection {
             spec.connection = Some(connection.clone());
+            self.note(
+                "postgres.connection",
+                "how this import connected; the password comes from PGPASSWORD".to_owned(),
+            );
         }
         spec.settings = self.settings();
         let empty = spec.image.is_none() && spec.connection.is_none() && spec.settings.is_empty();
