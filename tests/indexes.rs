@@ -613,8 +613,31 @@ async fn letters(major: u32) {
         ],
         &server.password,
     );
+    // Commit the writer once the build has waited for it for a second, so
+    // that the wait is seen however long pgspec takes to get there.
     let release = async {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let monitor = server.client("app").await;
+        let started = Instant::now();
+        loop {
+            let waiting: bool = monitor
+                .query_one(
+                    "SELECT EXISTS (SELECT FROM pg_stat_activity \
+                     WHERE application_name = 'pgspec' AND wait_event_type = 'Lock')",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_activity")
+                .get(0);
+            if waiting {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the build never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
         writer.batch_execute("COMMIT").await.expect("commit writer");
     };
     let (applied, ()) = tokio::join!(apply, release);
