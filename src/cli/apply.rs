@@ -175,10 +175,12 @@ fn explain(error: ApplyError, plan: &Plan, color: bool) -> anyhow::Error {
                     .collect();
                 message.push_str(&format!("\ndone before the failure: {}", done.join(", ")));
             }
-            message.push_str(&format!(
-                "\nnot attempted: {} action(s); run `pgspec plan` to see what remains",
-                total.saturating_sub(index)
-            ));
+            match total.saturating_sub(index) {
+                0 => message.push_str("\nrun `pgspec plan` to see what remains"),
+                left => message.push_str(&format!(
+                    "\nnot attempted: {left} action(s); run `pgspec plan` to see what remains"
+                )),
+            }
             anyhow::anyhow!(message)
         }
         ApplyError::Moved { changed, fresh } => {
