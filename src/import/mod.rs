@@ -78,10 +78,70 @@ pub struct Imported {
 impl Imported {
     /// The spec as tidy YAML with its comments.
     pub fn render(&self) -> String {
-        let value = serde_yaml::to_value(&self.file)
+        let mut value = serde_yaml::to_value(&self.file)
             .unwrap_or_else(|error| panic!("a spec file always serialises: {error}"));
+        if let Some(databases) = value
+            .get_mut("databases")
+            .and_then(serde_yaml::Value::as_sequence_mut)
+        {
+            for database in databases {
+                for (list, order) in [("grants", GRANT_KEYS), ("indexes", INDEX_KEYS)] {
+                    if let Some(items) = database
+                        .get_mut(list)
+                        .and_then(serde_yaml::Value::as_sequence_mut)
+                    {
+                        for item in items {
+                            reorder(item, order);
+                        }
+                    }
+                }
+            }
+        }
         yaml::render(&value, &self.comments)
     }
+}
+
+/// Grants read as a sentence: who, on what, then which privileges.
+const GRANT_KEYS: &[&str] = &[
+    "role",
+    "schema",
+    "tables",
+    "sequences",
+    "functions",
+    "default_for",
+    "for_role",
+    "privileges",
+];
+
+/// Indexes: name and table first, then how.
+const INDEX_KEYS: &[&str] = &[
+    "name",
+    "table",
+    "using",
+    "columns",
+    "include",
+    "unique",
+    "nulls_not_distinct",
+    "with",
+    "where",
+];
+
+/// Puts a mapping's keys in `order`; keys not listed keep their place at
+/// the end.
+fn reorder(value: &mut serde_yaml::Value, order: &[&str]) {
+    let Some(mapping) = value.as_mapping_mut() else {
+        return;
+    };
+    let mut sorted = serde_yaml::Mapping::new();
+    for key in order {
+        if let Some(entry) = mapping.remove(*key) {
+            sorted.insert(serde_yaml::Value::String((*key).to_owned()), entry);
+        }
+    }
+    for (key, entry) in std::mem::take(mapping) {
+        sorted.insert(key, entry);
+    }
+    *mapping = sorted;
 }
 
 /// Settings the server keeps in lists; imported as YAML lists.
