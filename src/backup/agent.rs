@@ -94,6 +94,9 @@ fn cron_of(schedule: &BackupSchedule) -> anyhow::Result<Cron> {
         })
 }
 
+/// The longest the scheduler sleeps before it looks at the clock again.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
 /// Runs the schedules until SIGTERM or SIGINT: sleeps until the next due
 /// time, takes the due backups one after another, prunes, repeats. A
 /// backup that overruns the next time skips it rather than queueing.
@@ -132,11 +135,17 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
         let Some(next) = due.iter().map(|(_, time)| *time).min() else {
             bail!("no schedule has a next run time");
         };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = terminate.recv() => return Ok(()),
-            _ = interrupt.recv() => return Ok(()),
+        // Sleep in short steps against the wall clock, so a suspended host
+        // or a clock step delays a backup by at most one step.
+        while let Ok(wait) = (next - Utc::now()).to_std() {
+            if wait.is_zero() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
+                _ = terminate.recv() => return Ok(()),
+                _ = interrupt.recv() => return Ok(()),
+            }
         }
         for (schedule, time) in &due {
             if *time != next {
