@@ -382,10 +382,12 @@ async fn container_deployment(major: u32) {
             "version: 1\nname: {name}\npostgres:\n  image: {image}\n  port: {port}\n  \
              resources: {{ cpus: 1, memory: 1GiB }}\n  \
              superuser: {{ password: {{ env: {SUPERUSER_ENV} }} }}\n  \
-             settings: {{ work_mem: 16MB, log_min_duration_statement: 500ms }}\n\
+             settings: {{ work_mem: 16MB, log_min_duration_statement: 500ms, \
+             shared_preload_libraries: [pg_stat_statements] }}\n\
              roles:\n  - {{ name: app, login: true, password: {{ env: {APP_PASSWORD_ENV} }} }}\n  \
              - {{ name: reader, member_of: [pg_read_all_data] }}\n\
-             databases:\n  - name: app\n    owner: app\n    extensions: [pg_trgm]\n    \
+             databases:\n  - name: app\n    owner: app\n    \
+             extensions: [pg_trgm, pg_stat_statements]\n    \
              schemas: [{{ name: ledger, owner: app }}]\n    \
              grants:\n      - {{ role: reader, privileges: [CONNECT] }}\n      \
              - {{ role: reader, schema: ledger, privileges: [USAGE] }}\n{indexes}\
@@ -441,6 +443,14 @@ async fn container_deployment(major: u32) {
     assert!(text.contains("memory: 1GiB"), "{text}");
     assert!(text.contains("idx_entries_body"), "{text}");
     assert!(text.contains("pool_mode: transaction"), "{text}");
+    assert!(
+        text.contains("shared_preload_libraries: [pg_stat_statements]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("extensions: [pg_stat_statements, pg_trgm]"),
+        "{text}"
+    );
     assert!(text.contains("server_idle_timeout: 300s"), "{text}");
     assert!(
         text.contains("databases: { app: { pool_size: 4 } }"),
