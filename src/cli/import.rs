@@ -22,6 +22,14 @@ use crate::spec::file::ConnectionSpec;
 use crate::spec::{Connection, DiffOptions, Spec};
 
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  PGPASSWORD=... pgspec import --container ledger-postgres --out specs/ledger.yaml
+  PGHOST=db.internal PGUSER=admin PGPASSWORD=... pgspec import --database app --role-pattern 'app_*'
+
+Passwords are never exported: each role with a password gets `{ env: PGSPEC_PASSWORD_<ROLE> }`,
+and the variables to set are listed on stderr. `pgspec plan -f SPEC --detailed-exitcode` on the
+imported spec exits 0.")]
 pub struct ImportArgs {
     /// Read the server in this Docker container (its published port, as its
     /// superuser).
