@@ -214,9 +214,13 @@ impl Importer<'_> {
              extensions, schemas, grants, default privileges and indexes, the pooler and backup \
              schedules."
                 .to_owned(),
-            "Not imported: per-role settings inside one database, \
-             template databases, predefined pg_* roles, tables and other schema objects (the \
-             application's migrations own them), and what is noted below."
+            "Not imported (no place in a spec, or not reconciled yet): per-role settings inside \
+             one database, membership options (ADMIN, INHERIT, SET), column privileges, \
+             default privileges for every schema, template databases and ones that allow no \
+             connections, predefined pg_* roles, tablespaces, row-level security policies, \
+             publications and subscriptions, and tables and other schema objects (the \
+             application's migrations own them); what else is left out is noted where it \
+             would be."
                 .to_owned(),
         ];
         if !self.header.is_empty() {
