@@ -425,6 +425,7 @@ async fn dump(
         schedule.databases.clone()
     };
     for (index, database) in databases.iter().enumerate() {
+        crate::output::status(&format!("backing up database `{database}`…"));
         let entry = dump_database(address, schedule, directory, database, index + 1)
             .await
             .with_context(|| format!("cannot back up database `{database}`"))?;
@@ -720,6 +721,7 @@ pub async fn check(
     }
     let maintenance = address.connect("postgres").await?;
     for database in &manifest.databases {
+        crate::output::status(&format!("checking database `{}`…", database.name));
         let subject = format!("database `{}`", database.name);
         let dump = directory.join(&database.dump);
         if manifest.kind == "data" {

@@ -296,6 +296,25 @@ pub async fn exec(
     container: &str,
     command: &[String],
 ) -> anyhow::Result<ExecOutput> {
+    exec_with(docker, container, command, false).await
+}
+
+/// Like [`exec`], and writes each line of the command's stderr (the agent's
+/// progress) to our stderr as it arrives.
+pub async fn exec_forwarding_stderr(
+    docker: &Docker,
+    container: &str,
+    command: &[String],
+) -> anyhow::Result<ExecOutput> {
+    exec_with(docker, container, command, true).await
+}
+
+async fn exec_with(
+    docker: &Docker,
+    container: &str,
+    command: &[String],
+    forward: bool,
+) -> anyhow::Result<ExecOutput> {
     let created = docker
         .create_exec(
             container,
@@ -324,10 +343,23 @@ pub async fn exec(
                         stdout.extend_from_slice(&message)
                     }
                     bollard::container::LogOutput::StdErr { message } => {
-                        stderr.extend_from_slice(&message)
+                        if forward {
+                            let start = stderr.len();
+                            stderr.extend_from_slice(&message);
+                            forward_lines(&stderr, start, message.len());
+                        } else {
+                            stderr.extend_from_slice(&message);
+                        }
                     }
                     _ => {}
                 }
+            }
+            // The last line, when it had no newline.
+            if forward
+                && let Some(last) = stderr.split(|byte| *byte == b'\n').next_back()
+                && !last.is_empty()
+            {
+                crate::output::status(&String::from_utf8_lossy(last));
             }
         }
         StartExecResults::Detached => {}
@@ -341,6 +373,29 @@ pub async fn exec(
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     })
+}
+
+/// Writes the lines completed by the `added` bytes at `start` of `buffer`.
+fn forward_lines(buffer: &[u8], start: usize, added: usize) {
+    for line in completed_lines(buffer, start, added) {
+        crate::output::status(&String::from_utf8_lossy(line));
+    }
+}
+
+/// The lines of `buffer` that the `added` bytes at `start` complete.
+fn completed_lines(buffer: &[u8], start: usize, added: usize) -> Vec<&[u8]> {
+    // A line starts after the last newline before the new bytes.
+    let line_start = buffer[..start]
+        .iter()
+        .rposition(|byte| *byte == b'\n')
+        .map_or(0, |position| position + 1);
+    let end = start + added;
+    match buffer[start..end].iter().rposition(|byte| *byte == b'\n') {
+        Some(position) => buffer[line_start..start + position]
+            .split(|byte| *byte == b'\n')
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 /// The agent command line inside a container.
@@ -496,11 +551,11 @@ async fn verify_in(
     if let Some(id) = id {
         arguments.extend(["--id", id]);
     }
-    let output = exec(docker, name, &agent_command(&arguments)).await?;
+    let output = exec_forwarding_stderr(docker, name, &agent_command(&arguments)).await?;
     if output.code != 0 {
         bail!(
-            "the restore check in scratch container `{name}` failed: {}",
-            output.stderr.trim()
+            "the restore check in scratch container `{name}` failed (exit code {}, output above)",
+            output.code
         );
     }
     serde_json::from_str(&output.stdout).with_context(|| {
@@ -538,5 +593,24 @@ async fn remove_scratch(docker: &Docker, name: &str) -> anyhow::Result<()> {
         Ok(()) => Ok(()),
         Err(error) if crate::live::docker::is_not_found(&error) => Ok(()),
         Err(error) => Err(error).with_context(|| format!("cannot remove scratch volume `{name}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::completed_lines;
+
+    #[test]
+    fn stderr_is_forwarded_a_whole_line_at_a_time() {
+        let buffer = b"backing up da";
+        assert!(completed_lines(buffer, 0, buffer.len()).is_empty());
+        let buffer = b"backing up database `a`\nbackup `x`: ok\npart";
+        let lines = completed_lines(buffer, 13, buffer.len() - 13);
+        assert_eq!(
+            lines,
+            [&b"backing up database `a`"[..], &b"backup `x`: ok"[..]]
+        );
+        let buffer = b"one\ntwo\n";
+        assert_eq!(completed_lines(buffer, 4, 4), [&b"two"[..]]);
     }
 }

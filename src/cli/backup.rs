@@ -171,7 +171,12 @@ async fn exec_agent(spec: &Spec, arguments: &[&str]) -> anyhow::Result<backup::d
     if !running {
         bail!("backup container `{name}` is not running; run `pgspec apply` to start it");
     }
-    backup::docker::exec(&docker, &name, &backup::docker::agent_command(arguments)).await
+    backup::docker::exec_forwarding_stderr(
+        &docker,
+        &name,
+        &backup::docker::agent_command(arguments),
+    )
+    .await
 }
 
 async fn run_now(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
@@ -181,9 +186,6 @@ async fn run_now(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
         arguments.extend(["--schedule", name.as_str()]);
     }
     let output = exec_agent(&spec, &arguments).await?;
-    for line in output.stderr.lines() {
-        output::status(line);
-    }
     if output.code != 0 {
         bail!(
             "the backup agent in `{}` failed (exit code {})",
