@@ -21,8 +21,27 @@ pub type Comments = BTreeMap<String, Vec<String>>;
 /// Key paths whose items are always written in block style.
 const BLOCK_ITEMS: &[&str] = &["roles", "databases"];
 
-/// Renders `value` (a mapping) with `comments`.
+/// Renders `value` (a mapping) with `comments`. A comment about a path
+/// the value does not have (a section left empty) goes into the header, so
+/// that nothing said is lost.
 pub fn render(value: &Value, comments: &Comments) -> String {
+    let mut present = std::collections::BTreeSet::new();
+    collect_paths(value, "", &mut present);
+    let mut comments = comments.clone();
+    let orphans: Vec<String> = comments
+        .keys()
+        .filter(|path| !path.is_empty() && !present.contains(*path))
+        .cloned()
+        .collect();
+    for path in orphans {
+        if let Some(lines) = comments.remove(&path) {
+            let header = comments.entry(String::new()).or_default();
+            header.push(String::new());
+            header.push(format!("{path}:"));
+            header.extend(lines);
+        }
+    }
+    let comments = &comments;
     let mut out = String::new();
     if let Some(lines) = comments.get("") {
         for line in lines {
@@ -37,6 +56,29 @@ pub fn render(value: &Value, comments: &Comments) -> String {
         }
     }
     out
+}
+
+/// Every key path in `value`: `postgres`, `postgres.settings`, `roles[0]`.
+fn collect_paths(value: &Value, path: &str, found: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::Mapping(mapping) => {
+            for (key, child) in mapping {
+                if let Value::String(key) = key {
+                    let child_path = child_path(path, key);
+                    collect_paths(child, &child_path, found);
+                    found.insert(child_path);
+                }
+            }
+        }
+        Value::Sequence(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let item_path = format!("{path}[{index}]");
+                collect_paths(item, &item_path, found);
+                found.insert(item_path);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn comment_line(out: &mut String, indent: usize, line: &str) {
@@ -318,5 +360,20 @@ mod tests {
         );
         let back: Value = serde_yaml::from_str(&rendered).expect("parses");
         assert_eq!(back, value);
+    }
+
+    #[test]
+    fn comments_about_missing_paths_go_into_the_header() {
+        let value: Value = serde_yaml::from_str("name: x\n").expect("parses");
+        let mut comments = Comments::new();
+        comments.insert(
+            "postgres.settings".to_owned(),
+            vec!["not imported".to_owned()],
+        );
+        let rendered = render(&value, &comments);
+        assert_eq!(
+            rendered,
+            "#\n# postgres.settings:\n# not imported\nname: x\n"
+        );
     }
 }
