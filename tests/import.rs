@@ -533,3 +533,40 @@ async fn unprivileged(major: u32) {
 }
 
 for_each_major!(unprivileged_import_round_trips, crate::unprivileged);
+
+/// A container pgspec did not create: import reads it and says in the
+/// header what a plan of the spec would still change.
+async fn foreign_container(major: u32) {
+    let server = Server::start(major).await;
+    let work = Workdir::new();
+    let run = pgspec(
+        &["import", "--container", &server.container],
+        &[("PGPASSWORD", server.password.as_str())],
+    )
+    .expect(0);
+    let text = run.stdout;
+    assert!(
+        text.contains("pgspec did not create this container"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "The server runs in container `{}`",
+            server.container
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("image: {}", common::postgres_image(major))),
+        "{text}"
+    );
+    assert!(text.contains(&format!("port: {}", server.port)), "{text}");
+    assert!(text.contains("on a port Docker picked"), "{text}");
+    let spec = work.write("foreign.yaml", &text);
+    pgspec(&["validate", "-f", arg(&spec)], &[]).expect(0);
+}
+
+for_each_major!(
+    foreign_container_is_read_with_notes,
+    crate::foreign_container
+);

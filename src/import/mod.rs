@@ -281,6 +281,13 @@ impl Importer<'_> {
                     container.name
                 ));
             }
+            if survey.ephemeral_port {
+                self.header.push(format!(
+                    "The container publishes the server on a port Docker picked ({}); the spec \
+                     pins it, and a plan replaces the container to publish on it explicitly.",
+                    container.port
+                ));
+            }
             if !survey.labelled {
                 self.header.push(
                     "pgspec did not create this container: a plan may still want to attach it \

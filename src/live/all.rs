@@ -49,6 +49,9 @@ pub struct ContainerSurvey {
     pub deployment: String,
     /// Whether pgspec created the container (it carries pgspec's labels).
     pub labelled: bool,
+    /// The port is one Docker picked, not one the container asks for;
+    /// `container.port` is the one it picked.
+    pub ephemeral_port: bool,
     pub container: Container,
     pub images: BTreeMap<String, Image>,
     /// The image of the `<deployment>-pgbouncer` container, when one exists.
@@ -124,7 +127,24 @@ pub async fn observe_container(
         ..Container::default()
     };
     let observed = docker::observe(&engine, &want).await?;
-    let container = observed.container.unwrap_or(want);
+    let mut container = observed.container.unwrap_or(want);
+    // A port Docker picked (`-p 127.0.0.1::5432`) is configured as 0; the
+    // server is reached on the port it picked.
+    let ephemeral_port = container.port == 0;
+    if ephemeral_port {
+        container.port = inspect
+            .network_settings
+            .as_ref()
+            .and_then(|settings| settings.ports.as_ref())
+            .and_then(|ports| ports.get(docker::SERVER_PORT).cloned().flatten())
+            .and_then(|bindings| {
+                bindings
+                    .first()
+                    .and_then(|binding| binding.host_port.clone())
+            })
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_default();
+    }
 
     let pooler_name = format!("{deployment}-pgbouncer");
     let pooler_image = match engine.inspect_container(&pooler_name, None).await {
@@ -146,6 +166,7 @@ pub async fn observe_container(
     Ok(ContainerSurvey {
         deployment,
         labelled,
+        ephemeral_port,
         container,
         images: observed.images,
         pooler_image,
