@@ -34,10 +34,17 @@ use crate::model::{Backup, BackupDestination};
 pub const AGENT_BINARY_ENV: &str = "PGSPEC_BACKUP_AGENT";
 
 /// The bytes of the agent binary: `PGSPEC_BACKUP_AGENT`, or the running
-/// executable. Refused when it is not a Linux (ELF) executable.
+/// executable (through `/proc/self/exe` where there is one). Refused when
+/// it is not a Linux (ELF) executable.
 async fn agent_binary() -> anyhow::Result<Vec<u8>> {
     let path = match std::env::var_os(AGENT_BINARY_ENV) {
         Some(path) => std::path::PathBuf::from(path),
+        // The running executable itself, even when its file was replaced or
+        // deleted since it started (a rebuild, an upgrade): the agent is
+        // always the code that planned it.
+        None if std::path::Path::new("/proc/self/exe").exists() => {
+            std::path::PathBuf::from("/proc/self/exe")
+        }
         None => std::env::current_exe().context("cannot find the running pgspec binary")?,
     };
     let bytes = tokio::fs::read(&path)
