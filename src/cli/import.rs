@@ -92,11 +92,21 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         (None, None) => None,
     };
     let container = match &selector {
-        Some(selector) => Some(
-            all::observe_container(selector)
+        Some(selector) => {
+            let survey = all::observe_container(selector)
                 .await
-                .context("cannot read the server container")?,
-        ),
+                .context("cannot read the server container")?;
+            match (survey, selector) {
+                (Some(survey), _) => Some(survey),
+                (None, ContainerSelector::Name(name)) => {
+                    anyhow::bail!("no container is named `{name}` (`docker ps -a` lists them)")
+                }
+                (None, ContainerSelector::Deployment(deployment)) => anyhow::bail!(
+                    "no container carries the label `org.pgspec.deployment={deployment}`; \
+                     name the container with `--container`"
+                ),
+            }
+        }
         None => None,
     };
 

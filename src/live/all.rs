@@ -62,35 +62,31 @@ pub struct ContainerSurvey {
     pub pooler: Option<Pooler>,
 }
 
-/// Finds and reads the server container.
+/// Finds and reads the server container; `None` when no container has
+/// that name or label.
 pub async fn observe_container(
     selector: &ContainerSelector,
-) -> Result<ContainerSurvey, ObserveError> {
+) -> Result<Option<ContainerSurvey>, ObserveError> {
     let engine = docker::connect().await?;
     let name = match selector {
         ContainerSelector::Name(name) => name.clone(),
         ContainerSelector::Deployment(deployment) => {
-            find_by_label(&engine, deployment).await?.ok_or_else(|| {
-                ObserveError::Connection(format!(
-                    "no container carries the label `{}={deployment}`",
-                    labels::DEPLOYMENT
-                ))
-            })?
+            match find_by_label(&engine, deployment).await? {
+                Some(name) => name,
+                None => return Ok(None),
+            }
         }
     };
-    let inspect = engine
-        .inspect_container(&name, None)
-        .await
-        .map_err(|source| {
-            if is_not_found(&source) {
-                ObserveError::Connection(format!("no container is named `{name}`"))
-            } else {
-                ObserveError::Docker {
-                    what: format!("inspect container `{name}`"),
-                    source,
-                }
-            }
-        })?;
+    let inspect = match engine.inspect_container(&name, None).await {
+        Ok(inspect) => inspect,
+        Err(error) if is_not_found(&error) => return Ok(None),
+        Err(source) => {
+            return Err(ObserveError::Docker {
+                what: format!("inspect container `{name}`"),
+                source,
+            });
+        }
+    };
     let config = inspect.config.clone().unwrap_or_default();
     let container_labels = config.labels.clone().unwrap_or_default();
     let labelled = container_labels.contains_key(labels::DEPLOYMENT);
@@ -163,7 +159,7 @@ pub async fn observe_container(
         ..Deployment::default()
     };
     let backup = backup::observe(&engine, &scope).await?;
-    Ok(ContainerSurvey {
+    Ok(Some(ContainerSurvey {
         deployment,
         labelled,
         ephemeral_port,
@@ -172,7 +168,7 @@ pub async fn observe_container(
         pooler_image,
         backup,
         pooler: None,
-    })
+    }))
 }
 
 /// The server container of a deployment, by label: the one that is not
