@@ -570,3 +570,25 @@ for_each_major!(
     foreign_container_is_read_with_notes,
     crate::foreign_container
 );
+
+/// Naming a container or deployment that does not exist is an error that
+/// says how to find the right one.
+#[test]
+fn a_missing_container_is_named() {
+    let name = unique_name("absent");
+    let run = pgspec(&["import", "--container", &name], &[]).expect(1);
+    assert!(
+        run.stderr
+            .contains(&format!("no container is named `{name}`")),
+        "{}",
+        run.stderr
+    );
+    let run = pgspec(&["import", "--deployment", &name], &[]).expect(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "no container carries the label `org.pgspec.deployment={name}`"
+        )),
+        "{}",
+        run.stderr
+    );
+}
