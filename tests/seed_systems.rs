@@ -11,6 +11,7 @@
 //!    2 and names each one.
 //! 4. `apply`; `drift` exits 0.
 //! 5. The rows the fixture wrote are all still there.
+//! 6. `import` of the running deployment writes a spec whose plan is empty.
 //!
 //! Each spec is used as written, except for what keeps a test from colliding
 //! with the host or another test: the deployment name (and the volume names
@@ -294,6 +295,53 @@ async fn seed_end_to_end(seed: &'static Seed) {
             "{database}.{table}"
         );
     }
+
+    // 6. Adopting it: the spec `import` writes plans empty against the same
+    //    deployment, with passwords given through the variables it names.
+    let imported = run.work.path("imported.yaml");
+    let mut env: Vec<(String, String)> = vec![(
+        "PGSPEC_PASSWORD_POSTGRES".to_owned(),
+        run.superuser_password().to_owned(),
+    )];
+    for role in document["roles"].as_sequence().into_iter().flatten() {
+        let name = role["name"].as_str().expect("role name");
+        if let Some(variable) = role["password"]["env"].as_str() {
+            let imported_variable = format!(
+                "PGSPEC_PASSWORD_{}",
+                name.to_uppercase()
+                    .chars()
+                    .map(|character| if character.is_ascii_alphanumeric() {
+                        character
+                    } else {
+                        '_'
+                    })
+                    .collect::<String>()
+            );
+            env.push((imported_variable, run.env[variable].clone()));
+        }
+    }
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    // import connects as the container's superuser with PGPASSWORD.
+    let mut import_env = env.clone();
+    import_env.push(("PGPASSWORD", run.superuser_password()));
+    let import = pgspec(
+        &["import", "--deployment", &run.name, "--out", arg(&imported)],
+        &import_env,
+    )
+    .expect(0);
+    let plan = pgspec(&["plan", "-f", arg(&imported), "--detailed-exitcode"], &env);
+    assert_eq!(
+        plan.code,
+        0,
+        "import then plan must be empty\n--- import stderr\n{}\n--- imported spec\n{}\n--- plan\n{}\n{}",
+        import.stderr,
+        std::fs::read_to_string(&imported).unwrap_or_default(),
+        plan.stdout,
+        plan.stderr
+    );
     drop(run.work);
 }
 
