@@ -2,28 +2,13 @@
 //! live state (JSON, as `live::observe` would record it) and a reviewed
 //! snapshot of the rendered text and JSON.
 
-use std::path::Path;
-
-use pgspec::model::Deployment;
-use pgspec::plan::{self, render};
+mod plan_check;
 
 /// Diffs a spec against a recorded live state and snapshots both renderings.
 fn check(name: &str, desired_yaml: &str, live_json: &str) {
-    let spec = pgspec::spec::load_str(Path::new("spec.yaml"), desired_yaml)
-        .and_then(|loaded| loaded.validate())
-        .unwrap_or_else(|diagnostics| panic!("{}", diagnostics.render(false)))
-        .spec;
-    let live: Deployment = serde_json::from_str(live_json).expect("live json");
-    let plan = plan::diff(&spec.deployment, &live, &spec.options);
-    let text = render::text(
-        &plan,
-        render::TextOptions {
-            color: false,
-            show_unmanaged: true,
-        },
-    );
+    let (text, json) = plan_check::renderings(desired_yaml, live_json);
     insta::assert_snapshot!(format!("{name}_text"), text);
-    insta::assert_snapshot!(format!("{name}_json"), render::json(&plan));
+    insta::assert_snapshot!(format!("{name}_json"), json);
 }
 
 const CONTAINER_SPEC: &str = r#"

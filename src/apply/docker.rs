@@ -146,7 +146,7 @@ pub async fn run(
         }
         DockerStep::StartPooler { name } => super::pooler::start(docker, name, target).await?,
         DockerStep::ReloadPooler { name } => super::pooler::reload(docker, name, target).await?,
-        DockerStep::RemovePooler { name } => super::pooler::remove(docker, name).await?,
+        DockerStep::RemovePooler { name } => remove_container(docker, name).await?,
         DockerStep::CreateBackupContainer { backup } => {
             crate::backup::docker::create_container(docker, deployment, backup).await?;
         }
@@ -322,6 +322,9 @@ pub(super) async fn ensure_image(docker: &Docker, image: &str) -> anyhow::Result
     Ok(())
 }
 
+/// Stops a container (fast shutdown, with a timeout) and removes it with
+/// its anonymous volumes; named volumes stay, and a missing container is
+/// already gone.
 async fn remove_container(docker: &Docker, name: &str) -> anyhow::Result<()> {
     match docker
         .stop_container(
@@ -345,8 +348,11 @@ async fn remove_container(docker: &Docker, name: &str) -> anyhow::Result<()> {
         .remove_container(
             name,
             Some(RemoveContainerOptions {
-                // Never remove volumes with the container.
-                v: false,
+                // `v` removes only the container's anonymous volumes (an
+                // image's VOLUME nothing was mounted on); named volumes —
+                // data, backups — are never removed by it, and leaking one
+                // anonymous volume per replaced container fills the disk.
+                v: true,
                 force: false,
                 link: false,
             }),

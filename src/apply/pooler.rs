@@ -19,14 +19,12 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, RemoveContainerOptions,
-    StopContainerOptions, UploadToContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, UploadToContainerOptions,
 };
 use futures_util::StreamExt;
 
 use crate::apply::docker::{last_logs, object_labels};
 use crate::live::Target;
-use crate::live::docker::is_not_found;
 use crate::live::pooler::{AUTH_FILE, LISTEN_PORT, admin_target, server_verifiers};
 use crate::model::Pooler;
 use crate::plan::PoolerConfig;
@@ -38,9 +36,6 @@ pub const CONFIG_FILE: &str = "/etc/pgbouncer/pgbouncer.ini";
 
 /// How long a started PgBouncer may take to answer on its admin console.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Seconds PgBouncer gets to stop before it is killed.
-const STOP_TIMEOUT_SECONDS: i32 = 10;
 
 /// `pgbouncer.ini` for a configuration. Every setting the spec states is
 /// written out, so that `RELOAD` also undoes a value changed with `SET` on
@@ -364,38 +359,6 @@ async fn published_admin(docker: &Docker, name: &str, server: &Target) -> anyhow
         .and_then(|binding| binding.host_ip)
         .unwrap_or_default();
     Ok(admin_target(server, &bind_address, port))
-}
-
-/// Stops and removes the container; a missing one is already gone.
-pub async fn remove(docker: &Docker, name: &str) -> anyhow::Result<()> {
-    match docker
-        .stop_container(
-            name,
-            Some(StopContainerOptions {
-                t: Some(STOP_TIMEOUT_SECONDS),
-                signal: None,
-            }),
-        )
-        .await
-    {
-        Ok(()) => {}
-        Err(error) if is_not_found(&error) => return Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 304, ..
-        }) => {}
-        Err(error) => return Err(error).with_context(|| format!("cannot stop container `{name}`")),
-    }
-    docker
-        .remove_container(
-            name,
-            Some(RemoveContainerOptions {
-                v: false,
-                force: false,
-                link: false,
-            }),
-        )
-        .await
-        .with_context(|| format!("cannot remove container `{name}`"))
 }
 
 #[cfg(test)]

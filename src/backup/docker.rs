@@ -581,7 +581,8 @@ async fn remove_scratch(docker: &Docker, name: &str) -> anyhow::Result<()> {
             name,
             Some(RemoveContainerOptions {
                 force: true,
-                v: false,
+                // Its anonymous volumes only; the scratch volume goes next.
+                v: true,
                 link: false,
             }),
         )
