@@ -280,6 +280,28 @@ async fn lifecycle(major: u32) {
     deployment
         .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
         .expect(0);
+
+    // A new port is planned against the server where it still listens, and
+    // replaces the container onto the new port with its data.
+    let old_port = deployment.port;
+    deployment.port = free_port();
+    let spec = deployment.spec(&alternate, "768MiB");
+    let moved = deployment
+        .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+        .expect(2);
+    assert!(
+        moved.stdout.contains(&format!(
+            "~ port = 127.0.0.1:{old_port} -> 127.0.0.1:{}",
+            deployment.port
+        )),
+        "{}",
+        moved.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    assert_eq!(deployment.rows().await, 1000, "rows survive a port change");
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
 }
 
 /// Moving a spec from PostgreSQL 15 to 17 on an existing volume is refused at

@@ -112,6 +112,23 @@ pub async fn observe(spec: &Spec) -> Result<Deployment, ObserveError> {
         live.pooler = Some(observed.pooler);
         live.images.extend(observed.images);
     }
+    // The spec may move the server to another port (or address); until apply
+    // has replaced the container it still listens where it was published.
+    let moved = live.container.as_ref().filter(|container| {
+        server_may_run
+            && (container.port, container.bind_address.as_str())
+                != (target.port, target.host.as_str())
+            && container.port != 0
+    });
+    let postgres_result = match (postgres_result, moved) {
+        (Err(ObserveError::PostgresUnreachable { .. }), Some(container)) => {
+            let mut published = target.clone();
+            published.port = container.port;
+            published.host = postgres::published_host(&container.bind_address);
+            postgres::observe(&published, desired).await
+        }
+        (result, _) => result,
+    };
     match postgres_result {
         Ok(observed) => {
             if let Some(container) = &mut live.container {

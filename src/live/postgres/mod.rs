@@ -88,11 +88,7 @@ impl Target {
         let from_env_password = env("PGPASSWORD");
 
         if let Some(container) = &spec.deployment.container {
-            target.host = match container.bind_address.as_str() {
-                "0.0.0.0" | "" => "127.0.0.1".to_owned(),
-                "::" => "::1".to_owned(),
-                address => address.to_owned(),
-            };
+            target.host = published_host(&container.bind_address);
             target.port = container.port;
             target.user = container.superuser.clone();
             target.database = "postgres".to_owned();
@@ -202,6 +198,15 @@ impl Target {
             }
         });
         Ok(client)
+    }
+}
+
+/// The address to reach a port published on `bind_address` from this host.
+pub fn published_host(bind_address: &str) -> String {
+    match bind_address {
+        "0.0.0.0" | "" => "127.0.0.1".to_owned(),
+        "::" => "::1".to_owned(),
+        address => address.to_owned(),
     }
 }
 
