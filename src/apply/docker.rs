@@ -289,7 +289,7 @@ pub(super) async fn ensure_image(docker: &Docker, image: &str) -> anyhow::Result
         Err(error) if is_not_found(&error) => {}
         Err(error) => return Err(error).with_context(|| format!("cannot inspect image `{image}`")),
     }
-    tracing::info!(image, "pulling image");
+    crate::output::status(&format!("pulling image `{image}`…"));
     let mut pull = docker.create_image(
         Some(CreateImageOptions {
             from_image: Some(image.to_owned()),
@@ -305,7 +305,7 @@ pub(super) async fn ensure_image(docker: &Docker, image: &str) -> anyhow::Result
                 if let Some(status) = info.status
                     && status != last_status
                 {
-                    tracing::info!(image, %status, "pull");
+                    crate::output::status(&format!("  {image}: {status}"));
                     last_status = status;
                 }
             }
