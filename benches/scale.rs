@@ -67,10 +67,14 @@ struct Report {
     postgres: String,
     runs: usize,
     sizes: Vec<SizeReport>,
+    /// `validate` alone on larger specs: (objects, figure).
+    validate_only: Vec<(usize, Figure)>,
 }
 
 struct Options {
     sizes: Vec<usize>,
+    /// Sizes at which only `validate` runs (no server needed).
+    validate_sizes: Vec<usize>,
     runs: usize,
     json: PathBuf,
 }
@@ -91,6 +95,12 @@ fn options() -> Option<Options> {
             .unwrap_or_else(|| "100,1000,10000".to_owned())
             .split(',')
             .map(|size| size.trim().parse().expect("--sizes takes numbers"))
+            .collect(),
+        validate_sizes: value("--validate-sizes")
+            .unwrap_or_else(|| "25000".to_owned())
+            .split(',')
+            .filter(|size| !size.trim().is_empty())
+            .map(|size| size.trim().parse().expect("--validate-sizes takes numbers"))
             .collect(),
         runs: value("--runs").map_or(5, |runs| runs.parse().expect("--runs takes a number")),
         json: value("--json").map_or_else(
@@ -120,7 +130,20 @@ async fn run(options: Options) {
         postgres: server.version().await,
         runs: options.runs,
         sizes: Vec::new(),
+        validate_only: Vec::new(),
     };
+    for &n in &options.validate_sizes {
+        let work = tempfile::tempdir().expect("temp dir");
+        let path = work.path().join(format!("validate-{n}.yaml"));
+        std::fs::write(&path, spec(&server, n)).expect("write spec");
+        let figure = figure(options.runs, || run_pgspec(&server, &["validate"], &path));
+        eprintln!(
+            "scale: validate alone, {} objects: {:.0} ms",
+            n * 4 + 16,
+            figure.median_ms
+        );
+        report.validate_only.push((n * 4 + 16, figure));
+    }
     for &n in &options.sizes {
         eprintln!("scale: N = {n}");
         report.sizes.push(measure(&server, n, options.runs).await);
@@ -168,7 +191,7 @@ impl BenchServer {
                             "-c",
                             "shared_preload_libraries=pg_stat_statements",
                             "-c",
-                            "pg_stat_statements.track=all",
+                            "pg_stat_statements.track=top",
                             "-c",
                             "max_connections=300",
                         ]
@@ -370,7 +393,7 @@ fn run_pgspec(server: &BenchServer, args: &[&str], spec: &Path) -> (Duration, i6
         .env(ROLE_PASSWORD_ENV, "bench-role-secret")
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+        .stderr(std::process::Stdio::null());
     let started = Instant::now();
     let child = command.spawn().expect("start pgspec");
     let pid = child.id() as libc::pid_t;
@@ -440,6 +463,14 @@ fn table(report: &Report) -> String {
             .max()
             .unwrap_or_default() as f64
                 / 1024.0
+        );
+    }
+    for (objects, figure) in &report.validate_only {
+        let _ = writeln!(
+            text,
+            "\nvalidate alone, {objects} objects: {:.0} ms (peak RSS {:.1} MiB)",
+            figure.median_ms,
+            figure.peak_rss_kib as f64 / 1024.0
         );
     }
     text

@@ -189,8 +189,12 @@ fn scratch_statement(index: &Index, scratch_index: &str, scratch_table: &str) ->
     ))
 }
 
-/// Canonicalises every desired index of one database in one rolled-back
-/// transaction.
+/// How many scratch relations (tables and indexes) one canonicalising
+/// transaction creates at most; see `check_desired`.
+const RELATIONS_PER_TRANSACTION: usize = 1000;
+
+/// Canonicalises every desired index of one database in rolled-back
+/// transactions.
 async fn check_desired(
     client: &Client,
     database: &str,
@@ -265,76 +269,100 @@ async fn check_desired(
         return Ok(checks);
     }
 
-    let mut body = String::from("BEGIN\n");
-    for (create_table, table_positions, statements) in body_by_table.values() {
-        body.push_str(&format!(
-            "BEGIN\nEXECUTE {};\n",
-            quote_literal(create_table)
-        ));
-        for (position, statement) in table_positions.iter().zip(statements) {
-            body.push_str(&format!(
-                "BEGIN\nEXECUTE {};\n\
-                 INSERT INTO pg_temp.pgspec_canonical \
-                 VALUES ({position}, NULL, NULL, \
-                 pg_get_indexdef('pg_temp.pgspec_canonical_index_{position}'::regclass));\n\
-                 EXCEPTION WHEN others THEN \
-                 INSERT INTO pg_temp.pgspec_canonical VALUES ({position}, SQLSTATE, SQLERRM, NULL);\n\
-                 END;\n",
-                quote_literal(statement)
-            ));
-        }
-        let failed: Vec<String> = table_positions
-            .iter()
-            .map(|position| format!("({position}, SQLSTATE, SQLERRM, NULL)"))
-            .collect();
-        body.push_str(&format!(
-            "EXCEPTION WHEN others THEN \
-             INSERT INTO pg_temp.pgspec_canonical VALUES {};\nEND;\n",
-            failed.join(", ")
-        ));
-    }
-    body.push_str("END");
-
     let names: Vec<&str> = positions.iter().map(|index| index.name.as_str()).collect();
     let schemas: Vec<&str> = positions
         .iter()
         .map(|index| index.schema.as_str())
         .collect();
     let table_names: Vec<&str> = positions.iter().map(|index| index.table.as_str()).collect();
-    let error = query_error(database, "the server's form of the desired indexes");
-    let outcome = async {
-        client
-            .batch_execute(&format!(
-                "BEGIN; \
-                 CREATE TEMP TABLE pgspec_canonical \
-                 (position int, code text, message text, definition text); \
-                 DO {}",
-                quote_literal(&body)
-            ))
-            .await?;
-        client
-            .query(
-                "SELECT r.position::int8, r.code, r.message, r.definition, \
-                        pg_my_temp_schema()::regnamespace::text, \
-                        quote_ident(w.index_name), quote_ident(w.schema_name), \
-                        quote_ident(w.table_name) \
-                 FROM pg_temp.pgspec_canonical r \
-                 JOIN unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY \
-                      AS w(index_name, schema_name, table_name, position) \
-                   ON w.position = r.position \
-                 ORDER BY 1",
-                &[&names, &schemas, &table_names],
-            )
-            .await
+
+    // Every scratch table and index holds a lock until its transaction
+    // ends, and the server's lock table is shared and small
+    // (max_locks_per_transaction × connections): thousands of indexes in
+    // one transaction run out of it. So the work goes in transactions of
+    // at most RELATIONS_PER_TRANSACTION relations — a handful of round
+    // trips for the largest deployments, one for most.
+    let mut chunks: Vec<Vec<&(String, Vec<usize>, Vec<String>)>> = vec![Vec::new()];
+    let mut relations = 0;
+    for table in body_by_table.values() {
+        let size = 1 + table.2.len();
+        if relations + size > RELATIONS_PER_TRANSACTION && relations > 0 {
+            chunks.push(Vec::new());
+            relations = 0;
+        }
+        relations += size;
+        if let Some(chunk) = chunks.last_mut() {
+            chunk.push(table);
+        }
     }
-    .await;
-    // Nothing of the transaction is kept, whatever happened.
-    let rollback = client.batch_execute("ROLLBACK").await;
-    let rows = outcome.map_err(error)?;
-    rollback.map_err(query_error(
-        database,
-        "the server's form of the desired indexes",
-    ))?;
+
+    let mut rows = Vec::new();
+    for chunk in chunks {
+        let mut body = String::from("BEGIN\n");
+        for (create_table, table_positions, statements) in chunk {
+            body.push_str(&format!(
+                "BEGIN\nEXECUTE {};\n",
+                quote_literal(create_table)
+            ));
+            for (position, statement) in table_positions.iter().zip(statements) {
+                body.push_str(&format!(
+                    "BEGIN\nEXECUTE {};\n\
+                     INSERT INTO pg_temp.pgspec_canonical \
+                     VALUES ({position}, NULL, NULL, \
+                     pg_get_indexdef('pg_temp.pgspec_canonical_index_{position}'::regclass));\n\
+                     EXCEPTION WHEN others THEN \
+                     INSERT INTO pg_temp.pgspec_canonical VALUES ({position}, SQLSTATE, SQLERRM, NULL);\n\
+                     END;\n",
+                    quote_literal(statement)
+                ));
+            }
+            let failed: Vec<String> = table_positions
+                .iter()
+                .map(|position| format!("({position}, SQLSTATE, SQLERRM, NULL)"))
+                .collect();
+            body.push_str(&format!(
+                "EXCEPTION WHEN others THEN \
+                 INSERT INTO pg_temp.pgspec_canonical VALUES {};\nEND;\n",
+                failed.join(", ")
+            ));
+        }
+        body.push_str("END");
+
+        let error = query_error(database, "the server's form of the desired indexes");
+        let outcome = async {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; \
+                     CREATE TEMP TABLE pgspec_canonical \
+                     (position int, code text, message text, definition text); \
+                     DO {}",
+                    quote_literal(&body)
+                ))
+                .await?;
+            client
+                .query(
+                    "SELECT r.position::int8, r.code, r.message, r.definition, \
+                            pg_my_temp_schema()::regnamespace::text, \
+                            quote_ident(w.index_name), quote_ident(w.schema_name), \
+                            quote_ident(w.table_name) \
+                     FROM pg_temp.pgspec_canonical r \
+                     JOIN unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY \
+                          AS w(index_name, schema_name, table_name, position) \
+                       ON w.position = r.position \
+                     ORDER BY 1",
+                    &[&names, &schemas, &table_names],
+                )
+                .await
+        }
+        .await;
+        // Nothing of the transaction is kept, whatever happened.
+        let rollback = client.batch_execute("ROLLBACK").await;
+        rows.extend(outcome.map_err(error)?);
+        rollback.map_err(query_error(
+            database,
+            "the server's form of the desired indexes",
+        ))?;
+    }
 
     for row in rows {
         let position: i64 = row.get(0);
