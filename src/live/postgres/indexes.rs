@@ -189,6 +189,10 @@ fn scratch_statement(index: &Index, scratch_index: &str, scratch_table: &str) ->
     ))
 }
 
+/// A scratch table to build: its CREATE statement, and the positions and
+/// CREATE INDEX statements of the desired indexes built on it.
+type ScratchTable = (String, Vec<usize>, Vec<String>);
+
 /// How many scratch relations (tables and indexes) one canonicalising
 /// transaction creates at most; see `check_desired`.
 const RELATIONS_PER_TRANSACTION: usize = 1000;
@@ -212,7 +216,7 @@ async fn check_desired(
     // 1-based and name the scratch index.
     let mut table_numbers: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut positions: Vec<&Index> = Vec::new();
-    let mut body_by_table: BTreeMap<usize, (String, Vec<usize>, Vec<String>)> = BTreeMap::new();
+    let mut body_by_table: BTreeMap<usize, ScratchTable> = BTreeMap::new();
     for (name, index) in &desired.indexes {
         let table_key = (index.schema.clone(), index.table.clone());
         let Some(table) = tables.get(&table_key) else {
@@ -282,7 +286,7 @@ async fn check_desired(
     // one transaction run out of it. So the work goes in transactions of
     // at most RELATIONS_PER_TRANSACTION relations — a handful of round
     // trips for the largest deployments, one for most.
-    let mut chunks: Vec<Vec<&(String, Vec<usize>, Vec<String>)>> = vec![Vec::new()];
+    let mut chunks: Vec<Vec<&ScratchTable>> = vec![Vec::new()];
     let mut relations = 0;
     for table in body_by_table.values() {
         let size = 1 + table.2.len();
