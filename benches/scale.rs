@@ -15,7 +15,8 @@
 //! It prints a table and writes the same figures as JSON
 //! (target/bench/scale.json, or `--json PATH`).
 //!
-//! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
+//! Run without `--bench` (as `cargo test --all-targets` would) it does
+//! nothing.
 
 #[path = "../tests/common/mod.rs"]
 mod common;

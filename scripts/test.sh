@@ -7,4 +7,6 @@ set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/test-env.sh
-cargo test --all-targets "$@"
+# Library, binary and integration tests; the benchmark is built by clippy in
+# .ci/run and run on purpose with `cargo bench --bench scale`.
+cargo test --lib --bins --tests "$@"
