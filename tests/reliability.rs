@@ -244,11 +244,17 @@ fn faults_are_clear_errors() {
     );
 
     // A missing image that cannot be pulled is said plainly.
+    // The apply creates the network and volume before the container fails;
+    // the guard removes them.
+    let no_image_name = unique_name("noimg");
+    let mut cleanup = Cleanup::default();
+    cleanup.volumes.push(format!("{no_image_name}-pgdata"));
+    cleanup.networks.push(format!("{no_image_name}-net"));
+    cleanup.containers.push(format!("{no_image_name}-postgres"));
     let no_image = work.write(
         "noimage.yaml",
         &format!(
-            "version: 1\nname: {}\npostgres:\n  image: pgspec-test/no-such-image:1\n  port: {}\n  superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n",
-            unique_name("noimg"),
+            "version: 1\nname: {no_image_name}\npostgres:\n  image: pgspec-test/no-such-image:1\n  port: {}\n  superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n",
             free_port()
         ),
     );
