@@ -263,12 +263,13 @@ async fn seed_end_to_end(seed: &'static Seed) {
                         &format!("{}-backup", run.name),
                         Some(bollard::query_parameters::RemoveContainerOptions {
                             force: true,
-                            v: false,
+                            // Its anonymous volume (the image's VOLUME) goes too.
+                            v: true,
                             link: false,
                         }),
                     )
                     .await
-                    .expect("docker rm -f the backup container");
+                    .expect("docker rm -f -v the backup container");
                 expected.push(format!("backup.{}-backup", run.name));
             }
         }
