@@ -678,7 +678,7 @@ async fn preload(major: u32) {
             "ALTER SYSTEM SET shared_preload_libraries = 'auto_explain'",
         )
         .await;
-    restart(&mut server).await;
+    server.restart().await;
     let work = Workdir::new();
     let env = [(PASSWORD_ENV, server.password.as_str())];
     let spec_text = |server: &Server| {
@@ -718,7 +718,7 @@ async fn preload(major: u32) {
         "{}",
         pending.stdout
     );
-    restart(&mut server).await;
+    server.restart().await;
     work.write("spec.yaml", &spec_text(&server));
     let env = [(PASSWORD_ENV, server.password.as_str())];
     let loaded: String = server
@@ -770,33 +770,6 @@ async fn preload(major: u32) {
     let document: serde_json::Value = serde_json::from_str(&after.stdout).expect("plan json");
     assert_eq!(document["has_changes"], false, "{}", after.stdout);
     assert!(!after.stdout.contains("extension.cube"), "{}", after.stdout);
-}
-
-/// Restarts the server's container; Docker may publish it on another port.
-async fn restart(server: &mut Server) {
-    let docker = common::docker().await;
-    docker
-        .restart_container(
-            &server.container,
-            None::<bollard::query_parameters::RestartContainerOptions>,
-        )
-        .await
-        .expect("restart server");
-    server.port = docker
-        .inspect_container(&server.container, None)
-        .await
-        .expect("inspect server")
-        .network_settings
-        .and_then(|settings| settings.ports)
-        .and_then(|ports| ports.get("5432/tcp").cloned().flatten())
-        .and_then(|bindings| {
-            bindings
-                .first()
-                .and_then(|binding| binding.host_port.clone())
-        })
-        .and_then(|port| port.parse().ok())
-        .expect("published port");
-    server.wait_ready().await;
 }
 
 #[test]

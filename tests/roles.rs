@@ -562,26 +562,7 @@ async fn settings_compare_in_server_units(major: u32) {
 
     // A restart gives the container a new host port: read it again and
     // point the spec at it.
-    let docker = common::docker().await;
-    docker
-        .restart_container(&server.container, None)
-        .await
-        .expect("restart the test server");
-    server.port = docker
-        .inspect_container(&server.container, None)
-        .await
-        .expect("inspect the test server")
-        .network_settings
-        .and_then(|settings| settings.ports)
-        .and_then(|ports| ports.get("5432/tcp").cloned().flatten())
-        .and_then(|bindings| {
-            bindings
-                .first()
-                .and_then(|binding| binding.host_port.clone())
-        })
-        .and_then(|port| port.parse().ok())
-        .expect("published port after the restart");
-    server.wait_ready().await;
+    server.restart().await;
     let path = work.write(
         "spec.yaml",
         &threadr_spec(&server, "    shared_buffers: 256MB\n    work_mem: 16MB"),

@@ -199,17 +199,7 @@ impl Server {
             .inspect_container(&container, None)
             .await
             .expect("inspect test server container");
-        let port = inspect
-            .network_settings
-            .and_then(|settings| settings.ports)
-            .and_then(|ports| ports.get("5432/tcp").cloned().flatten())
-            .and_then(|bindings| {
-                bindings
-                    .first()
-                    .and_then(|binding| binding.host_port.clone())
-            })
-            .and_then(|port| port.parse().ok())
-            .expect("published port of the test server");
+        let port = published_port(inspect).expect("published port of the test server");
         let server = Server {
             major,
             container,
@@ -219,6 +209,25 @@ impl Server {
         };
         server.wait_ready().await;
         server
+    }
+
+    /// Restarts the server's container and waits for it; Docker may publish
+    /// it on another host port, which `port` then holds.
+    pub async fn restart(&mut self) {
+        let docker = docker().await;
+        docker
+            .restart_container(
+                &self.container,
+                None::<bollard::query_parameters::RestartContainerOptions>,
+            )
+            .await
+            .expect("restart the test server");
+        let inspect = docker
+            .inspect_container(&self.container, None)
+            .await
+            .expect("inspect the test server");
+        self.port = published_port(inspect).expect("published port after the restart");
+        self.wait_ready().await;
     }
 
     pub async fn wait_ready(&self) {
@@ -262,6 +271,20 @@ impl Server {
             self.port
         )
     }
+}
+
+/// The host port a container publishes the server's 5432 on.
+fn published_port(inspect: bollard::models::ContainerInspectResponse) -> Option<u16> {
+    inspect
+        .network_settings
+        .and_then(|settings| settings.ports)
+        .and_then(|ports| ports.get("5432/tcp").cloned().flatten())
+        .and_then(|bindings| {
+            bindings
+                .first()
+                .and_then(|binding| binding.host_port.clone())
+        })
+        .and_then(|port| port.parse().ok())
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
