@@ -197,6 +197,48 @@ async fn lifecycle(major: u32) {
         .expect(0);
     deployment.pgspec(&["drift", "-f", &spec]).expect(0);
 
+    // The engine runs pgspec's health check and finds the server healthy;
+    // the configuration hash pgspec labelled the container with is the one
+    // it would create it with now.
+    let health_check = inspect_health_check(&deployment.inspect(&docker).await);
+    assert_eq!(
+        health_check.get(..2).map(<[String]>::to_vec),
+        Some(vec!["CMD".to_owned(), "pg_isready".to_owned()]),
+        "{health_check:?}"
+    );
+    // The same spec reading the password from a file, for observing from
+    // this process.
+    deployment
+        .work
+        .write("superuser-password", &deployment.password);
+    let text = std::fs::read_to_string(&spec).expect("spec").replace(
+        &format!("{{ env: {PASSWORD_ENV} }}"),
+        "{ file: superuser-password }",
+    );
+    let file_spec = deployment.work.write("file-spec.yaml", &text);
+    let loaded = pgspec::spec::load(&file_spec).expect("load spec");
+    let validated = loaded.validate().expect("valid spec");
+    let observed = wait_healthy(&validated.spec, &deployment).await;
+    let labels = deployment
+        .inspect(&docker)
+        .await
+        .config
+        .and_then(|config| config.labels)
+        .unwrap_or_default();
+    assert_eq!(
+        labels.get("org.pgspec.config-hash"),
+        Some(&observed.config_hash),
+        "the label is observed"
+    );
+    let desired = validated
+        .spec
+        .deployment
+        .container
+        .as_ref()
+        .expect("container");
+    assert_eq!(observed.config_hash, desired.creation_hash());
+    assert_eq!(observed.health_check, desired.health_check);
+
     // `docker stop` is drift; apply starts it again.
     docker
         .stop_container(&deployment.container(), None)
@@ -302,6 +344,36 @@ async fn lifecycle(major: u32) {
         .expect(0);
     assert_eq!(deployment.rows().await, 1000, "rows survive a port change");
     deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+}
+
+fn inspect_health_check(inspect: &bollard::models::ContainerInspectResponse) -> Vec<String> {
+    inspect
+        .config
+        .clone()
+        .and_then(|config| config.healthcheck)
+        .and_then(|check| check.test)
+        .unwrap_or_default()
+}
+
+/// Observes the deployment until the engine reports the server container
+/// healthy (its first check runs ten seconds after a start); gives up after
+/// two minutes.
+async fn wait_healthy(
+    spec: &pgspec::spec::Spec,
+    deployment: &Deployment,
+) -> pgspec::model::Container {
+    for _ in 0..120 {
+        let live = pgspec::live::observe(spec).await.expect("observe");
+        let container = live.container.expect("container observed");
+        if container.health.as_deref() == Some("healthy") {
+            return container;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    panic!(
+        "container `{}` did not become healthy",
+        deployment.container()
+    );
 }
 
 /// Moving a spec from PostgreSQL 15 to 17 on an existing volume is refused at

@@ -47,7 +47,8 @@ fn in_sync_deployment_has_nothing_to_do() {
                             "data_mount": "/var/lib/postgresql/data", "nano_cpus": 4000000000,
                             "memory_bytes": 8589934592, "superuser": "postgres", "state": "running",
                             "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true,
-                            "network": "ledger-net", "network_exists": true, "restart_policy": "unless-stopped" },
+                            "network": "ledger-net", "network_exists": true, "restart_policy": "unless-stopped",
+                            "health_check": ["CMD", "pg_isready", "--quiet", "--host", "127.0.0.1", "--port", "5432", "--dbname", "postgres", "--username", "postgres"] },
              "server": { "version_num": 170002, "available_extensions": {
                  "pg_trgm": { "default_version": "1.6", "versions": ["1.5", "1.6"] },
                  "pg_stat_statements": { "default_version": "1.11", "versions": ["1.10", "1.11"] } } },
@@ -71,7 +72,8 @@ fn image_change_replaces_and_resources_update_in_place() {
                             "data_mount": "/var/lib/postgresql/data", "nano_cpus": 2000000000,
                             "memory_bytes": 4294967296, "superuser": "postgres", "state": "running",
                             "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true,
-                            "network": "ledger-net", "network_exists": true, "restart_policy": "unless-stopped" },
+                            "network": "ledger-net", "network_exists": true, "restart_policy": "unless-stopped",
+                            "health_check": ["CMD", "pg_isready", "--quiet", "--host", "127.0.0.1", "--port", "5432", "--dbname", "postgres", "--username", "postgres"] },
              "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17 } },
              "server": { "version_num": 170001, "available_extensions": {
                  "pg_trgm": { "default_version": "1.6", "versions": ["1.6"] },
@@ -107,7 +109,8 @@ fn stopped_container_is_started_first() {
                             "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
                             "data_mount": "/var/lib/postgresql/data", "nano_cpus": 4000000000,
                             "memory_bytes": 8589934592, "superuser": "postgres", "state": "stopped",
-                            "volume_exists": true, "network_exists": true, "restart_policy": "no" } }"#,
+                            "volume_exists": true, "network_exists": true, "restart_policy": "no",
+                            "health_check": ["CMD", "pg_isready", "--quiet", "--host", "127.0.0.1", "--port", "5432", "--dbname", "postgres", "--username", "postgres"] } }"#,
     );
 }
 
@@ -172,5 +175,78 @@ fn resources_beyond_the_engine_are_plan_errors() {
              "container": { "name": "ledger-postgres", "image": "", "port": 0, "bind_address": "",
                             "volume": "", "data_mount": "", "superuser": "", "state": "missing",
                             "volume_exists": false, "engine_cpus": 2, "engine_memory_bytes": 25000000000 } }"#,
+    );
+}
+
+/// The container part of `CONTAINER_SPEC` alone.
+const CONTAINER_ONLY_SPEC: &str = r#"
+version: 1
+name: ledger
+postgres:
+  image: postgres:17.2
+  port: 5433
+  resources: { cpus: 4, memory: 8GiB }
+  superuser: { password: { env: LEDGER_PG_PASSWORD } }
+"#;
+
+/// A running container in the spec's shape, with the given extra fields.
+fn live_container(extra: &str) -> String {
+    let server = if extra.contains("restarting") {
+        ""
+    } else {
+        r#", "server": { "version_num": 170002 }"#
+    };
+    format!(
+        r#"{{ "name": "ledger",
+             "container": {{ "name": "ledger-postgres", "image": "postgres:17.2", "port": 5433,
+                            "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
+                            "data_mount": "/var/lib/postgresql/data", "nano_cpus": 4000000000,
+                            "memory_bytes": 8589934592, "superuser": "postgres",
+                            "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true,
+                            "network": "ledger-net", "network_exists": true, "restart_policy": "unless-stopped",
+                            {extra} }},
+             "images": {{ "postgres:17.2": {{ "id": "sha256:1", "pg_major": 17 }} }}{server} }}"#
+    )
+}
+
+#[test]
+fn health_check_changed_by_hand_replaces_the_container() {
+    check(
+        "health_check_changed",
+        CONTAINER_ONLY_SPEC,
+        &live_container(
+            r#""state": "running", "health_check": ["CMD-SHELL", "true"], "health": "healthy""#,
+        ),
+    );
+}
+
+#[test]
+fn container_created_from_other_config_is_replaced() {
+    // Every compared field matches, but the label says pgspec created the
+    // container from a configuration it would no longer use.
+    check(
+        "config_hash_differs",
+        CONTAINER_ONLY_SPEC,
+        &live_container(
+            r#""state": "running", "config_hash": "0123456789abcdef",
+               "health_check": ["CMD", "pg_isready", "--quiet", "--host", "127.0.0.1", "--port", "5432", "--dbname", "postgres", "--username", "postgres"]"#,
+        ),
+    );
+}
+
+#[test]
+fn restarting_and_unhealthy_containers_are_noted() {
+    let check_args = r#""health_check": ["CMD", "pg_isready", "--quiet", "--host", "127.0.0.1", "--port", "5432", "--dbname", "postgres", "--username", "postgres"]"#;
+    check(
+        "restarting_container",
+        CONTAINER_ONLY_SPEC,
+        &live_container(&format!(r#""state": "restarting", {check_args}"#)),
+    );
+    check(
+        "unhealthy_container",
+        CONTAINER_ONLY_SPEC,
+        &live_container(&format!(
+            r#""state": "running", "health": "unhealthy (127.0.0.1:5432 - no response)", {check_args}"#
+        )),
     );
 }

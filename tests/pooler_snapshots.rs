@@ -52,7 +52,8 @@ fn live(pooler: &str) -> String {
                             "data_mount": "/var/lib/postgresql/data", "superuser": "postgres",
                             "state": "running", "id": "abc", "image_id": "sha256:1", "data_major": 17,
                             "volume_exists": true, "network": "ffe-net", "network_exists": true,
-                            "restart_policy": "unless-stopped" }},
+                            "restart_policy": "unless-stopped",
+                            "health_check": ["CMD", "pg_isready", "--quiet", "--host", "127.0.0.1", "--port", "5432", "--dbname", "postgres", "--username", "postgres"] }},
              "images": {{ "pgspec-test/pgbouncer:1": {{ "id": "sha256:b1" }} }},
              "server": {{ "version_num": 170002, "current_user": "postgres" }},
              "roles": {{

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerUpdateBody, HostConfig, Mount, MountType, NetworkConnectRequest,
-    NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerUpdateBody, HealthConfig, HostConfig, Mount, MountType,
+    NetworkConnectRequest, NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, LogsOptions, RemoveContainerOptions,
@@ -183,8 +184,9 @@ async fn create_container(
     let body = ContainerCreateBody {
         image: Some(container.image.clone()),
         env: Some(env),
-        labels: Some(object_labels(deployment)),
+        labels: Some(container_labels(deployment, container)),
         exposed_ports: Some(vec![SERVER_PORT.to_owned()]),
+        healthcheck: Some(health_config(&container.health_check)),
         host_config: Some(HostConfig {
             port_bindings: Some(port_bindings),
             mounts: Some(vec![Mount {
@@ -233,6 +235,35 @@ async fn create_container(
             })?;
     }
     Ok(())
+}
+
+/// Labels of the server container: those of every object, and the hash of
+/// the configuration it is created from, so a later plan sees when pgspec
+/// would create it differently.
+fn container_labels(deployment: &str, container: &Container) -> HashMap<String, String> {
+    let mut labels = object_labels(deployment);
+    labels.insert(labels::CONFIG_HASH.to_owned(), container.creation_hash());
+    labels
+}
+
+/// How often the engine runs the health check: every 10 s, failing after
+/// three misses, with a minute's grace while a new data directory is made.
+fn health_config(test: &[String]) -> HealthConfig {
+    const SECOND: i64 = 1_000_000_000;
+    if test.is_empty() {
+        return HealthConfig {
+            test: Some(vec!["NONE".to_owned()]),
+            ..HealthConfig::default()
+        };
+    }
+    HealthConfig {
+        test: Some(test.to_vec()),
+        interval: Some(10 * SECOND),
+        timeout: Some(5 * SECOND),
+        retries: Some(3),
+        start_period: Some(60 * SECOND),
+        ..HealthConfig::default()
+    }
 }
 
 /// Docker's restart policy for a name; unknown or empty names mean

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::ContainerInspectResponse;
+use bollard::models::{ContainerInspectResponse, Health, HealthStatusEnum};
 use bollard::query_parameters::DownloadFromContainerOptions;
 use futures_util::StreamExt;
 
@@ -117,7 +117,7 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
     let container = match container {
         Ok(inspect) => {
             let mut container = container_from_inspect(inspect, want, volume_exists);
-            if container.state == ContainerState::Stopped {
+            if container.state != ContainerState::Running {
                 // A running server reports its version; a stopped one is
                 // read from the data directory, so a major version change
                 // is refused before anything starts.
@@ -224,11 +224,19 @@ fn container_from_inspect(
         .into_iter()
         .find(|mount| mount.destination.as_deref() == Some(want.data_mount.as_str()))
         .or(None);
-    let running = inspect
-        .state
-        .as_ref()
-        .and_then(|state| state.running)
-        .unwrap_or(false);
+    let engine_state = inspect.state.unwrap_or_default();
+    let state = if engine_state.restarting == Some(true) {
+        ContainerState::Restarting
+    } else if engine_state.running == Some(true) {
+        ContainerState::Running
+    } else {
+        ContainerState::Stopped
+    };
+    let health = engine_state
+        .health
+        .filter(|_| state == ContainerState::Running)
+        .and_then(health_verdict);
+    let labels = config.labels.clone().unwrap_or_default();
     let positive = |value: Option<i64>| value.filter(|value| *value > 0);
     let attached = inspect
         .network_settings
@@ -266,11 +274,7 @@ fn container_from_inspect(
             .unwrap_or("postgres")
             .to_owned(),
         superuser_password: None,
-        state: if running {
-            ContainerState::Running
-        } else {
-            ContainerState::Stopped
-        },
+        state,
         id: inspect.id.unwrap_or_default(),
         image_id: inspect.image.unwrap_or_default(),
         data_major: None,
@@ -284,5 +288,32 @@ fn container_from_inspect(
         restart_policy,
         engine_cpus: None,
         engine_memory_bytes: None,
+        health_check: config
+            .healthcheck
+            .and_then(|check| check.test)
+            .unwrap_or_default(),
+        health,
+        config_hash: labels.get(labels::CONFIG_HASH).cloned().unwrap_or_default(),
     }
+}
+
+/// The engine's health verdict, with the last check's output when the
+/// container is unhealthy; `None` without a health check.
+fn health_verdict(health: Health) -> Option<String> {
+    let status = match health.status? {
+        HealthStatusEnum::STARTING => "starting",
+        HealthStatusEnum::HEALTHY => "healthy",
+        HealthStatusEnum::UNHEALTHY => "unhealthy",
+        HealthStatusEnum::EMPTY | HealthStatusEnum::NONE => return None,
+    };
+    let output = health
+        .log
+        .and_then(|log| log.into_iter().last())
+        .and_then(|last| last.output)
+        .map(|output| output.trim().to_owned())
+        .filter(|output| !output.is_empty());
+    Some(match (status, output) {
+        ("unhealthy", Some(output)) => format!("unhealthy ({output})"),
+        (status, _) => status.to_owned(),
+    })
 }

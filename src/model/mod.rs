@@ -148,6 +148,67 @@ pub struct Container {
     pub engine_cpus: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_memory_bytes: Option<i64>,
+    /// The health check the engine runs in the container, in Docker's
+    /// `Test` form (`["CMD", "pg_isready", …]`); empty when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_check: Vec<String>,
+    /// Live only: the engine's health verdict (`starting`, `healthy`,
+    /// `unhealthy`), with the last check's output when unhealthy; `None`
+    /// when the container has no health check or is not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// Live only: the `org.pgspec.config-hash` label, the hash of the
+    /// configuration pgspec created the container from; empty when the
+    /// container has none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config_hash: String,
+}
+
+impl Container {
+    /// The health check pgspec gives a server container: the server accepts
+    /// TCP connections. It checks 127.0.0.1, not the socket, so the
+    /// temporary socket-only server of a first initialisation is not taken
+    /// for the real one.
+    pub fn server_health_check(superuser: &str) -> Vec<String> {
+        [
+            "CMD",
+            "pg_isready",
+            "--quiet",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "5432",
+            "--dbname",
+            "postgres",
+            "--username",
+            superuser,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// Hash of everything pgspec sets when it creates the container and the
+    /// engine cannot change afterwards: image, published port, data mount,
+    /// network, /dev/shm, health check and the initialisation environment.
+    /// Resources and the restart policy are left out: `docker update`
+    /// changes them in place. The superuser's name and password matter only
+    /// when the data directory is first created, so only whether a password
+    /// file is used counts.
+    pub fn creation_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let fields = serde_json::json!({
+            "template": 1,
+            "image": self.image,
+            "port": [self.bind_address, self.port],
+            "mount": [self.volume, self.data_mount],
+            "network": self.network,
+            "shm": self.shm_bytes,
+            "health_check": self.health_check,
+            "password_file": self.superuser_password.is_some(),
+        });
+        let digest = Sha256::digest(fields.to_string().as_bytes());
+        hex::encode(&digest[..8])
+    }
 }
 
 /// Run state of a container.
@@ -157,6 +218,9 @@ pub enum ContainerState {
     #[default]
     Running,
     Stopped,
+    /// The engine keeps restarting it: the server exits soon after it
+    /// starts.
+    Restarting,
     /// The container does not exist.
     Missing,
 }

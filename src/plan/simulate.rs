@@ -56,6 +56,7 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
                     volume_exists: true,
                     network_exists: true,
                     data_major: next.container.as_ref().and_then(|live| live.data_major),
+                    config_hash: container.creation_hash(),
                     ..(**container).clone()
                 });
             }

@@ -1218,6 +1218,9 @@ fn lower(loaded: &Loaded) -> Spec {
     let container = postgres.image.as_ref().map(|image| {
         let resources = postgres.resources.clone().unwrap_or_default();
         let superuser = postgres.superuser.as_ref();
+        let superuser_name = superuser
+            .and_then(|superuser| superuser.name.clone())
+            .unwrap_or_else(|| "postgres".to_owned());
         let data_mount = if image_major(image).is_some_and(|major| major >= 18) {
             "/var/lib/postgresql"
         } else {
@@ -1248,9 +1251,7 @@ fn lower(loaded: &Loaded) -> Spec {
                 .shm_size
                 .as_deref()
                 .and_then(|size| units::parse_docker_memory(size).ok()),
-            superuser: superuser
-                .and_then(|superuser| superuser.name.clone())
-                .unwrap_or_else(|| "postgres".to_owned()),
+            superuser: superuser_name.clone(),
             superuser_password: superuser
                 .map(|superuser| Secret::from_ref(&superuser.password, base)),
             state: ContainerState::Running,
@@ -1263,6 +1264,9 @@ fn lower(loaded: &Loaded) -> Spec {
             restart_policy: "unless-stopped".to_owned(),
             engine_cpus: None,
             engine_memory_bytes: None,
+            health_check: Container::server_health_check(&superuser_name),
+            health: None,
+            config_hash: String::new(),
         }
     });
 

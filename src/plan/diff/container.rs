@@ -129,6 +129,12 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                         name: want.name.clone(),
                     }));
                 }
+                if let Some(message) = health_note(have) {
+                    plan.notes.push(Note {
+                        address: address.clone(),
+                        message,
+                    });
+                }
                 if !changes.is_empty() {
                     plan.actions.push(Action {
                         address,
@@ -364,7 +370,51 @@ fn replace_changes(have: &Container, want: &Container) -> Vec<Change> {
             format_bytes(shm),
         );
     }
+    compare(
+        "health_check",
+        describe_health_check(&have.health_check),
+        describe_health_check(&want.health_check),
+    );
+    // Whatever else pgspec sets at creation (the initialisation
+    // environment, say) is covered by the hash in the container's label;
+    // a container without the label is judged by its fields alone.
+    let want_hash = want.creation_hash();
+    if changes.is_empty() && !have.config_hash.is_empty() && have.config_hash != want_hash {
+        changes.push(Change::new(
+            "config_hash",
+            Some(have.config_hash.clone()),
+            Some(want_hash),
+        ));
+    }
     changes
+}
+
+/// A health check as the command it runs.
+fn describe_health_check(test: &[String]) -> String {
+    match test.split_first() {
+        None => "none".to_owned(),
+        Some((kind, _)) if kind == "NONE" => "none".to_owned(),
+        Some((_, command)) => command.join(" "),
+    }
+}
+
+/// What the plan says about a container that exists but does not serve:
+/// one the engine keeps restarting, or one its health check fails.
+fn health_note(have: &Container) -> Option<String> {
+    if have.state == ContainerState::Restarting {
+        return Some(format!(
+            "the engine keeps restarting `{name}`: the server exits soon after it starts; \
+             `docker logs {name}` says why",
+            name = have.name
+        ));
+    }
+    let health = have.health.as_deref()?;
+    health.starts_with("unhealthy").then(|| {
+        format!(
+            "the container's health check fails: {health}; `docker logs {}` says why",
+            have.name
+        )
+    })
 }
 
 /// Fields `docker update` changes in place.
