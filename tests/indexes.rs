@@ -88,6 +88,13 @@ async fn indexes(server: &Server) -> Vec<(String, String, bool, Option<String>)>
         .collect()
 }
 
+/// Whether an index comment is the stamp pgspec puts on indexes it builds.
+fn stamped(comment: &Option<String>) -> bool {
+    comment
+        .as_deref()
+        .is_some_and(|comment| comment.starts_with("managed by pgspec; spec="))
+}
+
 fn names(indexes: &[(String, String, bool, Option<String>)]) -> Vec<&str> {
     indexes.iter().map(|index| index.0.as_str()).collect()
 }
@@ -146,7 +153,7 @@ async fn crawl_ledger(major: u32) {
     for (name, definition, valid, comment) in &built {
         assert!(valid, "{name} is not valid");
         if name != "crawl_ledger_pkey" {
-            assert_eq!(comment.as_deref(), Some("managed by pgspec"), "{name}");
+            assert!(stamped(comment), "{name}: {comment:?}");
         }
         if name == "idx_crawl_ledger_metadata" {
             assert!(definition.contains("USING gin (metadata)"), "{definition}");
@@ -158,8 +165,42 @@ async fn crawl_ledger(major: u32) {
             );
         }
     }
-    let again = pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
+    // Every index pgspec built is proven in sync by its stamp: the server
+    // canonicalises none of them again.
+    let again = pgspec(
+        &["plan", "-f", spec_arg, "--detailed-exitcode", "-vv"],
+        &env,
+    )
+    .expect(0);
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    let stamped_count = built.iter().filter(|index| stamped(&index.3)).count();
+    assert_eq!(stamped_count, 10);
+    assert!(
+        again
+            .stderr
+            .contains(&format!("proven_by_stamp={stamped_count} canonicalised=0")),
+        "{}",
+        again.stderr
+    );
+    pgspec(&["drift", "-f", spec_arg], &env).expect(0);
+
+    // A hand-made change to a stamped index is still drift: the server
+    // prints another definition, so the stamp proves nothing.
+    server
+        .execute(
+            "app",
+            "ALTER INDEX idx_crawl_ledger_text_hash SET (fillfactor = 70)",
+        )
+        .await;
+    let altered = pgspec(&["drift", "-f", spec_arg], &env).expect(2);
+    assert!(
+        altered
+            .stdout
+            .contains("-/+ database.app/index.idx_crawl_ledger_text_hash"),
+        "{}",
+        altered.stdout
+    );
+    pgspec(&["apply", "-f", spec_arg, "--auto-approve"], &env).expect(0);
     pgspec(&["drift", "-f", spec_arg], &env).expect(0);
 
     // Spelling is not a change: whitespace, casts, parentheses, case.
@@ -264,7 +305,7 @@ async fn crawl_ledger(major: u32) {
         text_hash.1
     );
     assert!(text_hash.2);
-    assert_eq!(text_hash.3.as_deref(), Some("managed by pgspec"));
+    assert!(stamped(&text_hash.3), "{:?}", text_hash.3);
     assert_eq!(replaced.len(), built.len(), "{:?}", names(&replaced));
     pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
 
@@ -477,10 +518,7 @@ async fn letters(major: u32) {
         started.elapsed().as_secs_f64()
     );
     let built = indexes(&server).await;
-    let ours: Vec<_> = built
-        .iter()
-        .filter(|index| index.3.as_deref() == Some("managed by pgspec"))
-        .collect();
+    let ours: Vec<_> = built.iter().filter(|index| stamped(&index.3)).collect();
     assert_eq!(ours.len(), 17, "{:?}", names(&built));
     assert!(ours.iter().all(|index| index.2), "{built:?}");
     assert_eq!(
@@ -543,7 +581,7 @@ async fn letters(major: u32) {
         .find(|index| index.0 == "idx_letters_document_name")
         .expect("document_name index");
     assert!(document_name.2, "{document_name:?}");
-    assert_eq!(document_name.3.as_deref(), Some("managed by pgspec"));
+    assert!(stamped(&document_name.3), "{:?}", document_name.3);
     pgspec(&["drift", "-f", spec_arg], &env).expect(0);
 
     // A long transaction holding a conflicting lock: apply gives up after

@@ -296,6 +296,17 @@ impl Run<'_> {
                 progress::watched(&self.target, database.as_deref(), run).await
             }
             Step::SetPassword { role, secret } => self.sessions.set_password(role, secret).await,
+            Step::StampIndex {
+                database,
+                schema,
+                name,
+                spec,
+            } => {
+                let statement = crate::plan::diff::stamp_statement(schema, name, spec);
+                self.sessions
+                    .run(&Some(database.clone()), &[statement], false)
+                    .await
+            }
             Step::Docker(call) => {
                 if self.docker.is_none() {
                     self.docker = Some(

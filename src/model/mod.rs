@@ -486,6 +486,50 @@ pub struct Index {
     /// not.
     #[serde(default, skip_serializing)]
     pub size_bytes: Option<i64>,
+    /// Live only: what pgspec wrote in the comment of an index it built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<IndexStamp>,
+}
+
+/// The record pgspec keeps in the comment of an index it builds
+/// (`managed by pgspec; spec=…; built=…`): the hash of the definition it
+/// ran, and the hash of what the server printed for the index right after.
+/// While both still hold — the spec asks for the same definition, and
+/// `pg_get_indexdef` prints the same text — the index is what the spec
+/// says, and the server need not canonicalise the definition again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexStamp {
+    pub spec: String,
+    pub built: String,
+}
+
+impl IndexStamp {
+    /// Reads a stamp from an index comment; `None` for any other text.
+    pub fn parse(comment: &str) -> Option<IndexStamp> {
+        let rest = comment
+            .strip_prefix(MANAGED_MARK)?
+            .strip_prefix("; spec=")?;
+        let (spec, built) = rest.split_once("; built=")?;
+        let hex = |text: &str| text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex(spec) && hex(built)).then(|| IndexStamp {
+            spec: spec.to_owned(),
+            built: built.to_owned(),
+        })
+    }
+
+    /// Whether the stamp proves `live` (its `pg_get_indexdef`) is the index
+    /// `desired` defines.
+    pub fn proves(&self, desired: &Index, live_definition: &str) -> bool {
+        self.spec == stamp_hash(&desired.definition) && self.built == stamp_hash(live_definition)
+    }
+}
+
+/// The hash a stamp records: the first 16 hex digits of SHA-256 of the
+/// text's UTF-8 bytes — what the server computes with
+/// `left(encode(sha256(convert_to(text, 'UTF8')), 'hex'), 16)`.
+pub fn stamp_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
 impl Index {
@@ -711,4 +755,70 @@ pub struct BackupSchedule {
     pub max_count: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_count: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(definition: &str) -> Index {
+        Index {
+            definition: definition.to_owned(),
+            ..Index::default()
+        }
+    }
+
+    #[test]
+    fn a_stamp_proves_only_the_definition_it_was_made_for() {
+        let spec = "CREATE INDEX \"i\" ON \"public\".\"t\" USING btree (\"a\")";
+        let built = "CREATE INDEX i ON public.t USING btree (a)";
+        let comment = format!(
+            "{MANAGED_MARK}; spec={}; built={}",
+            stamp_hash(spec),
+            stamp_hash(built)
+        );
+        let stamp = IndexStamp::parse(&comment).expect("a stamp");
+        assert!(stamp.proves(&desired(spec), built));
+        // Another definition in the spec, or another one on the server.
+        assert!(!stamp.proves(&desired(&spec.replace("\"a\"", "\"b\"")), built));
+        assert!(!stamp.proves(
+            &desired(spec),
+            "CREATE INDEX i ON public.t USING btree (a) WITH (fillfactor='70')"
+        ));
+    }
+
+    #[test]
+    fn only_well_formed_stamps_parse() {
+        assert_eq!(IndexStamp::parse(MANAGED_MARK), None);
+        assert_eq!(IndexStamp::parse("some note"), None);
+        assert_eq!(
+            IndexStamp::parse("managed by pgspec; spec=xyz; built=0123456789abcdef"),
+            None
+        );
+        let hash = stamp_hash("x");
+        assert_eq!(hash.len(), 16);
+        assert!(IndexStamp::parse(&format!("{MANAGED_MARK}; spec={hash}; built={hash}")).is_some());
+    }
+
+    #[test]
+    fn the_creation_hash_ignores_what_docker_update_changes() {
+        let container = Container {
+            image: "postgres:17".to_owned(),
+            port: 5432,
+            health_check: Container::server_health_check("postgres"),
+            ..Container::default()
+        };
+        let resized = Container {
+            nano_cpus: Some(2_000_000_000),
+            memory_bytes: Some(1 << 30),
+            restart_policy: "always".to_owned(),
+            ..container.clone()
+        };
+        assert_eq!(container.creation_hash(), resized.creation_hash());
+        let moved = Container {
+            port: 5433,
+            ..container.clone()
+        };
+        assert_ne!(container.creation_hash(), moved.creation_hash());
+    }
 }

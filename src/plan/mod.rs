@@ -190,6 +190,16 @@ pub enum Step {
     /// Set a role's password to a SCRAM verifier computed from the secret at
     /// apply time; the plan holds only the reference.
     SetPassword { role: String, secret: Secret },
+    /// Mark an index pgspec built as its own, with the stamp that lets
+    /// later plans trust it without canonicalising it again
+    /// (`model::IndexStamp`): `spec` is the hash of the definition it ran;
+    /// the hash of the server's definition is computed by the server.
+    StampIndex {
+        database: String,
+        schema: String,
+        name: String,
+        spec: String,
+    },
     /// A Docker Engine call.
     Docker(DockerStep),
 }

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
+use crate::model::MANAGED_MARK;
 use crate::plan::{
     Action, ActionKind, Change, DockerStep, FORMAT_VERSION, Note, Plan, PlanError, Step, Summary,
 };
@@ -285,6 +286,15 @@ pub fn step_lines(step: &Step) -> Vec<String> {
         Step::SetPassword { role, .. } => vec![format!(
             "sql: ALTER ROLE {} PASSWORD (sensitive: SCRAM-SHA-256 verifier)",
             crate::sql::quote_ident(role)
+        )],
+        Step::StampIndex {
+            database,
+            schema,
+            name,
+            spec,
+        } => vec![format!(
+            "sql in `{database}`: COMMENT ON INDEX {} IS '{MANAGED_MARK}; spec={spec}; built=<hash of its pg_get_indexdef>'",
+            crate::sql::qualified(schema, name)
         )],
         Step::Docker(call) => vec![format!("docker: {}", docker_line(call))],
     }

@@ -26,6 +26,15 @@
 //! class that does not exist) records SQLSTATE and message instead of a
 //! definition, and the other indexes are unaffected. The temporary objects
 //! never outlive the transaction, so nothing is written.
+//!
+//! An index pgspec built carries a stamp in its comment (`IndexStamp`): the
+//! hash of the definition it ran and of what `pg_get_indexdef` printed right
+//! after. When the spec still asks for that definition and the server still
+//! prints that text, the index is in sync without canonicalising it again,
+//! which keeps a plan of a converged deployment at the cost of its catalog
+//! queries. A hand-made change to the index (storage options, a renamed
+//! column or table) changes what the server prints, so the stamp no longer
+//! proves anything and the index is canonicalised like any other.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,7 +42,7 @@ use tokio_postgres::Client;
 
 use crate::live::ObserveError;
 use crate::live::postgres::Target;
-use crate::model::{Database, Index, IndexCheck, MANAGED_MARK, index_key};
+use crate::model::{Database, Index, IndexCheck, IndexStamp, MANAGED_MARK, index_key};
 use crate::sql::{quote_ident, quote_literal};
 
 /// Live indexes of one database and the server's reading of the desired
@@ -52,12 +61,57 @@ pub async fn observe(target: &Target, desired: &Database) -> Result<Observed, Ob
     let database = desired.name.as_str();
     let client = target.connect().await?;
     let indexes = observe_indexes(&client, database).await?;
-    let checks = if desired.indexes.is_empty() {
-        BTreeMap::new()
-    } else {
-        check_desired(&client, database, desired).await?
-    };
+    let (mut checks, unproven) = proven_by_stamp(desired, &indexes);
+    let proven = checks.len();
+    if !unproven.indexes.is_empty() {
+        checks.extend(check_desired(&client, database, &unproven).await?);
+    }
+    tracing::debug!(
+        database,
+        proven_by_stamp = proven,
+        canonicalised = unproven.indexes.len(),
+        "desired indexes checked"
+    );
     Ok(Observed { indexes, checks })
+}
+
+/// Splits the desired indexes into those a live index's stamp proves in
+/// sync — their check is the live definition, no server round trip needed —
+/// and the rest, which the server canonicalises.
+fn proven_by_stamp(
+    desired: &Database,
+    live: &BTreeMap<String, Index>,
+) -> (BTreeMap<String, IndexCheck>, Database) {
+    let mut proven = BTreeMap::new();
+    let mut unproven = Database {
+        name: desired.name.clone(),
+        ..Database::default()
+    };
+    for (name, index) in &desired.indexes {
+        let live = live
+            .get(&index_key(&index.schema, &index.name))
+            .filter(|live| !live.invalid && live.constraint.is_none());
+        match live {
+            Some(live)
+                if live
+                    .stamp
+                    .as_ref()
+                    .is_some_and(|stamp| stamp.proves(index, &live.definition)) =>
+            {
+                proven.insert(
+                    name.clone(),
+                    IndexCheck::Canonical {
+                        definition: live.definition.clone(),
+                        partitioned: false,
+                    },
+                );
+            }
+            _ => {
+                unproven.indexes.insert(name.clone(), index.clone());
+            }
+        }
+    }
+    (proven, unproven)
 }
 
 fn query_error(
@@ -83,7 +137,7 @@ async fn observe_indexes(
             "SELECT n.nspname::text, t.relname::text, c.relname::text, \
                     pg_get_indexdef(c.oid), \
                     NOT (i.indisvalid AND i.indisready), \
-                    coalesce(obj_description(c.oid, 'pg_class') = $1, false), \
+                    coalesce(obj_description(c.oid, 'pg_class'), ''), \
                     con.conname::text, \
                     c.relpages::int8 * current_setting('block_size')::int8 \
              FROM pg_index i \
@@ -98,7 +152,7 @@ async fn observe_indexes(
                    WHERE d.classid = 'pg_class'::regclass AND d.objid = t.oid \
                      AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') \
              ORDER BY 1, 3",
-            &[&MANAGED_MARK],
+            &[],
         )
         .await
         .map_err(query_error(database, "indexes"))?;
@@ -107,6 +161,8 @@ async fn observe_indexes(
         .map(|row| {
             let schema: String = row.get(0);
             let name: String = row.get(2);
+            let comment: String = row.get(5);
+            let stamp = IndexStamp::parse(&comment);
             (
                 index_key(&schema, &name),
                 Index {
@@ -115,9 +171,10 @@ async fn observe_indexes(
                     table: row.get(1),
                     definition: row.get(3),
                     invalid: row.get(4),
-                    managed: row.get(5),
+                    managed: comment == MANAGED_MARK || stamp.is_some(),
                     constraint: row.get(6),
                     size_bytes: Some(row.get(7)),
+                    stamp,
                 },
             )
         })

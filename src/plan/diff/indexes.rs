@@ -27,7 +27,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::{Database, Deployment, Index, IndexCheck, MANAGED_MARK, address, index_key};
+use crate::model::{
+    Database, Deployment, Index, IndexCheck, MANAGED_MARK, address, index_key, stamp_hash,
+};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 use crate::spec::DiffOptions;
 use crate::sql::{qualified, quote_ident, quote_literal};
@@ -267,15 +269,18 @@ impl Build<'_> {
                 ],
                 transaction: false,
             },
-            sql(
-                self.database,
-                format!(
-                    "COMMENT ON INDEX {} IS {}",
-                    qualified(&self.index.schema, name),
-                    quote_literal(MANAGED_MARK)
-                ),
-            ),
+            self.stamp(name),
         ]
+    }
+
+    /// Stamps the index built under `name` as pgspec's.
+    fn stamp(&self, name: &str) -> Step {
+        Step::StampIndex {
+            database: self.database.to_owned(),
+            schema: self.index.schema.clone(),
+            name: name.to_owned(),
+            spec: stamp_hash(&self.index.definition),
+        }
     }
 
     /// The table a new index goes on, `schema.table`.
@@ -456,14 +461,7 @@ impl Build<'_> {
                         quote_ident(&self.index.name)
                     ),
                 ),
-                sql(
-                    self.database,
-                    format!(
-                        "COMMENT ON INDEX {} IS {}",
-                        qualified(&self.index.schema, &self.index.name),
-                        quote_literal(MANAGED_MARK)
-                    ),
-                ),
+                self.stamp(&self.index.name),
             ],
         }
     }
@@ -534,6 +532,20 @@ fn sql(database: &str, statement: String) -> Step {
         statements: vec![statement],
         transaction: false,
     }
+}
+
+/// The statement that stamps an index: the server hashes its own
+/// `pg_get_indexdef` into the comment, in the same form as
+/// `model::stamp_hash`, so the stamp records exactly what was built.
+pub fn stamp_statement(schema: &str, name: &str, spec: &str) -> String {
+    let index = quote_literal(&qualified(schema, name));
+    let body = format!(
+        "BEGIN EXECUTE format('COMMENT ON INDEX %s IS %L', {index}, {} || \
+         left(encode(sha256(convert_to(pg_get_indexdef({index}::regclass), 'UTF8')), 'hex'), 16)); \
+         END",
+        quote_literal(&format!("{MANAGED_MARK}; spec={spec}; built="))
+    );
+    format!("DO {}", quote_literal(&body))
 }
 
 fn drop_statement(schema: &str, name: &str) -> String {
