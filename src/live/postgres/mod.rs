@@ -300,8 +300,18 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
             },
         );
     }
-    let database_settings = settings::observe_databases(&client, &maintenance).await?;
-    let database_acls = grants::observe_databases(&client, &maintenance).await?;
+    // One connection answers these in a pipeline: each query is sent
+    // without waiting for the one before it.
+    let (database_settings, database_acls, settings, (mut roles, password_checks)) = tokio::try_join!(
+        settings::observe_databases(&client, &maintenance),
+        grants::observe_databases(&client, &maintenance),
+        settings::observe(&client, &maintenance, desired, file_settings),
+        roles::observe(&client, &maintenance, &access, desired),
+    )?;
+    drop(client);
+    // Checking passwords is CPU work; it runs on other threads while the
+    // databases are read.
+    let passwords_checked = tokio::task::spawn_blocking(move || password_checks.run());
     for (name, database) in &mut databases {
         if let Some(settings) = database_settings.get(name) {
             database.settings = settings.clone();
@@ -310,9 +320,6 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
             database.acls.push(acl.clone());
         }
     }
-    let settings = settings::observe(&client, &maintenance, desired, file_settings).await?;
-    let roles = roles::observe(&client, &maintenance, &access, desired).await?;
-    drop(client);
 
     // Only the databases the spec names are read inside; others are
     // reported as unmanaged by name alone.
@@ -335,6 +342,14 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
         .buffer_unordered(CONCURRENT_DATABASES)
         .try_collect()
         .await?;
+    let password_states = passwords_checked
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+    for (name, state) in password_states {
+        if let Some(role) = roles.get_mut(&name) {
+            role.password_state = Some(state);
+        }
+    }
     for (name, inside, indexes) in contents {
         if let Some(database) = databases.get_mut(&name) {
             database.indexes = indexes.indexes;

@@ -17,17 +17,24 @@ use crate::secret::SecretValue;
 /// Compares a stored password (`rolpassword`, `None` when the role has
 /// none) with the secret the spec names.
 pub fn check(stored: Option<&str>, secret: &SecretValue) -> PasswordState {
-    let Some(stored) = stored else {
-        return PasswordState::Missing;
-    };
-    if stored.starts_with("md5") {
-        return PasswordState::Md5;
+    if let Some(state) = without_hashing(stored) {
+        return state;
     }
-    match scram_matches(stored, secret.expose()) {
+    match scram_matches(stored.unwrap_or_default(), secret.expose()) {
         Some(true) => PasswordState::Matches,
         // A verifier that cannot be parsed was not made from this secret by
         // any means pgspec knows; setting the password again repairs it.
         Some(false) | None => PasswordState::Differs,
+    }
+}
+
+/// The state of a stored password that can be judged without hashing the
+/// secret: none stored, or an MD5 hash. `None` when it takes a check.
+pub fn without_hashing(stored: Option<&str>) -> Option<PasswordState> {
+    match stored {
+        None => Some(PasswordState::Missing),
+        Some(stored) if stored.starts_with("md5") => Some(PasswordState::Md5),
+        Some(_) => None,
     }
 }
 
@@ -68,13 +75,22 @@ fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
 
 /// PBKDF2-HMAC-SHA-256 with one output block, which is all SCRAM-SHA-256
 /// needs (RFC 8018 section 5.2 with dkLen = hLen).
+/// The HMAC is keyed once and its keyed state copied for each round, which
+/// halves the hashing of re-keying every round.
 fn salted_password(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(password)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
+    let round = |message: &[u8]| -> [u8; 32] {
+        let mut mac = keyed.clone();
+        mac.update(message);
+        mac.finalize().into_bytes().into()
+    };
     let mut first = salt.to_vec();
     first.extend_from_slice(&1u32.to_be_bytes());
-    let mut previous = hmac(password, &first);
+    let mut previous = round(&first);
     let mut result = previous;
     for _ in 1..iterations {
-        previous = hmac(password, &previous);
+        previous = round(&previous);
         for (byte, next) in result.iter_mut().zip(previous) {
             *byte ^= next;
         }

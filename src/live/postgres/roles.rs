@@ -9,6 +9,7 @@ use crate::live::ObserveError;
 use crate::model::{Deployment, MANAGED_MARK, Membership, PasswordState, Role};
 
 use super::password;
+use crate::secret::SecretValue;
 
 /// What the maintenance connection may read.
 pub struct Access {
@@ -30,13 +31,16 @@ fn query_error(
     }
 }
 
-/// Reads every role except PostgreSQL's own `pg_*` roles.
+/// Reads every role except PostgreSQL's own `pg_*` roles. Passwords that
+/// need hashing to be checked come back as `PasswordChecks` to run while
+/// the other catalog queries are under way; every other password state is
+/// already recorded.
 pub async fn observe(
     client: &Client,
     database: &str,
     access: &Access,
     desired: &Deployment,
-) -> Result<BTreeMap<String, Role>, ObserveError> {
+) -> Result<(BTreeMap<String, Role>, PasswordChecks), ObserveError> {
     let rows = client
         .query(
             "SELECT r.rolname::text, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole, \
@@ -113,27 +117,68 @@ pub async fn observe(
         role.memberships.sort();
     }
 
-    check_passwords(client, database, access, desired, &mut roles).await?;
-    Ok(roles)
+    let checks = password_checks(client, database, access, desired, &mut roles).await?;
+    Ok((roles, checks))
 }
 
-/// Checks the stored password of every desired role that names a secret
-/// and exists, recording only the outcome on the live role.
-async fn check_passwords(
+/// Stored passwords still to be checked against the spec's secrets: a
+/// PBKDF2 of 4 096 rounds or more each, the one part of observing that
+/// costs CPU rather than waiting on the server.
+#[derive(Default)]
+pub struct PasswordChecks {
+    pending: Vec<(String, Option<String>, SecretValue)>,
+}
+
+impl PasswordChecks {
+    /// Runs the checks on every core; the outcome for each role by name.
+    pub fn run(self) -> Vec<(String, PasswordState)> {
+        let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
+        let chunk = self.pending.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = self
+                .pending
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(name, verifier, secret)| {
+                                (name.clone(), password::check(verifier.as_deref(), secret))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+}
+
+/// Reads the stored password of every desired role that names a secret and
+/// exists. Roles whose password needs no hashing to judge (none stored, MD5,
+/// unreadable) get their state here; the rest are returned to be checked.
+async fn password_checks(
     client: &Client,
     database: &str,
     access: &Access,
     desired: &Deployment,
     roles: &mut BTreeMap<String, Role>,
-) -> Result<(), ObserveError> {
+) -> Result<PasswordChecks, ObserveError> {
     let wanted: Vec<&str> = desired
         .roles
         .values()
         .filter(|role| role.password.is_some() && roles.contains_key(&role.name))
         .map(|role| role.name.as_str())
         .collect();
+    let mut checks = PasswordChecks::default();
     if wanted.is_empty() {
-        return Ok(());
+        return Ok(checks);
     }
     if !access.authid {
         for name in wanted {
@@ -141,7 +186,7 @@ async fn check_passwords(
                 role.password_state = Some(PasswordState::Unverifiable);
             }
         }
-        return Ok(());
+        return Ok(checks);
     }
     let rows = client
         .query(
@@ -167,11 +212,16 @@ async fn check_passwords(
             source,
         })?;
         let verifier = stored.get(name).cloned().flatten();
-        if let Some(role) = roles.get_mut(name) {
-            role.password_state = Some(password::check(verifier.as_deref(), &value));
+        match password::without_hashing(verifier.as_deref()) {
+            Some(state) => {
+                if let Some(role) = roles.get_mut(name) {
+                    role.password_state = Some(state);
+                }
+            }
+            None => checks.pending.push((name.to_owned(), verifier, value)),
         }
     }
-    Ok(())
+    Ok(checks)
 }
 
 /// Splits `setconfig` entries (`name=value`) into a map.
