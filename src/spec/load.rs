@@ -57,8 +57,15 @@ impl Loaded {
 /// Spans of keys and values by key path (`databases[0].extensions[1].name`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpanMap {
-    keys: BTreeMap<String, Span>,
-    values: BTreeMap<String, Span>,
+    /// One entry per path, holding both spans: a mapping entry's key and
+    /// value share their path, and a large spec has hundreds of thousands.
+    paths: BTreeMap<String, Spans>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Spans {
+    key: Option<Span>,
+    value: Option<Span>,
 }
 
 impl SpanMap {
@@ -66,8 +73,12 @@ impl SpanMap {
     pub fn value(&self, path: &str) -> Option<Span> {
         let mut current = Some(path);
         while let Some(path) = current {
-            if let Some(span) = self.values.get(path).or_else(|| self.keys.get(path)) {
-                return Some(*span);
+            if let Some(span) = self
+                .paths
+                .get(path)
+                .and_then(|spans| spans.value.or(spans.key))
+            {
+                return Some(span);
             }
             current = parent(path);
         }
@@ -76,15 +87,30 @@ impl SpanMap {
 
     /// The key's span, else the value's, else the nearest ancestor's.
     pub fn key(&self, path: &str) -> Option<Span> {
-        match self.keys.get(path) {
-            Some(span) => Some(*span),
+        match self.paths.get(path).and_then(|spans| spans.key) {
+            Some(span) => Some(span),
             None => self.value(path),
         }
     }
 
     /// Every key path that has a key span, in order.
     pub fn key_paths(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
+        self.paths
+            .iter()
+            .filter(|(_, spans)| spans.key.is_some())
+            .map(|(path, _)| path.as_str())
+    }
+
+    fn record_key(&mut self, path: String, span: Span) {
+        self.paths.entry(path).or_default().key.get_or_insert(span);
+    }
+
+    fn record_value(&mut self, path: String, span: Span) {
+        self.paths
+            .entry(path)
+            .or_default()
+            .value
+            .get_or_insert(span);
     }
 }
 
@@ -300,7 +326,8 @@ fn serde_message(text: &str) -> String {
 /// Records the span of every key and value by key path.
 fn collect_spans(text: &str) -> SpanMap {
     let mut collector = SpanCollector {
-        lines: text.lines().map(|line| line.chars().collect()).collect(),
+        lines: text.lines().collect(),
+        line_chars: std::cell::RefCell::new((usize::MAX, Vec::new())),
         stack: Vec::new(),
         spans: SpanMap::default(),
         done: false,
@@ -332,15 +359,18 @@ enum Node<'a> {
     Alias,
 }
 
-struct SpanCollector {
-    lines: Vec<Vec<char>>,
+struct SpanCollector<'a> {
+    lines: Vec<&'a str>,
+    /// The characters of the line last looked at, by index: nodes arrive in
+    /// line order, so each line is decoded about once.
+    line_chars: std::cell::RefCell<(usize, Vec<char>)>,
     stack: Vec<Frame>,
     spans: SpanMap,
     /// The first document has ended; later ones are ignored.
     done: bool,
 }
 
-impl MarkedEventReceiver for SpanCollector {
+impl MarkedEventReceiver for SpanCollector<'_> {
     fn on_event(&mut self, event: Event, mark: Marker) {
         if self.done {
             return;
@@ -360,7 +390,7 @@ impl MarkedEventReceiver for SpanCollector {
     }
 }
 
-impl SpanCollector {
+impl SpanCollector<'_> {
     fn node(&mut self, node: Node<'_>, mark: Marker) {
         let span = self.span_at(mark, &node);
         // Where this node sits: a mapping key, or a value at some path.
@@ -371,7 +401,7 @@ impl SpanCollector {
                 match node {
                     Node::Scalar(text, _) => {
                         let key_path = join_key(&parent, text);
-                        self.spans.keys.entry(key_path).or_insert(span);
+                        self.spans.record_key(key_path, span);
                         if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
                             *key = Some(text.to_owned());
                         }
@@ -399,7 +429,7 @@ impl SpanCollector {
             }) => join_key(path, key),
             Some(Frame::Sequence { path, index }) => join_index(path, *index),
         };
-        self.spans.values.entry(value_path.clone()).or_insert(span);
+        self.spans.record_value(value_path.clone(), span);
         match node {
             Node::Mapping => self.stack.push(Frame::Map {
                 path: value_path,
@@ -434,8 +464,15 @@ impl SpanCollector {
     /// key of a block mapping.
     fn span_at(&self, mark: Marker, node: &Node<'_>) -> Span {
         let line_index = mark.line().saturating_sub(1);
-        let empty = Vec::new();
-        let line = self.lines.get(line_index).unwrap_or(&empty);
+        let mut cached = self.line_chars.borrow_mut();
+        if cached.0 != line_index {
+            cached.1.clear();
+            cached
+                .1
+                .extend(self.lines.get(line_index).copied().unwrap_or("").chars());
+            cached.0 = line_index;
+        }
+        let line = &cached.1;
         let mut start = mark.col().min(line.len());
         // Anchors and tags come before the node itself.
         while start < line.len() && (line[start] == '&' || line[start] == '!') {
