@@ -7,6 +7,7 @@
 //! against what is then live.
 
 pub mod docker;
+pub mod hint;
 pub mod lock;
 pub mod pooler;
 mod progress;

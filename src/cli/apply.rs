@@ -8,9 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 
+use crate::apply::hint;
 use crate::apply::lock::ApplyLock;
 use crate::apply::{self, ApplyError, ApplyOptions, Approved};
 use crate::cli::{Exit, load_spec, observe_and_diff};
+use crate::live::Target;
 use crate::output;
 use crate::plan::render::{self, Paint, TextOptions};
 use crate::plan::saved::{SavedPlan, fingerprint};
@@ -87,7 +89,16 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
     };
     let outcome = match apply::apply(&spec, approved, &options, &mut locks).await {
         Ok(outcome) => outcome,
-        Err(error) => return Err(explain(error, &plan, color)),
+        Err(error) => {
+            // Resolved again only to name the role in a hint; a failure
+            // here leaves the hint with a placeholder.
+            let target = Target::resolve(&spec).ok();
+            let connection = hint::Connection {
+                role: target.as_ref().map(|target| target.user.as_str()),
+                runs_container: spec.deployment.container.is_some(),
+            };
+            return Err(explain(error, &plan, connection, color));
+        }
     };
 
     let summary = Summary::count(outcome.done.iter().map(|(_, kind)| *kind));
@@ -151,8 +162,14 @@ fn confirm(auto_approve: bool) -> anyhow::Result<()> {
 }
 
 /// Turns an apply error into the message a user can act on: what failed,
-/// what was done before it, what to run next.
-fn explain(error: ApplyError, plan: &Plan, color: bool) -> anyhow::Error {
+/// why (with a `help:` line when the cause is one pgspec recognises), what
+/// was done before it, what to run next.
+fn explain(
+    error: ApplyError,
+    plan: &Plan,
+    connection: hint::Connection<'_>,
+    color: bool,
+) -> anyhow::Error {
     match error {
         ApplyError::Action {
             index,
@@ -165,6 +182,9 @@ fn explain(error: ApplyError, plan: &Plan, color: bool) -> anyhow::Error {
             let mut message = format!("action {index} of {total} failed: {verb} `{address}`");
             for cause in source.chain() {
                 message.push_str(&format!("\n  caused by: {cause}"));
+            }
+            if let Some(help) = hint::help(&source, connection) {
+                message.push_str(&format!("\n  help: {help}"));
             }
             if done.is_empty() {
                 message.push_str("\ndone before the failure: nothing");
