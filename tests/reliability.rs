@@ -1,7 +1,8 @@
 //! Reliability and safety against the real engine and servers: applies cut
 //! off at every action converge, concurrent applies never interleave, faults
-//! are clear errors, hostile names are plain names, and nothing that holds
-//! data is dropped.
+//! (a killed server, a full disk, a statement timeout among them) are clear
+//! errors, hostile names are plain names, no secret reaches Docker, and
+//! nothing that holds data is dropped.
 
 mod common;
 
@@ -37,10 +38,11 @@ impl Owned {
         }
     }
 
-    fn spec(&self, image: &str, databases: &str) -> String {
+    /// Writes a spec; `settings` is the `postgres.settings` block, if any.
+    fn spec(&self, image: &str, settings: &str, databases: &str) -> String {
         let text = format!(
             "version: 1\nname: {}\nprune: true\npostgres:\n  image: {image}\n  port: {}\n  \
-             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\ndatabases:\n{databases}",
+             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n{settings}databases:\n{databases}",
             self.name, self.port
         );
         arg(&self.work.write("spec.yaml", &text)).to_owned()
@@ -66,18 +68,24 @@ impl Owned {
 const V1: &str = "  - name: app\n    extensions: [pg_trgm]\n";
 const V2: &str =
     "  - name: app\n    extensions: [pg_trgm, hstore]\n  - name: other\n    extensions: [citext]\n";
+/// A setting that takes effect only after a server restart.
+const V2_SETTINGS: &str = "  settings: { shared_buffers: 64MB }\n";
+/// The kinds of the actions that take a deployment from V1 to V2.
+const V1_TO_V2: [&str; 6] = ["replace", "update", "create", "create", "create", "restart"];
 
 /// An apply stopped after its k-th action, for every k of a plan that
-/// replaces the container and creates databases and extensions, is finished
-/// by the next apply; the plan after that is empty and no row is lost.
+/// replaces the container, changes a setting, creates databases and
+/// extensions and restarts the server, is finished by the next apply; the
+/// plan after that is empty and no row is lost.
 #[test]
 fn interrupted_applies_converge() {
     common::block_on(async {
         let docker = docker().await;
-        for stop_after in 0..4 {
+        assert_eq!(V1_TO_V2.last(), Some(&"restart"), "the restart comes last");
+        for stop_after in 0..V1_TO_V2.len() {
             let mut owned = Owned::new("cut");
             let image = postgres_image(15);
-            let spec = owned.spec(&image, V1);
+            let spec = owned.spec(&image, "", V1);
             owned
                 .pgspec(&["apply", "-f", &spec, "--auto-approve"], &[])
                 .expect(0);
@@ -91,7 +99,8 @@ fn interrupted_applies_converge() {
                 .expect("seed");
 
             // The next spec moves to another image of the same major version,
-            // which replaces the container, and adds a database and extensions.
+            // which replaces the container, lowers shared_buffers, which needs
+            // a restart, and adds a database and extensions.
             let alternate_tag = format!("15-{}", owned.name);
             docker
                 .tag_image(
@@ -105,7 +114,7 @@ fn interrupted_applies_converge() {
                 .expect("tag");
             let alternate = format!("pgspec-test/postgres:{alternate_tag}");
             owned.cleanup.image_tags.push(alternate.clone());
-            let spec = owned.spec(&alternate, V2);
+            let spec = owned.spec(&alternate, V2_SETTINGS, V2);
             let plan = owned
                 .pgspec(&["plan", "-f", &spec, "--json"], &[])
                 .expect(0);
@@ -116,12 +125,7 @@ fn interrupted_applies_converge() {
                 .iter()
                 .map(|action| action["kind"].as_str().unwrap_or_default())
                 .collect();
-            assert_eq!(
-                kinds,
-                ["replace", "create", "create", "create"],
-                "{}",
-                plan.stdout
-            );
+            assert_eq!(kinds, V1_TO_V2, "{}", plan.stdout);
 
             let stop = stop_after.to_string();
             let cut = owned
@@ -138,6 +142,14 @@ fn interrupted_applies_converge() {
                 .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"], &[])
                 .expect(0);
             assert_eq!(owned.rows().await, 500, "stopped after {stop_after}");
+            let shared_buffers: String = connect(owned.port, &owned.password, "postgres")
+                .await
+                .expect("connect")
+                .query_one("SHOW shared_buffers", &[])
+                .await
+                .expect("shared_buffers")
+                .get(0);
+            assert_eq!(shared_buffers, "64MB", "stopped after {stop_after}");
         }
     });
 }
@@ -275,6 +287,447 @@ fn faults_are_clear_errors() {
     );
 }
 
+/// Writes a spec for deployment `name` on an external server, with
+/// `roles` and `databases` blocks as given.
+fn external_spec(
+    work: &Workdir,
+    name: &str,
+    server: &Server,
+    roles: &str,
+    databases: &str,
+) -> String {
+    let text = format!(
+        "version: 1\nname: {name}\npostgres:\n{}{roles}databases:\n{databases}",
+        server.connection_yaml(PASSWORD_ENV)
+    );
+    arg(&work.write("spec.yaml", &text)).to_owned()
+}
+
+/// Asserts what every failed apply says: the action that failed, what was
+/// done before it and what to run next, as one error and no panic.
+fn assert_failed_action(run: &common::Run, action: &str, done: &str, help: &str) {
+    let stderr = &run.stderr;
+    let expected = [
+        action,
+        &format!("done before the failure: {done}"),
+        "run `pgspec plan` to see what remains",
+        &format!("help: {help}"),
+    ];
+    for line in expected {
+        assert!(stderr.contains(line), "missing `{line}` in\n{stderr}");
+    }
+    assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Whether an index is valid, or `None` when there is none of that name.
+async fn index_valid(client: &tokio_postgres::Client, index: &str) -> Option<bool> {
+    client
+        .query_opt(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname = $1",
+            &[&index],
+        )
+        .await
+        .expect("read pg_index")
+        .map(|row| row.get(0))
+}
+
+/// The server is killed while apply's index build waits for a lock another
+/// session holds: apply ends with one error naming the action and the lost
+/// connection; with the server back, a fresh apply finishes and no row is
+/// lost.
+#[test]
+fn faults_server_killed_mid_apply() {
+    common::block_on(async {
+        let docker = docker().await;
+        let mut server = Server::start(17).await;
+        server.execute("postgres", "CREATE DATABASE app").await;
+        server
+            .execute(
+                "app",
+                "CREATE TABLE items (id int); INSERT INTO items SELECT generate_series(1, 1000)",
+            )
+            .await;
+        let work = Workdir::new();
+        let roles = "roles:\n  - name: reader\n";
+        let databases =
+            "  - name: app\n    indexes: [{ name: items_id, table: items, columns: [id] }]\n";
+        let name = unique_name("killed");
+        let spec = external_spec(&work, &name, &server, roles, databases);
+
+        // The index build waits for this lock until the server dies; the
+        // long lock timeout keeps apply from giving up first.
+        let holder = server.client("app").await;
+        holder
+            .batch_execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("hold the lock");
+        let password = server.password.clone();
+        let apply_spec = spec.clone();
+        let apply = tokio::task::spawn_blocking(move || {
+            pgspec(
+                &[
+                    "apply",
+                    "-f",
+                    &apply_spec,
+                    "--auto-approve",
+                    "--lock-timeout",
+                    "600000",
+                ],
+                &[(PASSWORD_ENV, password.as_str())],
+            )
+        });
+        let watcher = server.client("postgres").await;
+        let started = std::time::Instant::now();
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgspec' \
+                     AND wait_event_type = 'Lock' AND query LIKE 'CREATE INDEX%'",
+                    &[],
+                )
+                .await
+                .expect("read pg_stat_activity")
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            if apply.is_finished() {
+                let run = apply.await.expect("apply thread");
+                panic!(
+                    "apply ended before its index build waited:\n{}\n{}",
+                    run.stdout, run.stderr
+                );
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "pgspec's index build never waited for the lock"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        docker
+            .kill_container(
+                &server.container,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .expect("kill the server");
+        let failed = tokio::time::timeout(std::time::Duration::from_secs(120), apply)
+            .await
+            .expect("apply hangs after the server was killed")
+            .expect("apply thread")
+            .expect(1);
+        assert_failed_action(
+            &failed,
+            "action 2 of 2 failed: create `database.app/index.items_id`",
+            "role.reader (created)",
+            "the connection to the server was lost (it stopped, restarted or crashed); \
+             once it is back, run `pgspec apply` again to do what remains",
+        );
+        drop((holder, watcher));
+
+        server.restart().await;
+        let spec = external_spec(&work, &name, &server, roles, databases);
+        let env = [(PASSWORD_ENV, server.password.as_str())];
+        pgspec(&["apply", "-f", &spec, "--auto-approve"], &env).expect(0);
+        pgspec(&["plan", "-f", &spec, "--detailed-exitcode"], &env).expect(0);
+        let client = server.client("app").await;
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM items", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(rows, 1000);
+        assert_eq!(index_valid(&client, "items_id").await, Some(true));
+    });
+}
+
+/// An index build that fills the disk its sort files go to fails with one
+/// error saying the disk is full; once there is room, a fresh apply repairs
+/// the invalid index the failed build left, and no row is lost.
+#[test]
+fn faults_disk_full_during_index_build() {
+    common::block_on(async {
+        // Temporary files go to a tablespace on a 1 MB tmpfs; sorting 300 000
+        // keys of 32 characters with 1 MB of memory spills far more than that.
+        let server = Server::start_with_small_disk(15, "/small", "1m").await;
+        server.execute("postgres", "CREATE DATABASE app").await;
+        server
+            .execute(
+                "app",
+                "CREATE TABLE items (id int, body text); \
+                 INSERT INTO items SELECT i, md5(i::text) FROM generate_series(1, 300000) i",
+            )
+            .await;
+        // CREATE TABLESPACE cannot run in the transaction a batch makes.
+        server
+            .execute("postgres", "CREATE TABLESPACE small LOCATION '/small'")
+            .await;
+        server
+            .execute(
+                "postgres",
+                "ALTER ROLE postgres SET temp_tablespaces = small; \
+                 ALTER ROLE postgres SET maintenance_work_mem = '1MB'; \
+                 ALTER ROLE postgres SET max_parallel_maintenance_workers = 0",
+            )
+            .await;
+        let work = Workdir::new();
+        let databases = "  - name: app\n    extensions: [pg_trgm]\n    \
+                         indexes: [{ name: items_body, table: items, columns: [body] }]\n";
+        let spec = external_spec(&work, &unique_name("full"), &server, "", databases);
+        let env = [(PASSWORD_ENV, server.password.as_str())];
+
+        let failed = pgspec(&["apply", "-f", &spec, "--auto-approve"], &env).expect(1);
+        assert_failed_action(
+            &failed,
+            "action 2 of 2 failed: create `database.app/index.items_body`",
+            "database.app/extension.pg_trgm (created)",
+            "the server's disk is full: free space on the disk that holds the file named above",
+        );
+        assert!(
+            failed.stderr.contains("No space left on device"),
+            "{}",
+            failed.stderr
+        );
+
+        // Room again: temporary files go back to the data directory.
+        server
+            .execute("postgres", "ALTER ROLE postgres RESET temp_tablespaces")
+            .await;
+        pgspec(&["apply", "-f", &spec, "--auto-approve"], &env).expect(0);
+        pgspec(&["plan", "-f", &spec, "--detailed-exitcode"], &env).expect(0);
+        let client = server.client("app").await;
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM items", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(rows, 300_000);
+        assert_eq!(index_valid(&client, "items_body").await, Some(true));
+    });
+}
+
+/// An index build cancelled by the statement_timeout of the role pgspec
+/// connects as fails with one error naming statement_timeout and how to
+/// raise it for that role; done as the error says, a fresh apply converges.
+#[test]
+fn faults_statement_timeout() {
+    common::block_on(async {
+        let server = Server::start(17).await;
+        server.execute("postgres", "CREATE DATABASE app").await;
+        // The index's expression sleeps 10 ms a row, so building it takes at
+        // least 3 s however fast the machine: three times the timeout, while
+        // pgspec's catalog reads take milliseconds.
+        server
+            .execute(
+                "app",
+                "CREATE FUNCTION slow(value int) RETURNS int IMMUTABLE LANGUAGE plpgsql \
+                   AS $$ BEGIN PERFORM pg_sleep(0.01); RETURN value; END $$; \
+                 CREATE TABLE items (id int); INSERT INTO items SELECT generate_series(1, 300)",
+            )
+            .await;
+        server
+            .execute(
+                "postgres",
+                "ALTER ROLE postgres SET statement_timeout = '1s'",
+            )
+            .await;
+        let work = Workdir::new();
+        let databases = "  - name: app\n    \
+                         indexes: [{ name: items_slow, table: items, columns: [{ expression: slow(id) }] }]\n";
+        let spec = external_spec(&work, &unique_name("timeout"), &server, "", databases);
+        let env = [(PASSWORD_ENV, server.password.as_str())];
+
+        let failed = pgspec(&["apply", "-f", &spec, "--auto-approve"], &env).expect(1);
+        let raise = r#"`ALTER ROLE "postgres" SET statement_timeout = '1h'`"#;
+        assert_failed_action(
+            &failed,
+            "action 1 of 1 failed: create `database.app/index.items_slow`",
+            "nothing",
+            &format!(
+                "the statement ran longer than statement_timeout allows (index builds on large \
+                 tables can take hours): raise it for the role pgspec connects as, e.g. {raise}"
+            ),
+        );
+        assert!(
+            failed
+                .stderr
+                .contains("canceling statement due to statement timeout"),
+            "{}",
+            failed.stderr
+        );
+
+        // Done as the hint says.
+        server.execute("postgres", &raise.replace('`', "")).await;
+        pgspec(&["apply", "-f", &spec, "--auto-approve"], &env).expect(0);
+        pgspec(&["plan", "-f", &spec, "--detailed-exitcode"], &env).expect(0);
+        let client = server.client("app").await;
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM items", &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(rows, 300);
+        assert_eq!(index_valid(&client, "items_slow").await, Some(true));
+    });
+}
+
+/// Fails when `text` (what Docker shows of `object`) holds a secret, as
+/// itself or base64-encoded.
+fn assert_no_secret(object: &str, text: &str, secrets: &[&str]) {
+    use base64::Engine as _;
+    for secret in secrets {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
+        assert!(
+            !text.contains(secret) && !text.contains(&encoded),
+            "{object} shows a secret:\n{text}"
+        );
+    }
+}
+
+/// No secret reaches Docker: the inspect output, labels included, of every
+/// container, volume and network pgspec made for a deployment with a pooler
+/// and a backup schedule holds none of the deployment's passwords.
+#[test]
+fn secrets_stay_out_of_docker_inspect() {
+    use std::collections::{BTreeSet, HashMap};
+
+    use bollard::query_parameters::{
+        ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
+    };
+
+    const ROLE_PASSWORD_ENV: &str = "PGSPEC_IT_RELIABILITY_ROLE_PASSWORD";
+    common::block_on(async {
+        let docker = docker().await;
+        let mut owned = Owned::new("inspect");
+        let name = owned.name.clone();
+        let expected_containers = [
+            format!("{name}-backup"),
+            format!("{name}-pgbouncer"),
+            format!("{name}-postgres"),
+        ];
+        let expected_volumes = [format!("{name}-backups"), format!("{name}-pgdata")];
+        owned.cleanup.containers.extend(expected_containers.clone());
+        owned.cleanup.volumes.extend(expected_volumes.clone());
+        let role_password = format!("role-{}", unique_name("secret"));
+        let file_password = format!("file-{}", unique_name("secret"));
+        let password_file = owned.work.write("reporting.password", &file_password);
+        let text = format!(
+            "version: 1\nname: {name}\n\
+             postgres:\n  image: {image}\n  port: {port}\n  \
+             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
+             pooler:\n  image: pgspec-test/pgbouncer:1\n  port: {pooler_port}\n\
+             roles:\n  \
+             - {{ name: app_user, login: true, password: {{ env: {ROLE_PASSWORD_ENV} }} }}\n  \
+             - {{ name: reporting, login: true, password: {{ file: '{file}' }} }}\n\
+             databases:\n  - {{ name: app, owner: app_user }}\n\
+             backup:\n  schedules:\n    - {{ name: nightly, schedule: \"0 2 * * *\" }}\n  \
+             destination: {{ volume: {name}-backups }}\n",
+            image = postgres_image(17),
+            port = owned.port,
+            pooler_port = free_port(),
+            file = arg(&password_file),
+        );
+        let spec = arg(&owned.work.write("spec.yaml", &text)).to_owned();
+        let env = [(ROLE_PASSWORD_ENV, role_password.as_str())];
+        owned
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"], &env)
+            .expect(0);
+        owned
+            .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"], &env)
+            .expect(0);
+        let secrets = [
+            owned.password.as_str(),
+            role_password.as_str(),
+            file_password.as_str(),
+        ];
+
+        // Everything that carries the deployment's label, found rather than
+        // assumed, so an object added later is checked (and removed) too.
+        let filters = Some(HashMap::from([(
+            "label".to_owned(),
+            vec![format!("org.pgspec.deployment={name}")],
+        )]));
+        let mut containers = BTreeSet::new();
+        for summary in docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: filters.clone(),
+                ..ListContainersOptions::default()
+            }))
+            .await
+            .expect("list containers")
+        {
+            let container = summary
+                .names
+                .and_then(|names| names.into_iter().next())
+                .expect("container name")
+                .trim_start_matches('/')
+                .to_owned();
+            owned.cleanup.containers.push(container.clone());
+            let inspect = docker
+                .inspect_container(&container, None)
+                .await
+                .expect("inspect container");
+            let shown = serde_json::to_string(&inspect).expect("json");
+            // The labels are part of what is searched.
+            let label = format!("\"org.pgspec.deployment\":\"{name}\"");
+            assert!(shown.contains(&label), "{shown}");
+            assert_no_secret(&format!("container `{container}`"), &shown, &secrets);
+            containers.insert(container);
+        }
+        let mut volumes = BTreeSet::new();
+        for volume in docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: filters.clone(),
+            }))
+            .await
+            .expect("list volumes")
+            .volumes
+            .unwrap_or_default()
+        {
+            owned.cleanup.volumes.push(volume.name.clone());
+            let inspect = docker
+                .inspect_volume(&volume.name)
+                .await
+                .expect("inspect volume");
+            let shown = serde_json::to_string(&inspect).expect("json");
+            assert_no_secret(&format!("volume `{}`", volume.name), &shown, &secrets);
+            volumes.insert(volume.name);
+        }
+        let mut networks = BTreeSet::new();
+        for network in docker
+            .list_networks(Some(ListNetworksOptions { filters }))
+            .await
+            .expect("list networks")
+        {
+            let network = network.name.expect("network name");
+            owned.cleanup.networks.push(network.clone());
+            let inspect = docker
+                .inspect_network(
+                    &network,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+                .expect("inspect network");
+            let shown = serde_json::to_string(&inspect).expect("json");
+            assert_no_secret(&format!("network `{network}`"), &shown, &secrets);
+            networks.insert(network);
+        }
+        for container in &expected_containers {
+            assert!(
+                containers.contains(container),
+                "{container} in {containers:?}"
+            );
+        }
+        for volume in &expected_volumes {
+            assert!(volumes.contains(volume), "{volume} in {volumes:?}");
+        }
+        assert!(networks.contains(&format!("{name}-net")), "{networks:?}");
+    });
+}
+
 /// Names with quotes, semicolons, spaces, capitals and unicode survive a
 /// full apply/plan round trip as plain names.
 #[test]
@@ -339,7 +792,7 @@ fn nothing_that_holds_data_is_dropped() {
     common::block_on(async {
         let docker = docker().await;
         let owned = Owned::new("keep");
-        let spec = owned.spec(&postgres_image(17), V2);
+        let spec = owned.spec(&postgres_image(17), "", V2);
         owned
             .pgspec(&["apply", "-f", &spec, "--auto-approve"], &[])
             .expect(0);
@@ -353,7 +806,7 @@ fn nothing_that_holds_data_is_dropped() {
             .expect("seed");
 
         // A spec that lists no databases at all, with pruning on.
-        let empty = owned.spec(&postgres_image(17), "  []\n");
+        let empty = owned.spec(&postgres_image(17), "", "  []\n");
         let plan = owned
             .pgspec(&["plan", "-f", &empty, "--show-unmanaged"], &[])
             .expect(0);

@@ -151,6 +151,18 @@ impl Server {
     /// Starts a server from the local test image and waits until it accepts
     /// connections. Docker picks the host port.
     pub async fn start(major: u32) -> Server {
+        Server::start_with(major, None).await
+    }
+
+    /// Starts a server with a tmpfs of `size` (`1m`) at `path`, owned by the
+    /// image's postgres user: a disk that fills up, for a tablespace.
+    pub async fn start_with_small_disk(major: u32, path: &str, size: &str) -> Server {
+        // The official images run the server as uid and gid 999.
+        let options = format!("size={size},uid=999,gid=999,mode=700");
+        Server::start_with(major, Some(HashMap::from([(path.to_owned(), options)]))).await
+    }
+
+    async fn start_with(major: u32, tmpfs: Option<HashMap<String, String>>) -> Server {
         let docker = docker().await;
         let container = unique_name(&format!("pg{major}"));
         let volume = format!("{container}-data");
@@ -177,6 +189,7 @@ impl Server {
                     typ: Some(MountType::VOLUME),
                     ..Mount::default()
                 }]),
+                tmpfs,
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
