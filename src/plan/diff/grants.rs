@@ -7,7 +7,7 @@
 //!
 //! Every object's change is its own step, run one after another.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Acl, AclObject, Database, Deployment, Grant, GrantTarget, address};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
@@ -95,11 +95,74 @@ struct Context<'a> {
     version_num: u32,
     /// The role that owns what pgspec creates without an owner.
     current_user: &'a str,
+    /// Indexes built once, so a spec of thousands of grants on thousands of
+    /// tables is diffed in N log N, not N².
+    acls: BTreeMap<&'a AclObject, &'a Acl>,
+    /// Live tables, sequences and functions by (kind, schema).
+    objects: BTreeMap<(&'static str, &'a str), Vec<&'a AclObject>>,
+    /// The same by (kind, schema, name); overloaded functions share a name.
+    named: BTreeMap<(&'static str, &'a str, &'a str), Vec<&'a AclObject>>,
+    /// The spec's grants by grantee.
+    grants_of: BTreeMap<&'a str, Vec<&'a Grant>>,
 }
 
-impl Context<'_> {
+/// The kind, schema and name of a table, sequence or function.
+fn kind_schema_name(object: &AclObject) -> Option<(&'static str, &str, &str)> {
+    match object {
+        AclObject::Table { schema, name } => Some(("table", schema, name)),
+        AclObject::Sequence { schema, name } => Some(("sequence", schema, name)),
+        AclObject::Function { schema, name, .. } => Some(("function", schema, name)),
+        _ => None,
+    }
+}
+
+impl<'a> Context<'a> {
+    fn new(want: &'a Database, have: Option<&'a Database>, live: &'a Deployment) -> Context<'a> {
+        let server = live.server.as_ref();
+        let mut context = Context {
+            want,
+            have,
+            version_num: server.map_or(0, |server| server.version_num),
+            current_user: server
+                .and_then(|server| server.current_user.as_deref())
+                .unwrap_or("postgres"),
+            acls: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            named: BTreeMap::new(),
+            grants_of: BTreeMap::new(),
+        };
+        for acl in have.map(|have| have.acls.as_slice()).unwrap_or_default() {
+            context.acls.entry(&acl.object).or_insert(acl);
+            if let Some((kind, schema, name)) = kind_schema_name(&acl.object) {
+                context
+                    .objects
+                    .entry((kind, schema))
+                    .or_default()
+                    .push(&acl.object);
+                context
+                    .named
+                    .entry((kind, schema, name))
+                    .or_default()
+                    .push(&acl.object);
+            }
+        }
+        for grant in &want.grants {
+            context
+                .grants_of
+                .entry(grant.grantee.as_str())
+                .or_default()
+                .push(grant);
+        }
+        context
+    }
+
     fn acl(&self, object: &AclObject) -> Option<&Acl> {
-        self.have?.acls.iter().find(|acl| &acl.object == object)
+        self.acls.get(object).copied()
+    }
+
+    /// The spec's grants to `grantee`.
+    fn grants_to(&self, grantee: &str) -> &[&'a Grant] {
+        self.grants_of.get(grantee).map_or(&[], Vec::as_slice)
     }
 
     /// What `grantee` holds on `object`; `None` when the object does not
@@ -156,20 +219,19 @@ impl Context<'_> {
     }
 
     /// Objects of a kind in a schema, live.
-    fn objects_in(&self, kind: &str, schema: &str) -> Vec<&AclObject> {
-        let Some(have) = self.have else {
-            return Vec::new();
-        };
-        have.acls
-            .iter()
-            .map(|acl| &acl.object)
-            .filter(|object| match (kind, object) {
-                ("table", AclObject::Table { schema: found, .. })
-                | ("sequence", AclObject::Sequence { schema: found, .. })
-                | ("function", AclObject::Function { schema: found, .. }) => found == schema,
-                _ => false,
-            })
-            .collect()
+    fn objects_in(&self, kind: &'static str, schema: &str) -> Vec<&'a AclObject> {
+        self.objects
+            .get(&(kind, schema))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Objects of a kind in a schema with a name, live.
+    fn objects_named(&self, kind: &'static str, schema: &str, name: &str) -> Vec<&'a AclObject> {
+        self.named
+            .get(&(kind, schema, name))
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -230,15 +292,7 @@ fn delta_statements(
 }
 
 pub fn diff(want: &Database, have: Option<&Database>, live: &Deployment, plan: &mut Plan) {
-    let server = live.server.as_ref();
-    let context = Context {
-        want,
-        have,
-        version_num: server.map_or(0, |server| server.version_num),
-        current_user: server
-            .and_then(|server| server.current_user.as_deref())
-            .unwrap_or("postgres"),
-    };
+    let context = Context::new(want, have, live);
     for grant in &want.grants {
         match &grant.target {
             GrantTarget::Database => single(&context, grant, AclObject::Database, "database", plan),
@@ -334,31 +388,27 @@ fn single(context: &Context, grant: &Grant, object: AclObject, kind: &str, plan:
 fn many(
     context: &Context,
     grant: &Grant,
-    kind: &str,
+    kind: &'static str,
     schema: &str,
     names: Option<&[String]>,
     plan: &mut Plan,
 ) {
     let database = &context.want.name;
-    let objects = context.objects_in(kind, schema);
-    let name_of = |object: &AclObject| match object {
-        AclObject::Table { name, .. }
-        | AclObject::Sequence { name, .. }
-        | AclObject::Function { name, .. } => name.clone(),
-        _ => String::new(),
+    let name_of = |object: &AclObject| {
+        kind_schema_name(object)
+            .map(|(_, _, name)| name.to_owned())
+            .unwrap_or_default()
     };
     // One action for "all", one per named object otherwise.
     let groups: Vec<(String, Vec<&AclObject>)> = match names {
-        None => vec![(format!("{kind}s.all"), objects)],
+        None => vec![(format!("{kind}s.all"), context.objects_in(kind, schema))],
         Some(names) => names
             .iter()
             .map(|name| {
-                let matching: Vec<&AclObject> = objects
-                    .iter()
-                    .copied()
-                    .filter(|object| &name_of(object) == name)
-                    .collect();
-                (format!("{kind}.{}", address::name(name)), matching)
+                (
+                    format!("{kind}.{}", address::name(name)),
+                    context.objects_named(kind, schema, name),
+                )
             })
             .collect(),
     };
@@ -383,9 +433,10 @@ fn many(
         // An object several grants name gets the union of their privileges,
         // planned once: by the "all" grant when there is one.
         let covered_by_all = names.is_some()
-            && context.want.grants.iter().any(|other| {
-                other.grantee == grant.grantee && target_covers(&other.target, kind, schema, None)
-            });
+            && context
+                .grants_to(&grant.grantee)
+                .iter()
+                .any(|other| target_covers(&other.target, kind, schema, None));
         if covered_by_all {
             continue;
         }
@@ -468,12 +519,9 @@ fn wanted_on(
     name: &str,
 ) -> BTreeSet<String> {
     context
-        .want
-        .grants
+        .grants_to(grantee)
         .iter()
-        .filter(|grant| {
-            grant.grantee == grantee && target_covers(&grant.target, kind, schema, Some(name))
-        })
+        .filter(|grant| target_covers(&grant.target, kind, schema, Some(name)))
         .flat_map(|grant| expand(&grant.privileges, kind, context.version_num))
         .collect()
 }
