@@ -180,7 +180,12 @@ fn explain(
             source,
         } => {
             let mut message = format!("action {index} of {total} failed: {verb} `{address}`");
-            for cause in source.chain() {
+            // tokio-postgres wraps the server's error in one that says only
+            // "db error"; the server's own message follows it in the chain.
+            for cause in source
+                .chain()
+                .filter(|cause| cause.to_string() != "db error")
+            {
                 message.push_str(&format!("\n  caused by: {cause}"));
             }
             if let Some(help) = hint::help(&source, connection) {

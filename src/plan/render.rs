@@ -107,12 +107,12 @@ pub fn text(plan: &Plan, options: TextOptions) -> String {
             render_action(&mut out, paint, action);
         }
         let _ = writeln!(out, "{}", summary_line(plan.summary(), paint));
-        let restarts: Vec<&str> = plan
-            .actions
-            .iter()
-            .filter(|action| action.risk.restart)
-            .map(|action| action.address.as_str())
-            .collect();
+        let mut restarts: Vec<&str> = Vec::new();
+        for action in plan.actions.iter().filter(|action| action.risk.restart) {
+            if !restarts.contains(&action.address.as_str()) {
+                restarts.push(&action.address);
+            }
+        }
         if !restarts.is_empty() {
             let _ = writeln!(
                 out,

@@ -177,7 +177,14 @@ impl Target {
             .user(&self.user)
             .dbname(&self.database)
             .application_name("pgspec")
-            .connect_timeout(Duration::from_secs(10));
+            .connect_timeout(Duration::from_secs(10))
+            // A server that vanishes without closing the connection (a host
+            // gone from the network) is noticed within about a minute, not
+            // after the system's two-hour keepalive default.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
         if let Some(password) = &self.password {
             config.password(password.expose());
         }
