@@ -404,3 +404,49 @@ pub fn json(plan: &Plan) -> String {
     text.push('\n');
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Risk;
+
+    fn action(address: &str, kind: ActionKind) -> Action {
+        Action {
+            address: address.to_owned(),
+            kind,
+            reason: String::new(),
+            risk: Risk {
+                locks: Vec::new(),
+                restart: true,
+                reconnects: true,
+            },
+            changes: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_restart_line_names_each_address_once() {
+        let plan = Plan {
+            actions: vec![
+                action("container.app-postgres", ActionKind::Replace),
+                action("setting.shared_buffers", ActionKind::Update),
+                action("container.app-postgres", ActionKind::Restart),
+            ],
+            ..Plan::default()
+        };
+        let rendered = text(
+            &plan,
+            TextOptions {
+                color: false,
+                show_unmanaged: false,
+            },
+        );
+        assert!(
+            rendered.contains(
+                "Restart: container.app-postgres, setting.shared_buffers (the server restarts once"
+            ),
+            "{rendered}"
+        );
+    }
+}
