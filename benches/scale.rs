@@ -117,6 +117,10 @@ fn options() -> Option<Options> {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some(MEASURE) {
+        measure_child();
+        return;
+    }
     let Some(options) = options() else {
         println!("scale: benchmark skipped (run it with `cargo bench --bench scale`)");
         return;
@@ -383,9 +387,17 @@ async fn measure(server: &BenchServer, n: usize, runs: usize) -> SizeReport {
 }
 
 /// Runs `pgspec COMMAND -f SPEC` and returns its wall time and peak RSS.
+///
+/// Linux carries a process's peak RSS across `execve`, and a child starts
+/// from its parent's: a pgspec spawned straight from this benchmark would
+/// report the benchmark's own peak. So a fresh copy of this binary is
+/// started first (`MEASURE`); it spawns pgspec while it is still small,
+/// waits for it, and reports pgspec's wall time and peak RSS.
 fn run_pgspec(server: &BenchServer, args: &[&str], spec: &Path) -> (Duration, i64) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pgspec"));
-    command
+    let me = std::env::current_exe().expect("the benchmark's own path");
+    let output = Command::new(me)
+        .arg(MEASURE)
+        .arg(env!("CARGO_BIN_EXE_pgspec"))
         .args(args)
         .arg("-f")
         .arg(spec)
@@ -393,10 +405,39 @@ fn run_pgspec(server: &BenchServer, args: &[&str], spec: &Path) -> (Duration, i6
         .env(PG_PASSWORD_ENV, &server.password)
         .env(ROLE_PASSWORD_ENV, "bench-role-secret")
         .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("run the measuring copy");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut figures = text.split_whitespace();
+    let mut next = || -> i64 {
+        figures
+            .next()
+            .and_then(|figure| figure.parse().ok())
+            .unwrap_or_else(|| panic!("measuring pgspec {args:?} failed: {text}"))
+    };
+    let (code, nanos, peak_kib) = (next(), next(), next());
+    assert!(code == 0 || code == 2, "pgspec {args:?} failed with {code}");
+    (Duration::from_nanos(nanos as u64), peak_kib)
+}
+
+/// The argument that makes this binary measure one command instead of
+/// benchmarking.
+const MEASURE: &str = "--measure-one-command";
+
+/// Runs the command in the arguments after `MEASURE`, with its output
+/// discarded, and prints its exit code, wall time in nanoseconds and peak
+/// RSS in KiB.
+fn measure_child() {
+    let mut args = std::env::args().skip(2);
+    let program = args.next().expect("a program to measure");
     let started = Instant::now();
-    let child = command.spawn().expect("start pgspec");
+    let child = Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start pgspec");
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
@@ -405,13 +446,13 @@ fn run_pgspec(server: &BenchServer, args: &[&str], spec: &Path) -> (Duration, i6
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let elapsed = started.elapsed();
     assert_eq!(waited, pid, "wait4");
-    let code = libc::WEXITSTATUS(status);
-    assert!(
-        libc::WIFEXITED(status) && (code == 0 || code == 2),
-        "pgspec {args:?} failed with {code}"
-    );
     std::mem::forget(child);
-    (elapsed, usage.ru_maxrss)
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    println!("{code} {} {}", elapsed.as_nanos(), usage.ru_maxrss);
 }
 
 fn figure(runs: usize, mut run: impl FnMut() -> (Duration, i64)) -> Figure {
@@ -436,12 +477,13 @@ fn table(report: &Report) -> String {
         "machine: {}\nserver: {}\nmedian of {} runs (apply from empty: 1 run), milliseconds\n\n",
         report.machine, report.postgres, report.runs
     );
-    text.push_str("| N | objects | validate | apply (empty) | plan (in sync) | plan (1% drift) | apply (in sync) | floor | plan / floor | statements | peak RSS |\n");
-    text.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    text.push_str("| N | objects | validate | apply (empty) | plan (in sync) | plan (1% drift) | apply (in sync) | floor | plan / floor | statements | peak RSS plan | peak RSS apply (empty) |\n");
+    text.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mib = |figure: &Figure| figure.peak_rss_kib as f64 / 1024.0;
     for size in &report.sizes {
         let _ = writeln!(
             text,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1}x | {} | {:.1} MiB |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1}x | {} | {:.1} MiB | {:.1} MiB |",
             size.n,
             size.objects,
             size.validate.median_ms,
@@ -452,18 +494,8 @@ fn table(report: &Report) -> String {
             size.floor_ms,
             size.plan_over_floor,
             size.plan_statements,
-            [
-                &size.validate,
-                &size.apply_from_empty,
-                &size.plan_in_sync,
-                &size.plan_one_percent_drift,
-                &size.apply_in_sync
-            ]
-            .iter()
-            .map(|figure| figure.peak_rss_kib)
-            .max()
-            .unwrap_or_default() as f64
-                / 1024.0
+            mib(&size.plan_in_sync).max(mib(&size.plan_one_percent_drift)),
+            mib(&size.apply_from_empty),
         );
     }
     for (objects, figure) in &report.validate_only {
