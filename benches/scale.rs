@@ -258,7 +258,7 @@ impl BenchServer {
             .expect("connect")
             .batch_execute(sql)
             .await
-            .unwrap_or_else(|error| panic!("{error}"));
+            .unwrap_or_else(|error| panic!("{error:?}"));
     }
 
     async fn version(&self) -> String {
@@ -339,23 +339,22 @@ async fn measure(server: &BenchServer, n: usize, runs: usize) -> SizeReport {
     let work = tempfile::tempdir().expect("temp dir");
     let spec_path = work.path().join(format!("bench-{n}.yaml"));
     std::fs::write(&spec_path, spec(server, n)).expect("write spec");
-    let database = format!("bench_{n}");
-    // The tables come from the application's migrations; one batch makes them.
-    server
-        .sql("postgres", &format!("CREATE DATABASE {database}"))
-        .await;
-    let mut tables = String::new();
-    for table in 0..n {
-        let _ = writeln!(
-            tables,
-            "CREATE TABLE t{table} (id int, a int, b int, c int);"
-        );
-    }
-    server.sql(&database, &tables).await;
-
     let pgspec = |args: &[&str]| run_pgspec(server, args, &spec_path);
     let validate = figure(runs, || pgspec(&["validate"]));
-    let apply_from_empty = figure(1, || pgspec(&["apply", "--auto-approve"]));
+    let mut empty_runs = Vec::new();
+    for run in 0..runs {
+        if run > 0 {
+            for statement in drop_deployment(n) {
+                server.sql("postgres", &statement).await;
+            }
+        }
+        server
+            .sql("postgres", &format!("CREATE DATABASE bench_{n}"))
+            .await;
+        server.sql(&format!("bench_{n}"), &tables(n)).await;
+        empty_runs.push(pgspec(&["apply", "--auto-approve"]));
+    }
+    let apply_from_empty = figure_of(empty_runs);
     let plan_in_sync = figure(runs, || pgspec(&["plan", "--detailed-exitcode"]));
     let apply_in_sync = figure(runs, || pgspec(&["apply", "--auto-approve"]));
 
@@ -384,6 +383,32 @@ async fn measure(server: &BenchServer, n: usize, runs: usize) -> SizeReport {
         floor_ms,
         plan_statements,
     }
+}
+
+/// The tables of a deployment of size N, as the application's migrations
+/// would make them: one batch.
+fn tables(n: usize) -> String {
+    let mut tables = String::new();
+    for table in 0..n {
+        let _ = writeln!(
+            tables,
+            "CREATE TABLE t{table} (id int, a int, b int, c int);"
+        );
+    }
+    tables
+}
+
+/// Takes the server back to before the first apply: the database (with its
+/// grants, indexes and default privileges), the roles, the settings. One
+/// statement each: none of them runs inside a transaction block.
+fn drop_deployment(n: usize) -> Vec<String> {
+    let roles: Vec<String> = (0..n).map(|role| format!("bench_{n}_r{role}")).collect();
+    vec![
+        format!("DROP DATABASE bench_{n} WITH (FORCE)"),
+        format!("DROP ROLE {}", roles.join(", ")),
+        "ALTER SYSTEM RESET ALL".to_owned(),
+        "SELECT pg_reload_conf()".to_owned(),
+    ]
 }
 
 /// Runs `pgspec COMMAND -f SPEC` and returns its wall time and peak RSS.
@@ -456,25 +481,27 @@ fn measure_child() {
 }
 
 fn figure(runs: usize, mut run: impl FnMut() -> (Duration, i64)) -> Figure {
-    let mut times = Vec::new();
-    let mut peak = 0;
-    for _ in 0..runs {
-        let (elapsed, rss) = run();
-        times.push(elapsed.as_secs_f64() * 1000.0);
-        peak = peak.max(rss);
-    }
+    figure_of((0..runs).map(|_| run()).collect())
+}
+
+/// The median time and the largest peak RSS of some runs.
+fn figure_of(runs: Vec<(Duration, i64)>) -> Figure {
+    let times: Vec<f64> = runs
+        .iter()
+        .map(|(elapsed, _)| elapsed.as_secs_f64() * 1000.0)
+        .collect();
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
     Figure {
         median_ms: sorted[sorted.len() / 2],
         runs_ms: times,
-        peak_rss_kib: peak,
+        peak_rss_kib: runs.iter().map(|(_, rss)| *rss).max().unwrap_or_default(),
     }
 }
 
 fn table(report: &Report) -> String {
     let mut text = format!(
-        "machine: {}\nserver: {}\nmedian of {} runs (apply from empty: 1 run), milliseconds\n\n",
+        "machine: {}\nserver: {}\nmedian of {} runs, milliseconds\n\n",
         report.machine, report.postgres, report.runs
     );
     text.push_str("| N | objects | validate | apply (empty) | plan (in sync) | plan (1% drift) | apply (in sync) | floor | plan / floor | statements | peak RSS plan | peak RSS apply (empty) |\n");
