@@ -11,7 +11,11 @@ fn check(name: &str, desired_yaml: &str, live_json: &str) {
     insta::assert_snapshot!(format!("{name}_json"), json);
 }
 
-const CONTAINER_SPEC: &str = r#"
+/// The container part of the ledger deployment, as a literal so the whole
+/// spec can be made from it with `concat!`.
+macro_rules! container_only_spec {
+    () => {
+        r#"
 version: 1
 name: ledger
 postgres:
@@ -19,10 +23,17 @@ postgres:
   port: 5433
   resources: { cpus: 4, memory: 8GiB }
   superuser: { password: { env: LEDGER_PG_PASSWORD } }
-databases:
+"#
+    };
+}
+
+const CONTAINER_SPEC: &str = concat!(
+    container_only_spec!(),
+    r#"databases:
   - name: somali_nlp
     extensions: [pg_trgm, { name: pg_stat_statements, version: "1.10" }]
-"#;
+"#
+);
 
 #[test]
 fn empty_host_creates_everything() {
@@ -179,16 +190,7 @@ fn resources_beyond_the_engine_are_plan_errors() {
 }
 
 /// The container part of `CONTAINER_SPEC` alone.
-const CONTAINER_ONLY_SPEC: &str = r#"
-version: 1
-name: ledger
-postgres:
-  image: postgres:17.2
-  port: 5433
-  resources: { cpus: 4, memory: 8GiB }
-  superuser: { password: { env: LEDGER_PG_PASSWORD } }
-"#;
-
+const CONTAINER_ONLY_SPEC: &str = container_only_spec!();
 /// A running container in the spec's shape, with the given extra fields.
 fn live_container(extra: &str) -> String {
     let server = if extra.contains("restarting") {

@@ -321,6 +321,22 @@ fn assert_failed_action(run: &common::Run, action: &str, done: &str, help: &str)
 }
 
 /// Whether an index is valid, or `None` when there is none of that name.
+/// A fresh apply finishes the job: the plan after it is empty, `items`
+/// still holds `rows` rows and `index` is valid.
+async fn assert_converges(server: &Server, spec: &str, rows: i64, index: &str) {
+    let env = [(PASSWORD_ENV, server.password.as_str())];
+    pgspec(&["apply", "-f", spec, "--auto-approve"], &env).expect(0);
+    pgspec(&["plan", "-f", spec, "--detailed-exitcode"], &env).expect(0);
+    let client = server.client("app").await;
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM items", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, rows);
+    assert_eq!(index_valid(&client, index).await, Some(true));
+}
+
 async fn index_valid(client: &tokio_postgres::Client, index: &str) -> Option<bool> {
     client
         .query_opt(
@@ -429,17 +445,7 @@ fn faults_server_killed_mid_apply() {
 
         server.restart().await;
         let spec = external_spec(&work, &name, &server, roles, databases);
-        let env = [(PASSWORD_ENV, server.password.as_str())];
-        pgspec(&["apply", "-f", &spec, "--auto-approve"], &env).expect(0);
-        pgspec(&["plan", "-f", &spec, "--detailed-exitcode"], &env).expect(0);
-        let client = server.client("app").await;
-        let rows: i64 = client
-            .query_one("SELECT count(*) FROM items", &[])
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(rows, 1000);
-        assert_eq!(index_valid(&client, "items_id").await, Some(true));
+        assert_converges(&server, &spec, 1000, "items_id").await;
     });
 }
 
@@ -495,16 +501,7 @@ fn faults_disk_full_during_index_build() {
         server
             .execute("postgres", "ALTER ROLE postgres RESET temp_tablespaces")
             .await;
-        pgspec(&["apply", "-f", &spec, "--auto-approve"], &env).expect(0);
-        pgspec(&["plan", "-f", &spec, "--detailed-exitcode"], &env).expect(0);
-        let client = server.client("app").await;
-        let rows: i64 = client
-            .query_one("SELECT count(*) FROM items", &[])
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(rows, 300_000);
-        assert_eq!(index_valid(&client, "items_body").await, Some(true));
+        assert_converges(&server, &spec, 300_000, "items_body").await;
     });
 }
 
@@ -560,16 +557,7 @@ fn faults_statement_timeout() {
 
         // Done as the hint says.
         server.execute("postgres", &raise.replace('`', "")).await;
-        pgspec(&["apply", "-f", &spec, "--auto-approve"], &env).expect(0);
-        pgspec(&["plan", "-f", &spec, "--detailed-exitcode"], &env).expect(0);
-        let client = server.client("app").await;
-        let rows: i64 = client
-            .query_one("SELECT count(*) FROM items", &[])
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(rows, 300);
-        assert_eq!(index_valid(&client, "items_slow").await, Some(true));
+        assert_converges(&server, &spec, 300, "items_slow").await;
     });
 }
 

@@ -197,6 +197,10 @@ impl Container {
     pub fn creation_hash(&self) -> String {
         use sha2::{Digest, Sha256};
         let fields = serde_json::json!({
+            // What `apply::docker` sets that no field here says (the
+            // environment, initdb's arguments, the health check's timing):
+            // raise it when that changes, and existing containers are
+            // replaced once to match.
             "template": 1,
             "image": self.image,
             "port": [self.bind_address, self.port],
@@ -504,6 +508,12 @@ pub struct IndexStamp {
 }
 
 impl IndexStamp {
+    /// The comment up to the built hash, which the server appends:
+    /// `managed by pgspec; spec=<spec>; built=`.
+    pub fn comment_prefix(spec: &str) -> String {
+        format!("{MANAGED_MARK}; spec={spec}; built=")
+    }
+
     /// Reads a stamp from an index comment; `None` for any other text.
     pub fn parse(comment: &str) -> Option<IndexStamp> {
         let rest = comment
@@ -772,11 +782,7 @@ mod tests {
     fn a_stamp_proves_only_the_definition_it_was_made_for() {
         let spec = "CREATE INDEX \"i\" ON \"public\".\"t\" USING btree (\"a\")";
         let built = "CREATE INDEX i ON public.t USING btree (a)";
-        let comment = format!(
-            "{MANAGED_MARK}; spec={}; built={}",
-            stamp_hash(spec),
-            stamp_hash(built)
-        );
+        let comment = IndexStamp::comment_prefix(&stamp_hash(spec)) + &stamp_hash(built);
         let stamp = IndexStamp::parse(&comment).expect("a stamp");
         assert!(stamp.proves(&desired(spec), built));
         // Another definition in the spec, or another one on the server.

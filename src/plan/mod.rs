@@ -107,6 +107,22 @@ pub struct Action {
     pub steps: Vec<Step>,
 }
 
+#[cfg(test)]
+impl Action {
+    /// An action with nothing but an address and a kind, for tests of how
+    /// actions are ordered and shown.
+    pub(crate) fn bare(address: &str, kind: ActionKind) -> Action {
+        Action {
+            address: address.to_owned(),
+            kind,
+            reason: String::new(),
+            risk: Risk::none(),
+            changes: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+}
+
 /// What an action does to its object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

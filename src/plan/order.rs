@@ -55,30 +55,18 @@ fn key(action: &Action) -> (u8, i16, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Risk;
-
-    fn action(address: &str, kind: ActionKind) -> Action {
-        Action {
-            address: address.to_owned(),
-            kind,
-            reason: String::new(),
-            risk: Risk::none(),
-            changes: Vec::new(),
-            steps: Vec::new(),
-        }
-    }
 
     #[test]
     fn creates_follow_dependencies_and_deletes_run_backwards() {
         let mut plan = Plan {
             actions: vec![
-                action("database.app/index.i", ActionKind::Delete),
-                action("container.x-postgres", ActionKind::Restart),
-                action("database.app/extension.e", ActionKind::Delete),
-                action("database.app/extension.pg_trgm", ActionKind::Create),
-                action("database.app", ActionKind::Create),
-                action("role.app", ActionKind::Create),
-                action("container.x-postgres", ActionKind::Create),
+                Action::bare("database.app/index.i", ActionKind::Delete),
+                Action::bare("container.x-postgres", ActionKind::Restart),
+                Action::bare("database.app/extension.e", ActionKind::Delete),
+                Action::bare("database.app/extension.pg_trgm", ActionKind::Create),
+                Action::bare("database.app", ActionKind::Create),
+                Action::bare("role.app", ActionKind::Create),
+                Action::bare("container.x-postgres", ActionKind::Create),
             ],
             ..Plan::default()
         };

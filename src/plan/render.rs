@@ -7,7 +7,7 @@ use std::fmt::Write;
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
-use crate::model::MANAGED_MARK;
+use crate::model::IndexStamp;
 use crate::plan::{
     Action, ActionKind, Change, DockerStep, FORMAT_VERSION, Note, Plan, PlanError, Step, Summary,
 };
@@ -293,8 +293,9 @@ pub fn step_lines(step: &Step) -> Vec<String> {
             name,
             spec,
         } => vec![format!(
-            "sql in `{database}`: COMMENT ON INDEX {} IS '{MANAGED_MARK}; spec={spec}; built=<hash of its pg_get_indexdef>'",
-            crate::sql::qualified(schema, name)
+            "sql in `{database}`: COMMENT ON INDEX {} IS '{}<hash of its pg_get_indexdef>'",
+            crate::sql::qualified(schema, name),
+            IndexStamp::comment_prefix(spec)
         )],
         Step::Docker(call) => vec![format!("docker: {}", docker_line(call))],
     }
@@ -410,18 +411,15 @@ mod tests {
     use super::*;
     use crate::plan::Risk;
 
+    /// An action that restarts the server.
     fn action(address: &str, kind: ActionKind) -> Action {
         Action {
-            address: address.to_owned(),
-            kind,
-            reason: String::new(),
             risk: Risk {
                 locks: Vec::new(),
                 restart: true,
                 reconnects: true,
             },
-            changes: Vec::new(),
-            steps: Vec::new(),
+            ..Action::bare(address, kind)
         }
     }
 

@@ -327,7 +327,7 @@ fn serde_message(text: &str) -> String {
 fn collect_spans(text: &str) -> SpanMap {
     let mut collector = SpanCollector {
         lines: text.lines().collect(),
-        line_chars: std::cell::RefCell::new((usize::MAX, Vec::new())),
+        line_chars: (usize::MAX, Vec::new()),
         stack: Vec::new(),
         spans: SpanMap::default(),
         done: false,
@@ -363,7 +363,7 @@ struct SpanCollector<'a> {
     lines: Vec<&'a str>,
     /// The characters of the line last looked at, by index: nodes arrive in
     /// line order, so each line is decoded about once.
-    line_chars: std::cell::RefCell<(usize, Vec<char>)>,
+    line_chars: (usize, Vec<char>),
     stack: Vec<Frame>,
     spans: SpanMap,
     /// The first document has ended; later ones are ignored.
@@ -462,17 +462,15 @@ impl SpanCollector<'_> {
     /// The span of the node starting at `mark`: a scalar (plain or quoted),
     /// a flow collection up to its closing bracket, an alias, or the first
     /// key of a block mapping.
-    fn span_at(&self, mark: Marker, node: &Node<'_>) -> Span {
+    fn span_at(&mut self, mark: Marker, node: &Node<'_>) -> Span {
         let line_index = mark.line().saturating_sub(1);
-        let mut cached = self.line_chars.borrow_mut();
-        if cached.0 != line_index {
-            cached.1.clear();
-            cached
-                .1
-                .extend(self.lines.get(line_index).copied().unwrap_or("").chars());
-            cached.0 = line_index;
+        let (cached_index, line) = &mut self.line_chars;
+        if *cached_index != line_index {
+            line.clear();
+            line.extend(self.lines.get(line_index).copied().unwrap_or("").chars());
+            *cached_index = line_index;
         }
-        let line = &cached.1;
+        let line = &*line;
         let mut start = mark.col().min(line.len());
         // Anchors and tags come before the node itself.
         while start < line.len() && (line[start] == '&' || line[start] == '!') {

@@ -28,7 +28,7 @@
 use std::collections::BTreeSet;
 
 use crate::model::{
-    Database, Deployment, Index, IndexCheck, MANAGED_MARK, address, index_key, stamp_hash,
+    Database, Deployment, Index, IndexCheck, IndexStamp, address, index_key, stamp_hash,
 };
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 use crate::spec::DiffOptions;
@@ -543,7 +543,7 @@ pub fn stamp_statement(schema: &str, name: &str, spec: &str) -> String {
         "BEGIN EXECUTE format('COMMENT ON INDEX %s IS %L', {index}, {} || \
          left(encode(sha256(convert_to(pg_get_indexdef({index}::regclass), 'UTF8')), 'hex'), 16)); \
          END",
-        quote_literal(&format!("{MANAGED_MARK}; spec={spec}; built="))
+        quote_literal(&IndexStamp::comment_prefix(spec))
     );
     format!("DO {}", quote_literal(&body))
 }
