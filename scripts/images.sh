@@ -7,6 +7,11 @@
 #   pgspec-test/postgres:15   bookworm, postgresql-15  (official postgres image contract)
 #   pgspec-test/postgres:17   trixie,   postgresql-17  (same contract)
 #   pgspec-test/pgbouncer:1   bookworm, pgbouncer + postgresql-client
+#   pgspec-test/postgres:latest  postgres:17's file system with the layout of
+#                             the official image from PostgreSQL 18 on (as
+#                             `postgres:latest` is): PGDATA=/var/lib/postgresql/17/docker
+#                             under VOLUME /var/lib/postgresql; its tag does not
+#                             spell the major
 #
 # An image is rebuilt only when missing or when the hash of its build inputs
 # (this script, its entrypoint, suite and package list) differs from the
@@ -34,7 +39,12 @@ declare -A RECIPE=(
 	[postgres:17]="trixie|postgresql-17,locales|docker-entrypoint.sh"
 	[pgbouncer:1]="bookworm|pgbouncer,postgresql-client|pgbouncer-entrypoint.sh"
 )
-ALL=(postgres:15 postgres:17 pgbouncer:1)
+# Images made from another one's file system instead of debootstrap:
+# name:tag -> the image it is made from.
+declare -A DERIVED=(
+	[postgres:latest]="postgres:17"
+)
+ALL=(postgres:15 postgres:17 pgbouncer:1 postgres:latest)
 
 force=
 want=()
@@ -44,7 +54,7 @@ for arg; do
 		-h | --help) sed -n '2,/^set -E/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 		*)
 			arg="${arg#"$REPO"/}"
-			[ -n "${RECIPE[$arg]:-}" ] || die "unknown image $arg (known: ${ALL[*]})"
+			[ -n "${RECIPE[$arg]:-}${DERIVED[$arg]:-}" ] || die "unknown image $arg (known: ${ALL[*]})"
 			want+=("$arg")
 			;;
 	esac
@@ -67,6 +77,12 @@ fi
 
 build_hash() {
 	local image="$1" suite pkgs entry
+	if [ -n "${DERIVED[$image]:-}" ]; then
+		# the base image's hash stands for its file system
+		printf '%s\n' "$image" "$(build_hash "${DERIVED[$image]}")" | cat - "$here/images.sh" |
+			sha256sum | cut -c1-16
+		return
+	fi
 	IFS='|' read -r suite pkgs entry <<< "${RECIPE[$image]}"
 	{
 		printf '%s\n' "$image" "$suite" "$pkgs"
@@ -270,6 +286,39 @@ build_one() {
 	echo "built $REPO/$image ($version) in $((SECONDS - started))s"
 }
 
+# The official image's layout from PostgreSQL 18 on, on the file system of
+# another image: `docker export` flattens it (a VOLUME cannot be taken back
+# in a Dockerfile), and the config is given anew.
+build_derived() {
+	local image="$1" hash="$2" base="${DERIVED[$1]}" started=$SECONDS
+	local major="${base#postgres:}" tmp_tag="$REPO/$image-rootfs-$hash" container
+	container="$("$DOCKER" create "$REPO/$base")"
+	"$DOCKER" export "$container" | "$DOCKER" import \
+		--message "pgspec test image: $REPO/$base with the PostgreSQL 18 data layout" - "$tmp_tag"
+	"$DOCKER" rm -v "$container" > /dev/null
+	local version
+	version="$("$DOCKER" image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$REPO/$base" |
+		sed -n 's/^PG_VERSION=//p')"
+	cat <<-EOF | DOCKER_BUILDKIT=0 "$DOCKER" build --quiet --tag "$REPO/$image" -
+		FROM $tmp_tag
+		RUN install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/$major/docker \
+			&& rmdir /var/lib/postgresql/data
+		ENV PATH=/usr/lib/postgresql/$major/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+		ENV PG_MAJOR=$major
+		ENV PG_VERSION=$version
+		ENV PGDATA=/var/lib/postgresql/$major/docker
+		ENV LANG=en_US.utf8
+		VOLUME /var/lib/postgresql
+		ENTRYPOINT ["docker-entrypoint.sh"]
+		STOPSIGNAL SIGINT
+		EXPOSE 5432
+		CMD ["postgres"]
+		LABEL $LABEL_IMAGE=1 $LABEL_HASH=$hash org.pgspec.derived-from=$REPO/$base
+	EOF
+	"$DOCKER" rmi "$tmp_tag" > /dev/null
+	echo "built $REPO/$image (from $REPO/$base) in $((SECONDS - started))s"
+}
+
 # --- main -----------------------------------------------------------------
 
 todo=()
@@ -285,7 +334,32 @@ for image in "${want[@]}"; do
 		todo+=("$image")
 	fi
 done
-[ "${#todo[@]}" -gt 0 ] || exit 0
+# a derived image needs its base as it is meant to be
+for image in "${todo[@]}"; do
+	base="${DERIVED[$image]:-}"
+	if [ -n "$base" ] && [[ " ${todo[*]} " != *" $base "* ]] &&
+		[ "$(image_hash "$base")" != "$(build_hash "$base")" ]; then
+		todo+=("$base")
+	fi
+done
+# derived images are made after the images they come from
+derived=()
+plain=()
+for image in "${todo[@]}"; do
+	if [ -n "${DERIVED[$image]:-}" ]; then derived+=("$image"); else plain+=("$image"); fi
+done
+todo=("${plain[@]}")
+build_derived_images() {
+	local image
+	for image in "${derived[@]}"; do
+		log "building $REPO/$image from $REPO/${DERIVED[$image]}"
+		build_derived "$image" "$(build_hash "$image")" >&2 || die "could not build $REPO/$image"
+	done
+}
+if [ "${#todo[@]}" -eq 0 ]; then
+	build_derived_images
+	exit 0
+fi
 
 [ "$(id -u)" = 0 ] || die "building images needs root (debootstrap, chroot)"
 command -v debootstrap > /dev/null 2>&1 || apt_install debootstrap
@@ -316,5 +390,6 @@ if [ "${#failed[@]}" -gt 0 ]; then
 	die "could not build: ${failed[*]} (logs in $logs_dir)"
 fi
 rm -rf "$logs_dir"
+build_derived_images
 # the old image of a rebuilt tag is left dangling
 "$DOCKER" image prune -f --filter "label=$LABEL_IMAGE" > /dev/null 2>&1 || true

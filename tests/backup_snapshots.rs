@@ -40,12 +40,12 @@ backup:
 const LIVE_SERVER: &str = r#"
   "container": { "name": "ledger-postgres", "image": "postgres:17.2", "port": 5433,
                  "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
-                 "data_mount": "/var/lib/postgresql/data", "superuser": "postgres",
+                 "data_mount": "/var/lib/postgresql/data", "pgdata": "/var/lib/postgresql/data", "data_kind": "volume", "superuser": "postgres",
                  "state": "running", "id": "abc", "image_id": "sha256:1", "data_major": 17,
                  "volume_exists": true, "network": "ledger-net", "network_exists": true,
                  "restart_policy": "unless-stopped",
                  "health_check": ["CMD", "pg_isready", "--quiet", "--host", "127.0.0.1", "--port", "5432", "--dbname", "postgres", "--username", "postgres"] },
-  "images": { "postgres:17.2": { "id": "sha256:1", "pg_major": 17 } },
+  "images": { "postgres:17.2": { "id": "sha256:1", "pg_major": 17, "pgdata": "/var/lib/postgresql/data", "volumes": ["/var/lib/postgresql/data"] } },
   "server": { "version_num": 170002, "available_extensions": {} },
   "databases": { "crawl": { "name": "crawl", "owner": "postgres" } },
 "#;

@@ -524,3 +524,254 @@ async fn restart_once_for_settings(major: u32) {
 fn restart_required_settings_restart_once() {
     common::block_on(restart_once_for_settings(17));
 }
+
+// Issue 15, part 1: the data directory is on pgspec's named volume for any
+// image, proven before anything is replaced.
+
+/// The image with the layout of the official image from PostgreSQL 18 on
+/// (PGDATA=/var/lib/postgresql/17/docker under VOLUME /var/lib/postgresql),
+/// under a tag that does not spell the major.
+const LATEST_IMAGE: &str = "pgspec-test/postgres:latest";
+
+/// Mounts of a container as (type, name, destination).
+fn mounts(inspect: &bollard::models::ContainerInspectResponse) -> Vec<(String, String, String)> {
+    let mut mounts: Vec<(String, String, String)> = inspect
+        .mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mount| {
+            (
+                mount.typ.map(|kind| kind.to_string()).unwrap_or_default(),
+                mount.name.unwrap_or_default(),
+                mount.destination.unwrap_or_default(),
+            )
+        })
+        .collect();
+    mounts.sort();
+    mounts
+}
+
+fn env_of(inspect: &bollard::models::ContainerInspectResponse) -> Vec<String> {
+    inspect
+        .config
+        .clone()
+        .and_then(|config| config.env)
+        .unwrap_or_default()
+}
+
+async fn seed_rows(deployment: &Deployment) {
+    connect(deployment.port, &deployment.password, "app")
+        .await
+        .expect("connect")
+        .batch_execute(
+            "CREATE TABLE ledger (id int); INSERT INTO ledger SELECT generate_series(1, 1000)",
+        )
+        .await
+        .expect("seed rows");
+}
+
+#[test]
+fn rows_survive_a_replace_with_the_18_layout_under_latest() {
+    common::block_on(async {
+        let docker = docker().await;
+        let mut deployment = Deployment::new();
+        let spec = deployment.spec(LATEST_IMAGE, "512MiB");
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(0);
+        let inspect = deployment.inspect(&docker).await;
+        // The named volume is where the image declares its volume, PGDATA
+        // is set explicitly inside it, and nothing is on an anonymous one.
+        assert_eq!(
+            mounts(&inspect),
+            vec![(
+                "volume".to_owned(),
+                format!("{}-pgdata", deployment.name),
+                "/var/lib/postgresql".to_owned()
+            )]
+        );
+        assert!(
+            env_of(&inspect).contains(&"PGDATA=/var/lib/postgresql/17/docker".to_owned()),
+            "{:?}",
+            env_of(&inspect)
+        );
+        seed_rows(&deployment).await;
+        deployment
+            .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+            .expect(0);
+
+        // A port change replaces the container; the rows stay.
+        deployment.port = free_port();
+        let spec = deployment.spec(LATEST_IMAGE, "512MiB");
+        let plan = deployment
+            .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+            .expect(2);
+        assert!(
+            plan.stdout.contains("-/+ container.") || plan.stdout.contains("will be replaced"),
+            "{}",
+            plan.stdout
+        );
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(0);
+        let replaced = deployment.inspect(&docker).await;
+        assert_ne!(replaced.id, inspect.id, "the container was replaced");
+        assert_eq!(deployment.rows().await, 1000);
+        assert_eq!(mounts(&replaced), mounts(&inspect));
+        deployment
+            .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+            .expect(0);
+    });
+}
+
+#[test]
+fn a_container_with_its_data_on_an_anonymous_volume_is_refused_not_replaced() {
+    common::block_on(async {
+        let docker = docker().await;
+        let deployment = Deployment::new();
+        // A container as `docker run` makes it from an image with the 18
+        // layout: its data on the image's anonymous volume, labelled as
+        // pgspec's own (as an earlier pgspec, mounting its volume where the
+        // tag suggested, left it).
+        let mut labels = std::collections::HashMap::new();
+        labels.insert("org.pgspec.deployment".to_owned(), deployment.name.clone());
+        labels.insert("org.pgspec.managed".to_owned(), "true".to_owned());
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(LATEST_IMAGE.to_owned()),
+            env: Some(vec![format!("POSTGRES_PASSWORD={}", deployment.password)]),
+            labels: Some(labels),
+            exposed_ports: Some(vec!["5432/tcp".to_owned()]),
+            host_config: Some(bollard::models::HostConfig {
+                port_bindings: Some(std::collections::HashMap::from([(
+                    "5432/tcp".to_owned(),
+                    Some(vec![bollard::models::PortBinding {
+                        host_ip: Some("127.0.0.1".to_owned()),
+                        host_port: Some(deployment.port.to_string()),
+                    }]),
+                )])),
+                ..bollard::models::HostConfig::default()
+            }),
+            ..bollard::models::ContainerCreateBody::default()
+        };
+        docker
+            .create_container(
+                Some(bollard::query_parameters::CreateContainerOptions {
+                    name: Some(deployment.container()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .expect("create container");
+        docker
+            .start_container(&deployment.container(), None)
+            .await
+            .expect("start container");
+        let mut ready = false;
+        for _ in 0..120 {
+            if let Ok(client) = connect(deployment.port, &deployment.password, "postgres").await
+                && client.batch_execute("CREATE DATABASE app").await.is_ok()
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        assert!(ready, "the hand-made server never answered");
+        seed_rows(&deployment).await;
+        let before = deployment.inspect(&docker).await;
+        let anonymous = mounts(&before);
+        assert!(
+            anonymous.len() == 1 && anonymous[0].2 == "/var/lib/postgresql",
+            "{anonymous:?}"
+        );
+
+        let spec = deployment.spec(LATEST_IMAGE, "512MiB");
+        let refused = deployment.pgspec(&["plan", "-f", &spec]).expect(1);
+        assert!(
+            refused.stdout.contains("pgspec will not replace container")
+                && refused.stdout.contains("anonymous volume"),
+            "{}",
+            refused.stdout
+        );
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(1);
+        let after = deployment.inspect(&docker).await;
+        assert_eq!(after.id, before.id, "the container was not touched");
+        assert_eq!(
+            after.state.and_then(|state| state.running),
+            Some(true),
+            "it still runs"
+        );
+        assert_eq!(deployment.rows().await, 1000);
+    });
+}
+
+#[test]
+fn an_image_that_would_not_find_the_data_is_refused_before_the_old_server_stops() {
+    common::block_on(async {
+        let docker = docker().await;
+        let deployment = Deployment::new();
+        let spec = deployment.spec(&postgres_image(17), "512MiB");
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(0);
+        seed_rows(&deployment).await;
+        let before = deployment.inspect(&docker).await;
+
+        // Same major, other layout: a container from it would look for
+        // PGDATA in /var/lib/postgresql/17/docker on the volume, where there
+        // is nothing, and initialise an empty cluster there.
+        let spec = deployment.spec(LATEST_IMAGE, "512MiB");
+        let refused = deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(1);
+        assert!(
+            refused.stderr.contains("would not find the data directory"),
+            "{}",
+            refused.stderr
+        );
+        let after = deployment.inspect(&docker).await;
+        assert_eq!(after.id, before.id, "the old container keeps running");
+        assert_eq!(deployment.rows().await, 1000);
+        // The never-started check container is gone, and no volume but the
+        // deployment's was made.
+        assert!(
+            docker
+                .inspect_container(&format!("{}-pgspec-check", deployment.container()), None)
+                .await
+                .is_err()
+        );
+    });
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_leaves_the_old_server_running() {
+    common::block_on(async {
+        let docker = docker().await;
+        let deployment = Deployment::new();
+        let spec = deployment.spec(&postgres_image(15), "512MiB");
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(0);
+        seed_rows(&deployment).await;
+        let before = deployment.inspect(&docker).await;
+
+        let missing = format!("pgspec-test/postgres:{}", unique_name("missing"));
+        let spec = deployment.spec(&missing, "512MiB");
+        let refused = deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(1);
+        assert!(
+            refused.stderr.contains("neither local nor pullable"),
+            "{}",
+            refused.stderr
+        );
+        let after = deployment.inspect(&docker).await;
+        assert_eq!(after.id, before.id);
+        assert_eq!(after.state.and_then(|state| state.running), Some(true));
+        assert_eq!(deployment.rows().await, 1000);
+    });
+}

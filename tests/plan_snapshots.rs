@@ -55,7 +55,7 @@ fn in_sync_deployment_has_nothing_to_do() {
         r#"{ "name": "ledger",
              "container": { "name": "ledger-postgres", "image": "postgres:17.2", "port": 5433,
                             "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
-                            "data_mount": "/var/lib/postgresql/data", "nano_cpus": 4000000000,
+                            "data_mount": "/var/lib/postgresql/data", "pgdata": "/var/lib/postgresql/data", "data_kind": "volume", "nano_cpus": 4000000000,
                             "memory_bytes": 8589934592, "superuser": "postgres", "state": "running",
                             "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true,
                             "network": "ledger-net", "network_exists": true, "restart_policy": "unless-stopped",
@@ -80,12 +80,12 @@ fn image_change_replaces_and_resources_update_in_place() {
         r#"{ "name": "ledger",
              "container": { "name": "ledger-postgres", "image": "postgres:17.1", "port": 5433,
                             "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
-                            "data_mount": "/var/lib/postgresql/data", "nano_cpus": 2000000000,
+                            "data_mount": "/var/lib/postgresql/data", "pgdata": "/var/lib/postgresql/data", "data_kind": "volume", "nano_cpus": 2000000000,
                             "memory_bytes": 4294967296, "superuser": "postgres", "state": "running",
                             "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true,
                             "network": "ledger-net", "network_exists": true, "restart_policy": "unless-stopped",
                             "health_check": ["CMD", "pg_isready", "--quiet", "--host", "127.0.0.1", "--port", "5432", "--dbname", "postgres", "--username", "postgres"] },
-             "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17 } },
+             "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17, "pgdata": "/var/lib/postgresql/data", "volumes": ["/var/lib/postgresql/data"] } },
              "server": { "version_num": 170001, "available_extensions": {
                  "pg_trgm": { "default_version": "1.6", "versions": ["1.6"] },
                  "pg_stat_statements": { "default_version": "1.11", "versions": ["1.10", "1.11"] } } },
@@ -103,9 +103,9 @@ fn major_version_change_is_refused() {
         r#"{ "name": "ledger",
              "container": { "name": "ledger-postgres", "image": "postgres:15.8", "port": 5433,
                             "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
-                            "data_mount": "/var/lib/postgresql/data", "superuser": "postgres",
+                            "data_mount": "/var/lib/postgresql/data", "pgdata": "/var/lib/postgresql/data", "data_kind": "volume", "superuser": "postgres",
                             "state": "running", "data_major": 15, "volume_exists": true },
-             "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17 } },
+             "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17, "pgdata": "/var/lib/postgresql/data", "volumes": ["/var/lib/postgresql/data"] } },
              "server": { "version_num": 150008 } }"#,
     );
 }
@@ -118,7 +118,7 @@ fn stopped_container_is_started_first() {
         r#"{ "name": "ledger",
              "container": { "name": "ledger-postgres", "image": "postgres:17.2", "port": 5433,
                             "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
-                            "data_mount": "/var/lib/postgresql/data", "nano_cpus": 4000000000,
+                            "data_mount": "/var/lib/postgresql/data", "pgdata": "/var/lib/postgresql/data", "data_kind": "volume", "nano_cpus": 4000000000,
                             "memory_bytes": 8589934592, "superuser": "postgres", "state": "stopped",
                             "volume_exists": true, "network_exists": true, "restart_policy": "no",
                             "health_check": ["CMD", "pg_isready", "--quiet", "--host", "127.0.0.1", "--port", "5432", "--dbname", "postgres", "--username", "postgres"] } }"#,
@@ -202,12 +202,12 @@ fn live_container(extra: &str) -> String {
         r#"{{ "name": "ledger",
              "container": {{ "name": "ledger-postgres", "image": "postgres:17.2", "port": 5433,
                             "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
-                            "data_mount": "/var/lib/postgresql/data", "nano_cpus": 4000000000,
+                            "data_mount": "/var/lib/postgresql/data", "pgdata": "/var/lib/postgresql/data", "data_kind": "volume", "nano_cpus": 4000000000,
                             "memory_bytes": 8589934592, "superuser": "postgres",
                             "id": "abc", "image_id": "sha256:1", "data_major": 17, "volume_exists": true,
                             "network": "ledger-net", "network_exists": true, "restart_policy": "unless-stopped",
                             {extra} }},
-             "images": {{ "postgres:17.2": {{ "id": "sha256:1", "pg_major": 17 }} }}{server} }}"#
+             "images": {{ "postgres:17.2": {{ "id": "sha256:1", "pg_major": 17, "pgdata": "/var/lib/postgresql/data", "volumes": ["/var/lib/postgresql/data"] }} }}{server} }}"#
     )
 }
 
@@ -250,5 +250,63 @@ fn restarting_and_unhealthy_containers_are_noted() {
         &live_container(&format!(
             r#""state": "running", "health": "unhealthy (127.0.0.1:5432 - no response)", {check_args}"#
         )),
+    );
+}
+
+// Issue 15, part 1: a container whose data directory is not on pgspec's
+// named volume is never replaced, whatever the change asks for.
+#[test]
+fn data_on_an_anonymous_volume_is_never_replaced() {
+    // What a mount point guessed from the tag did to an image with the
+    // PostgreSQL 18 layout: the named volume at /var/lib/postgresql/data,
+    // PGDATA on the image's anonymous volume at /var/lib/postgresql.
+    check(
+        "anonymous_volume_refused",
+        CONTAINER_SPEC,
+        r#"{ "name": "ledger",
+             "container": { "name": "ledger-postgres", "image": "postgres:17.2", "port": 5432,
+                            "bind_address": "127.0.0.1",
+                            "volume": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                            "data_mount": "/var/lib/postgresql", "pgdata": "/var/lib/postgresql/18/docker",
+                            "data_kind": "volume", "superuser": "postgres", "state": "running",
+                            "data_major": 17, "volume_exists": true },
+             "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17,
+                                            "pgdata": "/var/lib/postgresql/18/docker",
+                                            "volumes": ["/var/lib/postgresql"] } },
+             "server": { "version_num": 170002, "data_directory": "/var/lib/postgresql/18/docker" } }"#,
+    );
+}
+
+#[test]
+fn server_running_outside_the_volume_is_never_replaced() {
+    check(
+        "server_outside_volume_refused",
+        CONTAINER_SPEC,
+        r#"{ "name": "ledger",
+             "container": { "name": "ledger-postgres", "image": "postgres:17.2", "port": 5432,
+                            "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
+                            "data_mount": "/var/lib/postgresql/data", "pgdata": "/var/lib/postgresql/data",
+                            "data_kind": "volume", "superuser": "postgres", "state": "running",
+                            "data_major": 17, "volume_exists": true },
+             "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17,
+                                            "pgdata": "/var/lib/postgresql/data",
+                                            "volumes": ["/var/lib/postgresql/data"] } },
+             "server": { "version_num": 170002, "data_directory": "/srv/elsewhere" } }"#,
+    );
+}
+
+#[test]
+fn layout_of_the_18_image_is_read_from_the_image() {
+    // `latest` says nothing of the major; the image's PGDATA and VOLUME do.
+    check(
+        "layout_from_image",
+        &CONTAINER_SPEC.replace("postgres:17.2", "postgres:latest"),
+        r#"{ "name": "ledger",
+             "container": { "name": "ledger-postgres", "image": "", "port": 0, "bind_address": "",
+                            "state": "missing", "volume": "", "data_mount": "", "superuser": "",
+                            "volume_exists": false },
+             "images": { "postgres:latest": { "id": "sha256:3", "pg_major": 18,
+                                              "pgdata": "/var/lib/postgresql/18/docker",
+                                              "volumes": ["/var/lib/postgresql"] } } }"#,
     );
 }

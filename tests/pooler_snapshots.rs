@@ -49,7 +49,7 @@ fn live(pooler: &str) -> String {
         r#"{{ "name": "ffe",
              "container": {{ "name": "ffe-postgres", "image": "postgres:17.2", "port": 5433,
                             "bind_address": "127.0.0.1", "volume": "ffe-pgdata",
-                            "data_mount": "/var/lib/postgresql/data", "superuser": "postgres",
+                            "data_mount": "/var/lib/postgresql/data", "pgdata": "/var/lib/postgresql/data", "data_kind": "volume", "superuser": "postgres",
                             "state": "running", "id": "abc", "image_id": "sha256:1", "data_major": 17,
                             "volume_exists": true, "network": "ffe-net", "network_exists": true,
                             "restart_policy": "unless-stopped",

@@ -27,6 +27,7 @@ fn server() -> ServerInfo {
     ServerInfo {
         version_num: 170_000,
         current_user: None,
+        data_directory: None,
         available_extensions: EXTENSIONS
             .iter()
             .map(|name| {

@@ -194,6 +194,25 @@ docker_setup_env() {
 	fi
 }
 
+# The official image from PostgreSQL 18 on keeps PGDATA in
+# /var/lib/postgresql/MAJOR/docker under VOLUME /var/lib/postgresql, and
+# refuses to start when something is mounted at the old place: the data in
+# such a mount would be ignored and a new, empty cluster made beside it.
+docker_refuse_old_data_mount() {
+	local old=/var/lib/postgresql/data
+	if [ "$PGDATA" != "$old" ] && [ "${PGDATA#"$old"/}" = "$PGDATA" ] && mountpoint -q "$old"; then
+		printf >&2 'Error: in 18+, these Docker images are configured to store database data in
+'
+		printf >&2 '       a format which is compatible with "pg_ctlcluster" (PGDATA=%s),
+' "$PGDATA"
+		printf >&2 '       but there appears to be a mount at %s (unused mount/volume).
+' "$old"
+		printf >&2 '       Mount the volume at /var/lib/postgresql instead.
+'
+		exit 1
+	fi
+}
+
 # does the server command ask for help or a config value only (no init then)?
 _pg_want_help() {
 	local arg
@@ -212,6 +231,7 @@ _main() {
 	fi
 
 	if [ "$1" = 'postgres' ] && ! _pg_want_help "$@"; then
+		docker_refuse_old_data_mount
 		docker_setup_env
 		docker_create_db_directories
 		if [ "$(id -u)" = '0' ]; then

@@ -50,13 +50,21 @@ pub fn object_labels(deployment: &str) -> HashMap<String, String> {
 
 /// Runs one Docker step. `target` is how the server in the container is
 /// reached, for `WaitReady`.
+/// `expected` carries what `PrepareContainer` proved to `VerifyData`.
 pub async fn run(
     docker: &Docker,
     deployment: &str,
     step: &DockerStep,
     target: &Target,
+    expected: &mut super::data::Expected,
 ) -> anyhow::Result<()> {
     match step {
+        DockerStep::PrepareContainer { container } => {
+            *expected = super::data::prepare(docker, deployment, container, target).await?;
+        }
+        DockerStep::VerifyData { name, databases } => {
+            super::data::verify(docker, name, expected, databases, target).await?;
+        }
         DockerStep::CreateVolume { name } => {
             docker
                 .create_volume(VolumeCreateRequest {
@@ -161,6 +169,9 @@ async fn create_container(
     container: &Container,
 ) -> anyhow::Result<()> {
     ensure_image(docker, &container.image).await?;
+    // The layout is read from the image as it is now, whatever the plan
+    // saw: the data directory is where this image keeps it, on the volume.
+    let container = &super::data::with_image_layout(docker, container).await?;
     let password = match &container.superuser_password {
         Some(secret) => Some(
             secret
@@ -169,7 +180,10 @@ async fn create_container(
         ),
         None => None,
     };
-    let mut env = vec![format!("POSTGRES_USER={}", container.superuser)];
+    let mut env = vec![
+        format!("POSTGRES_USER={}", container.superuser),
+        format!("PGDATA={}", container.pgdata),
+    ];
     if password.is_some() {
         env.push(format!("POSTGRES_PASSWORD_FILE={PASSWORD_FILE}"));
     }
@@ -314,7 +328,7 @@ fn password_archive(password: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Makes sure the image is local: pulls it when it is not, and says plainly
 /// when it can be neither found nor pulled.
-pub(super) async fn ensure_image(docker: &Docker, image: &str) -> anyhow::Result<()> {
+pub async fn ensure_image(docker: &Docker, image: &str) -> anyhow::Result<()> {
     match docker.inspect_image(image).await {
         Ok(_) => return Ok(()),
         Err(error) if is_not_found(&error) => {}

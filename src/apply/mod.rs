@@ -6,6 +6,7 @@
 //! and after the container phase it plans the inside of PostgreSQL again
 //! against what is then live.
 
+pub mod data;
 pub mod docker;
 pub mod hint;
 pub mod lock;
@@ -153,6 +154,7 @@ pub async fn apply(
         spec,
         target: target.clone(),
         docker: None,
+        expected: data::Expected::default(),
         sessions: sql::Sessions::new(target.clone(), options.lock_timeout),
         done: Vec::new(),
         total: approved.plan.actions.len(),
@@ -244,6 +246,8 @@ struct Run<'a> {
     spec: &'a Spec,
     target: Target,
     docker: Option<bollard::Docker>,
+    /// What the data directory proof of a replace expects of the new server.
+    expected: data::Expected,
     sessions: sql::Sessions,
     done: Vec<(String, ActionKind)>,
     total: usize,
@@ -325,7 +329,14 @@ impl Run<'_> {
                     // Connections to the old server die with it.
                     self.sessions.reset();
                 }
-                docker::run(docker, &self.spec.deployment.name, call, &self.target).await
+                docker::run(
+                    docker,
+                    &self.spec.deployment.name,
+                    call,
+                    &self.target,
+                    &mut self.expected,
+                )
+                .await
             }
         }
     }

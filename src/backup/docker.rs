@@ -420,8 +420,6 @@ pub fn agent_command(arguments: &[&str]) -> Vec<String> {
 pub struct VerifyTarget<'a> {
     pub deployment: &'a str,
     pub image: &'a str,
-    /// Where the image keeps its data directory.
-    pub data_mount: &'a str,
     pub superuser: &'a str,
     pub destination: &'a BackupDestination,
 }
@@ -485,6 +483,14 @@ async fn verify_in(
         })
         .await
         .with_context(|| format!("cannot create scratch volume `{name}`"))?;
+    // The scratch data directory goes where the image keeps PGDATA.
+    let layout = crate::live::docker::image_from_inspect(
+        docker
+            .inspect_image(target.image)
+            .await
+            .with_context(|| format!("cannot inspect image `{}`", target.image))?,
+    )
+    .data_layout();
     // The scratch server's password is made up here and used once.
     let password = hex::encode(Sha256::digest(format!("{name}-{:?}", SystemTime::now())));
     let body = ContainerCreateBody {
@@ -494,12 +500,13 @@ async fn verify_in(
             format!("POSTGRES_PASSWORD_FILE={PASSWORD_FILE}"),
             "POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256 --auth-local=trust".to_owned(),
             format!("PGPASSFILE={PGPASS_PATH}"),
+            format!("PGDATA={}", layout.pgdata),
         ]),
         labels: Some(scratch_labels),
         host_config: Some(HostConfig {
             mounts: Some(vec![
                 Mount {
-                    target: Some(target.data_mount.to_owned()),
+                    target: Some(layout.mount.clone()),
                     source: Some(name.to_owned()),
                     typ: Some(MountType::VOLUME),
                     ..Mount::default()

@@ -339,7 +339,6 @@ async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
     let target = backup::docker::VerifyTarget {
         deployment: &spec.deployment.name,
         image: &container.image,
-        data_mount: &container.data_mount,
         superuser: &container.superuser,
         destination: &backup_section.destination,
     };

@@ -1137,6 +1137,7 @@ mod tests {
                 server: Some(ServerInfo {
                     version_num: 170_002,
                     current_user: Some("postgres".to_owned()),
+                    data_directory: None,
                     available_extensions: [
                         ("pg_trgm", "1.6", &["1.5", "1.6"][..]),
                         ("hstore", "1.8", &["1.7", "1.8"][..]),

@@ -9,11 +9,14 @@ use std::collections::BTreeMap;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerInspectResponse, Health, HealthStatusEnum};
+use bollard::models::{
+    ContainerInspectResponse, Health, HealthStatusEnum, ImageInspect, MountPoint,
+};
 use bollard::query_parameters::DownloadFromContainerOptions;
 use futures_util::StreamExt;
 
 use crate::live::ObserveError;
+use crate::model::data::{DEFAULT_PGDATA, DataHome, MountInfo};
 use crate::model::{Container, ContainerState, Image};
 
 /// Labels pgspec puts on every Docker object it creates.
@@ -94,17 +97,7 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
     let mut images = BTreeMap::new();
     match image {
         Ok(image) => {
-            let env = image
-                .config
-                .and_then(|config| config.env)
-                .unwrap_or_default();
-            images.insert(
-                want.image.clone(),
-                Image {
-                    id: image.id.unwrap_or_default(),
-                    pg_major: env_value(&env, "PG_MAJOR").and_then(|major| major.parse().ok()),
-                },
-            );
+            images.insert(want.image.clone(), image_from_inspect(image));
         }
         Err(error) if is_not_found(&error) => {}
         Err(source) => {
@@ -122,7 +115,7 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
                 // read from the data directory, so a major version change
                 // is refused before anything starts.
                 container.data_major =
-                    data_directory_major(docker, &want.name, &container.data_mount).await;
+                    data_directory_major(docker, &want.name, &container.pgdata).await;
             }
             container.network_exists = network_exists;
             container
@@ -152,49 +145,86 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
     })
 }
 
-/// `PG_VERSION` of the data directory in a (stopped) container, read
+/// `PG_VERSION` of the data directory `pgdata` in a container, read
 /// through the engine's archive endpoint; `None` when it cannot be read.
-async fn data_directory_major(docker: &Docker, container: &str, data_mount: &str) -> Option<u32> {
-    if data_mount.is_empty() {
+pub async fn data_directory_major(docker: &Docker, container: &str, pgdata: &str) -> Option<u32> {
+    if pgdata.is_empty() {
         return None;
     }
-    // The official image keeps PGDATA in the mount (up to 17) or in
-    // `<major>/docker` below it (18 on); the first one found wins.
-    let mut candidates = vec![format!("{data_mount}/PG_VERSION")];
-    for major in 18..=22 {
-        candidates.push(format!("{data_mount}/{major}/docker/PG_VERSION"));
-    }
-    for path in candidates {
-        let mut archive = Vec::new();
-        let mut stream =
-            docker.download_from_container(container, Some(DownloadFromContainerOptions { path }));
-        let mut failed = false;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => archive.extend_from_slice(&bytes),
-                Err(_) => {
-                    failed = true;
+    let text = read_file(docker, container, &format!("{pgdata}/PG_VERSION"))
+        .await
+        .ok()??;
+    String::from_utf8_lossy(&text).trim().parse().ok()
+}
+
+/// The most of a file `read_file` reads: the control files it is for are
+/// a few kilobytes.
+const READ_FILE_LIMIT: usize = 64 * 1024;
+
+/// One regular file from a container (running, stopped or only created),
+/// through the engine's archive endpoint; `None` when it does not exist.
+pub async fn read_file(
+    docker: &Docker,
+    container: &str,
+    path: &str,
+) -> Result<Option<Vec<u8>>, ObserveError> {
+    let mut archive = Vec::new();
+    let mut stream = docker.download_from_container(
+        container,
+        Some(DownloadFromContainerOptions {
+            path: path.to_owned(),
+        }),
+    );
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => {
+                archive.extend_from_slice(&bytes);
+                if archive.len() > READ_FILE_LIMIT + 4096 {
                     break;
                 }
             }
-        }
-        if failed {
-            continue;
-        }
-        let mut reader = tar::Archive::new(archive.as_slice());
-        let Ok(mut entries) = reader.entries() else {
-            continue;
-        };
-        if let Some(Ok(mut entry)) = entries.next() {
-            let mut text = String::new();
-            if std::io::Read::read_to_string(&mut entry, &mut text).is_ok()
-                && let Ok(major) = text.trim().parse()
-            {
-                return Some(major);
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(source) => {
+                return Err(ObserveError::Docker {
+                    what: format!("read `{path}` in container `{container}`"),
+                    source,
+                });
             }
         }
     }
-    None
+    let mut reader = tar::Archive::new(archive.as_slice());
+    let Ok(mut entries) = reader.entries() else {
+        return Ok(None);
+    };
+    let Some(Ok(entry)) = entries.next() else {
+        return Ok(None);
+    };
+    if entry.header().entry_type() != tar::EntryType::Regular {
+        return Ok(None);
+    }
+    let mut content = Vec::new();
+    match std::io::Read::read_to_end(
+        &mut std::io::Read::take(entry, READ_FILE_LIMIT as u64),
+        &mut content,
+    ) {
+        Ok(_) => Ok(Some(content)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The facts pgspec needs of an image: its id, major version, `PGDATA` and
+/// declared volumes.
+pub fn image_from_inspect(image: ImageInspect) -> Image {
+    let config = image.config.unwrap_or_default();
+    let env = config.env.unwrap_or_default();
+    let mut volumes: Vec<String> = config.volumes.unwrap_or_default().into_iter().collect();
+    volumes.sort();
+    Image {
+        id: image.id.unwrap_or_default(),
+        pg_major: env_value(&env, "PG_MAJOR").and_then(|major| major.parse().ok()),
+        pgdata: env_value(&env, "PGDATA").map(str::to_owned),
+        volumes,
+    }
 }
 
 fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
@@ -216,14 +246,15 @@ fn container_from_inspect(
         .and_then(|bindings| bindings.get(SERVER_PORT))
         .and_then(|bindings| bindings.as_ref())
         .and_then(|bindings| bindings.first());
-    // The data mount is the named volume mounted where the data lives; any
-    // other mount is not pgspec's concern.
-    let data_mount = inspect
-        .mounts
-        .unwrap_or_default()
-        .into_iter()
-        .find(|mount| mount.destination.as_deref() == Some(want.data_mount.as_str()))
-        .or(None);
+    // The data directory is where the container's PGDATA says; the mount
+    // holding it — named volume, anonymous volume, bind mount or none — is
+    // what a replacement keeps or loses.
+    let pgdata = env_value(&env, "PGDATA")
+        .filter(|pgdata| pgdata.starts_with('/'))
+        .unwrap_or(DEFAULT_PGDATA)
+        .to_owned();
+    let mounts = mounts_of(inspect.mounts.unwrap_or_default());
+    let home = DataHome::locate(&pgdata, &mounts);
     let engine_state = inspect.state.unwrap_or_default();
     let state = if engine_state.restarting == Some(true) {
         ContainerState::Restarting
@@ -259,14 +290,10 @@ fn container_from_inspect(
         bind_address: binding
             .and_then(|binding| binding.host_ip.clone())
             .unwrap_or_default(),
-        volume: data_mount
-            .as_ref()
-            .and_then(|mount| mount.name.clone())
-            .unwrap_or_default(),
-        data_mount: data_mount
-            .as_ref()
-            .and_then(|mount| mount.destination.clone())
-            .unwrap_or_default(),
+        volume: home.volume,
+        data_mount: home.mount,
+        pgdata: home.pgdata,
+        data_kind: home.kind,
         nano_cpus: positive(host_config.nano_cpus),
         memory_bytes: positive(host_config.memory),
         shm_bytes: positive(host_config.shm_size),
@@ -295,6 +322,18 @@ fn container_from_inspect(
         health,
         config_hash: labels.get(labels::CONFIG_HASH).cloned().unwrap_or_default(),
     }
+}
+
+/// A container's mounts as the engine reports them.
+pub fn mounts_of(mounts: Vec<MountPoint>) -> Vec<MountInfo> {
+    mounts
+        .into_iter()
+        .map(|mount| MountInfo {
+            kind: mount.typ.map(|kind| kind.to_string()).unwrap_or_default(),
+            name: mount.name.unwrap_or_default(),
+            destination: mount.destination.unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The engine's health verdict, with the last check's output when the

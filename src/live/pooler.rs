@@ -66,7 +66,7 @@ pub async fn observe(
                 want.image.clone(),
                 Image {
                     id: image.id.unwrap_or_default(),
-                    pg_major: None,
+                    ..Image::default()
                 },
             );
         }

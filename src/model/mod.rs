@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 
 pub mod address;
+pub mod data;
 
 /// The comment pgspec puts on objects it creates, so that it removes only
 /// its own objects when pruning.
@@ -68,6 +69,19 @@ pub struct Image {
     /// `PG_MAJOR` from the image's environment, as the official image sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pg_major: Option<u32>,
+    /// `PGDATA` from the image's environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgdata: Option<String>,
+    /// The volumes the image declares (`VOLUME`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+}
+
+impl Image {
+    /// Where a container of this image keeps its data directory.
+    pub fn data_layout(&self) -> data::DataLayout {
+        data::DataLayout::of_image(self.pgdata.as_deref(), &self.volumes)
+    }
 }
 
 /// Facts about the live server that the diff needs but that are not objects.
@@ -79,6 +93,10 @@ pub struct ServerInfo {
     /// lock pgspec out, nor dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_user: Option<String>,
+    /// `data_directory` as the server reports it; `None` when the role
+    /// pgspec connects as may not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_directory: Option<String>,
     /// Versions each available extension can be installed at.
     #[serde(default)]
     pub available_extensions: BTreeMap<String, AvailableExtension>,
@@ -103,10 +121,20 @@ pub struct Container {
     /// Host port the server's 5432 is published on.
     pub port: u16,
     pub bind_address: String,
-    /// Named volume holding the data directory.
+    /// Named volume holding the data directory. Live: the volume holding
+    /// `pgdata`, named or anonymous; empty when no volume does.
     pub volume: String,
-    /// Where the volume is mounted inside the container.
+    /// Where the volume is mounted inside the container. Desired: derived
+    /// from the image (`model::data`), empty until the image is known.
     pub data_mount: String,
+    /// The data directory (`PGDATA`). Desired: derived from the image like
+    /// `data_mount`; live: the container's `PGDATA`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pgdata: String,
+    /// Live only: the kind of mount holding `pgdata` (`volume`, `bind`,
+    /// `tmpfs`); empty when it is in the container's own file system.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data_kind: String,
     /// CPU limit in nano-CPUs (Docker's unit); `None` is no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nano_cpus: Option<i64>,
@@ -165,6 +193,25 @@ pub struct Container {
 }
 
 impl Container {
+    /// Where this (live) container's data directory is.
+    pub fn data_home(&self) -> data::DataHome {
+        data::DataHome {
+            pgdata: self.pgdata.clone(),
+            kind: self.data_kind.clone(),
+            volume: self.volume.clone(),
+            mount: self.data_mount.clone(),
+        }
+    }
+
+    /// This desired container with the data layout of its image.
+    pub fn with_layout(&self, layout: &data::DataLayout) -> Container {
+        Container {
+            pgdata: layout.pgdata.clone(),
+            data_mount: layout.mount.clone(),
+            ..self.clone()
+        }
+    }
+
     /// The health check pgspec gives a server container: the server accepts
     /// TCP connections. It checks 127.0.0.1, not the socket, so the
     /// temporary socket-only server of a first initialisation is not taken
@@ -196,7 +243,7 @@ impl Container {
     /// file is used counts.
     pub fn creation_hash(&self) -> String {
         use sha2::{Digest, Sha256};
-        let fields = serde_json::json!({
+        let mut fields = serde_json::json!({
             // What `apply::docker` sets that no field here says (the
             // environment, initdb's arguments, the health check's timing):
             // raise it when that changes, and existing containers are
@@ -210,6 +257,12 @@ impl Container {
             "health_check": self.health_check,
             "password_file": self.superuser_password.is_some(),
         });
+        // PGDATA is the mount itself in the images of PostgreSQL 17 and
+        // before; it is hashed only when it differs, so that their
+        // containers keep the hash they were created with.
+        if !self.pgdata.is_empty() && self.pgdata != self.data_mount {
+            fields["pgdata"] = serde_json::Value::String(self.pgdata.clone());
+        }
         let digest = Sha256::digest(fields.to_string().as_bytes());
         hex::encode(&digest[..8])
     }

@@ -236,9 +236,29 @@ pub enum DockerStep {
         network: String,
         container: String,
     },
-    /// Create the server container from the desired config (labels included).
+    /// Before anything of the live container is touched: pull and inspect
+    /// the image, read where it keeps its data directory, check the major
+    /// version of the data on the volume, prove that the live container's
+    /// data directory is on the named volume, and check — in a container
+    /// created from the new image but never started — that the new container
+    /// will find the same data directory. Any doubt stops the apply with the
+    /// old server still running.
+    PrepareContainer {
+        container: Box<Container>,
+    },
+    /// Create the server container from the desired config (labels
+    /// included), with the data layout read from its image.
     CreateContainer {
         container: Box<Container>,
+    },
+    /// After a replace or a recreate on an existing volume: the server that
+    /// came up runs on the same data directory (same system identifier)
+    /// and has every database it had; otherwise apply stops at once.
+    VerifyData {
+        name: String,
+        /// Databases the server had when the plan was made.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        databases: Vec<String>,
     },
     StartContainer {
         name: String,

@@ -301,6 +301,16 @@ pub fn step_lines(step: &Step) -> Vec<String> {
     }
 }
 
+/// A path of the data layout, or where it will come from when the image
+/// is not local yet.
+fn or_from_image(path: &str) -> &str {
+    if path.is_empty() {
+        "(read from the image)"
+    } else {
+        path
+    }
+}
+
 fn docker_line(call: &DockerStep) -> String {
     match call {
         DockerStep::CreateVolume { name } => format!("create volume `{name}`"),
@@ -308,15 +318,35 @@ fn docker_line(call: &DockerStep) -> String {
         DockerStep::ConnectNetwork { network, container } => {
             format!("connect container `{container}` to network `{network}`")
         }
+        DockerStep::PrepareContainer { container } => format!(
+            "pull and inspect `{}`; prove the data directory is on volume `{}` and that a \
+             container from the image finds it there, before `{}` is touched",
+            container.image, container.volume, container.name
+        ),
         DockerStep::CreateContainer { container } => format!(
-            "create container `{}` from `{}` ({}:{} -> 5432, volume `{}` at {})",
+            "create container `{}` from `{}` ({}:{} -> 5432, volume `{}` at {}, PGDATA {})",
             container.name,
             container.image,
             container.bind_address,
             container.port,
             container.volume,
-            container.data_mount
+            or_from_image(&container.data_mount),
+            or_from_image(&container.pgdata)
         ),
+        DockerStep::VerifyData { name, databases } => {
+            if databases.is_empty() {
+                format!("check that `{name}` runs on the same data directory as before")
+            } else {
+                format!(
+                    "check that `{name}` runs on the same data directory as before, with {}",
+                    databases
+                        .iter()
+                        .map(|database| format!("`{database}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        }
         DockerStep::StartContainer { name } => format!("start container `{name}`"),
         DockerStep::RemoveContainer { name } => {
             format!("stop container `{name}` (fast shutdown) and remove it; its volume stays")

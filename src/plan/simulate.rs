@@ -56,6 +56,7 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
                     volume_exists: true,
                     network_exists: true,
                     data_major: next.container.as_ref().and_then(|live| live.data_major),
+                    data_kind: "volume".to_owned(),
                     config_hash: container.creation_hash(),
                     ..(**container).clone()
                 });
@@ -95,6 +96,8 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
                 }
             }
             DockerStep::CreateVolume { .. }
+            | DockerStep::PrepareContainer { .. }
+            | DockerStep::VerifyData { .. }
             | DockerStep::RestartContainer { .. }
             | DockerStep::WaitReady { .. }
             | DockerStep::CreateBackupContainer { .. } => {}

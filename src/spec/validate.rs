@@ -204,16 +204,6 @@ fn preload_libraries(value: &SettingValue) -> Vec<String> {
         .collect()
 }
 
-/// The major version an image tag starts with: `postgres:18.1-bookworm`
-/// → 18. `None` for `latest`, digests and tags without a number.
-fn image_major(image: &str) -> Option<u32> {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    let last_segment = without_digest.rsplit('/').next().unwrap_or(without_digest);
-    let (_, tag) = last_segment.split_once(':')?;
-    let digits: String = tag.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
 /// Splits `audit.events` into (`audit`, `events`); an unqualified table is in
 /// `public`.
 fn split_table(table: &str) -> (String, String) {
@@ -1221,11 +1211,6 @@ fn lower(loaded: &Loaded) -> Spec {
         let superuser_name = superuser
             .and_then(|superuser| superuser.name.clone())
             .unwrap_or_else(|| "postgres".to_owned());
-        let data_mount = if image_major(image).is_some_and(|major| major >= 18) {
-            "/var/lib/postgresql"
-        } else {
-            "/var/lib/postgresql/data"
-        };
         Container {
             name: format!("{}-postgres", file.name),
             image: image.clone(),
@@ -1241,7 +1226,9 @@ fn lower(loaded: &Loaded) -> Spec {
                 .volume
                 .clone()
                 .unwrap_or_else(|| format!("{}-pgdata", file.name)),
-            data_mount: data_mount.to_owned(),
+            // Where the data lives is read from the image, never guessed
+            // from its tag (`model::data`); `plan::diff` fills it in.
+            data_mount: String::new(),
             nano_cpus: resources.cpus.map(|cpus| (cpus * 1e9).round() as i64),
             memory_bytes: resources
                 .memory
@@ -1257,6 +1244,8 @@ fn lower(loaded: &Loaded) -> Spec {
             state: ContainerState::Running,
             id: String::new(),
             image_id: String::new(),
+            pgdata: String::new(),
+            data_kind: String::new(),
             data_major: None,
             volume_exists: true,
             network: format!("{}-net", file.name),
@@ -1792,16 +1781,6 @@ mod tests {
     }
 
     #[test]
-    fn image_major_reads_the_leading_number_of_the_tag() {
-        assert_eq!(image_major("postgres:18"), Some(18));
-        assert_eq!(image_major("postgres:18.1-bookworm"), Some(18));
-        assert_eq!(image_major("registry.local:5000/postgres:16.4"), Some(16));
-        assert_eq!(image_major("registry.local:5000/postgres"), None);
-        assert_eq!(image_major("postgres:latest"), None);
-        assert_eq!(image_major("postgres@sha256:abc"), None);
-    }
-
-    #[test]
     fn preload_libraries_reads_lists_and_text() {
         assert_eq!(
             preload_libraries(&SettingValue::Text(
@@ -1862,7 +1841,8 @@ where: "deleted_at IS NULL"
         assert_eq!(container.name, "app-postgres");
         assert_eq!(container.port, 5432);
         assert_eq!(container.volume, "app-pgdata");
-        assert_eq!(container.data_mount, "/var/lib/postgresql");
+        // The tag says nothing about where the data lives.
+        assert_eq!(container.data_mount, "");
         let role = &validated.spec.deployment.roles["app"];
         assert!(role.inherit && !role.login);
         assert_eq!(role.connection_limit, -1);

@@ -243,7 +243,9 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
         .query_one(
             "SELECT current_setting('server_version_num')::int4, current_user::text, \
                     has_table_privilege('pg_catalog.pg_authid', 'SELECT'), \
-                    has_table_privilege('pg_catalog.pg_file_settings', 'SELECT')",
+                    has_table_privilege('pg_catalog.pg_file_settings', 'SELECT'), \
+                    CASE WHEN pg_has_role('pg_read_all_settings', 'USAGE') \
+                         THEN current_setting('data_directory') END",
             &[],
         )
         .await
@@ -255,6 +257,7 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
         membership_options: version_num >= 160_000,
     };
     let file_settings: bool = version_row.get(3);
+    let data_directory: Option<String> = version_row.get(4);
 
     let extension_rows = client
         .query(
@@ -372,6 +375,7 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
         server: ServerInfo {
             version_num: u32::try_from(version_num).unwrap_or_default(),
             current_user: Some(current_user),
+            data_directory,
             available_extensions,
         },
         settings,

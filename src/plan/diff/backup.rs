@@ -379,6 +379,7 @@ mod tests {
                 Image {
                     id: "sha256:abc".to_owned(),
                     pg_major: Some(17),
+                    ..Image::default()
                 },
             )]
             .into(),

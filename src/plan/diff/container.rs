@@ -13,6 +13,16 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
     let Some(want) = &desired.container else {
         return live.server.is_some();
     };
+    // Where the data lives comes from the image; until the image is local
+    // (apply pulls it) the layout is read at apply time.
+    let resolved;
+    let want = match live.images.get(&want.image) {
+        Some(image) => {
+            resolved = want.with_layout(&image.data_layout());
+            &resolved
+        }
+        None => want,
+    };
     let address = address::container(&want.name);
     let have = live
         .container
@@ -48,7 +58,15 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                     name: want.volume.clone(),
                 }));
             }
+            if !fresh_volume {
+                // The volume may hold a data directory the image would not
+                // find (another layout): checked before the server starts.
+                steps.push(prepare_step(want));
+            }
             steps.extend(start_steps(want));
+            if !fresh_volume {
+                steps.push(verify_step(want, live));
+            }
             let reason = if fresh_volume {
                 "declared in the spec, no container or data volume exists".to_owned()
             } else {
@@ -72,16 +90,32 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                 replace_changes.push(change);
             }
             if !replace_changes.is_empty() {
+                let server_data_directory = live
+                    .server
+                    .as_ref()
+                    .and_then(|server| server.data_directory.as_deref());
+                if let Some(reason) = have
+                    .data_home()
+                    .unproven(&want.volume, server_data_directory)
+                {
+                    plan.errors.push(PlanError {
+                        address,
+                        message: unproven_message(have, want, &reason),
+                    });
+                    return false;
+                }
                 // The new container gets every desired field, so show the
                 // in-place ones that change with it too.
                 replace_changes.extend(resource_changes(have, want));
                 let mut steps: Vec<Step> = create_network_step(have.network_exists, want)
                     .into_iter()
                     .collect();
+                steps.push(prepare_step(want));
                 steps.push(Step::Docker(DockerStep::RemoveContainer {
                     name: want.name.clone(),
                 }));
                 steps.extend(start_steps(want));
+                steps.push(verify_step(want, live));
                 plan.actions.push(Action {
                     address,
                     kind: ActionKind::Replace,
@@ -260,6 +294,44 @@ fn short_id(id: &str) -> String {
     hex.chars().take(12).collect()
 }
 
+/// Checks, before the live container is touched, that the new one will find
+/// the data directory (see `DockerStep::PrepareContainer`).
+fn prepare_step(want: &Container) -> Step {
+    Step::Docker(DockerStep::PrepareContainer {
+        container: Box::new(want.clone()),
+    })
+}
+
+/// Checks, once the new server runs, that it runs on the data it had.
+fn verify_step(want: &Container, live: &Deployment) -> Step {
+    Step::Docker(DockerStep::VerifyData {
+        name: want.name.clone(),
+        databases: live.databases.keys().cloned().collect(),
+    })
+}
+
+/// The plan error for a container whose data directory is not proven to be
+/// on the spec's volume: replacing it could lose every database.
+pub fn unproven_message(have: &Container, want: &Container, reason: &str) -> String {
+    let target = if want.pgdata.is_empty() {
+        "where the image keeps PGDATA".to_owned()
+    } else {
+        format!(
+            "so that it ends up at `{}` with the volume mounted at `{}`",
+            want.pgdata, want.data_mount
+        )
+    };
+    format!(
+        "pgspec will not replace container `{name}`: {reason}. A new container would not \
+         have this data directory, and every database in it would be lost. Nothing was \
+         changed. To keep the data, stop the server and move its data directory onto volume \
+         `{volume}` {target} (for example with `cp -a` between the two mounts in a throwaway \
+         container), or dump it with `pg_dumpall`; then plan again",
+        name = have.name,
+        volume = want.volume,
+    )
+}
+
 /// The steps that create and start a container and wait for the server.
 fn start_steps(want: &Container) -> Vec<Step> {
     vec![
@@ -327,7 +399,15 @@ fn container_fields(have: Option<&Container>, want: &Container) -> Vec<Change> {
             Some(format!("{}:{}", container.bind_address, container.port))
         }),
         ("volume", |container| {
-            Some(format!("{}:{}", container.volume, container.data_mount))
+            Some(format!(
+                "{}:{}",
+                container.volume,
+                if container.data_mount.is_empty() {
+                    "(read from the image)"
+                } else {
+                    &container.data_mount
+                }
+            ))
         }),
         ("cpus", |container| container.nano_cpus.map(format_cpus)),
         ("memory", |container| {
@@ -358,11 +438,17 @@ fn replace_changes(have: &Container, want: &Container) -> Vec<Change> {
         format!("{}:{}", have.bind_address, have.port),
         format!("{}:{}", want.bind_address, want.port),
     );
-    compare(
-        "volume",
-        format!("{}:{}", have.volume, have.data_mount),
-        format!("{}:{}", want.volume, want.data_mount),
-    );
+    if want.data_mount.is_empty() {
+        // The image is not local yet: its layout is read at apply time.
+        compare("volume", have.volume.clone(), want.volume.clone());
+    } else {
+        compare(
+            "volume",
+            format!("{}:{}", have.volume, have.data_mount),
+            format!("{}:{}", want.volume, want.data_mount),
+        );
+        compare("pgdata", have.pgdata.clone(), want.pgdata.clone());
+    }
     if let Some(shm) = want.shm_bytes {
         compare(
             "shm_size",
@@ -379,7 +465,11 @@ fn replace_changes(have: &Container, want: &Container) -> Vec<Change> {
     // environment, say) is covered by the hash in the container's label;
     // a container without the label is judged by its fields alone.
     let want_hash = want.creation_hash();
-    if changes.is_empty() && !have.config_hash.is_empty() && have.config_hash != want_hash {
+    if changes.is_empty()
+        && !want.data_mount.is_empty()
+        && !have.config_hash.is_empty()
+        && have.config_hash != want_hash
+    {
         changes.push(Change::new(
             "config_hash",
             Some(have.config_hash.clone()),

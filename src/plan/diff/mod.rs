@@ -24,6 +24,7 @@ mod schemas;
 pub mod settings;
 use container::diff_container;
 pub use container::format_bytes;
+pub use container::unproven_message;
 pub use indexes::stamp_statement;
 
 /// Compares a desired and a live deployment and returns the ordered plan
