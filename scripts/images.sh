@@ -12,10 +12,17 @@
 #                             `postgres:latest` is): PGDATA=/var/lib/postgresql/17/docker
 #                             under VOLUME /var/lib/postgresql; its tag does not
 #                             spell the major
+#   pgspec-test/pgbouncer:community  pgbouncer:1's file system with the contract
+#                             of the common community PgBouncer images: an
+#                             entrypoint script, `pgbouncer /etc/pgbouncer/pgbouncer.ini`
+#                             as CMD, USER postgres
 #
 # An image is rebuilt only when missing or when the hash of its build inputs
 # (this script, its entrypoint, suite and package list) differs from the
-# image's org.pgspec.build-hash label. Missing images are built in parallel.
+# image's org.pgspec.build-hash label; the `# >>> derived` blocks are left
+# out of the debootstrap images' hash, so a change to a derived image does
+# not rebuild them. Missing images are built in parallel, derived ones after
+# their base.
 #
 # Usage: scripts/images.sh [--force] [IMAGE...]   (IMAGE: postgres:15, postgres:17, pgbouncer:1)
 # Env:   PGSPEC_DEBIAN_MIRROR  Debian mirror (default: the one apt uses here,
@@ -39,12 +46,16 @@ declare -A RECIPE=(
 	[postgres:17]="trixie|postgresql-17,locales|docker-entrypoint.sh"
 	[pgbouncer:1]="bookworm|pgbouncer,postgresql-client|pgbouncer-entrypoint.sh"
 )
+# >>> derived (the build hash of the debootstrap images leaves these blocks out)
 # Images made from another one's file system instead of debootstrap:
-# name:tag -> the image it is made from.
+# name:tag -> "base image|function printing the Dockerfile after FROM|file
+# of scripts/images/ put into the build context (optional)".
 declare -A DERIVED=(
-	[postgres:latest]="postgres:17"
+	[postgres:latest]="postgres:17|dockerfile_postgres_18_layout|"
+	[pgbouncer:community]="pgbouncer:1|dockerfile_pgbouncer_community|pgbouncer-community-entrypoint.sh"
 )
-ALL=(postgres:15 postgres:17 pgbouncer:1 postgres:latest)
+# <<< derived
+ALL=(postgres:15 postgres:17 pgbouncer:1 postgres:latest pgbouncer:community)
 
 force=
 want=()
@@ -76,17 +87,22 @@ fi
 # --- build inputs ---------------------------------------------------------
 
 build_hash() {
-	local image="$1" suite pkgs entry
+	local image="$1" suite pkgs entry base recipe
 	if [ -n "${DERIVED[$image]:-}" ]; then
 		# the base image's hash stands for its file system
-		printf '%s\n' "$image" "$(build_hash "${DERIVED[$image]}")" | cat - "$here/images.sh" |
-			sha256sum | cut -c1-16
+		IFS='|' read -r base recipe entry <<< "${DERIVED[$image]}"
+		{
+			printf '%s\n' "$image" "$(build_hash "$base")"
+			cat "$here/images.sh"
+			[ -z "$entry" ] || cat "$here/images/$entry"
+		} | sha256sum | cut -c1-16
 		return
 	fi
 	IFS='|' read -r suite pkgs entry <<< "${RECIPE[$image]}"
 	{
 		printf '%s\n' "$image" "$suite" "$pkgs"
-		cat "$here/images.sh" "$here/images/$entry"
+		sed '/^# >>> derived/,/^# <<< derived/d' "$here/images.sh"
+		cat "$here/images/$entry"
 	} | sha256sum | cut -c1-16
 }
 
@@ -286,26 +302,49 @@ build_one() {
 	echo "built $REPO/$image ($version) in $((SECONDS - started))s"
 }
 
-# The official image's layout from PostgreSQL 18 on, on the file system of
-# another image: `docker export` flattens it (a VOLUME cannot be taken back
-# in a Dockerfile), and the config is given anew.
+# >>> derived
+# Derived images: `docker export` flattens the base (a VOLUME or USER cannot
+# be taken back in a Dockerfile), and the config is given anew.
 build_derived() {
-	local image="$1" hash="$2" base="${DERIVED[$1]}" started=$SECONDS
-	local major="${base#postgres:}" tmp_tag="$REPO/$image-rootfs-$hash" container
+	local image="$1" hash="$2" base recipe entry started=$SECONDS
+	IFS='|' read -r base recipe entry <<< "${DERIVED[$image]}"
+	local tmp_tag="$REPO/$image-rootfs-$hash" container context
 	container="$("$DOCKER" create "$REPO/$base")"
 	"$DOCKER" export "$container" | "$DOCKER" import \
-		--message "pgspec test image: $REPO/$base with the PostgreSQL 18 data layout" - "$tmp_tag"
+		--message "pgspec test image: $REPO/$image from $REPO/$base" - "$tmp_tag"
 	"$DOCKER" rm -v "$container" > /dev/null
-	local version
-	version="$("$DOCKER" image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$REPO/$base" |
-		sed -n 's/^PG_VERSION=//p')"
-	cat <<-EOF | DOCKER_BUILDKIT=0 "$DOCKER" build --quiet --tag "$REPO/$image" -
-		FROM $tmp_tag
+	context="$(mktemp -d "${TMPDIR:-/tmp}/pgspec-image-context.XXXXXX")"
+	[ -z "$entry" ] || install -m 0755 "$here/images/$entry" "$context/$entry"
+	{
+		printf 'FROM %s\n' "$tmp_tag"
+		"$recipe" "$REPO/$base" "$entry"
+		printf 'LABEL %s=1 %s=%s org.pgspec.derived-from=%s\n' \
+			"$LABEL_IMAGE" "$LABEL_HASH" "$hash" "$REPO/$base"
+	} > "$context/Dockerfile"
+	DOCKER_BUILDKIT=0 "$DOCKER" build --quiet --tag "$REPO/$image" "$context"
+	rm -rf "$context"
+	"$DOCKER" rmi "$tmp_tag" > /dev/null
+	echo "built $REPO/$image (from $REPO/$base) in $((SECONDS - started))s"
+}
+
+# A value of the base image's environment.
+base_env() {
+	"$DOCKER" image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$1" |
+		sed -n "s/^$2=//p"
+}
+
+# The layout of the official image from PostgreSQL 18 on (what
+# `postgres:latest` is): PGDATA=/var/lib/postgresql/MAJOR/docker under
+# VOLUME /var/lib/postgresql, on the file system of postgres:17.
+dockerfile_postgres_18_layout() {
+	local base="$1" major
+	major="$(base_env "$base" PG_MAJOR)"
+	cat <<-EOF
 		RUN install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/$major/docker \
 			&& rmdir /var/lib/postgresql/data
 		ENV PATH=/usr/lib/postgresql/$major/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 		ENV PG_MAJOR=$major
-		ENV PG_VERSION=$version
+		ENV PG_VERSION=$(base_env "$base" PG_VERSION)
 		ENV PGDATA=/var/lib/postgresql/$major/docker
 		ENV LANG=en_US.utf8
 		VOLUME /var/lib/postgresql
@@ -313,11 +352,25 @@ build_derived() {
 		STOPSIGNAL SIGINT
 		EXPOSE 5432
 		CMD ["postgres"]
-		LABEL $LABEL_IMAGE=1 $LABEL_HASH=$hash org.pgspec.derived-from=$REPO/$base
 	EOF
-	"$DOCKER" rmi "$tmp_tag" > /dev/null
-	echo "built $REPO/$image (from $REPO/$base) in $((SECONDS - started))s"
 }
+
+# The contract of the common community PgBouncer images: an entrypoint
+# script that runs as the unprivileged user the image declares, then
+# `pgbouncer /etc/pgbouncer/pgbouncer.ini` as CMD.
+dockerfile_pgbouncer_community() {
+	local base="$1" entry="$2"
+	cat <<-EOF
+		COPY $entry /entrypoint.sh
+		ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+		ENV PGBOUNCER_VERSION=$(base_env "$base" PGBOUNCER_VERSION)
+		USER postgres
+		EXPOSE 6432
+		ENTRYPOINT ["/entrypoint.sh"]
+		CMD ["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]
+	EOF
+}
+# <<< derived
 
 # --- main -----------------------------------------------------------------
 
@@ -337,6 +390,7 @@ done
 # a derived image needs its base as it is meant to be
 for image in "${todo[@]}"; do
 	base="${DERIVED[$image]:-}"
+	base="${base%%|*}"
 	if [ -n "$base" ] && [[ " ${todo[*]} " != *" $base "* ]] &&
 		[ "$(image_hash "$base")" != "$(build_hash "$base")" ]; then
 		todo+=("$base")
@@ -352,7 +406,7 @@ todo=("${plain[@]}")
 build_derived_images() {
 	local image
 	for image in "${derived[@]}"; do
-		log "building $REPO/$image from $REPO/${DERIVED[$image]}"
+		log "building $REPO/$image from $REPO/${DERIVED[$image]%%|*}"
 		build_derived "$image" "$(build_hash "$image")" >&2 || die "could not build $REPO/$image"
 	done
 }

@@ -17,10 +17,14 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 const PASSWORD_ENV: &str = "PGSPEC_IT_POOLER_PASSWORD";
 const ROLE_PASSWORD_ENV: &str = "PGSPEC_IT_POOLER_ROLE_PASSWORD";
 const POOLER_IMAGE: &str = "pgspec-test/pgbouncer:1";
+/// The contract of the common community PgBouncer images: an entrypoint
+/// script, `pgbouncer /etc/pgbouncer/pgbouncer.ini` as CMD, a non-root user.
+const COMMUNITY_POOLER_IMAGE: &str = "pgspec-test/pgbouncer:community";
 
 struct Deployment {
     name: String,
     major: u32,
+    pooler_image: &'static str,
     port: u16,
     password: String,
     role_password: String,
@@ -38,6 +42,7 @@ impl Deployment {
         cleanup.networks.push(format!("{name}-net"));
         Deployment {
             major,
+            pooler_image: POOLER_IMAGE,
             port: free_port(),
             password: format!("pw-{}", unique_name("secret")),
             role_password: "ffe's first password".to_owned(),
@@ -62,7 +67,7 @@ impl Deployment {
              name: {name}\n\
              postgres:\n  image: {image}\n  port: {port}\n  \
              superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
-             pooler:\n  image: {POOLER_IMAGE}\n  port: {pooler_port}\n  pool_mode: transaction\n  \
+             pooler:\n  image: {pooler_image}\n  port: {pooler_port}\n  pool_mode: transaction\n  \
              default_pool_size: {default_pool_size}\n  max_client_conn: 1000\n  \
              server_idle_timeout: 10min\n  server_lifetime: 1h\n  reserve_pool_size: 2\n  \
              databases:\n    ffe_ro: {{ pool_size: 5, pool_mode: session, max_db_connections: 10 }}\n\
@@ -72,6 +77,7 @@ impl Deployment {
             name = self.name,
             image = postgres_image(self.major),
             port = self.port,
+            pooler_image = self.pooler_image,
         );
         arg(&self.work.write("spec.yaml", &text)).to_owned()
     }
@@ -186,8 +192,13 @@ async fn one(client: &Client, sql: &str) -> String {
 }
 
 async fn feedback_engine(major: u32) {
+    feedback_engine_with(major, POOLER_IMAGE).await;
+}
+
+async fn feedback_engine_with(major: u32, pooler_image: &'static str) {
     let docker = docker().await;
     let mut deployment = Deployment::new(major);
+    deployment.pooler_image = pooler_image;
     let pooler_port = free_port();
     let spec = deployment.spec(pooler_port, 20);
     let address = format!("pooler.{}", deployment.pooler());
@@ -459,6 +470,13 @@ async fn feedback_engine(major: u32) {
 }
 
 for_each_major!(feedback_engine_pooler, super::feedback_engine);
+
+/// The same scenario with a PgBouncer image made like the community ones,
+/// running PgBouncer as a non-root user from its CMD.
+#[test]
+fn feedback_engine_pooler_on_a_community_style_image() {
+    common::block_on(feedback_engine_with(17, COMMUNITY_POOLER_IMAGE));
+}
 
 /// A file of a container, through the archive endpoint.
 async fn read_file(docker: &Docker, container: &str, path: &str) -> String {
