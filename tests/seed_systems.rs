@@ -186,16 +186,31 @@ async fn seed_end_to_end(seed: &'static Seed) {
     let document: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(&run.spec).expect("spec")).expect("yaml");
 
-    // 1. An empty host; indexes wait for the tables the migrations create.
-    let first = run.pgspec(&["apply", "--auto-approve"]);
-    if first.code != 0 {
-        assert_eq!(first.code, 1, "{}\n{}", first.stdout, first.stderr);
+    // 1. An empty host; indexes wait for the tables the migrations create,
+    // and the first apply still exits 0 (issue 16: `pgspec apply && migrate
+    // && pgspec apply` is the flow of a new deployment).
+    let first = run.pgspec(&["apply", "--auto-approve"]).expect(0);
+    let declares_indexes = document["databases"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .any(|database| {
+            database["indexes"]
+                .as_sequence()
+                .is_some_and(|indexes| !indexes.is_empty())
+        });
+    if declares_indexes {
         assert!(
-            first.stdout.contains("does not exist") && first.stderr.contains("has not converged"),
-            "only the indexes of tables not yet migrated may remain:\n{}\n{}",
+            first
+                .stdout
+                .contains("wait for their tables; run `pgspec apply` again"),
+            "{}\n{}",
             first.stdout,
             first.stderr
         );
+        // Not yet what the spec says: drift still reports the indexes.
+        let drift = run.pgspec(&["drift"]).expect(2);
+        assert!(drift.stdout.contains("Waiting:"), "{}", drift.stdout);
     }
     for (database, role, sql) in seed.fixture {
         let migration = if role.is_empty() {

@@ -68,6 +68,9 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
                 );
             }
             if !plan.has_changes() {
+                if !plan.waiting.is_empty() {
+                    output::stdout(&waiting_line(&plan))?;
+                }
                 return Ok(Exit::Success);
             }
             confirm(args.auto_approve)?;
@@ -125,6 +128,13 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
         ))?;
         return Ok(Exit::Success);
     }
+    if !outcome.remaining.has_changes()
+        && outcome.remaining.errors.is_empty()
+        && !outcome.remaining.waiting.is_empty()
+    {
+        output::stdout(&waiting_line(&outcome.remaining))?;
+        return Ok(Exit::Success);
+    }
     if outcome.remaining.has_changes() || !outcome.remaining.errors.is_empty() {
         output::stdout(&format!(
             "\nLive state still differs from the spec after apply:\n\n{}",
@@ -135,6 +145,15 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
         );
     }
     Ok(Exit::Success)
+}
+
+/// The last line of an apply that left indexes waiting for their tables.
+fn waiting_line(plan: &crate::plan::Plan) -> String {
+    format!(
+        "\n{} index(es) wait for their tables; run `pgspec apply` again after the \
+         application's migrations have created them.\n",
+        plan.waiting.len()
+    )
 }
 
 /// Asks for confirmation on a terminal; refuses to go on unconfirmed without

@@ -23,7 +23,7 @@ pub async fn run(args: &DriftArgs, color: bool) -> anyhow::Result<Exit> {
     let (_live, plan) = plan_now(&spec).await?;
     if args.json {
         output::stdout(&render::json(&plan))?;
-    } else if plan.has_changes() {
+    } else if plan.is_pending() {
         output::stdout(&format!(
             "Drift: the live deployment `{}` differs from {}.\n\n{}",
             plan.deployment,
@@ -48,7 +48,7 @@ pub async fn run(args: &DriftArgs, color: bool) -> anyhow::Result<Exit> {
     if !plan.errors.is_empty() {
         anyhow::bail!("the plan has {} error(s)", plan.errors.len());
     }
-    Ok(if plan.has_changes() {
+    Ok(if plan.is_pending() {
         Exit::Changes
     } else {
         Exit::Success

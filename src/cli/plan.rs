@@ -55,7 +55,7 @@ pub async fn run(args: &PlanArgs, color: bool) -> anyhow::Result<Exit> {
             path.display()
         ));
     }
-    Ok(if args.detailed_exitcode && plan.has_changes() {
+    Ok(if args.detailed_exitcode && plan.is_pending() {
         Exit::Changes
     } else {
         Exit::Success

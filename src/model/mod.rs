@@ -645,8 +645,14 @@ pub enum IndexCheck {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         partitioned: bool,
     },
-    /// The table the index is on does not exist.
-    TableMissing,
+    /// The table the index is on does not exist (yet: the application's
+    /// migrations create it).
+    TableMissing {
+        /// The existing table of that schema whose name is closest, when
+        /// one is close enough to be a misspelling.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closest: Option<String>,
+    },
     /// The server rejected the definition (SQLSTATE and message).
     Rejected { code: String, message: String },
 }

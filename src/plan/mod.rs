@@ -41,16 +41,41 @@ pub struct Plan {
     /// Problems that make the plan impossible to apply.
     #[serde(default)]
     pub errors: Vec<PlanError>,
+    /// Indexes whose tables do not exist yet: the application's migrations
+    /// create them. Not an error and not an action: apply does everything
+    /// else, and the apply after the migrations builds them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<Waiting>,
 }
 
 impl Plan {
+    /// Whether apply has actions to run.
     pub fn has_changes(&self) -> bool {
         !self.actions.is_empty()
+    }
+
+    /// Whether the deployment is not yet what the spec says: actions to
+    /// run, or indexes waiting for their tables (plan's detailed exit code
+    /// and drift report both).
+    pub fn is_pending(&self) -> bool {
+        self.has_changes() || !self.waiting.is_empty()
     }
 
     pub fn summary(&self) -> Summary {
         Summary::count(self.actions.iter().map(|action| action.kind))
     }
+}
+
+/// An index waiting for its table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub address: String,
+    /// `schema.table`.
+    pub table: String,
+    /// The existing table closest in name, when the database already holds
+    /// tables and one is close enough to be a misspelling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closest: Option<String>,
 }
 
 /// Counts of actions by kind.

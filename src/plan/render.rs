@@ -10,6 +10,7 @@ use similar::{ChangeTag, TextDiff};
 use crate::model::IndexStamp;
 use crate::plan::{
     Action, ActionKind, Change, DockerStep, FORMAT_VERSION, Note, Plan, PlanError, Step, Summary,
+    Waiting,
 };
 
 /// How text is styled.
@@ -89,7 +90,7 @@ pub fn text(plan: &Plan, options: TextOptions) -> String {
         render_errors(&mut out, paint, &plan.errors);
     }
     if plan.actions.is_empty() {
-        if plan.errors.is_empty() {
+        if plan.errors.is_empty() && plan.waiting.is_empty() {
             let _ = writeln!(
                 out,
                 "{} The live deployment `{}` matches the spec.",
@@ -122,6 +123,7 @@ pub fn text(plan: &Plan, options: TextOptions) -> String {
             );
         }
     }
+    render_waiting(&mut out, paint, &plan.waiting);
     render_notes(&mut out, &plan.notes);
     if !plan.unmanaged.is_empty() {
         if options.show_unmanaged {
@@ -404,15 +406,45 @@ fn docker_line(call: &DockerStep) -> String {
     }
 }
 
+/// Indexes waiting for their tables, in a group of their own: the
+/// deployment is not yet what the spec says, but nothing is wrong.
+fn render_waiting(out: &mut String, paint: Paint, waiting: &[Waiting]) {
+    if waiting.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{} {} index(es) wait for their tables, which the application's migrations \
+         create; the apply after the migrations builds them:",
+        paint.yellow("Waiting:"),
+        waiting.len()
+    );
+    for item in waiting {
+        let _ = match &item.closest {
+            None => writeln!(out, "  … {} (table `{}`)", item.address, item.table),
+            Some(closest) => writeln!(
+                out,
+                "  … {} (table `{}`; not there yet, and `{closest}` exists: a misspelling?)",
+                item.address, item.table
+            ),
+        };
+    }
+}
+
 /// The JSON document `plan --json` and `drift --json` print.
 #[derive(Debug, Serialize)]
 pub struct JsonPlan<'a> {
     /// Version of this format; incremented on any incompatible change.
     pub format_version: u32,
     pub deployment: &'a str,
+    /// Whether live differs from the spec: actions to run, or indexes
+    /// waiting for their tables.
     pub has_changes: bool,
     pub summary: Summary,
     pub actions: &'a [Action],
+    /// Indexes whose tables the application's migrations have not created
+    /// yet (not errors; apply leaves them for the next apply).
+    pub waiting: &'a [Waiting],
     pub unmanaged: &'a [String],
     pub notes: &'a [Note],
     pub errors: &'a [PlanError],
@@ -423,9 +455,10 @@ pub fn json(plan: &Plan) -> String {
     let document = JsonPlan {
         format_version: FORMAT_VERSION,
         deployment: &plan.deployment,
-        has_changes: plan.has_changes(),
+        has_changes: plan.is_pending(),
         summary: plan.summary(),
         actions: &plan.actions,
+        waiting: &plan.waiting,
         unmanaged: &plan.unmanaged,
         notes: &plan.notes,
         errors: &plan.errors,

@@ -66,6 +66,7 @@ pub async fn observe(target: &Target, desired: &Database) -> Result<Observed, Ob
     if !unproven.indexes.is_empty() {
         checks.extend(check_desired(&client, database, &unproven).await?);
     }
+    suggest_tables(&client, database, desired, &mut checks).await?;
     tracing::debug!(
         database,
         proven_by_stamp = proven,
@@ -73,6 +74,53 @@ pub async fn observe(target: &Target, desired: &Database) -> Result<Observed, Ob
         "desired indexes checked"
     );
     Ok(Observed { indexes, checks })
+}
+
+/// For indexes whose table is missing, the existing table of the same
+/// schema with the closest name, when it is close enough to be a
+/// misspelling: one query, and only when a table is missing.
+async fn suggest_tables(
+    client: &Client,
+    database: &str,
+    desired: &Database,
+    checks: &mut BTreeMap<String, IndexCheck>,
+) -> Result<(), ObserveError> {
+    let missing: Vec<(&String, &Index)> = desired
+        .indexes
+        .iter()
+        .filter(|(name, _)| matches!(checks.get(*name), Some(IndexCheck::TableMissing { .. })))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let schemas: Vec<&str> = missing
+        .iter()
+        .map(|(_, index)| index.schema.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'm') \
+             ORDER BY 1, 2",
+            &[&schemas],
+        )
+        .await
+        .map_err(query_error(database, "the tables of the indexed schemas"))?;
+    let tables: Vec<(String, String)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    for (name, index) in missing {
+        let closest = tables
+            .iter()
+            .filter(|(schema, _)| *schema == index.schema)
+            .map(|(_, table)| (strsim::jaro_winkler(&index.table, table), table))
+            .filter(|(similarity, _)| *similarity >= 0.85)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, table)| format!("{}.{table}", index.schema));
+        checks.insert(name.clone(), IndexCheck::TableMissing { closest });
+    }
+    Ok(())
 }
 
 /// Splits the desired indexes into those a live index's stamp proves in
@@ -277,7 +325,7 @@ async fn check_desired(
     for (name, index) in &desired.indexes {
         let table_key = (index.schema.clone(), index.table.clone());
         let Some(table) = tables.get(&table_key) else {
-            checks.insert(name.clone(), IndexCheck::TableMissing);
+            checks.insert(name.clone(), IndexCheck::TableMissing { closest: None });
             continue;
         };
         if !matches!(table.kind.as_str(), "r" | "p" | "m") {

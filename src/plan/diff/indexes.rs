@@ -21,16 +21,17 @@
 //!   to their constraint: never changed, never reported as unmanaged.
 //! - Live indexes the spec does not name are reported as unmanaged and
 //!   dropped only when pgspec created them and the spec prunes.
-//! - An index on a table that does not exist is a plan error naming
-//!   database, schema and table: pgspec indexes tables the application's
-//!   migrations create, it never creates tables.
+//! - An index on a table that does not exist waits for it (`Plan::waiting`):
+//!   pgspec indexes tables the application's migrations create, it never
+//!   creates tables, so the first apply of a new deployment does everything
+//!   else and the apply after the migrations builds these indexes.
 
 use std::collections::BTreeSet;
 
 use crate::model::{
     Database, Deployment, Index, IndexCheck, IndexStamp, address, index_key, stamp_hash,
 };
-use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
+use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step, Waiting};
 use crate::spec::DiffOptions;
 use crate::sql::{qualified, quote_ident, quote_literal};
 
@@ -44,14 +45,13 @@ const MISSING_UNTIL_EXTENSIONS: &[&str] = &["42704", "42883"];
 /// Diffs the indexes of one database.
 pub fn diff(want: &Database, have: Option<&Database>, options: &DiffOptions, plan: &mut Plan) {
     let Some(have) = have else {
-        if !want.indexes.is_empty() {
-            plan.notes.push(Note {
-                address: address::database(&want.name),
-                message: format!(
-                    "the database does not exist yet; its {} index(es) are planned once it \
-                     exists and the application's migrations have created their tables",
-                    want.indexes.len()
-                ),
+        // A new database: its tables come with the application's
+        // migrations, after this apply.
+        for (name, index) in &want.indexes {
+            plan.waiting.push(Waiting {
+                address: address::index(&want.name, name),
+                table: format!("{}.{}", index.schema, index.table),
+                closest: None,
             });
         }
         return;
@@ -95,14 +95,11 @@ pub fn diff(want: &Database, have: Option<&Database>, options: &DiffOptions, pla
                 });
                 continue;
             }
-            Some(IndexCheck::TableMissing) => {
-                plan.errors.push(PlanError {
+            Some(IndexCheck::TableMissing { closest }) => {
+                plan.waiting.push(Waiting {
                     address,
-                    message: format!(
-                        "table `{}.{}` does not exist in database `{}`; pgspec indexes the \
-                         tables the application's migrations create, so run them first",
-                        index.schema, index.table, want.name
-                    ),
+                    table: format!("{}.{}", index.schema, index.table),
+                    closest: closest.clone(),
                 });
                 continue;
             }
