@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, NoTls};
 
 use super::manifest::{
-    self, DatabaseEntry, Entry, FileEntry, MANIFEST_FILE, MANIFEST_VERSION, Manifest, Retention,
-    Status,
+    self, DatabaseEntry, Entry, FileEntry, MANIFEST_FILE, MANIFEST_VERSION, Manifest, Status,
 };
+use super::prune::{self, Retention};
 use super::{AgentConfig, PGPASS_PATH};
 use crate::model::BackupSchedule;
 use crate::sql::{quote_ident, quote_literal};
@@ -268,7 +268,7 @@ async fn prune(
         max_count: schedule.max_count,
         min_count: schedule.min_count,
     };
-    let pruned = manifest::select_pruned(&entries, retention, Utc::now());
+    let pruned = prune::select_pruned(&entries, retention, Utc::now());
     for id in &pruned {
         let path = root.join(id);
         tokio::fs::remove_dir_all(&path)

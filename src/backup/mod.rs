@@ -19,7 +19,7 @@
 //! - counts each table's rows in the very snapshot `pg_dump --snapshot`
 //!   dumps, so `verify` compares like with like on a server that keeps
 //!   writing; a shell script could not hold that transaction open;
-//! - writes manifests with serde and prunes with `manifest::select_pruned`,
+//! - writes manifests with serde and prunes with `prune::select_pruned`,
 //!   pure code unit-tested here.
 //!
 //! `backup run` is `docker exec` of the same agent's one-shot mode, and
@@ -39,6 +39,7 @@
 pub mod agent;
 pub mod docker;
 pub mod manifest;
+pub mod prune;
 
 use std::collections::{BTreeMap, HashMap};
 
