@@ -21,7 +21,7 @@ use tokio_postgres::{Client, NoTls};
 use super::manifest::{
     self, DatabaseEntry, Entry, FileEntry, MANIFEST_FILE, MANIFEST_VERSION, Manifest, Status,
 };
-use super::prune::{self, Retention};
+use super::prune::{self, Retention, Scope};
 use super::{AgentConfig, PGPASS_PATH};
 use crate::model::BackupSchedule;
 use crate::sql::{quote_ident, quote_literal};
@@ -152,9 +152,9 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
                 continue;
             }
             // A stop during a backup ends it at once (its dump tools are
-            // killed with it): the directory, which has no manifest yet, is
-            // removed by the next prune, and `docker stop` never waits out
-            // its timeout.
+            // killed with it), so `docker stop` never waits out its
+            // timeout. The directory has no manifest yet: retention never
+            // removes it, and `backup list` shows it as incomplete.
             let result = tokio::select! {
                 result = take_and_prune(config, schedule, root) => result,
                 _ = terminate.recv() => return Ok(()),
@@ -239,7 +239,7 @@ async fn take_and_prune(
             .unwrap_or_default(),
         super::human_size(manifest.size_bytes)
     ));
-    let pruned = prune(config, schedule, root).await?;
+    let pruned = prune(config, schedule, root, &manifest.id).await?;
     for id in pruned {
         crate::output::status(&format!("backup `{id}`: removed by retention"));
     }
@@ -247,28 +247,27 @@ async fn take_and_prune(
 }
 
 /// Removes what retention selects among this deployment's backups of this
-/// schedule.
+/// schedule; `just_taken` is the backup this run took. Which directories
+/// may go is decided by `prune::select_pruned` alone, from the manifests.
 async fn prune(
     config: &AgentConfig,
     schedule: &BackupSchedule,
     root: &Path,
+    just_taken: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let entries: Vec<Entry> = manifest::read_all(root)
-        .with_context(|| format!("cannot read `{}`", root.display()))?
-        .into_iter()
-        .filter(|entry| match &entry.manifest {
-            Some(manifest) => {
-                manifest.deployment == config.deployment && manifest.schedule == schedule.name
-            }
-            None => manifest::schedule_of(&entry.id) == Some(schedule.name.as_str()),
-        })
-        .collect();
+    let entries: Vec<Entry> =
+        manifest::read_all(root).with_context(|| format!("cannot read `{}`", root.display()))?;
+    let scope = Scope {
+        deployment: &config.deployment,
+        schedule: &schedule.name,
+        just_taken: Some(just_taken),
+    };
     let retention = Retention {
         days: schedule.retention_days,
         max_count: schedule.max_count,
         min_count: schedule.min_count,
     };
-    let pruned = prune::select_pruned(&entries, retention, Utc::now());
+    let pruned = prune::select_pruned(&entries, &scope, retention, Utc::now());
     for id in &pruned {
         let path = root.join(id);
         tokio::fs::remove_dir_all(&path)
