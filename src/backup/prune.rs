@@ -61,8 +61,9 @@ impl Scope<'_> {
 /// selected; `backup list` shows it as incomplete.
 ///
 /// A limit below what `validate` accepts (`days` or `max_count` under 1) is
-/// no limit: it can only come from a configuration `validate` never saw,
-/// and keeping more is the safe reading. Time arithmetic is checked; a
+/// no limit, and a negative `min_count` is the default of one: they can
+/// only come from a configuration `validate` never saw, and keeping more
+/// is the safe reading. Time arithmetic is checked; a
 /// limit beyond what a time can express keeps everything.
 pub fn select_pruned(
     entries: &[Entry],
@@ -93,7 +94,8 @@ pub fn select_pruned(
         .map(|max| usize::try_from(max).unwrap_or(usize::MAX));
     let min_count = retention
         .min_count
-        .map_or(1, |min| usize::try_from(min).unwrap_or(usize::MAX))
+        .and_then(|min| usize::try_from(min).ok())
+        .unwrap_or(1)
         .max(1);
 
     let mut good_kept = 0usize;
@@ -485,7 +487,7 @@ mod tests {
             just_taken in any::<prop::sample::Index>(),
         ) {
             let good = owned_good_newest_first(&entries);
-            let floor = min_count.map_or(1, |min| usize::try_from(min).unwrap_or(usize::MAX)).max(1);
+            let floor = min_count.and_then(|min| usize::try_from(min).ok()).unwrap_or(1).max(1);
             let taken = (!entries.is_empty()).then(|| entries[just_taken.index(entries.len())].id.as_str());
             let scope = Scope { just_taken: taken, ..SCOPE };
             let pruned = select_pruned(&entries, &scope, retention(days, max_count, min_count), now);
