@@ -54,9 +54,14 @@ impl Deployment {
 
     /// Writes the spec with one schedule `nightly` and returns its path.
     fn spec(&self, cron: &str) -> String {
+        self.spec_with_retention(cron, "{ days: 30, min_count: 3 }")
+    }
+
+    /// The spec with one schedule `nightly` kept by `retention`.
+    fn spec_with_retention(&self, cron: &str, retention: &str) -> String {
         let backup = format!(
             "backup:\n  schedules:\n    - name: nightly\n      schedule: \"{cron}\"\n      \
-             retention: {{ days: 30, min_count: 3 }}\n  \
+             retention: {retention}\n  \
              destination: {{ volume: {name}-backups }}\n",
             name = self.name
         );
@@ -134,6 +139,45 @@ impl Deployment {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// Every name in the destination but the lock file, sorted.
+    async fn destination(&self, docker: &Docker) -> Vec<String> {
+        let listing = self
+            .shell(
+                docker,
+                "ls -1A /backups | grep -vx .pgspec-backup.lock || true",
+            )
+            .await;
+        let mut names: Vec<String> = listing.lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+
+    async fn stop_server(&self, docker: &Docker) {
+        docker
+            .stop_container(&format!("{}-postgres", self.name), None)
+            .await
+            .expect("stop the server");
+    }
+
+    /// Starts the server again and waits, within a bound, until it answers.
+    async fn start_server(&self, docker: &Docker) {
+        docker
+            .start_container(&format!("{}-postgres", self.name), None)
+            .await
+            .expect("start the server");
+        let started = Instant::now();
+        while connect(self.port, &self.password, "postgres")
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < SCHEDULE_TIMEOUT,
+                "the server did not come back"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     async fn labels(&self, docker: &Docker) -> std::collections::HashMap<String, String> {
@@ -377,6 +421,208 @@ for_each_major!(
     retention_removes_old_but_keeps_newest_three,
     super::retention_keeps_newest_three
 );
+
+/// Issue 15, part 3: retention never removes the last good backups, and
+/// never a directory that is not this deployment's and schedule's.
+///
+/// Next to the agent's own backups, the destination holds what retention
+/// must never touch: another deployment's backup, another schedule's, a
+/// directory without a manifest, one with a corrupt manifest and a stray
+/// directory. Backups stamped in 2020 stand for a clock that jumped years
+/// ahead: the agent sees the same thing either way, backups far older than
+/// its clock. With `days: 30, max_count: 2`:
+/// - failed runs, with the clock years past the newest good backup, remove
+///   no good one (before: every one, and the untouchables with them);
+/// - a good run removes the good backups more than 30 days older than it,
+///   but itself stays, and later failed runs never push it out under
+///   `max_count` (before: the two newest failed ones took its place);
+/// - a `days` past any time is a validate error, and the agent given one
+///   anyway keeps everything instead of overflowing.
+#[test]
+fn retention_never_removes_the_last_good_backups() {
+    common::block_on(async {
+        let docker = docker().await;
+        let deployment = Deployment::new(17);
+        let huge = deployment.spec_with_retention("0 3 1 1 *", "{ days: 999999999999999 }");
+        let refused = deployment.pgspec(&["validate", "-f", &huge]).expect(1);
+        assert!(
+            refused
+                .stderr
+                .contains("(backup.schedules[0].retention.days)"),
+            "{}",
+            refused.stderr
+        );
+
+        let spec = deployment.spec_with_retention("0 3 1 1 *", "{ days: 30, max_count: 2 }");
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(0);
+        deployment.seed(50).await;
+        deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+        let template_id = deployment.finished_backups(&docker).await[0].clone();
+        let template: pgspec::backup::manifest::Manifest = serde_json::from_str(
+            &deployment
+                .shell(
+                    &docker,
+                    &format!("cat /backups/{template_id}/manifest.json"),
+                )
+                .await,
+        )
+        .expect("manifest json");
+
+        // Copies of the real backup under other ids, each with the manifest
+        // `edit` makes (none when it returns `None`).
+        let seed =
+            |id: &'static str,
+             edit: &dyn Fn(&mut pgspec::backup::manifest::Manifest) -> Option<String>| {
+                let mut manifest = template.clone();
+                manifest.id = id.to_owned();
+                let text = edit(&mut manifest);
+                let write = match text {
+                    Some(text) => format!(
+                        "cat > /backups/{id}/manifest.json <<'PGSPEC_END'\n{text}\nPGSPEC_END\n"
+                    ),
+                    None => format!("rm /backups/{id}/manifest.json\n"),
+                };
+                format!("cp -a /backups/{template_id} /backups/{id}\n{write}")
+            };
+        let json = |manifest: &pgspec::backup::manifest::Manifest| {
+            Some(serde_json::to_string_pretty(manifest).expect("encode a manifest"))
+        };
+        let at = |day: &str| format!("2020-01-{day}T00:00:00Z");
+        let script = [
+            seed("20200101T000000Z-nightly", &|manifest| {
+                manifest.deployment = "another-deployment".to_owned();
+                manifest.started_at = at("01");
+                json(manifest)
+            }),
+            seed("20200102T000000Z-weekly", &|manifest| {
+                manifest.schedule = "weekly".to_owned();
+                manifest.started_at = at("02");
+                json(manifest)
+            }),
+            seed("20200103T000000Z-nightly", &|manifest| {
+                manifest.started_at = at("03");
+                json(manifest)
+            }),
+            seed("20200104T000000Z-nightly", &|manifest| {
+                manifest.started_at = at("04");
+                manifest.status = pgspec::backup::manifest::Status::Failed;
+                json(manifest)
+            }),
+            seed("20200105T000000Z-nightly", &|_| None),
+            seed("20200106T000000Z-nightly", &|_| {
+                Some("{ \"deployment\": \"cut off".to_owned())
+            }),
+            seed("20200107T000000Z-nightly", &|manifest| {
+                manifest.started_at = at("07");
+                json(manifest)
+            }),
+            "mkdir /backups/keep-me && echo data > /backups/keep-me/file\n".to_owned(),
+            format!("rm -r /backups/{template_id}\n"),
+        ]
+        .concat();
+        deployment.shell(&docker, &script).await;
+        let untouchable = [
+            "20200101T000000Z-nightly",
+            "20200102T000000Z-weekly",
+            "20200105T000000Z-nightly",
+            "20200106T000000Z-nightly",
+            "keep-me",
+        ];
+        let (old_good, old_failed, newest_old_good) = (
+            "20200103T000000Z-nightly",
+            "20200104T000000Z-nightly",
+            "20200107T000000Z-nightly",
+        );
+        let expected = |names: &[&str]| {
+            let mut names: Vec<String> = untouchable
+                .iter()
+                .chain(names)
+                .map(|name| (*name).to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let new_since = |before: &[String], after: &[String]| -> Vec<String> {
+            after
+                .iter()
+                .filter(|name| !before.contains(name))
+                .cloned()
+                .collect()
+        };
+
+        // Failed runs with the clock six years past the newest good backup.
+        deployment.stop_server(&docker).await;
+        let mut failed = Vec::new();
+        for _ in 0..3 {
+            let known = deployment.destination(&docker).await;
+            deployment.pgspec(&["backup", "run", "-f", &spec]).expect(1);
+            failed.extend(new_since(&known, &deployment.destination(&docker).await));
+        }
+        failed.sort();
+        assert_eq!(failed.len(), 3, "{failed:?}");
+        // Failed backups are capped at two apart from good ones: the oldest
+        // failed ones went, every good one stayed.
+        let remaining = deployment.destination(&docker).await;
+        assert_eq!(
+            remaining,
+            expected(&[old_good, newest_old_good, &failed[1], &failed[2]]),
+            "old failed backup: {old_failed}"
+        );
+
+        // A good run: the old good backups are six years older than it.
+        deployment.start_server(&docker).await;
+        let known = deployment.destination(&docker).await;
+        deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+        let good = new_since(&known, &deployment.destination(&docker).await);
+        assert_eq!(good.len(), 1, "{good:?}");
+        assert_eq!(
+            deployment.destination(&docker).await,
+            expected(&[&failed[1], &failed[2], &good[0]])
+        );
+
+        // Failed runs never push the only good backup out.
+        deployment.stop_server(&docker).await;
+        let mut later_failed = Vec::new();
+        for _ in 0..2 {
+            let known = deployment.destination(&docker).await;
+            deployment.pgspec(&["backup", "run", "-f", &spec]).expect(1);
+            later_failed.extend(new_since(&known, &deployment.destination(&docker).await));
+        }
+        later_failed.sort();
+        assert_eq!(later_failed.len(), 2, "{later_failed:?}");
+        assert_eq!(
+            deployment.destination(&docker).await,
+            expected(&[&good[0], &later_failed[0], &later_failed[1]])
+        );
+
+        // The agent told a `days` that validate refuses keeps everything
+        // but what `max_count` caps.
+        deployment
+            .shell(
+                &docker,
+                "sed -i 's/\"retention_days\": 30/\"retention_days\": 999999999999999/' \
+                 /etc/pgspec/backup.json && grep -q 999999999999999 /etc/pgspec/backup.json",
+            )
+            .await;
+        let known = deployment.destination(&docker).await;
+        let agent = pgspec::backup::docker::exec(
+            &docker,
+            &deployment.backup_container(),
+            &pgspec::backup::docker::agent_command(&["once"]),
+        )
+        .await
+        .expect("run the agent");
+        assert_eq!(agent.code, 0, "{}", agent.stderr);
+        let newest_failed = new_since(&known, &deployment.destination(&docker).await);
+        assert_eq!(newest_failed.len(), 1, "{newest_failed:?}");
+        assert_eq!(
+            deployment.destination(&docker).await,
+            expected(&[&good[0], &later_failed[1], &newest_failed[0]])
+        );
+    });
+}
 
 /// A stopped backup container and a schedule change are drift until
 /// applied; then the new backup container carries the new schedule and the

@@ -42,6 +42,14 @@ fn identifier_of_64_bytes_is_rejected() {
     insta::assert_snapshot!(rendered_errors("long_identifier"));
 }
 
+/// Issue 15: `days: 999999999999999` overflowed in the backup agent, which
+/// then removed every backup. Each retention value out of bounds is its
+/// own error at its own key.
+#[test]
+fn retention_out_of_bounds_is_rejected() {
+    insta::assert_snapshot!(rendered_errors("retention_bounds"));
+}
+
 #[test]
 fn undeclared_roles_are_rejected() {
     insta::assert_snapshot!(rendered_errors("undeclared_role"));

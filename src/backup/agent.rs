@@ -2,9 +2,9 @@
 //! `verify` scratch container), as the hidden `pgspec backup agent`.
 //!
 //! It schedules, dumps with the image's own `pg_dump`/`pg_dumpall`, writes
-//! manifests, prunes, lists, and checks a restore. It talks to Docker not at
-//! all and to PostgreSQL only through the server address it is given; it
-//! writes only below the destination it is given.
+//! manifests, removes what `prune` selects, lists, and checks a restore. It
+//! talks to Docker not at all and to PostgreSQL only through the server
+//! address it is given; it writes only below the destination it is given.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, NoTls};
 
 use super::manifest::{
-    self, DatabaseEntry, Entry, FileEntry, MANIFEST_FILE, MANIFEST_VERSION, Manifest, Retention,
-    Status,
+    self, DatabaseEntry, Entry, FileEntry, MANIFEST_FILE, MANIFEST_VERSION, Manifest, Status,
 };
+use super::prune::{self, Retention, Scope};
 use super::{AgentConfig, PGPASS_PATH};
 use crate::model::BackupSchedule;
 use crate::sql::{quote_ident, quote_literal};
@@ -152,9 +152,9 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
                 continue;
             }
             // A stop during a backup ends it at once (its dump tools are
-            // killed with it): the directory, which has no manifest yet, is
-            // removed by the next prune, and `docker stop` never waits out
-            // its timeout.
+            // killed with it), so `docker stop` never waits out its
+            // timeout. The directory has no manifest yet: retention never
+            // removes it, and `backup list` shows it as incomplete.
             let result = tokio::select! {
                 result = take_and_prune(config, schedule, root) => result,
                 _ = terminate.recv() => return Ok(()),
@@ -239,7 +239,7 @@ async fn take_and_prune(
             .unwrap_or_default(),
         super::human_size(manifest.size_bytes)
     ));
-    let pruned = prune(config, schedule, root).await?;
+    let pruned = prune(config, schedule, root, &manifest.id).await?;
     for id in pruned {
         crate::output::status(&format!("backup `{id}`: removed by retention"));
     }
@@ -247,28 +247,27 @@ async fn take_and_prune(
 }
 
 /// Removes what retention selects among this deployment's backups of this
-/// schedule.
+/// schedule; `just_taken` is the backup this run took. Which directories
+/// may go is decided by `prune::select_pruned` alone, from the manifests.
 async fn prune(
     config: &AgentConfig,
     schedule: &BackupSchedule,
     root: &Path,
+    just_taken: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let entries: Vec<Entry> = manifest::read_all(root)
-        .with_context(|| format!("cannot read `{}`", root.display()))?
-        .into_iter()
-        .filter(|entry| match &entry.manifest {
-            Some(manifest) => {
-                manifest.deployment == config.deployment && manifest.schedule == schedule.name
-            }
-            None => manifest::schedule_of(&entry.id) == Some(schedule.name.as_str()),
-        })
-        .collect();
+    let entries: Vec<Entry> =
+        manifest::read_all(root).with_context(|| format!("cannot read `{}`", root.display()))?;
+    let scope = Scope {
+        deployment: &config.deployment,
+        schedule: &schedule.name,
+        just_taken: Some(just_taken),
+    };
     let retention = Retention {
         days: schedule.retention_days,
         max_count: schedule.max_count,
         min_count: schedule.min_count,
     };
-    let pruned = manifest::select_pruned(&entries, retention, Utc::now());
+    let pruned = prune::select_pruned(&entries, &scope, retention, Utc::now());
     for id in &pruned {
         let path = root.join(id);
         tokio::fs::remove_dir_all(&path)
@@ -924,4 +923,107 @@ async fn compare_counts(
 /// The destination directory inside a container.
 pub fn root() -> PathBuf {
     PathBuf::from(super::BACKUP_MOUNT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn config() -> AgentConfig {
+        let schedule = BackupSchedule {
+            name: "nightly".to_owned(),
+            max_count: Some(1),
+            ..BackupSchedule::default()
+        };
+        AgentConfig {
+            deployment: "ledger".to_owned(),
+            server: "ledger-postgres".to_owned(),
+            port: 5432,
+            superuser: "postgres".to_owned(),
+            schedules: BTreeMap::from([("nightly".to_owned(), schedule)]),
+        }
+    }
+
+    /// A backup directory with a manifest for `deployment`.
+    fn write_backup(root: &Path, id: &str, deployment: &str, status: Status) {
+        let directory = root.join(id);
+        std::fs::create_dir(&directory).expect("create a backup directory");
+        std::fs::write(directory.join("01-ledger.dump"), "dump").expect("write a dump");
+        let manifest = Manifest {
+            format_version: MANIFEST_VERSION,
+            id: id.to_owned(),
+            deployment: deployment.to_owned(),
+            schedule: "nightly".to_owned(),
+            started_at: chrono::NaiveDateTime::parse_from_str(&id[..16], "%Y%m%dT%H%M%SZ")
+                .expect("an id that starts with a time")
+                .and_utc()
+                .to_rfc3339(),
+            finished_at: String::new(),
+            kind: "full".to_owned(),
+            format: "custom".to_owned(),
+            status,
+            error: None,
+            server_version: "17.0".to_owned(),
+            pgspec_version: "0".to_owned(),
+            globals: None,
+            databases: Vec::new(),
+            files: Vec::new(),
+            size_bytes: 0,
+        };
+        std::fs::write(
+            directory.join(MANIFEST_FILE),
+            serde_json::to_vec(&manifest).expect("encode a manifest"),
+        )
+        .expect("write a manifest");
+    }
+
+    fn names(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root)
+            .expect("read the destination")
+            .map(|item| {
+                item.expect("a directory entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The agent removes from disk exactly what `prune::select_pruned`
+    /// selects: with `max_count: 1`, the older good backup, and nothing of
+    /// another deployment, without a manifest, or not a backup at all.
+    #[tokio::test]
+    async fn prune_removes_only_the_selected_directories() {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let root = root.path();
+        let config = config();
+        write_backup(root, "20260101T000000Z-nightly", "ledger", Status::Ok);
+        write_backup(root, "20260102T000000Z-nightly", "ledger", Status::Ok);
+        write_backup(root, "20260103T000000Z-nightly", "ledger", Status::Failed);
+        write_backup(root, "20250101T000000Z-nightly", "another", Status::Ok);
+        std::fs::create_dir(root.join("20240101T000000Z-nightly")).expect("create a directory");
+        std::fs::create_dir(root.join("lost+found")).expect("create a directory");
+        let pruned = prune(
+            &config,
+            &config.schedules["nightly"],
+            root,
+            "20260103T000000Z-nightly",
+        )
+        .await
+        .expect("prune");
+        assert_eq!(pruned, ["20260101T000000Z-nightly"]);
+        assert_eq!(
+            names(root),
+            [
+                "20240101T000000Z-nightly",
+                "20250101T000000Z-nightly",
+                "20260102T000000Z-nightly",
+                "20260103T000000Z-nightly",
+                "lost+found",
+            ]
+        );
+    }
 }

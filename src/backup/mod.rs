@@ -19,8 +19,9 @@
 //! - counts each table's rows in the very snapshot `pg_dump --snapshot`
 //!   dumps, so `verify` compares like with like on a server that keeps
 //!   writing; a shell script could not hold that transaction open;
-//! - writes manifests with serde and prunes with `manifest::select_pruned`,
-//!   pure code unit-tested here.
+//! - writes manifests with serde and prunes with `prune::select_pruned`,
+//!   pure code unit- and property-tested there: only this deployment's and
+//!   schedule's backups, never the newest successful one.
 //!
 //! `backup run` is `docker exec` of the same agent's one-shot mode, and
 //! `backup verify` runs the agent's restore check inside a scratch container,
@@ -39,6 +40,7 @@
 pub mod agent;
 pub mod docker;
 pub mod manifest;
+pub mod prune;
 
 use std::collections::{BTreeMap, HashMap};
 

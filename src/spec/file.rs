@@ -495,14 +495,21 @@ pub enum BackupFormat {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSpec {
-    /// Remove backups older than this many days.
+    /// Remove backups that started more than this many days (1 to 36 500)
+    /// before the newest successful backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 36_500))]
     pub days: Option<i64>,
-    /// Keep at most this many backups.
+    /// Keep at most this many successful backups (1 to 1 000 000). Failed
+    /// backups are counted apart and never push a successful one out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_count: Option<i64>,
-    /// Always keep at least the newest this many, whatever their age.
+    /// Always keep the newest this many successful backups, whatever their
+    /// age (0 to 1 000 000, default 1). The newest successful backup is
+    /// kept even with 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1_000_000))]
     pub min_count: Option<i64>,
 }
 
