@@ -12,7 +12,17 @@ use pgspec::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A usage error exits 1, like every other error: 2 means changes
+    // pending, and a typo in a CI gate must not read as drift. `--help`
+    // and `--version` exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(u8::from(error.use_stderr()));
+        }
+    };
+    let colors = cli.color.resolve();
     let level = if cli.quiet {
         "error"
     } else {
@@ -28,13 +38,18 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(cli.color.enabled())
+        .with_ansi(colors.stderr)
         .init();
 
     match cli::run(cli) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(error) => {
             let mut err = std::io::stderr().lock();
+            if let Some(reported) = error.downcast_ref::<cli::Reported>() {
+                // Rendered diagnostics carry their own `error:` lines.
+                let _ = writeln!(err, "{reported}");
+                return ExitCode::from(1);
+            }
             let _ = writeln!(err, "error: {error}");
             for cause in error.chain().skip(1) {
                 let _ = writeln!(err, "  caused by: {cause}");

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 /// Whether to colour output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ColorChoice {
-    /// Colour when stdout is a terminal and NO_COLOR is unset.
+    /// Colour on each stream that is a terminal, unless NO_COLOR is set.
     #[default]
     Auto,
     Always,
@@ -14,17 +14,33 @@ pub enum ColorChoice {
 }
 
 impl ColorChoice {
-    /// Resolves `auto` against the terminal and NO_COLOR.
-    pub fn enabled(self) -> bool {
+    /// Resolves `auto` for each stream on its own: a stream gets colour
+    /// only when it is a terminal, and neither does with NO_COLOR.
+    pub fn resolve(self) -> Colors {
+        let auto = |terminal: bool| {
+            terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+        };
         match self {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
-                    && std::io::stdout().is_terminal()
-            }
+            ColorChoice::Always => Colors {
+                stdout: true,
+                stderr: true,
+            },
+            ColorChoice::Never => Colors::default(),
+            ColorChoice::Auto => Colors {
+                stdout: auto(std::io::stdout().is_terminal()),
+                stderr: auto(std::io::stderr().is_terminal()),
+            },
         }
     }
+}
+
+/// Whether each output stream gets colour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Colors {
+    /// Plans and reports.
+    pub stdout: bool,
+    /// Diagnostics, errors, logs and progress.
+    pub stderr: bool,
 }
 
 /// Writes text to stdout as is.

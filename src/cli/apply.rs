@@ -13,7 +13,7 @@ use crate::apply::lock::ApplyLock;
 use crate::apply::{self, ApplyError, ApplyOptions, Approved};
 use crate::cli::{Exit, load_spec, observe_and_diff};
 use crate::live::Target;
-use crate::output;
+use crate::output::{self, Colors};
 use crate::plan::render::{self, Paint, TextOptions};
 use crate::plan::saved::{SavedPlan, fingerprint};
 use crate::plan::{Plan, Summary};
@@ -38,7 +38,8 @@ pub struct ApplyArgs {
     pub lock_wait: u64,
 }
 
-pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
+pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
+    let color = colors.stdout;
     let text_options = TextOptions {
         color,
         show_unmanaged: false,
@@ -55,7 +56,7 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
             (saved.spec, saved.plan, saved.live_fingerprint, locks)
         }
         (None, Some(path)) => {
-            let spec = load_spec(path, color)?;
+            let spec = load_spec(path, colors.stderr)?;
             // The lock is held from before planning until apply has verified,
             // so a second apply waits and then plans against the result.
             let locks = ApplyLock::acquire(&spec, lock_wait).await?;
@@ -100,7 +101,7 @@ pub async fn run(args: &ApplyArgs, color: bool) -> anyhow::Result<Exit> {
                 role: target.as_ref().map(|target| target.user.as_str()),
                 runs_container: spec.deployment.container.is_some(),
             };
-            return Err(explain(error, &plan, connection, color));
+            return Err(explain(error, &plan, connection, colors.stderr));
         }
     };
 

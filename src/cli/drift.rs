@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::{Exit, SpecArg, load_spec, plan_now};
-use crate::output;
+use crate::output::{self, Colors};
 use crate::plan::render::{self, TextOptions};
 
 #[derive(Debug, Args)]
@@ -18,8 +18,9 @@ pub struct DriftArgs {
     pub show_unmanaged: bool,
 }
 
-pub async fn run(args: &DriftArgs, color: bool) -> anyhow::Result<Exit> {
-    let spec = load_spec(&args.spec.file, color)?;
+pub async fn run(args: &DriftArgs, colors: Colors) -> anyhow::Result<Exit> {
+    let color = colors.stdout;
+    let spec = load_spec(&args.spec.file, colors.stderr)?;
     let (_live, plan) = plan_now(&spec).await?;
     if args.json {
         output::stdout(&render::json(&plan))?;

@@ -85,14 +85,14 @@ impl Exit {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let color = cli.color.enabled();
+    let colors = cli.color.resolve();
     match cli.command {
-        Command::Validate(args) => validate::run(&args, color),
-        Command::Plan(args) => runtime()?.block_on(plan::run(&args, color)),
-        Command::Apply(args) => runtime()?.block_on(apply::run(&args, color)),
-        Command::Drift(args) => runtime()?.block_on(drift::run(&args, color)),
+        Command::Validate(args) => validate::run(&args, colors),
+        Command::Plan(args) => runtime()?.block_on(plan::run(&args, colors)),
+        Command::Apply(args) => runtime()?.block_on(apply::run(&args, colors)),
+        Command::Drift(args) => runtime()?.block_on(drift::run(&args, colors)),
         Command::Schema => schema::run(),
-        Command::Backup(args) => backup::run(&args, color),
+        Command::Backup(args) => backup::run(&args, colors.stderr),
         Command::Import(args) => runtime()?.block_on(import::run(&args)),
     }
 }
@@ -105,12 +105,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// An error whose text is already rendered in full (the diagnostics of a
+/// spec, each with its own `error:` line): `main` prints it as it is,
+/// without a prefix of its own.
+#[derive(Debug)]
+pub struct Reported(pub String);
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.trim_end())
+    }
+}
+
+impl std::error::Error for Reported {}
+
 /// Loads and validates a spec, printing warnings; validation errors become
-/// the command's error with every diagnostic rendered.
+/// the command's error with every diagnostic rendered (for stderr, coloured
+/// when `color`).
 pub(crate) fn load_spec(path: &Path, color: bool) -> anyhow::Result<Spec> {
     let validated = spec::load(path)
         .and_then(|loaded| loaded.validate())
-        .map_err(|diagnostics| anyhow::anyhow!(diagnostics.render(color)))?;
+        .map_err(|diagnostics| Reported(diagnostics.render(color)))?;
     if validated.warnings.has_errors() || !validated.warnings.items.is_empty() {
         output::status(validated.warnings.render(color).trim_end());
     }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::cli::{Exit, SpecArg, load_spec, plan_now};
-use crate::output;
+use crate::output::{self, Colors};
 use crate::plan::render::{self, TextOptions};
 use crate::plan::saved::SavedPlan;
 
@@ -28,8 +28,9 @@ pub struct PlanArgs {
     pub show_unmanaged: bool,
 }
 
-pub async fn run(args: &PlanArgs, color: bool) -> anyhow::Result<Exit> {
-    let spec = load_spec(&args.spec.file, color)?;
+pub async fn run(args: &PlanArgs, colors: Colors) -> anyhow::Result<Exit> {
+    let color = colors.stdout;
+    let spec = load_spec(&args.spec.file, colors.stderr)?;
     let (live, plan) = plan_now(&spec).await?;
     if args.json {
         output::stdout(&render::json(&plan))?;

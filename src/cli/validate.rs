@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::{Exit, SpecArg, load_spec};
-use crate::output;
+use crate::output::{self, Colors};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -11,8 +11,8 @@ pub struct ValidateArgs {
     pub spec: SpecArg,
 }
 
-pub fn run(args: &ValidateArgs, color: bool) -> anyhow::Result<Exit> {
-    let spec = load_spec(&args.spec.file, color)?;
+pub fn run(args: &ValidateArgs, colors: Colors) -> anyhow::Result<Exit> {
+    let spec = load_spec(&args.spec.file, colors.stderr)?;
     output::stdout(&format!(
         "{} is valid: deployment `{}`\n",
         args.spec.file.display(),
