@@ -222,6 +222,36 @@ impl Diagnostics {
         out
     }
 
+    /// Every finding as a GitHub Actions workflow command
+    /// (`::error file=…,line=…,col=…::message`), one per line, so that the
+    /// pull request shows it on the line it is about.
+    pub fn github_annotations(&self) -> String {
+        let mut out = String::new();
+        let file = escape_property(&self.file.display().to_string());
+        for item in &self.items {
+            let command = match item.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            let mut properties = format!("file={file}");
+            if let Some(span) = item.span {
+                properties.push_str(&format!(",line={},col={}", span.line, span.column));
+            }
+            let mut message = item.message.clone();
+            if let Some(path) = &item.path {
+                message.push_str(&format!(" ({path})"));
+            }
+            if let Some(help) = &item.help {
+                message.push_str(&format!("\nhelp: {help}"));
+            }
+            out.push_str(&format!(
+                "::{command} {properties}::{}\n",
+                escape_data(&message)
+            ));
+        }
+        out
+    }
+
     fn render_one(&self, out: &mut String, item: &Diagnostic, lines: &[&str], palette: &Palette) {
         out.push_str(&format!(
             "{}{}\n",
@@ -299,6 +329,19 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// A workflow command's message: `%`, CR and LF escaped, as the runner
+/// expects.
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command's property value: also `:` and `,`.
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
 
 #[cfg(test)]
 mod tests {

@@ -310,3 +310,27 @@ fn layout_of_the_18_image_is_read_from_the_image() {
                                               "volumes": ["/var/lib/postgresql"] } } }"#,
     );
 }
+
+// Issue 16: the plan as a pull-request comment.
+#[test]
+fn markdown_of_an_empty_host_and_of_a_replace() {
+    let empty = plan_check::plan(
+        CONTAINER_SPEC,
+        r#"{ "name": "ledger",
+             "container": { "name": "ledger-postgres", "image": "", "port": 0, "bind_address": "",
+                            "volume": "", "data_mount": "", "superuser": "", "state": "missing",
+                            "volume_exists": false } }"#,
+    );
+    insta::assert_snapshot!(
+        "empty_host_markdown",
+        pgspec::plan::markdown::markdown(&empty)
+    );
+    let replace = plan_check::plan(
+        CONTAINER_SPEC,
+        &live_container(r#""state": "running", "health_check": ["CMD-SHELL", "true"]"#),
+    );
+    insta::assert_snapshot!(
+        "replace_markdown",
+        pgspec::plan::markdown::markdown(&replace)
+    );
+}

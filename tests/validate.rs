@@ -110,3 +110,14 @@ fn complete_example_validates_and_lowers() {
     let validated = validate_example("complete");
     insta::assert_yaml_snapshot!(validated.spec);
 }
+
+// Issue 16: in GitHub Actions, each diagnostic is also an annotation on the
+// line it is about.
+#[test]
+fn diagnostics_as_github_annotations() {
+    let path = "tests/fixtures/invalid/three_errors.yaml";
+    let Err(diagnostics) = spec::load(Path::new(path)).and_then(|loaded| loaded.validate()) else {
+        panic!("{path} should not validate");
+    };
+    insta::assert_snapshot!(diagnostics.github_annotations());
+}

@@ -2,50 +2,30 @@
 
 use clap::Args;
 
+use crate::cli::report::ReportArgs;
 use crate::cli::{Exit, SpecArg, load_spec, plan_now};
-use crate::output::{self, Colors};
-use crate::plan::render::{self, TextOptions};
+use crate::output::Colors;
 
 #[derive(Debug, Args)]
 pub struct DriftArgs {
     #[command(flatten)]
     pub spec: SpecArg,
-    /// Print the drift as JSON (the plan format).
-    #[arg(long)]
-    pub json: bool,
-    /// List live objects the spec does not mention.
-    #[arg(long)]
-    pub show_unmanaged: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 pub async fn run(args: &DriftArgs, colors: Colors) -> anyhow::Result<Exit> {
     let color = colors.stdout;
     let spec = load_spec(&args.spec.file, colors.stderr)?;
     let (_live, plan) = plan_now(&spec).await?;
-    if args.json {
-        output::stdout(&render::json(&plan))?;
-    } else if plan.is_pending() {
-        output::stdout(&format!(
-            "Drift: the live deployment `{}` differs from {}.\n\n{}",
+    let heading = plan.is_pending().then(|| {
+        format!(
+            "Drift: the live deployment `{}` differs from {}.",
             plan.deployment,
-            args.spec.file.display(),
-            render::text(
-                &plan,
-                TextOptions {
-                    color,
-                    show_unmanaged: args.show_unmanaged,
-                }
-            )
-        ))?;
-    } else {
-        output::stdout(&render::text(
-            &plan,
-            TextOptions {
-                color,
-                show_unmanaged: args.show_unmanaged,
-            },
-        ))?;
-    }
+            args.spec.file.display()
+        )
+    });
+    args.report.print(&plan, color, heading.as_deref())?;
     if !plan.errors.is_empty() {
         anyhow::bail!("the plan has {} error(s)", plan.errors.len());
     }

@@ -6,7 +6,9 @@ mod backup;
 mod drift;
 mod import;
 mod plan;
+mod report;
 mod schema;
+mod show;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +53,8 @@ pub enum Command {
     Drift(drift::DriftArgs),
     /// Print the JSON Schema of the spec format.
     Schema,
+    /// Print a saved plan again (`plan --out FILE`).
+    Show(show::ShowArgs),
     /// Take, list and verify backups.
     Backup(backup::BackupArgs),
     /// Write the spec of a live deployment (adopt an existing one).
@@ -60,7 +64,7 @@ pub enum Command {
 /// The spec file argument shared by commands.
 #[derive(Debug, Args)]
 pub struct SpecArg {
-    /// Path of the spec file.
+    /// Path of the spec file, or `-` for standard input.
     #[arg(short = 'f', long = "file", value_name = "SPEC")]
     pub file: PathBuf,
 }
@@ -92,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Apply(args) => runtime()?.block_on(apply::run(&args, colors)),
         Command::Drift(args) => runtime()?.block_on(drift::run(&args, colors)),
         Command::Schema => schema::run(),
+        Command::Show(args) => show::run(&args, colors),
         Command::Backup(args) => backup::run(&args, colors.stderr),
         Command::Import(args) => runtime()?.block_on(import::run(&args)),
     }
@@ -123,9 +128,25 @@ impl std::error::Error for Reported {}
 /// the command's error with every diagnostic rendered (for stderr, coloured
 /// when `color`).
 pub(crate) fn load_spec(path: &Path, color: bool) -> anyhow::Result<Spec> {
-    let validated = spec::load(path)
+    let loaded = if path == Path::new("-") {
+        // `-f -`: the spec on standard input; relative file references
+        // resolve against the working directory.
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read the spec from standard input")?;
+        spec::load_str(Path::new("<stdin>"), &text)
+    } else {
+        spec::load(path)
+    };
+    let validated = loaded
         .and_then(|loaded| loaded.validate())
-        .map_err(|diagnostics| Reported(diagnostics.render(color)))?;
+        .map_err(|diagnostics| {
+            if report::in_github_actions() {
+                // Best effort: the rendered error below says it all anyway.
+                let _ = output::stdout(&diagnostics.github_annotations());
+            }
+            Reported(diagnostics.render(color))
+        })?;
     if validated.warnings.has_errors() || !validated.warnings.items.is_empty() {
         output::status(validated.warnings.render(color).trim_end());
     }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use crate::cli::report::ReportArgs;
 use crate::cli::{Exit, SpecArg, load_spec, plan_now};
 use crate::output::{self, Colors};
-use crate::plan::render::{self, TextOptions};
 use crate::plan::saved::SavedPlan;
 
 #[derive(Debug, Args)]
@@ -17,32 +17,18 @@ pub struct PlanArgs {
     /// Save the plan to this file for `pgspec apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Print the plan as JSON (format documented in README).
-    #[arg(long)]
-    pub json: bool,
     /// Exit 2 when the plan has changes, 0 when it has none.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// List live objects the spec does not mention.
-    #[arg(long)]
-    pub show_unmanaged: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 pub async fn run(args: &PlanArgs, colors: Colors) -> anyhow::Result<Exit> {
     let color = colors.stdout;
     let spec = load_spec(&args.spec.file, colors.stderr)?;
     let (live, plan) = plan_now(&spec).await?;
-    if args.json {
-        output::stdout(&render::json(&plan))?;
-    } else {
-        output::stdout(&render::text(
-            &plan,
-            TextOptions {
-                color,
-                show_unmanaged: args.show_unmanaged,
-            },
-        ))?;
-    }
+    args.report.print(&plan, color, None)?;
     if !plan.errors.is_empty() {
         anyhow::bail!("the plan has {} error(s)", plan.errors.len());
     }

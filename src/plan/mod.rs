@@ -7,6 +7,7 @@
 //! property tests. Nothing here does I/O or is async.
 
 pub mod diff;
+pub mod markdown;
 pub mod order;
 pub mod render;
 pub mod saved;

@@ -62,7 +62,7 @@ fn symbol(kind: ActionKind) -> &'static str {
     }
 }
 
-fn verb(kind: ActionKind) -> &'static str {
+pub(crate) fn verb(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::Create => "will be created",
         ActionKind::Update => "will be updated in place",
