@@ -19,12 +19,7 @@ pub fn plan(desired_yaml: &str, live_json: &str) -> plan::Plan {
 
 /// The rendered text (unmanaged objects listed) and JSON of the plan.
 pub fn renderings(desired_yaml: &str, live_json: &str) -> (String, String) {
-    let spec = pgspec::spec::load_str(Path::new("spec.yaml"), desired_yaml)
-        .and_then(|loaded| loaded.validate())
-        .unwrap_or_else(|diagnostics| panic!("{}", diagnostics.render(false)))
-        .spec;
-    let live: Deployment = serde_json::from_str(live_json).expect("live json");
-    let plan = plan::diff(&spec.deployment, &live, &spec.options);
+    let plan = plan(desired_yaml, live_json);
     let text = render::text(
         &plan,
         render::TextOptions {
