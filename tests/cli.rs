@@ -180,3 +180,31 @@ fn show_prints_a_saved_plan_in_every_format_and_to_the_step_summary() {
     let written = std::fs::read_to_string(&summary).expect("step summary");
     assert!(written.contains("### pgspec plan for `shown`"), "{written}");
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = pgspec(&["completions", shell]);
+        assert_eq!(code(&output), 0, "{shell}: {}", stderr(&output));
+        let script = String::from_utf8_lossy(&output.stdout);
+        for command in ["validate", "plan", "apply", "drift", "show"] {
+            assert!(script.contains(command), "{shell} lacks `{command}`");
+        }
+    }
+    // The bash script is valid bash.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("pgspec.bash");
+    std::fs::write(&path, pgspec(&["completions", "bash"]).stdout).expect("write script");
+    let checked = Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .expect("run bash -n");
+    assert!(checked.status.success(), "{}", stderr(&checked));
+
+    let man = pgspec(&["man"]);
+    assert_eq!(code(&man), 0);
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(page.contains(".TH pgspec 1"), "{page}");
+    assert!(page.contains("drift"), "{page}");
+}

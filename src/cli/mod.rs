@@ -3,6 +3,7 @@
 
 mod apply;
 mod backup;
+mod completions;
 mod drift;
 mod import;
 mod plan;
@@ -59,6 +60,10 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Write the spec of a live deployment (adopt an existing one).
     Import(import::ImportArgs),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff).
+    Man,
 }
 
 /// The spec file argument shared by commands.
@@ -99,6 +104,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Show(args) => show::run(&args, colors),
         Command::Backup(args) => backup::run(&args, colors.stderr),
         Command::Import(args) => runtime()?.block_on(import::run(&args)),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man => completions::man(),
     }
 }
 
