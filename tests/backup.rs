@@ -809,12 +809,15 @@ for_each_major!(
     super::formats_and_directory_destination
 );
 
-/// An agent binary that cannot run in the image fails the apply, with the
-/// container's log, instead of leaving a backup container that never backs
-/// anything up. `/bin/false` is an ELF executable that exits at once.
+/// Issue 16: an agent binary that cannot run in the image fails the apply
+/// before the backup container is created or replaced: a throwaway
+/// container of the image runs the agent first. `/bin/false` is an ELF
+/// executable that exits 1 at once, as an agent built for another C library
+/// fails to start.
 #[test]
 fn agent_that_cannot_run_fails_the_apply() {
     common::block_on(async {
+        let docker = docker().await;
         let deployment = Deployment::new(17);
         let spec = deployment.spec("0 2 * * *");
         let apply = pgspec(
@@ -826,14 +829,56 @@ fn agent_that_cannot_run_fails_the_apply() {
         )
         .expect(1);
         assert!(
-            apply.stderr.contains(&format!(
-                "the backup agent in `{}` does not run",
-                deployment.backup_container()
-            )),
+            apply
+                .stderr
+                .contains("the pgspec backup agent cannot start in image `pgspec-test/postgres:17`")
+                && apply.stderr.contains("PGSPEC_BACKUP_AGENT"),
             "{}",
             apply.stderr
         );
         assert!(apply.stderr.contains("create `backup."), "{}", apply.stderr);
+        // Nothing of the backup was made, and the check container is gone.
+        assert!(
+            docker
+                .inspect_container(&deployment.backup_container(), None)
+                .await
+                .is_err()
+        );
+        assert!(
+            docker
+                .inspect_container(
+                    &format!("{}-backup-agent-check", deployment.name),
+                    None
+                )
+                .await
+                .is_err()
+        );
+
+        // A working backup container is not replaced by one whose agent
+        // cannot start: the old one keeps its schedule.
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(0);
+        let before = docker
+            .inspect_container(&deployment.backup_container(), None)
+            .await
+            .expect("backup container")
+            .id;
+        let changed = deployment.spec("30 4 * * *");
+        pgspec(
+            &["apply", "-f", &changed, "--auto-approve"],
+            &[
+                (PASSWORD_ENV, deployment.password.as_str()),
+                ("PGSPEC_BACKUP_AGENT", "/bin/false"),
+            ],
+        )
+        .expect(1);
+        let after = docker
+            .inspect_container(&deployment.backup_container(), None)
+            .await
+            .expect("the old backup container is still there");
+        assert_eq!(after.id, before);
+        assert_eq!(after.state.and_then(|state| state.running), Some(true));
     });
 }
 

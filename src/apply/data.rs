@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+use bollard::query_parameters::CreateContainerOptions;
 
 use crate::live::Target;
 use crate::live::docker::{SERVER_PORT, image_from_inspect, is_not_found, mounts_of, read_file};
@@ -319,7 +319,7 @@ async fn look_through_new_container(
     want: &Container,
 ) -> anyhow::Result<Found> {
     let name = format!("{}-pgspec-check", want.name);
-    remove_check_container(docker, &name).await?;
+    super::docker::remove_throwaway(docker, &name).await?;
     let mut labels = super::docker::object_labels(deployment);
     labels.insert("org.pgspec.role".to_owned(), "data-check".to_owned());
     docker
@@ -348,7 +348,7 @@ async fn look_through_new_container(
         .await
         .with_context(|| format!("cannot create the check container `{name}`"))?;
     let found = read_found(docker, &name, want).await;
-    remove_check_container(docker, &name).await?;
+    super::docker::remove_throwaway(docker, &name).await?;
     found
 }
 
@@ -385,24 +385,4 @@ async fn read_found(docker: &Docker, name: &str, want: &Container) -> anyhow::Re
         major,
         elsewhere,
     })
-}
-
-/// Removes the never-started check container with its anonymous volumes
-/// (an image's `VOLUME`s nothing was mounted on); the named volume stays.
-async fn remove_check_container(docker: &Docker, name: &str) -> anyhow::Result<()> {
-    match docker
-        .remove_container(
-            name,
-            Some(RemoveContainerOptions {
-                v: true,
-                force: true,
-                link: false,
-            }),
-        )
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(error) if is_not_found(&error) => Ok(()),
-        Err(error) => Err(error).with_context(|| format!("cannot remove container `{name}`")),
-    }
 }

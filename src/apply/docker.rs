@@ -156,6 +156,9 @@ pub async fn run(
         DockerStep::StartPooler { name } => super::pooler::start(docker, name, target).await?,
         DockerStep::ReloadPooler { name } => super::pooler::reload(docker, name, target).await?,
         DockerStep::RemovePooler { name } => remove_container(docker, name).await?,
+        DockerStep::CheckBackupAgent { image } => {
+            crate::backup::docker::check_agent_starts(docker, deployment, image).await?;
+        }
         DockerStep::CreateBackupContainer { backup } => {
             crate::backup::docker::create_container(docker, deployment, backup).await?;
         }
@@ -404,6 +407,27 @@ async fn remove_container(docker: &Docker, name: &str) -> anyhow::Result<()> {
         )
         .await
         .with_context(|| format!("cannot remove container `{name}`"))
+}
+
+/// Removes a container that holds no data (a never-started check
+/// container, a scratch server), running or not, with its anonymous
+/// volumes; named volumes stay, and a missing container is already gone.
+pub async fn remove_throwaway(docker: &Docker, name: &str) -> anyhow::Result<()> {
+    match docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                v: true,
+                force: true,
+                link: false,
+            }),
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(error) if is_not_found(&error) => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("cannot remove container `{name}`")),
+    }
 }
 
 /// Waits until the server accepts connections; on timeout the error carries

@@ -15,7 +15,7 @@ use bollard::models::{
     RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, RemoveContainerOptions, RemoveVolumeOptions, UploadToContainerOptions,
+    CreateContainerOptions, RemoveVolumeOptions, UploadToContainerOptions,
 };
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -243,6 +243,98 @@ pub async fn create_container(
     ];
     upload(docker, &agent.name, archive(&files)?).await?;
     start_and_check(docker, &agent.name, deployment).await
+}
+
+/// How long the throwaway check of the agent may take.
+const AGENT_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `pgspec --version` from the agent binary in a throwaway container
+/// of `image`, before anything of the backup is changed: the agent is this
+/// pgspec binary (or `PGSPEC_BACKUP_AGENT`), and an image whose C library
+/// is older or another (musl in the official `-alpine` images), or whose
+/// architecture differs, cannot start it.
+pub async fn check_agent_starts(
+    docker: &Docker,
+    deployment: &str,
+    image: &str,
+) -> anyhow::Result<()> {
+    crate::apply::docker::ensure_image(docker, image).await?;
+    let binary = agent_binary().await?;
+    let name = format!("{deployment}-backup-agent-check");
+    crate::apply::docker::remove_throwaway(docker, &name).await?;
+    let mut check_labels = object_labels(deployment);
+    check_labels.insert(labels::ROLE.to_owned(), "agent-check".to_owned());
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..CreateContainerOptions::default()
+            }),
+            ContainerCreateBody {
+                image: Some(image.to_owned()),
+                entrypoint: Some(vec![AGENT_PATH.to_owned(), "--version".to_owned()]),
+                cmd: Some(Vec::new()),
+                labels: Some(check_labels),
+                host_config: Some(HostConfig {
+                    network_mode: Some("none".to_owned()),
+                    ..HostConfig::default()
+                }),
+                ..ContainerCreateBody::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot create container `{name}`"))?;
+    let outcome = async {
+        let files = [Upload {
+            path: AGENT_PATH,
+            mode: 0o755,
+            bytes: &binary,
+        }];
+        upload(docker, &name, archive(&files)?).await?;
+        docker
+            .start_container(&name, None)
+            .await
+            .with_context(|| format!("cannot start container `{name}`"))?;
+        let mut wait = docker.wait_container(
+            &name,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        let code = match tokio::time::timeout(AGENT_CHECK_TIMEOUT, wait.next()).await {
+            Ok(Some(Ok(response))) => response.status_code,
+            // The engine reports a non-zero exit as an error of the wait.
+            Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+            Ok(Some(Err(error))) => {
+                return Err(error).with_context(|| format!("cannot wait for `{name}`"));
+            }
+            Ok(None) => -1,
+            Err(_) => bail!(
+                "the backup agent check in `{name}` did not finish within {}s",
+                AGENT_CHECK_TIMEOUT.as_secs()
+            ),
+        };
+        if code != 0 {
+            bail!(
+                "the pgspec backup agent cannot start in image `{image}` (exit code {code}); \
+                 the agent is {which}, a Linux build for this machine's C library, and an image \
+                 with another C library (musl, as in the official `-alpine` images), an older \
+                 glibc or another architecture cannot run it. Use a Debian-based image, or \
+                 point {AGENT_BINARY_ENV} at a build that runs there (a static musl build: \
+                 `cargo build --release --target x86_64-unknown-linux-musl`). Nothing of the \
+                 backup was changed\n{}",
+                crate::apply::docker::last_logs(docker, &name).await,
+                which = if std::env::var_os(AGENT_BINARY_ENV).is_some() {
+                    format!("`{AGENT_BINARY_ENV}`")
+                } else {
+                    "this pgspec binary".to_owned()
+                },
+            );
+        }
+        Ok(())
+    }
+    .await;
+    let removed = crate::apply::docker::remove_throwaway(docker, &name).await;
+    outcome?;
+    removed
 }
 
 /// How long a started agent may take to answer; generous, because a busy
@@ -583,24 +675,8 @@ async fn verify_in(
 /// Removes the scratch container (with force: it holds nothing of value)
 /// and then its volume.
 async fn remove_scratch(docker: &Docker, name: &str) -> anyhow::Result<()> {
-    let container = docker
-        .remove_container(
-            name,
-            Some(RemoveContainerOptions {
-                force: true,
-                // Its anonymous volumes only; the scratch volume goes next.
-                v: true,
-                link: false,
-            }),
-        )
-        .await;
-    match container {
-        Ok(()) => {}
-        Err(error) if crate::live::docker::is_not_found(&error) => {}
-        Err(error) => {
-            return Err(error).with_context(|| format!("cannot remove scratch container `{name}`"));
-        }
-    }
+    // Its anonymous volumes go with it; the scratch volume goes next.
+    crate::apply::docker::remove_throwaway(docker, name).await?;
     match docker
         .remove_volume(name, None::<RemoveVolumeOptions>)
         .await

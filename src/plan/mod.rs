@@ -311,6 +311,13 @@ pub enum DockerStep {
     /// Create the backup container from `backup.agent` (labels carry the
     /// schedules), with the agent, its configuration and the superuser's
     /// password file copied in, then start it and wait for the agent.
+    /// Before the backup container is created or replaced: the agent (the
+    /// pgspec binary) starts in a throwaway container of the image, so an
+    /// image it cannot run in (musl, an older glibc, another architecture)
+    /// stops the apply before the old backup container is touched.
+    CheckBackupAgent {
+        image: String,
+    },
     CreateBackupContainer {
         backup: Box<crate::model::Backup>,
     },

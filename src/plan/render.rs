@@ -375,6 +375,9 @@ fn docker_line(call: &DockerStep) -> String {
         DockerStep::WaitReady { name } => {
             format!("wait until the server in `{name}` accepts connections")
         }
+        DockerStep::CheckBackupAgent { image } => format!(
+            "check that the pgspec backup agent starts in a throwaway container of `{image}`"
+        ),
         DockerStep::CreateBackupContainer { backup } => crate::backup::describe_create(backup),
         DockerStep::CreatePooler {
             name,

@@ -100,6 +100,7 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
             | DockerStep::VerifyData { .. }
             | DockerStep::RestartContainer { .. }
             | DockerStep::WaitReady { .. }
+            | DockerStep::CheckBackupAgent { .. }
             | DockerStep::CreateBackupContainer { .. } => {}
             // The pooler's own steps, simulated with its address.
             DockerStep::CreatePooler { .. }

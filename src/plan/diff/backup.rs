@@ -93,7 +93,11 @@ pub(super) fn diff(
         }),
     });
 
+    let check = Step::Docker(DockerStep::CheckBackupAgent {
+        image: want_agent.image.clone(),
+    });
     let Some(have_agent) = have_agent else {
+        steps.push(check);
         steps.push(create);
         let mut changes = vec![
             Change::new("image", None, Some(want_agent.image.clone())),
@@ -155,9 +159,12 @@ pub(super) fn diff(
     changes.extend(schedule_changes(&have.schedules, &want.schedules));
 
     if !changes.is_empty() {
-        let mut replace = vec![Step::Docker(DockerStep::RemoveContainer {
-            name: have_agent.name.clone(),
-        })];
+        let mut replace = vec![
+            check,
+            Step::Docker(DockerStep::RemoveContainer {
+                name: have_agent.name.clone(),
+            }),
+        ];
         replace.push(create);
         steps.extend(replace);
         plan.actions.push(Action {
