@@ -456,6 +456,9 @@ impl Checker<'_> {
                 self.error(&path, "setting name is empty");
                 continue;
             }
+            if !self.check_no_control(&path, name, "setting") {
+                continue;
+            }
             let SettingValue::Text(text) = value else {
                 continue;
             };
