@@ -260,7 +260,7 @@ impl Run<'_> {
         tracing::info!(kind = verb(action.kind), "applying");
         crate::output::status(&format!(
             "{}: {}…",
-            action.address,
+            crate::diag::printable(&action.address),
             progressive(action.kind)
         ));
         let started = std::time::Instant::now();
@@ -278,7 +278,7 @@ impl Run<'_> {
         }
         crate::output::status(&format!(
             "{}: {} after {:.1}s",
-            action.address,
+            crate::diag::printable(&action.address),
             past(action.kind),
             started.elapsed().as_secs_f64()
         ));
