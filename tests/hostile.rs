@@ -261,6 +261,39 @@ async fn smuggled_statements_never_run(major: u32) {
         }
     );
     assert_nothing_ran(&server).await;
+
+    // A connection that is not a superuser builds as itself: it already has
+    // only what its operator granted.
+    server
+        .execute(
+            "postgres",
+            "CREATE ROLE hostile_plain LOGIN PASSWORD 'plain secret'",
+        )
+        .await;
+    let plain = Target {
+        user: "hostile_plain".to_owned(),
+        password: Some(SecretValue::from_env_value("plain secret".to_owned())),
+        ..target
+    };
+    let observed = pgspec::live::postgres::observe(&plain, &desired())
+        .await
+        .expect("observe as a plain role");
+    let checks = &observed.databases["app"].index_checks;
+    for name in SMUGGLING {
+        assert!(
+            matches!(&checks[*name], IndexCheck::Rejected { code, .. } if code == "42601"),
+            "{name}: {:?}",
+            checks[*name]
+        );
+    }
+    match &checks["whoami"] {
+        IndexCheck::Rejected { message, .. } => {
+            assert_eq!(message, "built as hostile_plain, superuser off")
+        }
+        other => panic!("whoami: {other:?}"),
+    }
+    server.execute("postgres", "DROP ROLE hostile_plain").await;
+    assert_nothing_ran(&server).await;
 }
 
 #[test]
