@@ -838,6 +838,16 @@ impl Checker<'_> {
         }
         for (column_index, column) in index.columns.iter().enumerate() {
             let column_path = join_index(&columns_path, column_index);
+            if let IndexColumn::Full(full) = column {
+                for (key, name, what) in [
+                    ("opclass", &full.opclass, "operator class"),
+                    ("collation", &full.collation, "collation"),
+                ] {
+                    if let Some(name) = name {
+                        self.check_no_control(&join_key(&column_path, key), name, what);
+                    }
+                }
+            }
             match column {
                 IndexColumn::Name(name) => self.check_identifier(&column_path, name, "column"),
                 IndexColumn::Full(full) => match (&full.column, &full.expression) {
