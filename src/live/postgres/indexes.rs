@@ -463,10 +463,9 @@ async fn check_desired(
     }
 
     for (position, outcome) in outcomes {
-        let Some(index) = positions.get(position.wrapping_sub(1)) else {
-            continue;
-        };
-        let Some(quoted) = quoted.get(position - 1) else {
+        // Positions are 1-based.
+        let slot = position.wrapping_sub(1);
+        let (Some(index), Some(quoted)) = (positions.get(slot), quoted.get(slot)) else {
             continue;
         };
         let (quoted_name, quoted_schema, quoted_table): (String, String, String) =
