@@ -6,8 +6,39 @@
 //! offending lines. Rendering is pure: it returns a string and never writes
 //! anywhere; `output` decides where it goes and whether colour is on.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
+
+/// `text` with every control character escaped (`\n`, `\u{1b}`), so that a
+/// name read from a spec or from the live side stays data on a terminal: an
+/// escape sequence in a role's name cannot recolour, move the cursor or
+/// rewrite what the user reads, and a newline cannot forge a line.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    escape_controls(text, |_| true)
+}
+
+/// Like [`printable`], but keeps newlines (and tabs) for text that is shown
+/// over several lines.
+pub fn printable_lines(text: &str) -> Cow<'_, str> {
+    escape_controls(text, |character| !matches!(character, '\n' | '\t'))
+}
+
+fn escape_controls(text: &str, escape: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let needs = |character: char| character.is_control() && escape(character);
+    if !text.chars().any(needs) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for character in text.chars() {
+        if needs(character) {
+            shown.extend(character.escape_default());
+        } else {
+            shown.push(character);
+        }
+    }
+    Cow::Owned(shown)
+}
 
 /// How bad a finding is. Errors stop the pipeline; warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -256,7 +287,7 @@ impl Diagnostics {
         out.push_str(&format!(
             "{}{}\n",
             palette.severity(item.severity),
-            palette.bold(&format!(": {}", item.message))
+            palette.bold(&format!(": {}", printable(&item.message)))
         ));
         // The source line is shown only when the span points into the file.
         let shown = item
@@ -275,7 +306,8 @@ impl Diagnostics {
         out.push_str(&format!("{pad}{} {location}\n", palette.gutter("-->")));
 
         if let Some((span, text)) = shown {
-            let text = text.trim_end_matches('\r');
+            let text = printable_lines(text.trim_end_matches('\r'));
+            let text = text.as_ref();
             out.push_str(&format!("{pad} {}\n", palette.gutter("|")));
             out.push_str(&format!(
                 "{} {}",
@@ -307,12 +339,13 @@ impl Diagnostics {
             );
             if let Some(label) = &item.label {
                 marker_line.push(' ');
-                marker_line.push_str(&palette.marker(item.severity, label));
+                marker_line.push_str(&palette.marker(item.severity, &printable(label)));
             }
             out.push_str(&marker_line);
             out.push('\n');
         }
         if let Some(help) = &item.help {
+            let help = printable(help);
             out.push_str(&format!(
                 "{pad} {} {}: {help}\n",
                 palette.gutter("="),
@@ -436,5 +469,28 @@ mod tests {
                 .render(false)
                 .contains("1 | name: x\n  |       ^\n")
         );
+    }
+
+    /// Issue 15: a spec line or message with an escape sequence or a
+    /// newline in it stays data on the terminal.
+    #[test]
+    fn control_characters_are_printed_escaped() {
+        assert_eq!(printable("plain `name`"), "plain `name`");
+        assert_eq!(printable("a\u{1b}[2Jb\nc\0"), "a\\u{1b}[2Jb\\nc\\u{0}");
+        assert_eq!(printable_lines("a\u{7}\n\tb"), "a\\u{7}\n\tb");
+        let mut diagnostics = Diagnostics::new("spec.yaml", "name: \"x\u{1b}[31m\"\n");
+        diagnostics.push(
+            Diagnostic::error("bad name `x\u{1b}[31m`")
+                .at("name")
+                .with_span(Some(Span {
+                    line: 1,
+                    column: 7,
+                    length: 3,
+                }))
+                .with_help("rename `x\u{1b}[31m`"),
+        );
+        let rendered = diagnostics.render(false);
+        assert!(!rendered.contains('\u{1b}'), "{rendered:?}");
+        assert!(rendered.contains("bad name `x\\u{1b}[31m`"), "{rendered}");
     }
 }

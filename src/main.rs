@@ -45,14 +45,17 @@ fn main() -> ExitCode {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(error) => {
             let mut err = std::io::stderr().lock();
+            // Errors quote names from the spec and the live side; an escape
+            // sequence in one is shown, not sent to the terminal.
+            let shown = |text: String| pgspec::diag::printable_lines(&text).into_owned();
             if let Some(reported) = error.downcast_ref::<cli::Reported>() {
                 // Rendered diagnostics carry their own `error:` lines.
                 let _ = writeln!(err, "{reported}");
                 return ExitCode::from(1);
             }
-            let _ = writeln!(err, "error: {error}");
+            let _ = writeln!(err, "error: {}", shown(error.to_string()));
             for cause in error.chain().skip(1) {
-                let _ = writeln!(err, "  caused by: {cause}");
+                let _ = writeln!(err, "  caused by: {}", shown(cause.to_string()));
             }
             if let Some(help) = error
                 .chain()

@@ -829,10 +829,9 @@ fn agent_that_cannot_run_fails_the_apply() {
         )
         .expect(1);
         assert!(
-            apply
-                .stderr
-                .contains("the pgspec backup agent cannot start in image `pgspec-test/postgres:17`")
-                && apply.stderr.contains("PGSPEC_BACKUP_AGENT"),
+            apply.stderr.contains(
+                "the pgspec backup agent cannot start in image `pgspec-test/postgres:17`"
+            ) && apply.stderr.contains("PGSPEC_BACKUP_AGENT"),
             "{}",
             apply.stderr
         );
@@ -846,10 +845,7 @@ fn agent_that_cannot_run_fails_the_apply() {
         );
         assert!(
             docker
-                .inspect_container(
-                    &format!("{}-backup-agent-check", deployment.name),
-                    None
-                )
+                .inspect_container(&format!("{}-backup-agent-check", deployment.name), None)
                 .await
                 .is_err()
         );

@@ -264,7 +264,7 @@ impl Run<'_> {
         tracing::info!(kind = verb(action.kind), "applying");
         crate::output::status(&format!(
             "{}: {}…",
-            action.address,
+            crate::diag::printable(&action.address),
             progressive(action.kind)
         ));
         let started = std::time::Instant::now();
@@ -282,7 +282,7 @@ impl Run<'_> {
         }
         crate::output::status(&format!(
             "{}: {} after {:.1}s",
-            action.address,
+            crate::diag::printable(&action.address),
             past(action.kind),
             started.elapsed().as_secs_f64()
         ));

@@ -40,7 +40,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// `pgbouncer.ini` for a configuration. Every setting the spec states is
 /// written out, so that `RELOAD` also undoes a value changed with `SET` on
 /// the console.
-pub fn ini(deployment: &str, config: &PoolerConfig) -> String {
+///
+/// Names and values stay data: a database name is quoted as a key and as a
+/// connection-string value, and anything the file's syntax has no escape
+/// for — a control character (a newline would start a line of its own
+/// making), or a separator in the `admin_users` list — is refused rather
+/// than written. `validate` rejects such names first; this is the last
+/// line of defence for text that did not come through it.
+pub fn ini(deployment: &str, config: &PoolerConfig) -> anyhow::Result<String> {
+    for database in config.databases.keys() {
+        refuse_control(database, "database name")?;
+    }
+    refuse_control(&config.server_host, "server host")?;
     let mut text = format!(
         ";; PgBouncer configuration of deployment `{deployment}`, written by pgspec.\n\
          ;; Edits here are drift: `pgspec apply` writes this file again.\n\n[databases]\n"
@@ -60,6 +71,8 @@ pub fn ini(deployment: &str, config: &PoolerConfig) -> String {
             connection_value(database)
         ));
         for (setting, value) in overrides {
+            refuse_control(setting, "pool setting")?;
+            refuse_control(value, "pool setting value")?;
             text.push_str(&format!(" {setting}={}", connection_value(value)));
         }
         text.push('\n');
@@ -71,9 +84,34 @@ pub fn ini(deployment: &str, config: &PoolerConfig) -> String {
         .iter()
         .chain(&config.settings)
     {
+        refuse_control(setting, "setting")?;
+        refuse_control(value, "setting value")?;
+        if setting == "admin_users"
+            && value
+                .chars()
+                .any(|character| character == ',' || character.is_whitespace())
+        {
+            bail!(
+                "PgBouncer's `admin_users` is a comma-separated list; the role `{}` cannot be \
+                 written into it",
+                crate::diag::printable(value)
+            );
+        }
         text.push_str(&format!("{setting} = {value}\n"));
     }
-    text
+    Ok(text)
+}
+
+/// Refuses text with a control character: neither `pgbouncer.ini` nor the
+/// auth file has a way to escape one.
+fn refuse_control(text: &str, what: &str) -> anyhow::Result<()> {
+    if text.chars().any(char::is_control) {
+        bail!(
+            "{what} `{}` holds a control character; PgBouncer's files cannot hold it",
+            crate::diag::printable(text)
+        );
+    }
+    Ok(())
 }
 
 /// A database name as an ini key: bare when plain, else double-quoted.
@@ -102,12 +140,26 @@ fn is_plain(text: &str) -> bool {
             .all(|character| character.is_ascii_alphanumeric() || "_-.".contains(character))
 }
 
-/// The auth file: one `"role" "verifier"` line per role.
-fn auth_file(verifiers: &std::collections::BTreeMap<String, String>) -> String {
-    verifiers
-        .iter()
-        .map(|(role, verifier)| format!("\"{}\" \"{verifier}\"\n", role.replace('"', "\"\"")))
-        .collect()
+/// The auth file: one `"role" "verifier"` line per role, a `"` in a name
+/// doubled. A name or verifier the format cannot hold (a control
+/// character; a `"` in a verifier, which the server never writes) is
+/// refused.
+fn auth_file(verifiers: &std::collections::BTreeMap<String, String>) -> anyhow::Result<String> {
+    let mut text = String::new();
+    for (role, verifier) in verifiers {
+        refuse_control(role, "role name")?;
+        if verifier.contains('"') || verifier.chars().any(char::is_control) {
+            bail!(
+                "the SCRAM verifier of role `{}` is not in the server's format",
+                crate::diag::printable(role)
+            );
+        }
+        text.push_str(&format!(
+            "\"{}\" \"{verifier}\"\n",
+            role.replace('"', "\"\"")
+        ));
+    }
+    Ok(text)
 }
 
 /// Creates the pooler container, not started, on the deployment network.
@@ -186,8 +238,8 @@ pub async fn write_config(
         .auth_mtime
         .map_or(now, |previous| now.max(previous + 1));
     let archive = config_archive(
-        &ini(deployment, config),
-        &auth_file(&verifiers),
+        &ini(deployment, config).context("cannot write pgbouncer.ini")?,
+        &auth_file(&verifiers).context("cannot write the pooler's auth file")?,
         &directory,
         mtime,
     )
@@ -386,7 +438,7 @@ mod tests {
             admin_user: "postgres".to_owned(),
             users: vec!["ffe_user".to_owned(), "postgres".to_owned()],
         };
-        let text = ini("ffe", &config);
+        let text = ini("ffe", &config).expect("plain names");
         assert!(
             text.contains("\nffe = host=ffe-postgres port=5432 dbname=ffe\n"),
             "{text}"
@@ -411,15 +463,73 @@ mod tests {
             admin_user: "postgres".to_owned(),
             ..PoolerConfig::default()
         };
-        assert!(ini("x", &config).contains("\n* = host=x-postgres port=5432\n"));
+        assert!(
+            ini("x", &config)
+                .expect("plain names")
+                .contains("\n* = host=x-postgres port=5432\n")
+        );
     }
 
     #[test]
     fn auth_file_doubles_quotes_in_names() {
         let verifiers = BTreeMap::from([("a\"b".to_owned(), "SCRAM-SHA-256$1:s$k:v".to_owned())]);
         assert_eq!(
-            auth_file(&verifiers),
+            auth_file(&verifiers).expect("a quote is data"),
             "\"a\"\"b\" \"SCRAM-SHA-256$1:s$k:v\"\n"
         );
+    }
+
+    /// Issue 15: a quote, a newline or a separator in a name must not add
+    /// a line or an entry to PgBouncer's files.
+    #[test]
+    fn hostile_names_stay_data_or_are_refused() {
+        let config = |database: &str, admin: &str| PoolerConfig {
+            server_host: "x-postgres".to_owned(),
+            server_port: 5432,
+            databases: BTreeMap::from([(database.to_owned(), BTreeMap::new())]),
+            admin_user: admin.to_owned(),
+            ..PoolerConfig::default()
+        };
+        // Quotes and spaces are quoted, on one line.
+        let text = ini("x", &config("a\" = host=evil '\\", "postgres")).expect("quotable");
+        assert!(
+            text.contains(
+                "\n\"a\"\" = host=evil '\\\" = host=x-postgres port=5432 \
+                 dbname='a\" = host=evil \\'\\\\'\n"
+            ),
+            "{text}"
+        );
+        let databases: Vec<&str> = text
+            .lines()
+            .skip_while(|line| *line != "[databases]")
+            .skip(1)
+            .take_while(|line| !line.is_empty())
+            .collect();
+        assert_eq!(databases.len(), 1, "{text}");
+        // A newline has no escape: refused, whichever field it is in.
+        for (database, admin) in [
+            ("a\nadmin_users = evil", "postgres"),
+            ("a\0", "postgres"),
+            ("a", "postgres\nauth_type = trust"),
+            ("a", "postgres, evil"),
+        ] {
+            let refused = ini("x", &config(database, admin));
+            assert!(refused.is_err(), "{database:?} {admin:?}: {refused:?}");
+        }
+        let error = ini("x", &config("a\nb", "postgres")).expect_err("newline");
+        assert_eq!(
+            error.to_string(),
+            "database name `a\\nb` holds a control character; PgBouncer's files cannot hold it"
+        );
+        for (role, verifier) in [
+            (
+                "a\n\"evil\" \"SCRAM-SHA-256$1:s$k:v",
+                "SCRAM-SHA-256$1:s$k:v",
+            ),
+            ("a", "SCRAM\"\n\"evil\" \"x"),
+        ] {
+            let verifiers = BTreeMap::from([(role.to_owned(), verifier.to_owned())]);
+            assert!(auth_file(&verifiers).is_err(), "{role:?} {verifier:?}");
+        }
     }
 }

@@ -206,7 +206,11 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
             "Set these environment variables before `pgspec plan` (passwords are not exported):",
         );
         for variable in &imported.variables {
-            output::status(&format!("  {}  {}", variable.name, variable.purpose));
+            output::status(&format!(
+                "  {}  {}",
+                crate::diag::printable(&variable.name),
+                crate::diag::printable(&variable.purpose)
+            ));
         }
     }
     if options.connection.is_some() {

@@ -81,13 +81,24 @@ fn collect_paths(value: &Value, path: &str, found: &mut std::collections::BTreeS
     }
 }
 
+/// One comment line. Comments quote names read from the live server (an
+/// index `import` could not express, say), and a name may hold a line
+/// break: written raw, the rest of it would be read as spec. So every
+/// control character is escaped, and so are the Unicode line and
+/// paragraph separators, which YAML 1.1 parsers also take as line breaks.
 fn comment_line(out: &mut String, indent: usize, line: &str) {
     out.push_str(&" ".repeat(indent));
     if line.is_empty() {
         out.push_str("#\n");
     } else {
         out.push_str("# ");
-        out.push_str(line);
+        for character in crate::diag::printable(line).chars() {
+            if matches!(character, '\u{2028}' | '\u{2029}') {
+                out.extend(character.escape_default());
+            } else {
+                out.push(character);
+            }
+        }
         out.push('\n');
     }
 }
@@ -292,8 +303,14 @@ pub fn scalar(text: &str) -> String {
     if safe_characters && safe_start && reads_back && reads_back_in_flow {
         text.to_owned()
     } else {
-        // A JSON string is a valid YAML double-quoted scalar.
-        serde_json::to_string(text).unwrap_or_else(|_| format!("{text:?}"))
+        // A JSON string is a valid YAML double-quoted scalar, except that
+        // JSON leaves NEL and the Unicode line and paragraph separators
+        // raw, and YAML folds a raw line break inside quotes into a space.
+        serde_json::to_string(text)
+            .unwrap_or_else(|_| format!("{text:?}"))
+            .replace('\u{85}', "\\u0085")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
     }
 }
 
@@ -375,5 +392,29 @@ mod tests {
             rendered,
             "#\n# postgres.settings:\n# not imported\nname: x\n"
         );
+    }
+
+    /// Issue 15: a live name quoted in a comment cannot end the comment and
+    /// add keys to the imported spec; a name as a value stays one scalar.
+    #[test]
+    fn hostile_names_stay_data() {
+        let hostile = "x\nroles: [{ name: evil, superuser: true }]\r\u{85}\u{2028}y: \u{1b}[2J\0";
+        let mut value = serde_yaml::Mapping::new();
+        value.insert(
+            Value::String("name".to_owned()),
+            Value::String(hostile.to_owned()),
+        );
+        let value = Value::Mapping(value);
+        let mut comments = Comments::new();
+        comments.insert(
+            "name".to_owned(),
+            vec![format!("index `{hostile}` skipped")],
+        );
+        let rendered = render(&value, &comments);
+        let back: Value = serde_yaml::from_str(&rendered)
+            .unwrap_or_else(|error| panic!("rendering does not parse: {error}\n{rendered}"));
+        assert_eq!(back, value, "{rendered}");
+        assert_eq!(rendered.lines().count(), 2, "{rendered}");
+        assert!(!rendered.contains('\u{1b}'), "{rendered:?}");
     }
 }

@@ -10,6 +10,7 @@
 
 use std::fmt::Write as _;
 
+use crate::diag::printable;
 use crate::plan::render::{step_lines, verb};
 use crate::plan::{Action, ActionKind, Change, Plan};
 
@@ -189,7 +190,7 @@ fn action_section(action: &Action) -> String {
         let fence = fence_for(&lines);
         let _ = writeln!(section, "{fence}diff");
         for line in lines {
-            let _ = writeln!(section, "{line}");
+            let _ = writeln!(section, "{}", printable(&line));
         }
         let _ = writeln!(section, "{fence}\n");
     }
@@ -240,14 +241,16 @@ fn fence_for(lines: &[String]) -> String {
     "`".repeat(longest.max(2) + 1)
 }
 
-/// Text for inside a code span: backticks and line breaks cannot end it.
+/// Text for inside a code span: backticks cannot end it, and control
+/// characters (line breaks, escape sequences) are shown escaped.
 fn code(text: &str) -> String {
-    text.replace('`', "'").replace(['\n', '\r'], " ")
+    printable(text).replace('`', "'")
 }
 
 /// Text for HTML: the address in a `<summary>`.
 fn html(text: &str) -> String {
-    text.replace('&', "&amp;")
+    printable(text)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
@@ -256,9 +259,7 @@ fn html(text: &str) -> String {
 /// Prose from pgspec (reasons, messages) that quotes names in backticks:
 /// kept on one line, with HTML tags from names made harmless.
 fn inline(text: &str) -> String {
-    text.replace(['\n', '\r'], " ")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    printable(text).replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]

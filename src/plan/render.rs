@@ -2,11 +2,13 @@
 //! programs. Secrets cannot reach either: a sensitive change carries no
 //! values, and a password step holds only a reference.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
+use crate::diag::{printable, printable_lines};
 use crate::model::IndexStamp;
 use crate::plan::{
     Action, ActionKind, Change, DockerStep, FORMAT_VERSION, Note, Plan, PlanError, Step, Summary,
@@ -95,14 +97,14 @@ pub fn text(plan: &Plan, options: TextOptions) -> String {
                 out,
                 "{} The live deployment `{}` matches the spec.",
                 paint.green(&paint.bold("No changes.")),
-                plan.deployment
+                printable(&plan.deployment)
             );
         }
     } else {
         let _ = writeln!(
             out,
             "pgspec will perform the following actions on deployment `{}`:\n",
-            plan.deployment
+            printable(&plan.deployment)
         );
         for action in &plan.actions {
             render_action(&mut out, paint, action);
@@ -114,6 +116,7 @@ pub fn text(plan: &Plan, options: TextOptions) -> String {
                 restarts.push(&action.address);
             }
         }
+        let restarts: Vec<Cow<'_, str>> = restarts.into_iter().map(printable).collect();
         if !restarts.is_empty() {
             let _ = writeln!(
                 out,
@@ -129,7 +132,7 @@ pub fn text(plan: &Plan, options: TextOptions) -> String {
         if options.show_unmanaged {
             let _ = writeln!(out, "\nNot in the spec (left alone):");
             for address in &plan.unmanaged {
-                let _ = writeln!(out, "  ? {address}");
+                let _ = writeln!(out, "  ? {}", printable(address));
             }
         } else {
             let _ = writeln!(
@@ -148,8 +151,8 @@ fn render_errors(out: &mut String, paint: Paint, errors: &[PlanError]) {
             out,
             "{}: {}: {}",
             paint.red(&paint.bold("error")),
-            error.address,
-            error.message
+            printable(&error.address),
+            printable(&error.message)
         );
     }
     let _ = writeln!(
@@ -164,7 +167,12 @@ fn render_notes(out: &mut String, notes: &[Note]) {
     }
     let _ = writeln!(out);
     for note in notes {
-        let _ = writeln!(out, "note: {}: {}", note.address, note.message);
+        let _ = writeln!(
+            out,
+            "note: {}: {}",
+            printable(&note.address),
+            printable(&note.message)
+        );
     }
 }
 
@@ -185,22 +193,33 @@ pub fn summary_line(summary: Summary, paint: Paint) -> String {
     line
 }
 
+/// Every piece of data an action shows (addresses, reasons, values,
+/// statements) goes through `printable`: names come from the spec and from
+/// the live side, where anyone who can create a role can put an escape
+/// sequence in its name.
 fn render_action(out: &mut String, paint: Paint, action: &Action) {
+    let address = printable(&action.address);
     let _ = writeln!(
         out,
         "  {} {}",
         paint.dim("#"),
-        paint.dim(&format!("{} {}", action.address, verb(action.kind)))
+        paint.dim(&format!("{address} {}", verb(action.kind)))
     );
     let _ = writeln!(
         out,
         "  {} {}",
         paint_kind(paint, action.kind, symbol(action.kind)),
-        paint.bold(&action.address)
+        paint.bold(&address)
     );
-    let _ = writeln!(out, "      reason: {}", action.reason);
+    let _ = writeln!(out, "      reason: {}", printable(&action.reason));
     let mut risks = Vec::new();
-    risks.extend(action.risk.locks.iter().map(|lock| format!("locks {lock}")));
+    risks.extend(
+        action
+            .risk
+            .locks
+            .iter()
+            .map(|lock| format!("locks {}", printable(lock))),
+    );
     if action.risk.restart {
         risks.push("restarts the server".to_owned());
     }
@@ -217,7 +236,7 @@ fn render_action(out: &mut String, paint: Paint, action: &Action) {
         let _ = writeln!(out, "      steps:");
         for step in &action.steps {
             for line in step_lines(step) {
-                let _ = writeln!(out, "        {}", paint.dim(&line));
+                let _ = writeln!(out, "        {}", paint.dim(&printable(&line)));
             }
         }
     }
@@ -225,22 +244,18 @@ fn render_action(out: &mut String, paint: Paint, action: &Action) {
 }
 
 fn render_change(out: &mut String, paint: Paint, change: &Change) {
+    let field = printable(&change.field);
     if change.sensitive {
-        let _ = writeln!(
-            out,
-            "      {} {} = (sensitive)",
-            paint.yellow("~"),
-            change.field
-        );
+        let _ = writeln!(out, "      {} {} = (sensitive)", paint.yellow("~"), field);
         return;
     }
     let multi_line = change.old.as_deref().is_some_and(|old| old.contains('\n'))
         || change.new.as_deref().is_some_and(|new| new.contains('\n'));
     if multi_line {
-        let old = change.old.as_deref().unwrap_or("");
-        let new = change.new.as_deref().unwrap_or("");
-        let _ = writeln!(out, "      {} {}:", paint.yellow("~"), change.field);
-        let diff = TextDiff::from_lines(old, new);
+        let old = printable_lines(change.old.as_deref().unwrap_or(""));
+        let new = printable_lines(change.new.as_deref().unwrap_or(""));
+        let _ = writeln!(out, "      {} {field}:", paint.yellow("~"));
+        let diff = TextDiff::from_lines(old.as_ref(), new.as_ref());
         for line in diff.iter_all_changes() {
             let text = line.value().trim_end_matches('\n');
             let rendered = match line.tag() {
@@ -252,13 +267,15 @@ fn render_change(out: &mut String, paint: Paint, change: &Change) {
         }
         return;
     }
-    let line = match (&change.old, &change.new) {
-        (None, Some(new)) => format!("{} {} = {new}", paint.green("+"), change.field),
-        (Some(old), None) => format!("{} {} = {old}", paint.red("-"), change.field),
+    let old = change.old.as_deref().map(printable);
+    let new = change.new.as_deref().map(printable);
+    let line = match (old, new) {
+        (None, Some(new)) => format!("{} {field} = {new}", paint.green("+")),
+        (Some(old), None) => format!("{} {field} = {old}", paint.red("-")),
         (Some(old), Some(new)) => {
-            format!("{} {} = {old} -> {new}", paint.yellow("~"), change.field)
+            format!("{} {field} = {old} -> {new}", paint.yellow("~"))
         }
-        (None, None) => format!("{} {}", paint.yellow("~"), change.field),
+        (None, None) => format!("{} {field}", paint.yellow("~")),
     };
     let _ = writeln!(out, "      {line}");
 }
@@ -423,12 +440,13 @@ fn render_waiting(out: &mut String, paint: Paint, waiting: &[Waiting]) {
         waiting.len()
     );
     for item in waiting {
+        let (address, table) = (printable(&item.address), printable(&item.table));
         let _ = match &item.closest {
-            None => writeln!(out, "  … {} (table `{}`)", item.address, item.table),
+            None => writeln!(out, "  … {address} (table `{table}`)"),
             Some(closest) => writeln!(
                 out,
-                "  … {} (table `{}`; not there yet, and `{closest}` exists: a misspelling?)",
-                item.address, item.table
+                "  … {address} (table `{table}`; not there yet, and `{}` exists: a misspelling?)",
+                printable(closest)
             ),
         };
     }
@@ -512,5 +530,70 @@ mod tests {
             ),
             "{rendered}"
         );
+    }
+
+    /// Issue 15: a name made by hand on the live side (`CREATE ROLE
+    /// "\x1b[31mred"`) reaches the plan text; its escape sequence must be
+    /// shown, never sent to the terminal.
+    #[test]
+    fn escape_sequences_in_names_are_shown_escaped() {
+        let name = "\u{1b}[31mred\nforged line";
+        let address = format!("role.{name}");
+        let plan = Plan {
+            deployment: "app".to_owned(),
+            actions: vec![Action {
+                reason: format!("role `{name}` is not in the spec"),
+                changes: vec![
+                    Change::new("name", Some(name.to_owned()), None),
+                    Change::new("comment", Some(format!("a\n{name}")), Some("b".to_owned())),
+                ],
+                steps: vec![Step::Sql {
+                    database: None,
+                    statements: vec![format!("DROP ROLE {}", crate::sql::quote_ident(name))],
+                    transaction: false,
+                }],
+                ..Action::bare(&address, ActionKind::Delete)
+            }],
+            unmanaged: vec![address.clone()],
+            notes: vec![Note {
+                address: address.clone(),
+                message: format!("`{name}`"),
+            }],
+            errors: vec![PlanError {
+                address: address.clone(),
+                message: format!("`{name}`"),
+            }],
+            waiting: vec![Waiting {
+                address: address.clone(),
+                table: format!("public.{name}"),
+                closest: Some(name.to_owned()),
+            }],
+        };
+        let rendered = text(
+            &plan,
+            TextOptions {
+                color: false,
+                show_unmanaged: true,
+            },
+        );
+        assert!(!rendered.contains('\u{1b}'), "{rendered:?}");
+        assert!(!rendered.contains("\nforged line"), "{rendered:?}");
+        assert!(
+            rendered.contains("role.\\u{1b}[31mred\\nforged line"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("DROP ROLE \"\\u{1b}[31mred\\nforged line\""),
+            "{rendered}"
+        );
+        // Colour codes are pgspec's own and still work around the data.
+        let coloured = text(
+            &plan,
+            TextOptions {
+                color: true,
+                show_unmanaged: true,
+            },
+        );
+        assert!(!coloured.contains("\u{1b}[31mred"), "{coloured:?}");
     }
 }

@@ -4,6 +4,7 @@
 //! Apart from reading the spec file (and files it names), nothing here does
 //! I/O; no environment variable or secret is read here.
 
+pub mod expression;
 pub mod file;
 pub mod load;
 pub mod units;

@@ -16,6 +16,7 @@ use crate::model::{
     Extension, Grant, GrantTarget, Index, Pooler, Role, Schema, Setting,
 };
 use crate::secret::Secret;
+use crate::spec::expression;
 use crate::spec::file::{
     BackupSpec, DefaultObjectKind, ExtensionEntry, GrantSpec, IndexColumn, IndexSpec, NullsOrder,
     ObjectSelection, PoolMode, PoolerSpec, RetentionSpec, SchemaEntry, SettingValue, SortOrder,
@@ -312,6 +313,9 @@ impl Checker<'_> {
         if allow_public && name.eq_ignore_ascii_case("public") {
             return;
         }
+        if !self.check_no_control(path, name, "role") {
+            return;
+        }
         if name.starts_with("pg_") || known.contains(name) {
             return;
         }
@@ -331,10 +335,14 @@ impl Checker<'_> {
         });
     }
 
-    /// Empty names and names PostgreSQL would truncate.
+    /// Empty names, names PostgreSQL would truncate, and names with
+    /// control characters.
     fn check_identifier(&mut self, path: &str, name: &str, what: &str) {
         if name.is_empty() {
             self.error(path, format!("{what} name is empty"));
+            return;
+        }
+        if !self.check_no_control(path, name, what) {
             return;
         }
         if name.len() > MAX_IDENTIFIER_BYTES {
@@ -353,6 +361,45 @@ impl Checker<'_> {
                 "shorten it; PostgreSQL would silently truncate it to `{}`",
                 &name[..cut]
             ));
+        }
+    }
+
+    /// A name with a NUL, a newline or an escape sequence would break the
+    /// lines of `pgbouncer.ini`, the auth file, logs and the terminal
+    /// (PostgreSQL cannot store NUL at all). Returns whether `name` is clean.
+    fn check_no_control(&mut self, path: &str, name: &str, what: &str) -> bool {
+        let Some(character) = expression::control_character(name) else {
+            return true;
+        };
+        self.error(
+            path,
+            format!(
+                "{what} name `{}` holds the control character {}",
+                name.escape_default(),
+                expression::escape_char(character)
+            ),
+        )
+        .help = Some(
+            "names may not contain NUL, newlines, escapes or other control characters".to_owned(),
+        );
+        false
+    }
+
+    /// An index expression or predicate must be one SQL expression: pgspec
+    /// puts it into a `CREATE INDEX` statement, and it must not end that
+    /// statement or reach outside it.
+    fn check_expression(&mut self, path: &str, text: &str, what: &str) {
+        if let Err(why) = expression::check_one_expression(text) {
+            self.error(
+                path,
+                format!("{what} is not one SQL expression: {}", why.describe()),
+            )
+            .help = Some(
+                "write a single expression, without `;` or comments, with every bracket and \
+                 quote closed; pgspec builds it into `CREATE INDEX` and never runs it as a \
+                 statement of its own"
+                    .to_owned(),
+            );
         }
     }
 
@@ -397,6 +444,9 @@ impl Checker<'_> {
             let path = join_key(parent, name);
             if name.trim().is_empty() {
                 self.error(&path, "setting name is empty");
+                continue;
+            }
+            if !self.check_no_control(&path, name, "setting") {
                 continue;
             }
             let SettingValue::Text(text) = value else {
@@ -778,6 +828,16 @@ impl Checker<'_> {
         }
         for (column_index, column) in index.columns.iter().enumerate() {
             let column_path = join_index(&columns_path, column_index);
+            if let IndexColumn::Full(full) = column {
+                for (key, name, what) in [
+                    ("opclass", &full.opclass, "operator class"),
+                    ("collation", &full.collation, "collation"),
+                ] {
+                    if let Some(name) = name {
+                        self.check_no_control(&join_key(&column_path, key), name, what);
+                    }
+                }
+            }
             match column {
                 IndexColumn::Name(name) => self.check_identifier(&column_path, name, "column"),
                 IndexColumn::Full(full) => match (&full.column, &full.expression) {
@@ -794,11 +854,11 @@ impl Checker<'_> {
                         self.check_identifier(&join_key(&column_path, "column"), name, "column");
                     }
                     (None, Some(expression)) => {
+                        let expression_path = join_key(&column_path, "expression");
                         if expression.trim().is_empty() {
-                            self.error(
-                                &join_key(&column_path, "expression"),
-                                "index expression is empty",
-                            );
+                            self.error(&expression_path, "index expression is empty");
+                        } else {
+                            self.check_expression(&expression_path, expression, "index expression");
                         }
                     }
                 },
@@ -846,10 +906,13 @@ impl Checker<'_> {
                 );
             }
         }
-        if let Some(predicate) = &index.predicate
-            && predicate.trim().is_empty()
-        {
-            self.error(&join_key(path, "where"), "index predicate is empty");
+        if let Some(predicate) = &index.predicate {
+            let predicate_path = join_key(path, "where");
+            if predicate.trim().is_empty() {
+                self.error(&predicate_path, "index predicate is empty");
+            } else {
+                self.check_expression(&predicate_path, predicate, "index predicate");
+            }
         }
     }
 
@@ -1002,6 +1065,7 @@ impl Checker<'_> {
             .collect();
         for (name, overrides) in &pooler.databases {
             let path = join_key("pooler.databases", name);
+            self.check_identifier(&path, name, "database");
             self.check_at_least(
                 &join_key(&path, "pool_size"),
                 overrides.pool_size,
@@ -1890,6 +1954,66 @@ where: "deleted_at IS NULL"
                 "error: duplicate extension `x`"
             ]
         );
+    }
+
+    /// Issue 15: spec text must not smuggle a statement into `CREATE INDEX`.
+    #[test]
+    fn index_text_must_be_one_expression() {
+        let text = "version: 1\nname: app\ndatabases:\n  - name: d\n    indexes:\n      \
+                    - { name: i, table: t, columns: [{ expression: \"lower(a)); DROP TABLE t; --\" }] }\n      \
+                    - { name: j, table: t, columns: [a], where: \"true; COPY (SELECT 1) TO PROGRAM 'touch /tmp/x'\" }\n      \
+                    - { name: k, table: t, columns: [a], where: \"note <> 'a;b' AND note <> $$)$$\" }\n";
+        let Err(diagnostics) = validate(text) else {
+            panic!("the spec should be invalid");
+        };
+        let found: Vec<(String, String)> = diagnostics
+            .items
+            .iter()
+            .map(|item| (item.path.clone().unwrap_or_default(), item.message.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "databases[0].indexes[0].columns[0].expression".to_owned(),
+                    "index expression is not one SQL expression: `)` closes a bracket that was \
+                     not opened in the expression"
+                        .to_owned()
+                ),
+                (
+                    "databases[0].indexes[1].where".to_owned(),
+                    "index predicate is not one SQL expression: `;` outside a string would end \
+                     the statement"
+                        .to_owned()
+                ),
+            ]
+        );
+        let rendered = diagnostics.render(false);
+        assert!(rendered.contains("spec.yaml:6:"), "{rendered}");
+    }
+
+    /// Issue 15: a name with a control character is data nowhere pgspec
+    /// writes it, so it is refused.
+    #[test]
+    fn names_with_control_characters_are_rejected() {
+        let found = messages(
+            "version: 1\nname: app\nroles: [{ name: \"a\\nb\" }, { name: r, member_of: [\"pg_\\u001b[31m\"] }]\n\
+             databases:\n  - { name: \"d\\0\", schemas: [\"s\\r\"] }\n\
+             pooler: { image: p, databases: { \"x\\ny\": { pool_size: 1 } } }\n\
+             postgres: { image: postgres:17 }\n",
+        );
+        for expected in [
+            "error: role name `a\\nb` holds the control character \\n",
+            "error: role name `pg_\\u{1b}[31m` holds the control character \\u{1b}",
+            "error: database name `d\\u{0}` holds the control character \\u{0}",
+            "error: schema name `s\\r` holds the control character \\r",
+            "error: database name `x\\ny` holds the control character \\n",
+        ] {
+            assert!(
+                found.iter().any(|message| message == expected),
+                "{expected} in {found:#?}"
+            );
+        }
     }
 
     #[test]
