@@ -493,6 +493,10 @@ fn container(state: ContainerState, memory_gib: i64, image: &str) -> Container {
         bind_address: "127.0.0.1".to_owned(),
         volume: "prop-pgdata".to_owned(),
         data_mount: "/var/lib/postgresql/data".to_owned(),
+        // The data directory is on the named volume, as observe proves it
+        // for the containers pgspec makes.
+        pgdata: "/var/lib/postgresql/data".to_owned(),
+        data_kind: "volume".to_owned(),
         memory_bytes: Some(memory_gib << 30),
         superuser: "postgres".to_owned(),
         state,
