@@ -308,6 +308,25 @@ impl Run<'_> {
                     .run(&Some(database.clone()), &[statement], false)
                     .await
             }
+            Step::CreateExtension {
+                database,
+                name,
+                statement,
+                mark,
+            } => {
+                let mut statements = vec![statement.clone()];
+                if let Some(mark) = mark {
+                    statements.push(format!(
+                        "COMMENT ON EXTENSION {} IS {}",
+                        crate::sql::quote_ident(name),
+                        crate::sql::quote_literal(mark)
+                    ));
+                }
+                let run = self.sessions.create_extension(database, name, &statements);
+                progress::watched(&self.target, Some(database), run)
+                    .await
+                    .map(|_| ())
+            }
             Step::Docker(call) => {
                 if self.docker.is_none() {
                     self.docker = Some(
