@@ -289,7 +289,10 @@ impl ApplyLock {
                 let Some(container) = &spec.deployment.container else {
                     return Err(LockError::Server(source));
                 };
-                match container_state(&container.name).await {
+                match container_state(&container.name)
+                    .await
+                    .map_err(LockError::Server)?
+                {
                     // The spec moves the server to another port; until
                     // the replace it listens where it is published now.
                     ContainerRun::Running(Some((host, port)))
@@ -392,12 +395,11 @@ enum ContainerRun {
     Unknown(String),
 }
 
-async fn container_state(name: &str) -> ContainerRun {
-    let docker = match crate::live::docker::connect().await {
-        Ok(docker) => docker,
-        Err(error) => return ContainerRun::Unknown(error.to_string()),
-    };
-    match docker.inspect_container(name, None).await {
+/// Fails only when the engine cannot be reached (its own error, with its
+/// help); any other inspection failure is `Unknown`.
+async fn container_state(name: &str) -> Result<ContainerRun, ObserveError> {
+    let docker = crate::live::docker::connect().await?;
+    Ok(match docker.inspect_container(name, None).await {
         Ok(inspect) => {
             let state = inspect.state.clone().unwrap_or_default();
             if state.running == Some(true) {
@@ -427,7 +429,7 @@ async fn container_state(name: &str) -> ContainerRun {
             ContainerRun::NotRunning("missing".to_owned())
         }
         Err(error) => ContainerRun::Unknown(error.to_string()),
-    }
+    })
 }
 
 /// Who holds the exclusive lock, for the message.
