@@ -344,7 +344,8 @@ fn external_spec(server: &Server, name: &str, roles: &str, extensions: &str) -> 
 
 /// Two deployments with `prune: true` on one server, each with its own
 /// role, both naming the database `app`, one with an extension: neither
-/// drops what the other made, and each still prunes its own.
+/// drops what the other made, and each still prunes its own. A role with
+/// the bare mark of earlier versions is pruned by neither.
 #[test]
 fn two_deployments_never_prune_each_other() {
     common::block_on(async {
@@ -361,6 +362,14 @@ fn two_deployments_never_prune_each_other() {
         );
         pgspec(&["apply", "-f", arg(&first), "--auto-approve"], &env).expect(0);
         pgspec(&["apply", "-f", arg(&second), "--auto-approve"], &env).expect(0);
+        // A role with the bare mark of earlier versions, on a server pgspec
+        // does not run: it could be either deployment's, so neither prunes it.
+        server
+            .execute(
+                "postgres",
+                "CREATE ROLE legacy_reader; COMMENT ON ROLE legacy_reader IS 'managed by pgspec'",
+            )
+            .await;
 
         // Each one's plan leaves the other's objects alone.
         let plan = pgspec(&["plan", "-f", arg(&second), "--detailed-exitcode"], &env).expect(0);
@@ -386,6 +395,20 @@ fn two_deployments_never_prune_each_other() {
             .expect("roles")
             .get(0);
         assert_eq!(roles, 1, "exactly reader_a is left");
+        assert!(
+            !pruned.stdout.contains("legacy_reader"),
+            "{}",
+            pruned.stdout
+        );
+        let legacy: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_roles WHERE rolname = 'legacy_reader'",
+                &[],
+            )
+            .await
+            .expect("roles")
+            .get(0);
+        assert_eq!(legacy, 1, "a role with the bare mark was pruned");
         let trgm: i64 = client
             .query_one(
                 "SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'",
