@@ -175,7 +175,7 @@ async fn threadr_converges(major: u32) {
             "postgres",
             "SELECT rolcanlogin AND rolcreatedb AND NOT rolsuper \
              AND rolconfig = '{statement_timeout=30s}' \
-             AND shobj_description(oid, 'pg_authid') = 'managed by pgspec' \
+             AND shobj_description(oid, 'pg_authid') = 'managed by pgspec; deployment=threadr' \
              FROM pg_roles WHERE rolname = 'threadr'",
         )
         .await

@@ -3,8 +3,10 @@
 //!
 //! Invariant: this is the only module that changes the world. It never
 //! trusts a plan blindly: it refuses one whose live fingerprint has moved,
-//! and after the container phase it plans the inside of PostgreSQL again
-//! against what is then live.
+//! and when the advisory lock was not held all along (the server was not
+//! running at plan time, or a replace restarted it) it plans the inside of
+//! PostgreSQL again under the lock and runs only what was reviewed: anything
+//! new is shown and approved again, or refuses a saved plan.
 
 pub mod data;
 pub mod docker;
@@ -28,6 +30,8 @@ pub struct ApplyOptions {
     pub lock_timeout: Duration,
     /// Test hook: stop after this many actions, as if cut off.
     pub stop_after: Option<usize>,
+    /// Test hook: wait at a point of the apply until told to go on.
+    pub pause: Option<Pause>,
 }
 
 impl Default for ApplyOptions {
@@ -35,15 +39,78 @@ impl Default for ApplyOptions {
         ApplyOptions {
             lock_timeout: Duration::from_secs(5),
             stop_after: None,
+            pause: None,
+        }
+    }
+}
+
+/// Test hook (`PGSPEC_TEST_PAUSE_AT`, `PGSPEC_TEST_PAUSE_DIR`): at `at`,
+/// apply writes `paused` in `dir`, then waits until `resume` appears there,
+/// so a test can act at that exact moment without guessing at timings.
+#[derive(Debug, Clone)]
+pub struct Pause {
+    pub at: PausePoint,
+    pub dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PausePoint {
+    /// After the container phase, before the advisory lock is taken again.
+    Unlocked,
+    /// Under the advisory lock, just before the actions inside PostgreSQL.
+    Locked,
+}
+
+impl Pause {
+    /// Reads the hook from the environment.
+    pub fn from_env() -> Option<Pause> {
+        let at = match std::env::var("PGSPEC_TEST_PAUSE_AT").ok()?.as_str() {
+            "unlocked" => PausePoint::Unlocked,
+            "locked" => PausePoint::Locked,
+            _ => return None,
+        };
+        let dir = std::env::var_os("PGSPEC_TEST_PAUSE_DIR")?.into();
+        Some(Pause { at, dir })
+    }
+
+    async fn wait(pause: &Option<Pause>, point: PausePoint) {
+        let Some(pause) = pause.as_ref().filter(|pause| pause.at == point) else {
+            return;
+        };
+        if let Err(error) = std::fs::write(pause.dir.join("paused"), b"") {
+            tracing::warn!(%error, "test pause: cannot write `paused`");
+            return;
+        }
+        // Bounded, like every wait: a test that never resumes fails the apply
+        // a little later instead of hanging.
+        for _ in 0..3000 {
+            if pause.dir.join("resume").exists() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
 
 /// What the user approved: the plan and the live state it was made from.
-#[derive(Debug, Clone)]
 pub struct Approved<'a> {
     pub plan: &'a Plan,
     pub live_fingerprint: &'a str,
+    /// What to do when the inside of PostgreSQL must be planned again and
+    /// the new plan holds actions this one does not.
+    pub again: Again<'a>,
+}
+
+/// The approval of a second plan of the inside of PostgreSQL: made after the
+/// container phase when the server was not running at plan time, or when
+/// the advisory lock was released around a restart (someone may have
+/// changed the server meanwhile).
+pub enum Again<'a> {
+    /// A saved plan: only what it holds runs; anything new refuses the apply.
+    Refuse,
+    /// Show the new plan and ask again (or take `--auto-approve`); an error
+    /// means it was not approved.
+    Ask(&'a (dyn Fn(&Plan) -> anyhow::Result<()> + Sync)),
 }
 
 /// What an apply did.
@@ -76,6 +143,19 @@ pub enum ApplyError {
     /// The plan holds errors.
     #[error("the plan has {0} error(s) and cannot be applied")]
     PlanErrors(usize),
+    /// The second plan of the inside of PostgreSQL holds actions the saved
+    /// plan did not; nothing inside PostgreSQL was changed.
+    #[error(
+        "the plan of the inside of PostgreSQL made after the container phase holds {} action(s) the saved plan does not; nothing inside PostgreSQL was changed",
+        unreviewed.len()
+    )]
+    Unreviewed {
+        unreviewed: Vec<String>,
+        second: Box<Plan>,
+    },
+    /// The second plan was not approved; nothing inside PostgreSQL was changed.
+    #[error("the second plan was not approved; nothing inside PostgreSQL was changed")]
+    Declined(#[source] anyhow::Error),
     /// An action failed part-way.
     #[error("action {index} of {total} failed: {verb} `{address}`")]
     Action {
@@ -161,52 +241,76 @@ pub async fn apply(
         stop_after: options.stop_after,
     };
 
-    let (container_actions, mut inner_actions): (Vec<&Action>, Vec<&Action>) = approved
-        .plan
-        .actions
-        .iter()
-        .filter(|action| action.kind != ActionKind::Restart)
-        .partition(|action| is_container_action(action));
-    let mut restarts: Vec<&Action> = approved
-        .plan
-        .actions
-        .iter()
-        .filter(|action| action.kind == ActionKind::Restart)
-        .collect();
+    // Container actions run first; the rest (restarts included) is the
+    // inside of PostgreSQL, the pooler and backups.
+    let is_outer =
+        |action: &&Action| is_container_action(action) && action.kind != ActionKind::Restart;
+    let container_actions: Vec<&Action> = approved.plan.actions.iter().filter(is_outer).collect();
 
+    // Without the advisory lock, or once it is released for a restart,
+    // someone else may change the server; and a server that was not running
+    // at plan time was never seen. Either way the inside is planned again
+    // under the lock, and runs only what was reviewed.
+    let mut unlocked = !locks.holds_advisory();
     for action in container_actions {
         if action.risk.restart {
             // The lock's connection dies with the server it runs on.
             locks.release_advisory();
+            unlocked = true;
         }
         run.action(action).await?;
     }
 
-    // The inside of PostgreSQL was planned against a server that was not
-    // running; plan it again now that it is.
-    let replanned;
-    if live.server.is_none() && !run.done.is_empty() {
+    let second;
+    let inside: Vec<&Action> = if unlocked {
+        Pause::wait(&options.pause, PausePoint::Unlocked).await;
+        locks.ensure_advisory().await?;
         let live = live::observe(spec).await?;
-        replanned = plan::diff(&spec.deployment, &live, &spec.options);
-        inner_actions = replanned
+        second = inside_plan(plan::diff(&spec.deployment, &live, &spec.options));
+        if !second.errors.is_empty() {
+            return Err(ApplyError::PlanErrors(second.errors.len()));
+        }
+        let unreviewed: Vec<String> = second
             .actions
             .iter()
-            .filter(|action| !is_container_action(action) && action.kind != ActionKind::Restart)
+            .filter(|action| !reviewed(action, approved.plan))
+            .map(|action| action.address.clone())
             .collect();
-        restarts = replanned
+        if !unreviewed.is_empty() {
+            match approved.again {
+                Again::Refuse => {
+                    return Err(ApplyError::Unreviewed {
+                        unreviewed,
+                        second: Box::new(second),
+                    });
+                }
+                Again::Ask(confirm) => confirm(&second).map_err(ApplyError::Declined)?,
+            }
+        }
+        second.actions.iter().collect()
+    } else {
+        approved
+            .plan
             .actions
             .iter()
-            .filter(|action| action.kind == ActionKind::Restart)
-            .collect();
-        run.total = run.done.len() + inner_actions.len() + restarts.len();
-    }
+            .filter(|action| !is_outer(action))
+            .collect()
+    };
+    let (restarts, inner_actions): (Vec<&Action>, Vec<&Action>) = inside
+        .into_iter()
+        .partition(|action| action.kind == ActionKind::Restart);
+    run.total = run.done.len() + inner_actions.len() + restarts.len();
+
     if !inner_actions.is_empty() {
         locks.ensure_advisory().await?;
     }
-
+    Pause::wait(&options.pause, PausePoint::Locked).await;
+    locks.check_advisory(true).await?;
     for action in inner_actions {
+        locks.check_advisory(false).await?;
         run.action(action).await?;
     }
+    locks.check_advisory(true).await?;
     for action in restarts {
         locks.release_advisory();
         run.action(action).await?;
@@ -218,6 +322,23 @@ pub async fn apply(
     Ok(Outcome {
         done: run.done,
         remaining,
+    })
+}
+
+/// The part of a plan that runs after the container phase: everything but
+/// the container's own create, update or replace.
+fn inside_plan(mut plan: Plan) -> Plan {
+    plan.actions
+        .retain(|action| !is_container_action(action) || action.kind == ActionKind::Restart);
+    plan
+}
+
+/// Whether the approved plan holds this action as it would run: the same
+/// object, the same kind of change, the same statements and calls. An
+/// approved action the second plan no longer needs is simply not run.
+fn reviewed(action: &Action, approved: &Plan) -> bool {
+    approved.actions.iter().any(|seen| {
+        seen.address == action.address && seen.kind == action.kind && seen.steps == action.steps
     })
 }
 
@@ -311,6 +432,25 @@ impl Run<'_> {
                 self.sessions
                     .run(&Some(database.clone()), &[statement], false)
                     .await
+            }
+            Step::CreateExtension {
+                database,
+                name,
+                statement,
+                mark,
+            } => {
+                let mut statements = vec![statement.clone()];
+                if let Some(mark) = mark {
+                    statements.push(format!(
+                        "COMMENT ON EXTENSION {} IS {}",
+                        crate::sql::quote_ident(name),
+                        crate::sql::quote_literal(mark)
+                    ));
+                }
+                let run = self.sessions.create_extension(database, name, &statements);
+                progress::watched(&self.target, Some(database), run)
+                    .await
+                    .map(|_| ())
             }
             Step::Docker(call) => {
                 if self.docker.is_none() {

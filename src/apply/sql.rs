@@ -64,9 +64,38 @@ impl Sessions {
         statements: &[String],
         transaction: bool,
     ) -> anyhow::Result<()> {
+        self.run_retried(database, statements, transaction, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs `statements` (a `CREATE EXTENSION` and its comment) in one
+    /// transaction that first checks the extension is not installed;
+    /// returns whether it ran them. The check and the create share the
+    /// transaction, and the create is a plain `CREATE EXTENSION`, so an
+    /// extension made by another session is never commented as pgspec's.
+    pub async fn create_extension(
+        &mut self,
+        database: &str,
+        name: &str,
+        statements: &[String],
+    ) -> anyhow::Result<bool> {
+        self.run_retried(&Some(database.to_owned()), statements, true, Some(name))
+            .await
+    }
+
+    async fn run_retried(
+        &mut self,
+        database: &Option<String>,
+        statements: &[String],
+        transaction: bool,
+        unless_installed: Option<&str>,
+    ) -> anyhow::Result<bool> {
         let mut attempt = 1;
         loop {
-            let result = self.run_once(database, statements, transaction).await;
+            let result = self
+                .run_once(database, statements, transaction, unless_installed)
+                .await;
             match result {
                 Err(error) if attempt < ATTEMPTS && is_lock_wait(&error) => {
                     tracing::warn!(
@@ -93,10 +122,34 @@ impl Sessions {
         database: &Option<String>,
         statements: &[String],
         transaction: bool,
-    ) -> anyhow::Result<()> {
+        unless_installed: Option<&str>,
+    ) -> anyhow::Result<bool> {
         let client = self.client(database).await?;
         if transaction {
             client.batch_execute("BEGIN").await?;
+            if let Some(extension) = unless_installed {
+                let installed = client
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = $1)",
+                        &[&extension],
+                    )
+                    .await;
+                match installed {
+                    Ok(row) if row.get::<_, bool>(0) => {
+                        client.batch_execute("ROLLBACK").await?;
+                        tracing::info!(
+                            extension,
+                            "installed already, by someone else; left as it is and not marked as pgspec's"
+                        );
+                        return Ok(false);
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        return Err(error.into());
+                    }
+                }
+            }
             for statement in statements {
                 tracing::debug!(%statement, "sql");
                 if let Err(error) = client.batch_execute(statement).await {
@@ -111,7 +164,7 @@ impl Sessions {
                 client.batch_execute(statement).await?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Sets a role's password to a SCRAM-SHA-256 verifier made here, so the

@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::apply::hint;
 use crate::apply::lock::ApplyLock;
-use crate::apply::{self, ApplyError, ApplyOptions, Approved};
+use crate::apply::{self, Again, ApplyError, ApplyOptions, Approved, Pause};
 use crate::cli::{Exit, load_spec, observe_and_diff};
 use crate::live::Target;
 use crate::output::{self, Colors};
@@ -86,10 +86,26 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
         stop_after: std::env::var("PGSPEC_TEST_STOP_AFTER")
             .ok()
             .and_then(|value| value.parse().ok()),
+        pause: Pause::from_env(),
+    };
+    let auto_approve = args.auto_approve;
+    let ask_again = move |second: &Plan| -> anyhow::Result<()> {
+        output::stdout(&format!(
+            "\nThe server now answers, and the inside of PostgreSQL, planned again, holds \
+             actions the plan above did not:\n\n{}",
+            render::text(second, text_options)
+        ))?;
+        confirm(auto_approve)
     };
     let approved = Approved {
         plan: &plan,
         live_fingerprint: &live_fingerprint,
+        again: if args.plan_file.is_some() {
+            // A saved plan is the approval: nothing it does not hold runs.
+            Again::Refuse
+        } else {
+            Again::Ask(&ask_again)
+        },
     };
     let outcome = match apply::apply(&spec, approved, &options, &mut locks).await {
         Ok(outcome) => outcome,
@@ -238,6 +254,30 @@ fn explain(
                 render::summary_line(fresh.summary(), paint)
             )
             .context("refusing to apply a stale plan: run `pgspec plan` again and review it")
+        }
+        ApplyError::Unreviewed { unreviewed, second } => {
+            let paint = Paint { color };
+            let shown = render::text(
+                &second,
+                TextOptions {
+                    color,
+                    show_unmanaged: false,
+                },
+            );
+            let _ = output::stdout(&format!(
+                "\nThe inside of PostgreSQL, planned again after the container phase:\n\n{shown}"
+            ));
+            anyhow::anyhow!(
+                "the saved plan did not hold {} of these action(s): {}; nothing inside PostgreSQL \
+                 was changed\n{}",
+                unreviewed.len(),
+                unreviewed.join(", "),
+                render::summary_line(second.summary(), paint)
+            )
+            .context(
+                "refusing to run what the saved plan did not show: the server was not running \
+                 (or was restarted) when the plan was made; run `pgspec plan` again and review it",
+            )
         }
         other => anyhow::Error::new(other),
     }

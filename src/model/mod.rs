@@ -14,9 +14,31 @@ use crate::secret::Secret;
 pub mod address;
 pub mod data;
 
-/// The comment pgspec puts on objects it creates, so that it removes only
-/// its own objects when pruning.
+/// The start of the comment pgspec puts on objects it creates, so that it
+/// removes only its own objects when pruning. Versions before the mark named
+/// the deployment wrote this text alone (the bare mark).
 pub const MANAGED_MARK: &str = "managed by pgspec";
+
+/// The comment pgspec puts on a role, database, schema or extension it
+/// creates for `deployment`: `managed by pgspec; deployment=<name>`. Two
+/// deployments that share a server each prune only what carries their own
+/// name.
+pub fn managed_mark(deployment: &str) -> String {
+    format!("{MANAGED_MARK}; deployment={deployment}")
+}
+
+/// Whether an object's comment says pgspec created it for `deployment`.
+///
+/// The bare mark of older versions names no deployment. It counts as this
+/// deployment's only when the spec runs the server's container
+/// (`owns_server`): that server was made for this deployment, so the bare
+/// marks on it were written by applies of this spec. On a server pgspec does
+/// not run, which is where several specs meet, a bare mark could be any of
+/// them, so the object is reported and left alone, never pruned; its owner
+/// claims it by writing this deployment's mark in its comment.
+pub fn marks_own(comment: &str, deployment: &str, owns_server: bool) -> bool {
+    comment == managed_mark(deployment) || (owns_server && comment == MANAGED_MARK)
+}
 
 /// Extensions that work only when their library (of the same name) is in
 /// `shared_preload_libraries`.
@@ -835,6 +857,19 @@ mod tests {
             definition: definition.to_owned(),
             ..Index::default()
         }
+    }
+
+    #[test]
+    fn marks_name_their_deployment() {
+        let ledger = managed_mark("ledger");
+        assert_eq!(ledger, "managed by pgspec; deployment=ledger");
+        assert!(marks_own(&ledger, "ledger", false));
+        assert!(!marks_own(&ledger, "threadr", true));
+        assert!(!marks_own(&managed_mark("ledger-2"), "ledger", true));
+        assert!(marks_own(MANAGED_MARK, "ledger", true));
+        assert!(!marks_own(MANAGED_MARK, "ledger", false));
+        assert!(!marks_own("", "ledger", true));
+        assert!(!marks_own("managed by pgspec; deployment=", "ledger", true));
     }
 
     #[test]

@@ -242,6 +242,19 @@ pub enum Step {
         name: String,
         spec: String,
     },
+    /// Create an extension, in one transaction that first checks it is not
+    /// installed: one that is there already (made by someone else since the
+    /// plan, or copied from the template of a new database) is left as it
+    /// is and not marked as pgspec's. `statement` is a plain `CREATE
+    /// EXTENSION`, so one created by a racing session makes it fail rather
+    /// than be claimed; `mark` is the comment written when it did create it.
+    CreateExtension {
+        database: String,
+        name: String,
+        statement: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mark: Option<String>,
+    },
     /// A Docker Engine call.
     Docker(DockerStep),
 }

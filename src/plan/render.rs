@@ -316,6 +316,25 @@ pub fn step_lines(step: &Step) -> Vec<String> {
             crate::sql::qualified(schema, name),
             IndexStamp::comment_prefix(spec)
         )],
+        Step::CreateExtension {
+            database,
+            name,
+            statement,
+            mark,
+        } => {
+            let place = format!("sql in `{database}`");
+            let mut lines = vec![format!(
+                "{place}: {statement} (skipped when `{name}` is installed already)"
+            )];
+            if let Some(mark) = mark {
+                lines.push(format!(
+                    "{place}: COMMENT ON EXTENSION {} IS {} (only when created here)",
+                    crate::sql::quote_ident(name),
+                    crate::sql::quote_literal(mark)
+                ));
+            }
+            lines
+        }
         Step::Docker(call) => vec![format!("docker: {}", docker_line(call))],
     }
 }

@@ -71,11 +71,31 @@ impl SavedPlan {
 }
 
 /// A stable hash of a live deployment: equal states give equal strings.
+/// The container's health verdict is left out: it moves on its own (a new
+/// container goes from `starting` to `healthy` within seconds), only adds a
+/// note to a plan, and would otherwise make a plan stale between reading it
+/// and approving it.
 pub fn fingerprint(live: &Deployment) -> String {
     // Maps are BTreeMaps and lists are sorted by `live`, so the JSON text is
     // canonical for equal states.
-    let bytes = serde_json::to_vec(live)
-        .unwrap_or_else(|error| panic!("a deployment always serializes: {error}"));
+    let bytes = match live
+        .container
+        .as_ref()
+        .filter(|container| container.health.is_some())
+    {
+        Some(container) => {
+            let steady = Deployment {
+                container: Some(crate::model::Container {
+                    health: None,
+                    ..container.clone()
+                }),
+                ..live.clone()
+            };
+            serde_json::to_vec(&steady)
+        }
+        None => serde_json::to_vec(live),
+    }
+    .unwrap_or_else(|error| panic!("a deployment always serializes: {error}"));
     let digest = Sha256::digest(&bytes);
     format!("sha256:{}", hex::encode(digest))
 }
@@ -107,6 +127,29 @@ mod tests {
         );
         live.databases.insert("app".into(), database);
         assert_ne!(before, fingerprint(&live));
+    }
+
+    #[test]
+    fn fingerprint_ignores_the_health_verdict() {
+        let starting = Deployment {
+            name: "app".into(),
+            container: Some(crate::model::Container {
+                name: "app-postgres".into(),
+                health: Some("starting".into()),
+                ..crate::model::Container::default()
+            }),
+            ..Deployment::default()
+        };
+        let mut healthy = starting.clone();
+        if let Some(container) = &mut healthy.container {
+            container.health = Some("healthy".into());
+        }
+        assert_eq!(fingerprint(&starting), fingerprint(&healthy));
+        let mut moved = healthy.clone();
+        if let Some(container) = &mut moved.container {
+            container.port = 5433;
+        }
+        assert_ne!(fingerprint(&healthy), fingerprint(&moved));
     }
 
     #[test]

@@ -11,8 +11,8 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use crate::live::ObserveError;
 use crate::model::{
-    AvailableExtension, Database, Deployment, Extension, GrantTarget, MANAGED_MARK, Role,
-    ServerInfo, Setting,
+    AvailableExtension, Database, Deployment, Extension, GrantTarget, Role, ServerInfo, Setting,
+    marks_own,
 };
 use crate::secret::SecretValue;
 use crate::spec::Spec;
@@ -344,7 +344,7 @@ pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, 
             let schemas = granted_schemas(&desired.databases[&name]);
             let database_target = target.with_database(&name);
             let (inside, indexes) = tokio::try_join!(
-                observe_database(&database_target, &name, &schemas),
+                observe_database(&database_target, &name, &schemas, desired),
                 indexes::observe(&database_target, &desired.databases[&name]),
             )?;
             Ok::<_, ObserveError>((name, inside, indexes))
@@ -412,17 +412,18 @@ async fn observe_database(
     target: &Target,
     database: &str,
     schemas: &[String],
+    desired: &Deployment,
 ) -> Result<Inside, ObserveError> {
     let client = target.connect().await?;
     let contents = grants::observe(&client, database, schemas).await?;
     let rows = client
         .query(
             "SELECT e.extname::text, e.extversion, n.nspname::text, \
-                    coalesce(obj_description(e.oid, 'pg_extension') = $1, false) \
+                    coalesce(obj_description(e.oid, 'pg_extension'), '') \
              FROM pg_extension e \
              JOIN pg_namespace n ON n.oid = e.extnamespace \
              ORDER BY 1",
-            &[&MANAGED_MARK],
+            &[],
         )
         .await
         .map_err(|source| ObserveError::Query {
@@ -440,7 +441,7 @@ async fn observe_database(
                     name,
                     version: Some(row.get(1)),
                     schema: Some(row.get(2)),
-                    managed: row.get(3),
+                    managed: marks_own(row.get(3), &desired.name, desired.container.is_some()),
                 },
             )
         })

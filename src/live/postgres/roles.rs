@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use tokio_postgres::Client;
 
 use crate::live::ObserveError;
-use crate::model::{Deployment, MANAGED_MARK, Membership, PasswordState, Role};
+use crate::model::{Deployment, Membership, PasswordState, Role, marks_own};
 
 use super::password;
 use crate::secret::SecretValue;
@@ -48,13 +48,13 @@ pub async fn observe(
                     CASE WHEN r.rolvaliduntil IS NULL THEN NULL \
                          WHEN r.rolvaliduntil = 'infinity' THEN 'infinity' \
                          ELSE to_char(r.rolvaliduntil, 'YYYY-MM-DD\"T\"HH24:MI:SSOF') END, \
-                    coalesce(shobj_description(r.oid, 'pg_authid') = $1, false), \
+                    coalesce(shobj_description(r.oid, 'pg_authid'), ''), \
                     coalesce(s.setconfig, '{}') \
              FROM pg_roles r \
              LEFT JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0 \
              WHERE r.rolname !~ '^pg_' \
              ORDER BY 1",
-            &[&MANAGED_MARK],
+            &[],
         )
         .await
         .map_err(query_error("roles", database))?;
@@ -75,7 +75,7 @@ pub async fn observe(
                 inherit: row.get(7),
                 connection_limit: row.get(8),
                 valid_until: row.get(9),
-                managed: row.get(10),
+                managed: marks_own(row.get(10), &desired.name, desired.container.is_some()),
                 settings: parse_config(&config),
                 ..Role::default()
             },

@@ -5,7 +5,7 @@
 //! Only what the desired side states is compared: a field the spec leaves
 //! unset accepts whatever is live.
 
-use crate::model::{self, Database, Deployment, Extension, MANAGED_MARK, address};
+use crate::model::{self, Database, Deployment, Extension, address, managed_mark};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 
 pub mod backup;
@@ -51,9 +51,16 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
 fn diff_databases(desired: &Deployment, live: &Deployment, options: &DiffOptions, plan: &mut Plan) {
     for (name, want) in &desired.databases {
         let have = live.databases.get(name);
-        diff_database(want, have, live, plan);
-        schemas::diff(want, have, plan);
-        diff_extensions(want, have, live.server.as_ref(), options, plan);
+        diff_database(&desired.name, want, have, live, plan);
+        schemas::diff(&desired.name, want, have, plan);
+        diff_extensions(
+            &desired.name,
+            want,
+            have,
+            live.server.as_ref(),
+            options,
+            plan,
+        );
         indexes::diff(want, have, options, plan);
         grants::diff(want, have, live, plan);
     }
@@ -74,7 +81,13 @@ fn database_setting_statement(database: &str, setting: &str, value: &str) -> Str
     )
 }
 
-fn diff_database(want: &Database, have: Option<&Database>, live: &Deployment, plan: &mut Plan) {
+fn diff_database(
+    deployment: &str,
+    want: &Database,
+    have: Option<&Database>,
+    live: &Deployment,
+    plan: &mut Plan,
+) {
     let address = address::database(&want.name);
     let name = quote_ident(&want.name);
     let Some(have) = have else {
@@ -108,7 +121,7 @@ fn diff_database(want: &Database, have: Option<&Database>, live: &Deployment, pl
             statement,
             format!(
                 "COMMENT ON DATABASE {name} IS {}",
-                quote_literal(MANAGED_MARK)
+                quote_literal(&managed_mark(deployment))
             ),
         ];
         for (setting, value) in &want.settings {
@@ -209,6 +222,7 @@ fn diff_database(want: &Database, have: Option<&Database>, live: &Deployment, pl
 const BUILTIN_EXTENSIONS: &[&str] = &["plpgsql"];
 
 fn diff_extensions(
+    deployment: &str,
     want: &Database,
     have: Option<&Database>,
     server: Option<&model::ServerInfo>,
@@ -228,8 +242,15 @@ fn diff_extensions(
         }
         match live_extensions.get(name) {
             None => {
-                let mut action = create_extension(&want.name, wanted, server, address);
-                requires::create_required_first(&mut action, want, name, live_extensions, server);
+                let mut action = create_extension(deployment, &want.name, wanted, server, address);
+                requires::create_required_first(
+                    deployment,
+                    &mut action,
+                    want,
+                    name,
+                    live_extensions,
+                    server,
+                );
                 plan.actions.push(action);
             }
             Some(installed) => {
@@ -293,20 +314,27 @@ fn unavailable_version(wanted: &Extension, server: Option<&model::ServerInfo>) -
     ))
 }
 
+/// `CREATE EXTENSION` (never `IF NOT EXISTS`: the step that runs it checks
+/// first, and an extension that appears in between makes it fail rather
+/// than be claimed) with the schema and version the spec gives.
+pub(super) fn create_extension_statement(name: &str, wanted: Option<&Extension>) -> String {
+    let mut statement = format!("CREATE EXTENSION {}", quote_ident(name));
+    if let Some(schema) = wanted.and_then(|wanted| wanted.schema.as_ref()) {
+        statement.push_str(&format!(" SCHEMA {}", quote_ident(schema)));
+    }
+    if let Some(version) = wanted.and_then(|wanted| wanted.version.as_ref()) {
+        statement.push_str(&format!(" VERSION {}", quote_literal(version)));
+    }
+    statement
+}
+
 fn create_extension(
+    deployment: &str,
     database: &str,
     wanted: &Extension,
     server: Option<&model::ServerInfo>,
     address: String,
 ) -> Action {
-    let name = quote_ident(&wanted.name);
-    let mut statement = format!("CREATE EXTENSION IF NOT EXISTS {name}");
-    if let Some(schema) = &wanted.schema {
-        statement.push_str(&format!(" SCHEMA {}", quote_ident(schema)));
-    }
-    if let Some(version) = &wanted.version {
-        statement.push_str(&format!(" VERSION {}", quote_literal(version)));
-    }
     let default_version = server
         .and_then(|server| server.available_extensions.get(&wanted.name))
         .and_then(|available| available.default_version.clone());
@@ -325,16 +353,11 @@ fn create_extension(
         reason: "declared in the spec, not installed".to_owned(),
         risk: Risk::none(),
         changes,
-        steps: vec![Step::Sql {
-            database: Some(database.to_owned()),
-            statements: vec![
-                statement,
-                format!(
-                    "COMMENT ON EXTENSION {name} IS {}",
-                    quote_literal(MANAGED_MARK)
-                ),
-            ],
-            transaction: true,
+        steps: vec![Step::CreateExtension {
+            database: database.to_owned(),
+            name: wanted.name.clone(),
+            statement: create_extension_statement(&wanted.name, Some(wanted)),
+            mark: Some(managed_mark(deployment)),
         }],
     }
 }

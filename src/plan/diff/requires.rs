@@ -6,17 +6,17 @@
 //! every extension it requires that is not installed, with the version and
 //! schema the spec gives it when the spec names it too. Creating in the
 //! action itself rather than relying on the order of actions keeps the
-//! order right whatever the names sort like, and `IF NOT EXISTS` makes the
-//! required extension's own action (when the spec names it) a no-op apart
-//! from its comment. A required extension the spec does not name is not
-//! marked as pgspec's and is not reported as unmanaged: it is there because
-//! a desired extension needs it.
+//! order right whatever the names sort like; each create checks first that
+//! the extension is not installed (`Step::CreateExtension`), which makes the
+//! required extension's own action (when the spec names it) a no-op. A
+//! required extension the spec names is marked as pgspec's when this creates
+//! it; one the spec does not name is not marked and is not reported as
+//! unmanaged: it is there because a desired extension needs it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Database, Extension, ServerInfo};
+use crate::model::{Database, Extension, ServerInfo, managed_mark};
 use crate::plan::{Action, Change, Step};
-use crate::sql::{quote_ident, quote_literal};
 
 /// The extensions `name` requires, transitively, deepest first.
 fn required(name: &str, server: &ServerInfo) -> Vec<String> {
@@ -40,6 +40,7 @@ fn required(name: &str, server: &ServerInfo) -> Vec<String> {
 /// Puts the creation of the extensions `action`'s extension requires, and
 /// that are not installed, in front of its steps.
 pub fn create_required_first(
+    deployment: &str,
     action: &mut Action,
     want: &Database,
     name: &str,
@@ -54,32 +55,21 @@ pub fn create_required_first(
     if missing.is_empty() {
         return;
     }
-    let statements: Vec<String> = missing
+    let steps: Vec<Step> = missing
         .iter()
         .map(|requirement| {
-            let mut statement = format!(
-                "CREATE EXTENSION IF NOT EXISTS {}",
-                quote_ident(requirement)
-            );
-            if let Some(wanted) = want.extensions.get(requirement) {
-                if let Some(schema) = &wanted.schema {
-                    statement.push_str(&format!(" SCHEMA {}", quote_ident(schema)));
-                }
-                if let Some(version) = &wanted.version {
-                    statement.push_str(&format!(" VERSION {}", quote_literal(version)));
-                }
+            let wanted = want.extensions.get(requirement);
+            Step::CreateExtension {
+                database: want.name.clone(),
+                name: requirement.clone(),
+                statement: super::create_extension_statement(requirement, wanted),
+                // Marked only when the spec names it: then it is pgspec's
+                // to prune once it leaves the spec.
+                mark: wanted.map(|_| managed_mark(deployment)),
             }
-            statement
         })
         .collect();
-    action.steps.insert(
-        0,
-        Step::Sql {
-            database: Some(want.name.clone()),
-            statements,
-            transaction: true,
-        },
-    );
+    action.steps.splice(0..0, steps);
     action
         .changes
         .push(Change::new("requires", None, Some(missing.join(", "))));

@@ -5,7 +5,7 @@
 //! settings and memberships the spec names are added; others are reported,
 //! never removed.
 
-use crate::model::{Deployment, MANAGED_MARK, PasswordState, Role, address};
+use crate::model::{Deployment, PasswordState, Role, address, managed_mark};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 use crate::spec::DiffOptions;
 use crate::sql::{quote_ident, quote_literal};
@@ -41,7 +41,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions, plan
         .and_then(|server| server.current_user.as_deref());
     for (name, want) in &desired.roles {
         match live.roles.get(name) {
-            None => plan.actions.push(create(want)),
+            None => plan.actions.push(create(want, &desired.name)),
             Some(have) => update(want, have, live, current_user, plan),
         }
         diff_memberships(want, live.roles.get(name), plan);
@@ -80,7 +80,7 @@ fn flag_keywords(role: &Role) -> Vec<&'static str> {
         .collect()
 }
 
-fn create(want: &Role) -> Action {
+fn create(want: &Role, deployment: &str) -> Action {
     let name = quote_ident(&want.name);
     let mut statement = format!("CREATE ROLE {name} WITH {}", flag_keywords(want).join(" "));
     statement.push_str(&format!(" CONNECTION LIMIT {}", want.connection_limit));
@@ -109,7 +109,10 @@ fn create(want: &Role) -> Action {
     }
     let mut statements = vec![
         statement,
-        format!("COMMENT ON ROLE {name} IS {}", quote_literal(MANAGED_MARK)),
+        format!(
+            "COMMENT ON ROLE {name} IS {}",
+            quote_literal(&managed_mark(deployment))
+        ),
     ];
     for (setting, value) in &want.settings {
         statements.push(set_statement(&want.name, setting, value));

@@ -1,14 +1,14 @@
 //! Schemas and their owners. A schema holds data: pgspec creates and
 //! re-owns schemas but never drops one.
 
-use crate::model::{Database, MANAGED_MARK, address};
+use crate::model::{Database, address, managed_mark};
 use crate::plan::{Action, ActionKind, Change, Plan, Risk, Step};
 use crate::sql::{quote_ident, quote_literal};
 
 /// Schemas every database has, never worth reporting as unmanaged.
 const BUILTIN_SCHEMAS: &[&str] = &["public"];
 
-pub fn diff(want: &Database, have: Option<&Database>, plan: &mut Plan) {
+pub fn diff(deployment: &str, want: &Database, have: Option<&Database>, plan: &mut Plan) {
     for (name, schema) in &want.schemas {
         let address = address::schema(&want.name, name);
         let quoted = quote_ident(name);
@@ -32,7 +32,7 @@ pub fn diff(want: &Database, have: Option<&Database>, plan: &mut Plan) {
                             statement,
                             format!(
                                 "COMMENT ON SCHEMA {quoted} IS {}",
-                                quote_literal(MANAGED_MARK)
+                                quote_literal(&managed_mark(deployment))
                             ),
                         ],
                         transaction: true,
