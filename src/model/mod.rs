@@ -40,6 +40,23 @@ pub fn marks_own(comment: &str, deployment: &str, owns_server: bool) -> bool {
     comment == managed_mark(deployment) || (owns_server && comment == MANAGED_MARK)
 }
 
+/// The server settings of the PostgreSQL majors pgspec supports (15 to
+/// 18), lower case, sorted: what `validate` checks a spec's setting names
+/// against. Settings with a dot (`pg_stat_statements.max`) belong to
+/// extensions and are not listed.
+pub fn known_settings() -> impl Iterator<Item = &'static str> {
+    include_str!("settings.txt")
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
+
+/// Whether `name` is a server setting of a supported major (names are
+/// case-insensitive, as PostgreSQL reads them).
+pub fn is_known_setting(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    known_settings().any(|known| known == lower)
+}
+
 /// Extensions that work only when their library (of the same name) is in
 /// `shared_preload_libraries`.
 pub const PRELOADED_EXTENSIONS: &[&str] = &[

@@ -439,6 +439,30 @@ impl Checker<'_> {
         }
     }
 
+    /// A setting name PostgreSQL does not have is caught here, before the
+    /// server is asked: an error with the setting meant when one is close,
+    /// a warning otherwise (a setting of a newer major than the list).
+    /// Names with a dot belong to extensions and are the server's to judge.
+    fn check_setting_name(&mut self, path: &str, name: &str) {
+        if name.contains('.') || crate::model::is_known_setting(name) {
+            return;
+        }
+        match super::load::did_you_mean(name, crate::model::known_settings()) {
+            Some(suggestion) => {
+                let diagnostic = self.error(path, format!("`{name}` is not a PostgreSQL setting"));
+                diagnostic.help = Some(format!("did you mean `{suggestion}`?"));
+            }
+            None => {
+                let diagnostic = self.warning(
+                    path,
+                    format!("`{name}` is not a setting of PostgreSQL 15 to 18 that pgspec knows"),
+                );
+                diagnostic.help =
+                    Some("the server checks it at plan time; check the spelling".to_owned());
+            }
+        }
+    }
+
     fn check_settings(&mut self, parent: &str, settings: &BTreeMap<String, SettingValue>) {
         for (name, value) in settings {
             let path = join_key(parent, name);
@@ -449,6 +473,7 @@ impl Checker<'_> {
             if !self.check_no_control(&path, name, "setting") {
                 continue;
             }
+            self.check_setting_name(&path, name);
             let SettingValue::Text(text) = value else {
                 continue;
             };
