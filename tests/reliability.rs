@@ -574,9 +574,40 @@ fn assert_no_secret(object: &str, text: &str, secrets: &[&str]) {
     }
 }
 
-/// No secret reaches Docker: the inspect output, labels included, of every
-/// container, volume and network pgspec made for a deployment with a pooler
-/// and a backup schedule holds none of the deployment's passwords.
+/// Fails when a run's output holds a secret (as itself or base64-encoded),
+/// a SCRAM verifier or a line of a libpq password file. The message shows
+/// only the neighbourhood of the leak: a trace log can be very long.
+fn assert_no_secret_in_output(command: &str, run: &common::Run, secrets: &[&str]) {
+    use base64::Engine as _;
+    let mut needles: Vec<String> = vec!["SCRAM-SHA-256$".to_owned(), "*:*:*:*:".to_owned()];
+    for secret in secrets {
+        needles.push((*secret).to_owned());
+        needles.push(base64::engine::general_purpose::STANDARD.encode(secret));
+    }
+    for (stream, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+        for needle in &needles {
+            if let Some(at) = text.find(needle.as_str()) {
+                let start = text.floor_char_boundary(at.saturating_sub(300));
+                let end = text.ceil_char_boundary((at + needle.len() + 300).min(text.len()));
+                panic!(
+                    "the {stream} of `pgspec {command}` ({} bytes) shows `{needle}`:\n…{}…",
+                    text.len(),
+                    &text[start..end]
+                );
+            }
+        }
+    }
+}
+
+/// No secret reaches Docker or the logs: the inspect output, labels
+/// included, of every container, volume and network pgspec made for a
+/// deployment with a pooler and a backup schedule holds none of the
+/// deployment's passwords, and neither does anything pgspec prints while it
+/// creates them and later changes a role's password, at trace level
+/// (`RUST_LOG=trace` and `-vvv`, so the HTTP and PostgreSQL client crates
+/// would log their requests and statements if they could).
+///
+/// Regression test for issue 15, part 4.
 #[test]
 fn secrets_stay_out_of_docker_inspect() {
     use std::collections::{BTreeSet, HashMap};
@@ -618,18 +649,39 @@ fn secrets_stay_out_of_docker_inspect() {
             file = arg(&password_file),
         );
         let spec = arg(&owned.work.write("spec.yaml", &text)).to_owned();
-        let env = [(ROLE_PASSWORD_ENV, role_password.as_str())];
-        owned
-            .pgspec(&["apply", "-f", &spec, "--auto-approve"], &env)
-            .expect(0);
-        owned
-            .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"], &env)
-            .expect(0);
+        let new_role_password = format!("role-{}", unique_name("secret"));
         let secrets = [
             owned.password.as_str(),
             role_password.as_str(),
+            new_role_password.as_str(),
             file_password.as_str(),
         ];
+        let apply = ["apply", "-f", &spec, "--auto-approve", "-vvv"];
+        let plan = ["plan", "-f", &spec, "--detailed-exitcode", "-vvv"];
+        for (password, args, code) in [
+            // Creates the server, the roles with their passwords, the
+            // pooler with its auth file and the backup container with its
+            // password file.
+            (&role_password, &apply[..], 0),
+            (&role_password, &plan[..], 0),
+            // A changed password: set on the live role and copied into
+            // the pooler's auth file.
+            (&new_role_password, &plan[..], 2),
+            (&new_role_password, &apply[..], 0),
+            (&new_role_password, &plan[..], 0),
+        ] {
+            let env = [
+                (ROLE_PASSWORD_ENV, password.as_str()),
+                ("RUST_LOG", "trace"),
+            ];
+            let run = owned.pgspec(args, &env);
+            assert_no_secret_in_output(&args.join(" "), &run, &secrets);
+            let run = run.expect(code);
+            if args[0] == "apply" {
+                // pgspec's own debug logs (the statements it runs) are on.
+                assert!(run.stderr.contains("DEBUG"), "{}", run.stderr);
+            }
+        }
 
         // Everything that carries the deployment's label, found rather than
         // assumed, so an object added later is checked (and removed) too.
