@@ -209,6 +209,61 @@ fn concurrent_applies_never_interleave() {
     });
 }
 
+/// A port where something accepts connections and never speaks (a wrong
+/// port, a hung proxy) is a clear error naming the address, not a plan
+/// that waits forever: the connection's whole startup has a bound.
+/// Regression test for issue 15, part 6.
+#[test]
+fn faults_silent_server_is_a_clear_error() {
+    common::block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let port = listener.local_addr().expect("address").port();
+        // Accepts every connection and keeps it open without a word.
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let work = Workdir::new();
+        let spec = work.write(
+            "spec.yaml",
+            &format!(
+                "version: 1\nname: silent\npostgres:\n  connection:\n    host: 127.0.0.1\n    \
+                 port: {port}\n    user: postgres\n    password: {{ env: {PASSWORD_ENV} }}\n\
+                 databases:\n  - name: app\n"
+            ),
+        );
+        let spec = arg(&spec).to_owned();
+        let run = tokio::task::spawn_blocking(move || {
+            pgspec(&["plan", "-f", &spec], &[(PASSWORD_ENV, "x")])
+        });
+        // Only a guard for the test harness, far above pgspec's own bound:
+        // without one a regression would hang the whole suite.
+        let run = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+            .await
+            .expect("pgspec plan must give up on a server that never answers")
+            .expect("run pgspec")
+            .expect(1);
+        silent.abort();
+        assert!(
+            run.stderr.contains(&format!(
+                "cannot connect to PostgreSQL at `postgres@127.0.0.1:{port}"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("no answer within"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("help: something accepts connections"),
+            "{}",
+            run.stderr
+        );
+    });
+}
+
 /// Faults are one clear error with exit code 1, never a hang or a panic.
 #[test]
 fn faults_are_clear_errors() {
@@ -574,6 +629,25 @@ fn assert_no_secret(object: &str, text: &str, secrets: &[&str]) {
     }
 }
 
+/// Waits until the engine calls a container healthy.
+async fn wait_until_healthy(docker: &bollard::Docker, container: &str) {
+    for _ in 0..600 {
+        let inspect = docker
+            .inspect_container(container, None)
+            .await
+            .expect("inspect container");
+        let health = inspect
+            .state
+            .and_then(|state| state.health)
+            .and_then(|health| health.status);
+        if health == Some(bollard::models::HealthStatusEnum::HEALTHY) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("`{container}` did not become healthy");
+}
+
 /// Fails when a run's output holds a secret (as itself or base64-encoded),
 /// a SCRAM verifier or a line of a libpq password file. The message shows
 /// only the neighbourhood of the leak: a trace log can be very long.
@@ -680,6 +754,10 @@ fn secrets_stay_out_of_docker_inspect() {
             if args[0] == "apply" {
                 // pgspec's own debug logs (the statements it runs) are on.
                 assert!(run.stderr.contains("DEBUG"), "{}", run.stderr);
+                // The server's health verdict is part of the live state; a
+                // later apply that sees it move from `starting` between its
+                // plan and its re-observe refuses the plan as stale.
+                wait_until_healthy(&docker, &format!("{name}-postgres")).await;
             }
         }
 

@@ -21,10 +21,10 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptions, DownloadFromContainerOptions, UploadToContainerOptions,
 };
-use futures_util::StreamExt;
 
 use crate::apply::docker::{last_logs, object_labels};
 use crate::live::Target;
+use crate::live::docker::{STREAM_STALL, next_within};
 use crate::live::pooler::{AUTH_FILE, LISTEN_PORT, admin_target, server_verifiers};
 use crate::model::Pooler;
 use crate::plan::PoolerConfig;
@@ -229,10 +229,11 @@ async fn directory(docker: &Docker, name: &str) -> Directory {
             path: CONFIG_DIR.to_owned(),
         }),
     );
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(bytes) => archive.extend_from_slice(&bytes),
-            Err(_) => return found,
+    loop {
+        match next_within(&mut stream, STREAM_STALL).await {
+            Ok(Some(Ok(bytes))) => archive.extend_from_slice(&bytes),
+            Ok(None) => break,
+            Ok(Some(Err(_))) | Err(_) => return found,
         }
     }
     let mut reader = tar::Archive::new(archive.as_slice());

@@ -6,12 +6,13 @@
 //! honoured.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerInspectResponse, Health, HealthStatusEnum};
 use bollard::query_parameters::DownloadFromContainerOptions;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 
 use crate::live::ObserveError;
 use crate::model::{Container, ContainerState, Image};
@@ -26,6 +27,32 @@ pub mod labels {
 
 /// The port PostgreSQL listens on inside the container.
 pub const SERVER_PORT: &str = "5432/tcp";
+
+/// How long a stream from the Docker Engine (a file read out of a
+/// container, a log tail) may go without a chunk before pgspec gives up on
+/// it. bollard bounds only the wait for a response's headers.
+pub const STREAM_STALL: Duration = Duration::from_secs(60);
+
+/// How long an image pull may go without a progress message: the engine
+/// reports every layer's download many times a second, so this is long
+/// only for a registry that stopped answering.
+pub const PULL_STALL: Duration = Duration::from_secs(120);
+
+/// A stream from the Docker Engine sent nothing for the whole bound.
+#[derive(Debug, thiserror::Error)]
+#[error("the Docker Engine sent nothing for {} s", .0.as_secs())]
+pub struct Stalled(pub Duration);
+
+/// The next item of a Docker stream, or [`Stalled`] when none came within
+/// `limit`.
+pub async fn next_within<S: Stream + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+) -> Result<Option<S::Item>, Stalled> {
+    tokio::time::timeout(limit, stream.next())
+        .await
+        .map_err(|_| Stalled(limit))
+}
 
 /// Connects to the engine (DOCKER_HOST or the local socket) and agrees on an
 /// API version.
@@ -169,7 +196,7 @@ async fn data_directory_major(docker: &Docker, container: &str, data_mount: &str
         let mut stream =
             docker.download_from_container(container, Some(DownloadFromContainerOptions { path }));
         let mut failed = false;
-        while let Some(chunk) = stream.next().await {
+        while let Some(chunk) = next_within(&mut stream, STREAM_STALL).await.ok().flatten() {
             match chunk {
                 Ok(bytes) => archive.extend_from_slice(&bytes),
                 Err(_) => {

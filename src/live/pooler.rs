@@ -15,11 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bollard::Docker;
 use bollard::query_parameters::DownloadFromContainerOptions;
-use futures_util::StreamExt;
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::live::ObserveError;
-use crate::live::docker::is_not_found;
+use crate::live::docker::{STREAM_STALL, is_not_found, next_within};
 use crate::live::postgres::Target;
 use crate::model::{ContainerState, Deployment, Image, Pooler, PoolerUser};
 
@@ -325,7 +324,7 @@ pub async fn server_verifiers(
     server: &Target,
     roles: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, String>, ObserveError> {
-    let client = server.connect().await?;
+    let client = server.connect_to_read().await?;
     let names: Vec<&str> = roles.iter().map(String::as_str).collect();
     let rows = client
         .query(
@@ -388,7 +387,7 @@ pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Option<S
             path: path.to_owned(),
         }),
     );
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = next_within(&mut stream, STREAM_STALL).await.ok()? {
         archive.extend_from_slice(&chunk.ok()?);
     }
     let mut reader = tar::Archive::new(archive.as_slice());

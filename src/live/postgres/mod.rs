@@ -26,6 +26,20 @@ mod settings;
 /// How many databases are read at once.
 const CONCURRENT_DATABASES: usize = 8;
 
+/// How long a connection may take from the TCP connect to the server's
+/// first "ready for query", authentication included. libpq's
+/// `connect_timeout` (and tokio-postgres's) bounds only the TCP connect, so
+/// a port where something accepts connections and never answers (a wrong
+/// port, a hung proxy) would otherwise be waited on forever.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `statement_timeout` of connections that only read: a catalog query
+/// that waits longer than this on a lock (or on an overloaded server) fails
+/// with an error naming what it was reading, instead of hanging the plan.
+/// The biggest catalog reads of a deployment with ten thousand objects take
+/// well under a second.
+pub const READ_STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Where and as whom pgspec connects.
 #[derive(Clone)]
 pub struct Target {
@@ -177,7 +191,7 @@ impl Target {
             .user(&self.user)
             .dbname(&self.database)
             .application_name("pgspec")
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             // A server that vanishes without closing the connection (a host
             // gone from the network) is noticed within about a minute, not
             // after the system's two-hour keepalive default.
@@ -193,12 +207,32 @@ impl Target {
 
     /// Opens a connection and drives it on the runtime.
     pub async fn connect(&self) -> Result<Client, ObserveError> {
-        let (client, connection) = self.config().connect(NoTls).await.map_err(|source| {
-            ObserveError::PostgresUnreachable {
+        self.connect_with(self.config()).await
+    }
+
+    /// Opens a connection for reading the catalogs: every statement on it
+    /// gives up after [`READ_STATEMENT_TIMEOUT`]. Only for PostgreSQL
+    /// itself; PgBouncer's admin console refuses the startup option.
+    pub async fn connect_to_read(&self) -> Result<Client, ObserveError> {
+        let mut config = self.config();
+        config.options(format!(
+            "-c statement_timeout={}",
+            READ_STATEMENT_TIMEOUT.as_millis()
+        ));
+        self.connect_with(config).await
+    }
+
+    async fn connect_with(&self, config: Config) -> Result<Client, ObserveError> {
+        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls));
+        let (client, connection) = connecting
+            .await
+            .map_err(|_| ObserveError::PostgresSilent {
+                target: self.to_string(),
+            })?
+            .map_err(|source| ObserveError::PostgresUnreachable {
                 target: self.to_string(),
                 source,
-            }
-        })?;
+            })?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection closed");
@@ -228,7 +262,7 @@ pub struct Observed {
 
 /// Reads the server and every database the desired deployment names.
 pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, ObserveError> {
-    let client = target.connect().await?;
+    let client = target.connect_to_read().await?;
     let maintenance = target.database.clone();
     let query_error = |what: &'static str| {
         let database = maintenance.clone();
@@ -409,7 +443,7 @@ async fn observe_database(
     database: &str,
     schemas: &[String],
 ) -> Result<Inside, ObserveError> {
-    let client = target.connect().await?;
+    let client = target.connect_to_read().await?;
     let contents = grants::observe(&client, database, schemas).await?;
     let rows = client
         .query(
