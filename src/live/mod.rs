@@ -44,6 +44,13 @@ pub enum ObserveError {
         postgres::CONNECT_TIMEOUT.as_secs()
     )]
     PostgresSilent { target: String },
+    /// Reading the server's catalogs took longer than
+    /// `postgres::OBSERVE_TIMEOUT`.
+    #[error(
+        "reading PostgreSQL at {target} took longer than {} s",
+        postgres::OBSERVE_TIMEOUT.as_secs()
+    )]
+    PostgresSlow { target: String },
     /// A catalog query failed.
     #[error("cannot read {what} in database `{database}`")]
     Query {
@@ -75,6 +82,10 @@ impl ObserveError {
                 "something accepts connections at that address but does not answer as \
                  PostgreSQL does: check host and port (spec `postgres.connection`, or \
                  PGHOST/PGPORT), and whether the server is overloaded",
+            ),
+            ObserveError::PostgresSlow { .. } => Some(
+                "a catalog read may be waiting for a lock another session holds (pg_locks \
+                 names it), or the server is overloaded",
             ),
             ObserveError::PostgresUnreachable { .. } => Some(
                 "check that the server runs and that host, port, user and password are right \

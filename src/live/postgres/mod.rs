@@ -33,6 +33,12 @@ const CONCURRENT_DATABASES: usize = 8;
 /// port, a hung proxy) would otherwise be waited on forever.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long reading one server's catalogs may take in all, password checks
+/// included: far more than a deployment of ten thousand objects needs, and
+/// a bound for the reads on the connection that cannot carry a
+/// `statement_timeout` of its own (it reads the server's).
+pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The `statement_timeout` of connections that only read: a catalog query
 /// that waits longer than this on a lock (or on an overloaded server) fails
 /// with an error naming what it was reading, instead of hanging the plan.
@@ -205,24 +211,10 @@ impl Target {
         config
     }
 
-    /// Opens a connection and drives it on the runtime.
+    /// Opens a connection and drives it on the runtime; gives up after
+    /// [`CONNECT_TIMEOUT`].
     pub async fn connect(&self) -> Result<Client, ObserveError> {
-        self.connect_with(self.config()).await
-    }
-
-    /// Opens a connection for reading the catalogs: every statement on it
-    /// gives up after [`READ_STATEMENT_TIMEOUT`]. Only for PostgreSQL
-    /// itself; PgBouncer's admin console refuses the startup option.
-    pub async fn connect_to_read(&self) -> Result<Client, ObserveError> {
-        let mut config = self.config();
-        config.options(format!(
-            "-c statement_timeout={}",
-            READ_STATEMENT_TIMEOUT.as_millis()
-        ));
-        self.connect_with(config).await
-    }
-
-    async fn connect_with(&self, config: Config) -> Result<Client, ObserveError> {
+        let config = self.config();
         let connecting = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls));
         let (client, connection) = connecting
             .await
@@ -238,6 +230,25 @@ impl Target {
                 tracing::debug!(%error, "connection closed");
             }
         });
+        Ok(client)
+    }
+
+    /// Opens a connection for reading the catalogs: every statement on it
+    /// gives up after [`READ_STATEMENT_TIMEOUT`]. Set with `SET` rather
+    /// than as a startup option, which PgBouncer refuses.
+    pub async fn connect_to_read(&self) -> Result<Client, ObserveError> {
+        let client = self.connect().await?;
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                READ_STATEMENT_TIMEOUT.as_millis()
+            ))
+            .await
+            .map_err(|source| ObserveError::Query {
+                database: self.database.clone(),
+                what: "the session's statement_timeout",
+                source,
+            })?;
         Ok(client)
     }
 }
@@ -262,7 +273,21 @@ pub struct Observed {
 
 /// Reads the server and every database the desired deployment names.
 pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, ObserveError> {
-    let client = target.connect_to_read().await?;
+    tokio::time::timeout(OBSERVE_TIMEOUT, observe_unbounded(target, desired))
+        .await
+        .map_err(|_| ObserveError::PostgresSlow {
+            target: target.to_string(),
+        })?
+}
+
+async fn observe_unbounded(
+    target: &Target,
+    desired: &Deployment,
+) -> Result<Observed, ObserveError> {
+    // This connection reads pg_settings, where a session's own
+    // statement_timeout would show instead of the server's; its reads are
+    // bounded by OBSERVE_TIMEOUT alone.
+    let client = target.connect().await?;
     let maintenance = target.database.clone();
     let query_error = |what: &'static str| {
         let database = maintenance.clone();
