@@ -12,6 +12,7 @@
 //! Invariant: only reads.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::DownloadFromContainerOptions;
@@ -226,9 +227,24 @@ pub fn admin_target(server: &Target, bind_address: &str, port: u16) -> Target {
 type Settings = BTreeMap<String, String>;
 type Databases = BTreeMap<String, BTreeMap<String, String>>;
 
+/// How long a command on PgBouncer's admin console may take. PgBouncer
+/// answers them from memory, at once; a console that does not is hung.
+pub const CONSOLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `SHOW CONFIG` and `SHOW DATABASES`; the error is kept as text, because a
 /// console that does not answer is a state the plan acts on.
 async fn read_console(admin: &Target) -> Result<(Settings, Databases), String> {
+    tokio::time::timeout(CONSOLE_TIMEOUT, read_console_unbounded(admin))
+        .await
+        .map_err(|_| {
+            format!(
+                "the admin console at {admin} did not answer within {} s",
+                CONSOLE_TIMEOUT.as_secs()
+            )
+        })?
+}
+
+async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases), String> {
     let client = admin.connect().await.map_err(|error| chain(&error))?;
     let config = client
         .simple_query("SHOW CONFIG")
