@@ -1363,6 +1363,23 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_limited_and_a_byte_order_mark_is_dropped() {
+        let deep = format!(
+            "version: 1\nname: x\nroles: {}{}\n",
+            "[".repeat(70),
+            "]".repeat(70)
+        );
+        assert_eq!(
+            errors(&deep),
+            ["3:72  the spec nests deeper than 64 levels".to_owned()]
+        );
+        // Closed brackets do not add up.
+        let wide = format!("version: 1\nname: x\nroles: [{}]\n", "[], ".repeat(100));
+        assert_eq!(flow_too_deep(&wide), None);
+        assert!(load_str(Path::new("bom.yaml"), "\u{feff}version: 1\nname: bom\n").is_ok());
+    }
+
+    #[test]
     fn empty_and_non_mapping_documents() {
         assert_eq!(errors(""), ["  the spec is empty"]);
         assert_eq!(
