@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 /// bollard the body of every request (the archives that carry the
 /// superuser's password file and the backup agent's pgpass), tokio-postgres
 /// and postgres-protocol every statement (`ALTER ROLE … PASSWORD` with its
-/// SCRAM verifier), hyper and h2 the bytes on the wire. Redacting those
+/// SCRAM verifier), hyper what it reads and writes. Redacting those
 /// messages cannot be made reliable (a tar archive or a byte dump hides a
 /// secret in any shape), and a new dependency would bring new leaks, so
 /// their DEBUG and TRACE output is dropped outright; what they report at
