@@ -134,6 +134,11 @@ pub struct Diagnostics {
     pub items: Vec<Diagnostic>,
 }
 
+/// How many findings are rendered; the summary counts the rest. A spec with
+/// tens of thousands of broken entries would otherwise print a screen per
+/// entry, and the first hundred say what is wrong.
+pub const MAX_RENDERED: usize = 100;
+
 /// ANSI styles, or nothing when colour is off.
 struct Palette {
     color: bool,
@@ -206,17 +211,26 @@ impl Diagnostics {
             .sort_by_key(|item| item.span.map(|span| (span.line, span.column)));
     }
 
-    /// Renders every finding rustc-style, then a summary line when there is
-    /// more than one. ANSI colour only when `color` is true.
+    /// Renders the first [`MAX_RENDERED`] findings rustc-style, says how
+    /// many more there are, then a summary line when there is more than
+    /// one. ANSI colour only when `color` is true.
     pub fn render(&self, color: bool) -> String {
         let palette = Palette { color };
         let lines: Vec<&str> = self.source.lines().collect();
         let mut out = String::new();
-        for (position, item) in self.items.iter().enumerate() {
+        for (position, item) in self.items.iter().take(MAX_RENDERED).enumerate() {
             if position > 0 {
                 out.push('\n');
             }
             self.render_one(&mut out, item, &lines, &palette);
+        }
+        if let Some(more) = self
+            .items
+            .len()
+            .checked_sub(MAX_RENDERED)
+            .filter(|more| *more > 0)
+        {
+            out.push_str(&format!("\n… and {more} more not shown\n"));
         }
         let errors = self.errors();
         let warnings = self.warnings();
@@ -444,6 +458,21 @@ mod tests {
         assert!(text.contains("\n\nerror: `version` must be 1\n --> specs/prod.yaml  (version)\n"));
         assert!(
             text.ends_with("\nerror: 2 errors and 1 warning in specs/prod.yaml\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn only_the_first_hundred_findings_are_rendered() {
+        let mut diagnostics = Diagnostics::new("f.yaml", "name: x\n");
+        for index in 0..MAX_RENDERED + 5 {
+            diagnostics.push(Diagnostic::error(format!("finding {index}")));
+        }
+        let text = diagnostics.render(false);
+        assert!(text.contains("error: finding 99\n"), "{text}");
+        assert!(!text.contains("finding 100"), "{text}");
+        assert!(
+            text.ends_with("\n… and 5 more not shown\n\nerror: 105 errors in f.yaml\n"),
             "{text}"
         );
     }

@@ -9,7 +9,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pgspec::cli::{self, Cli};
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
     // A usage error exits 1, like every other error: 2 means changes
@@ -39,6 +42,8 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(colors.stderr)
+        .finish()
+        .with(tracing_subscriber::filter::filter_fn(is_safe_to_log))
         .init();
 
     match cli::run(cli) {
@@ -67,4 +72,22 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether a log event or span may reach stderr, whatever `RUST_LOG` says:
+/// pgspec's own at every level, other crates' only at INFO and above.
+///
+/// The crates pgspec talks through log what they send at DEBUG and TRACE:
+/// bollard the body of every request (the archives that carry the
+/// superuser's password file and the backup agent's pgpass), tokio-postgres
+/// and postgres-protocol every statement (`ALTER ROLE … PASSWORD` with its
+/// SCRAM verifier), hyper what it reads and writes. Redacting those
+/// messages cannot be made reliable (a tar archive or a byte dump hides a
+/// secret in any shape), and a new dependency would bring new leaks, so
+/// their DEBUG and TRACE output is dropped outright; what they report at
+/// INFO and above (warnings, errors) is about failures, not payloads.
+fn is_safe_to_log(metadata: &tracing::Metadata<'_>) -> bool {
+    let target = metadata.target();
+    let ours = target == "pgspec" || target.starts_with("pgspec::");
+    ours || *metadata.level() <= Level::INFO
 }

@@ -209,6 +209,61 @@ fn concurrent_applies_never_interleave() {
     });
 }
 
+/// A port where something accepts connections and never speaks (a wrong
+/// port, a hung proxy) is a clear error naming the address, not a plan
+/// that waits forever: the connection's whole startup has a bound.
+/// Regression test for issue 15, part 6.
+#[test]
+fn faults_silent_server_is_a_clear_error() {
+    common::block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let port = listener.local_addr().expect("address").port();
+        // Accepts every connection and keeps it open without a word.
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let work = Workdir::new();
+        let spec = work.write(
+            "spec.yaml",
+            &format!(
+                "version: 1\nname: silent\npostgres:\n  connection:\n    host: 127.0.0.1\n    \
+                 port: {port}\n    user: postgres\n    password: {{ env: {PASSWORD_ENV} }}\n\
+                 databases:\n  - name: app\n"
+            ),
+        );
+        let spec = arg(&spec).to_owned();
+        let run = tokio::task::spawn_blocking(move || {
+            pgspec(&["plan", "-f", &spec], &[(PASSWORD_ENV, "x")])
+        });
+        // Only a guard for the test harness, far above pgspec's own bound:
+        // without one a regression would hang the whole suite.
+        let run = tokio::time::timeout(std::time::Duration::from_secs(300), run)
+            .await
+            .expect("pgspec plan must give up on a server that never answers")
+            .expect("run pgspec")
+            .expect(1);
+        silent.abort();
+        assert!(
+            run.stderr.contains(&format!(
+                "cannot connect to PostgreSQL at `postgres@127.0.0.1:{port}"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("no answer within"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("help: something accepts connections"),
+            "{}",
+            run.stderr
+        );
+    });
+}
+
 /// Faults are one clear error with exit code 1, never a hang or a panic.
 #[test]
 fn faults_are_clear_errors() {
@@ -574,9 +629,64 @@ fn assert_no_secret(object: &str, text: &str, secrets: &[&str]) {
     }
 }
 
-/// No secret reaches Docker: the inspect output, labels included, of every
-/// container, volume and network pgspec made for a deployment with a pooler
-/// and a backup schedule holds none of the deployment's passwords.
+/// Waits until the engine calls a container healthy.
+async fn wait_until_healthy(docker: &bollard::Docker, container: &str) {
+    for _ in 0..600 {
+        let inspect = docker
+            .inspect_container(container, None)
+            .await
+            .expect("inspect container");
+        let health = inspect
+            .state
+            .and_then(|state| state.health)
+            .and_then(|health| health.status);
+        if health == Some(bollard::models::HealthStatusEnum::HEALTHY) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("`{container}` did not become healthy");
+}
+
+/// Fails when a run's output holds a secret (as itself or base64-encoded),
+/// a SCRAM verifier or a line of a libpq password file. The message shows
+/// only the neighbourhood of the leak: a trace log can be very long.
+fn assert_no_secret_in_output(command: &str, run: &common::Run, secrets: &[&str]) {
+    use base64::Engine as _;
+    let mut needles: Vec<String> = vec!["SCRAM-SHA-256$".to_owned(), "*:*:*:*:".to_owned()];
+    for secret in secrets {
+        needles.push((*secret).to_owned());
+        needles.push(base64::engine::general_purpose::STANDARD.encode(secret));
+    }
+    for (stream, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+        for needle in &needles {
+            if let Some(at) = text.find(needle.as_str()) {
+                let start = (0..=at.saturating_sub(300))
+                    .rev()
+                    .find(|index| text.is_char_boundary(*index))
+                    .unwrap_or(0);
+                let end = ((at + needle.len() + 300).min(text.len())..=text.len())
+                    .find(|index| text.is_char_boundary(*index))
+                    .unwrap_or(text.len());
+                panic!(
+                    "the {stream} of `pgspec {command}` ({} bytes) shows `{needle}`:\n…{}…",
+                    text.len(),
+                    &text[start..end]
+                );
+            }
+        }
+    }
+}
+
+/// No secret reaches Docker or the logs: the inspect output, labels
+/// included, of every container, volume and network pgspec made for a
+/// deployment with a pooler and a backup schedule holds none of the
+/// deployment's passwords, and neither does anything pgspec prints while it
+/// creates them and later changes a role's password, at trace level
+/// (`RUST_LOG=trace` and `-vvv`, so the HTTP and PostgreSQL client crates
+/// would log their requests and statements if they could).
+///
+/// Regression test for issue 15, part 4.
 #[test]
 fn secrets_stay_out_of_docker_inspect() {
     use std::collections::{BTreeSet, HashMap};
@@ -618,18 +728,43 @@ fn secrets_stay_out_of_docker_inspect() {
             file = arg(&password_file),
         );
         let spec = arg(&owned.work.write("spec.yaml", &text)).to_owned();
-        let env = [(ROLE_PASSWORD_ENV, role_password.as_str())];
-        owned
-            .pgspec(&["apply", "-f", &spec, "--auto-approve"], &env)
-            .expect(0);
-        owned
-            .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"], &env)
-            .expect(0);
+        let new_role_password = format!("role-{}", unique_name("secret"));
         let secrets = [
             owned.password.as_str(),
             role_password.as_str(),
+            new_role_password.as_str(),
             file_password.as_str(),
         ];
+        let apply = ["apply", "-f", &spec, "--auto-approve", "-vvv"];
+        let plan = ["plan", "-f", &spec, "--detailed-exitcode", "-vvv"];
+        for (password, args, code) in [
+            // Creates the server, the roles with their passwords, the
+            // pooler with its auth file and the backup container with its
+            // password file.
+            (&role_password, &apply[..], 0),
+            (&role_password, &plan[..], 0),
+            // A changed password: set on the live role and copied into
+            // the pooler's auth file.
+            (&new_role_password, &plan[..], 2),
+            (&new_role_password, &apply[..], 0),
+            (&new_role_password, &plan[..], 0),
+        ] {
+            let env = [
+                (ROLE_PASSWORD_ENV, password.as_str()),
+                ("RUST_LOG", "trace"),
+            ];
+            let run = owned.pgspec(args, &env);
+            assert_no_secret_in_output(&args.join(" "), &run, &secrets);
+            let run = run.expect(code);
+            if args[0] == "apply" {
+                // pgspec's own debug logs (the statements it runs) are on.
+                assert!(run.stderr.contains("DEBUG"), "{}", run.stderr);
+                // The server's health verdict is part of the live state; a
+                // later apply that sees it move from `starting` between its
+                // plan and its re-observe refuses the plan as stale.
+                wait_until_healthy(&docker, &format!("{name}-postgres")).await;
+            }
+        }
 
         // Everything that carries the deployment's label, found rather than
         // assumed, so an object added later is checked (and removed) too.

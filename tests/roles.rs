@@ -614,6 +614,52 @@ async fn unverifiable_without_pg_authid(major: u32) {
     assert_eq!(document["actions"].as_array().map(Vec::len), Some(0));
 }
 
+/// A verifier with 2^31 - 1 iterations, which any role can give itself,
+/// is not checked: the plan answers at once and says why it cannot verify
+/// the password. Regression test for issue 15, part 6.
+async fn hostile_iteration_count(major: u32) {
+    let server = Server::start(major).await;
+    let made = postgres_protocol::password::scram_sha_256(OWNER_PASSWORD.as_bytes());
+    let hostile = made.replacen("SCRAM-SHA-256$4096:", "SCRAM-SHA-256$2147483647:", 1);
+    assert_ne!(made, hostile);
+    // Written into the catalog directly: `ALTER ROLE … PASSWORD` with such
+    // a verifier makes the server itself check it against the empty
+    // password first, which takes the role's own backend as long.
+    server
+        .execute(
+            "postgres",
+            &format!(
+                "CREATE ROLE app LOGIN; \
+                 UPDATE pg_authid SET rolpassword = '{hostile}' WHERE rolname = 'app'"
+            ),
+        )
+        .await;
+    assert_eq!(verifier(&server, "app").await, hostile);
+    let work = Workdir::new();
+    let path = work.write(
+        "spec.yaml",
+        &format!(
+            "version: 1\nname: iterations\npostgres:\n{}\
+             roles:\n  - name: app\n    login: true\n    password: {{ env: {OWNER_PASSWORD_ENV} }}\n",
+            server.connection_yaml(PASSWORD_ENV)
+        ),
+    );
+    let plan = run(
+        &["plan", "-f", arg(&path), "--detailed-exitcode"],
+        &env(&server),
+    )
+    .expect(0);
+    assert!(
+        plan.stdout.contains(
+            "the password cannot be verified: its SCRAM verifier asks for 2147483647 iterations"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("role.app"), "{}", plan.stdout);
+    assert_eq!(verifier(&server, "app").await, hostile);
+}
+
 async fn pruning_drops_only_its_own_roles(major: u32) {
     let server = Server::start(major).await;
     server
@@ -756,6 +802,10 @@ for_each_major!(
 for_each_major!(
     passwords_are_unverifiable_without_pg_authid,
     super::unverifiable_without_pg_authid
+);
+for_each_major!(
+    passwords_with_hostile_iteration_counts_are_not_checked,
+    super::hostile_iteration_count
 );
 for_each_major!(
     drift_in_each_kind_is_found_and_repaired,

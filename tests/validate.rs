@@ -121,3 +121,118 @@ fn diagnostics_as_github_annotations() {
     };
     insta::assert_snapshot!(diagnostics.github_annotations());
 }
+
+/// Runs `pgspec validate` on `text` written to a file, no terminal.
+fn validate_text(text: &str) -> std::process::Output {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("spec.yaml");
+    std::fs::write(&path, text).expect("write spec");
+    std::process::Command::new(env!("CARGO_BIN_EXE_pgspec"))
+        .args(["validate", "-f"])
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pgspec")
+}
+
+/// Tens of thousands of bad entries give their errors promptly, the first
+/// hundred shown and the rest counted, whatever kind of check they fail
+/// (the schema walk, or the semantic checks that compare names).
+/// Regression test for issue 15, part 6: the test completing is the proof.
+#[test]
+fn sixty_four_thousand_bad_entries_are_counted_not_all_shown() {
+    const COUNT: usize = 64_000;
+    let roles = |entry: &dyn Fn(usize) -> String| -> String {
+        let mut text = "version: 1\nname: many\nroles:\n".to_owned();
+        for index in 0..COUNT {
+            text.push_str(&format!("  - {}\n", entry(index)));
+        }
+        text
+    };
+    for (text, first) in [
+        (
+            roles(&|_| "1".to_owned()),
+            "error: expected a mapping, found an integer",
+        ),
+        (
+            roles(&|index| format!("{{ name: r{index}, bogus: 1 }}")),
+            "error: unknown field `bogus`",
+        ),
+        (
+            roles(&|index| format!("{{ name: r{index}, member_of: [missing{index}] }}")),
+            "error: role `missing0` is not declared",
+        ),
+    ] {
+        let output = validate_text(&text);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        // One `error:` prefix: the rendered diagnostics carry their own.
+        assert!(stderr.starts_with(first), "{stderr}");
+        let more = COUNT - 100;
+        assert!(
+            stderr.contains(&format!("\n… and {more} more not shown\n")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("error: {COUNT} errors in ")),
+            "{stderr}"
+        );
+        assert!(stderr.len() < 200_000, "{} bytes", stderr.len());
+    }
+}
+
+/// A document nested a hundred thousand levels deep is refused with a clear
+/// error, not a stack overflow or minutes of parsing.
+/// Regression test for issue 15, part 6.
+#[test]
+fn a_spec_nested_too_deep_is_refused() {
+    const DEPTH: usize = 100_000;
+    let block: String = (1..1_000)
+        .map(|level| format!("{}- \n", " ".repeat(level)))
+        .collect();
+    for (text, line) in [
+        (
+            format!(
+                "version: 1\nname: deep\nroles: {}{}\n",
+                "[".repeat(DEPTH),
+                "]".repeat(DEPTH)
+            ),
+            3,
+        ),
+        (
+            format!(
+                "version: 1\nname: deep\nroles: {}1{}\n",
+                "{a: ".repeat(DEPTH),
+                "}".repeat(DEPTH)
+            ),
+            3,
+        ),
+        (format!("version: 1\nname: deep\nroles:\n{block}"), 67),
+    ] {
+        let output = validate_text(&text);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with("error: the spec nests deeper than 64 levels\n"),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&format!("spec.yaml:{line}:")), "{stderr}");
+    }
+}
+
+/// A UTF-8 byte order mark at the start of the file (some Windows editors
+/// write one) is not part of the spec; lines are still counted right.
+#[test]
+fn a_byte_order_mark_is_accepted() {
+    let output = validate_text("\u{feff}version: 1\nname: bom\n");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = validate_text("\u{feff}version: 1\nname: bom\nbogus: 1\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown field `bogus`"), "{stderr}");
+    assert!(stderr.contains("spec.yaml:3:1"), "{stderr}");
+}

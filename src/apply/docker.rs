@@ -17,10 +17,11 @@ use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, LogsOptions, RemoveContainerOptions,
     StopContainerOptions, UploadToContainerOptions,
 };
-use futures_util::StreamExt;
 
 use crate::live::Target;
-use crate::live::docker::{SERVER_PORT, is_not_found, labels};
+use crate::live::docker::{
+    PULL_STALL, SERVER_PORT, STREAM_STALL, is_not_found, labels, next_within,
+};
 use crate::model::Container;
 use crate::plan::DockerStep;
 
@@ -347,7 +348,10 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> anyhow::Result<()> {
         None,
     );
     let mut last_status = String::new();
-    while let Some(progress) = pull.next().await {
+    while let Some(progress) = next_within(&mut pull, PULL_STALL)
+        .await
+        .with_context(|| format!("pulling image `{image}` made no progress"))?
+    {
         match progress {
             Ok(info) => {
                 if let Some(status) = info.status
@@ -488,7 +492,7 @@ pub async fn last_logs(docker: &Docker, name: &str) -> String {
         }),
     );
     let mut text = format!("last log lines of `{name}`:\n");
-    while let Some(Ok(line)) = logs.next().await {
+    while let Ok(Some(Ok(line))) = next_within(&mut logs, STREAM_STALL).await {
         for line in line.to_string().lines() {
             text.push_str("  | ");
             text.push_str(line);

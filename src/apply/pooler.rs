@@ -21,11 +21,13 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptions, DownloadFromContainerOptions, UploadToContainerOptions,
 };
-use futures_util::StreamExt;
 
 use crate::apply::docker::{last_logs, object_labels};
 use crate::live::Target;
-use crate::live::pooler::{AUTH_FILE, LISTEN_PORT, admin_target, server_verifiers};
+use crate::live::docker::{STREAM_STALL, next_within};
+use crate::live::pooler::{
+    AUTH_FILE, CONSOLE_TIMEOUT, LISTEN_PORT, admin_target, server_verifiers,
+};
 use crate::model::Pooler;
 use crate::plan::PoolerConfig;
 use crate::plan::diff::pooler::LISTEN_PORT as LISTEN_PORT_NUMBER;
@@ -281,10 +283,11 @@ async fn directory(docker: &Docker, name: &str) -> Directory {
             path: CONFIG_DIR.to_owned(),
         }),
     );
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(bytes) => archive.extend_from_slice(&bytes),
-            Err(_) => return found,
+    loop {
+        match next_within(&mut stream, STREAM_STALL).await {
+            Ok(Some(Ok(bytes))) => archive.extend_from_slice(&bytes),
+            Ok(None) => break,
+            Ok(Some(Err(_))) | Err(_) => return found,
         }
     }
     let mut reader = tar::Archive::new(archive.as_slice());
@@ -343,10 +346,18 @@ pub async fn start(docker: &Docker, name: &str, server: &Target) -> anyhow::Resu
     let started = Instant::now();
     loop {
         let last_error = match admin.connect().await {
-            Ok(client) => match client.simple_query("SHOW VERSION").await {
-                Ok(_) => return Ok(()),
-                Err(error) => error.to_string(),
-            },
+            Ok(client) => {
+                match tokio::time::timeout(CONSOLE_TIMEOUT, client.simple_query("SHOW VERSION"))
+                    .await
+                {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => format!(
+                        "`SHOW VERSION` got no answer within {} s",
+                        CONSOLE_TIMEOUT.as_secs()
+                    ),
+                }
+            }
             Err(error) => error.to_string(),
         };
         let running = docker
@@ -382,9 +393,14 @@ pub async fn reload(docker: &Docker, name: &str, server: &Target) -> anyhow::Res
         .connect()
         .await
         .with_context(|| format!("cannot reach the admin console of `{name}`"))?;
-    client
-        .simple_query("RELOAD")
+    tokio::time::timeout(CONSOLE_TIMEOUT, client.simple_query("RELOAD"))
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "`RELOAD` got no answer within {} s on the admin console of `{name}`",
+                CONSOLE_TIMEOUT.as_secs()
+            )
+        })?
         .with_context(|| format!("`RELOAD` failed on the admin console of `{name}`"))?;
     Ok(())
 }

@@ -341,6 +341,12 @@ pub async fn check_agent_starts(
 /// engine is slow to exec. An agent that keeps exiting fails sooner.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long one readiness probe of the agent (it lists the destination's
+/// manifests) may run before it counts as a failed probe. The agent's own
+/// backups and restore checks, run through `docker exec` by `pgspec backup`,
+/// are not bounded: a dump takes as long as the database needs.
+const AGENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Starts the backup container and waits until its agent answers, so an
 /// agent that cannot run in the image (another architecture, an older
 /// glibc) fails the apply instead of silently never taking a backup.
@@ -362,10 +368,14 @@ async fn start_and_check(docker: &Docker, name: &str, deployment: &str) -> anyho
             .and_then(|state| state.running)
             .unwrap_or(false);
         let last_error = if running {
-            match exec(docker, name, &command).await {
-                Ok(output) if output.code == 0 => return Ok(()),
-                Ok(output) => format!("exit code {}: {}", output.code, output.stderr.trim()),
-                Err(error) => format!("{error:#}"),
+            match tokio::time::timeout(AGENT_ANSWER_TIMEOUT, exec(docker, name, &command)).await {
+                Ok(Ok(output)) if output.code == 0 => return Ok(()),
+                Ok(Ok(output)) => format!("exit code {}: {}", output.code, output.stderr.trim()),
+                Ok(Err(error)) => format!("{error:#}"),
+                Err(_) => format!(
+                    "`backup agent list` did not finish within {} s",
+                    AGENT_ANSWER_TIMEOUT.as_secs()
+                ),
             }
         } else {
             "the container is not running".to_owned()

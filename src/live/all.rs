@@ -364,7 +364,7 @@ fn query_error(
 /// Reads everything on the server `target` reaches. `databases` limits
 /// the databases read inside (empty: all of them).
 pub async fn observe_all(target: &Target, databases: &[String]) -> Result<Survey, ObserveError> {
-    let client = target.connect().await?;
+    let client = target.connect_to_read().await?;
     let maintenance = target.database.clone();
     let row = client
         .query_one(
@@ -536,7 +536,7 @@ async fn auto_conf_settings(
 
 /// Reads owners, extension membership and index parts of one database.
 async fn observe_database(target: &Target, database: &str) -> Result<DatabaseSurvey, ObserveError> {
-    let client = target.connect().await?;
+    let client = target.connect_to_read().await?;
     let member = |catalog: &str, column: &str| {
         format!(
             "EXISTS (SELECT FROM pg_depend d WHERE d.classid = '{catalog}'::regclass \

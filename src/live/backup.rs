@@ -8,11 +8,10 @@
 
 use bollard::Docker;
 use bollard::query_parameters::DownloadFromContainerOptions;
-use futures_util::StreamExt;
 
 use crate::backup::{self, labels};
 use crate::live::ObserveError;
-use crate::live::docker::{is_not_found, labels as common_labels};
+use crate::live::docker::{STREAM_STALL, is_not_found, labels as common_labels, next_within};
 use crate::model::{Backup, BackupAgent, BackupDestination, Deployment};
 
 /// Reads the backup side of a deployment whose server container pgspec
@@ -129,10 +128,11 @@ async fn password_matches(
             path: backup::PGPASS_PATH.to_owned(),
         }),
     );
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(bytes) => archive.extend_from_slice(&bytes),
-            Err(_) => return Ok(None),
+    loop {
+        match next_within(&mut stream, STREAM_STALL).await {
+            Ok(Some(Ok(bytes))) => archive.extend_from_slice(&bytes),
+            Ok(None) => break,
+            Ok(Some(Err(_))) | Err(_) => return Ok(None),
         }
     }
     let mut reader = tar::Archive::new(archive.as_slice());

@@ -6,6 +6,7 @@
 //! honoured.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
@@ -13,7 +14,7 @@ use bollard::models::{
     ContainerInspectResponse, Health, HealthStatusEnum, ImageInspect, MountPoint,
 };
 use bollard::query_parameters::DownloadFromContainerOptions;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 
 use crate::live::ObserveError;
 use crate::model::data::{DEFAULT_PGDATA, DataHome, MountInfo};
@@ -29,6 +30,32 @@ pub mod labels {
 
 /// The port PostgreSQL listens on inside the container.
 pub const SERVER_PORT: &str = "5432/tcp";
+
+/// How long a stream from the Docker Engine (a file read out of a
+/// container, a log tail) may go without a chunk before pgspec gives up on
+/// it. bollard bounds only the wait for a response's headers.
+pub const STREAM_STALL: Duration = Duration::from_secs(60);
+
+/// How long an image pull may go without a progress message: the engine
+/// reports every layer's download many times a second, so this is long
+/// only for a registry that stopped answering.
+pub const PULL_STALL: Duration = Duration::from_secs(120);
+
+/// A stream from the Docker Engine sent nothing for the whole bound.
+#[derive(Debug, thiserror::Error)]
+#[error("the Docker Engine sent nothing for {} s", .0.as_secs())]
+pub struct Stalled(pub Duration);
+
+/// The next item of a Docker stream, or [`Stalled`] when none came within
+/// `limit`.
+pub async fn next_within<S: Stream + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+) -> Result<Option<S::Item>, Stalled> {
+    tokio::time::timeout(limit, stream.next())
+        .await
+        .map_err(|_| Stalled(limit))
+}
 
 /// Connects to the engine (DOCKER_HOST or the local socket) and agrees on an
 /// API version.
@@ -175,7 +202,17 @@ pub async fn read_file(
             path: path.to_owned(),
         }),
     );
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let chunk = match next_within(&mut stream, STREAM_STALL).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(source) => {
+                return Err(ObserveError::DockerStalled {
+                    what: format!("read `{path}` in container `{container}`"),
+                    source,
+                });
+            }
+        };
         match chunk {
             Ok(bytes) => {
                 archive.extend_from_slice(&bytes);

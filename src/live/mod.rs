@@ -37,6 +37,27 @@ pub enum ObserveError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// Something accepted the TCP connection but did not complete
+    /// PostgreSQL's startup within `postgres::CONNECT_TIMEOUT`.
+    #[error(
+        "cannot connect to PostgreSQL at {target}: no answer within {} s",
+        postgres::CONNECT_TIMEOUT.as_secs()
+    )]
+    PostgresSilent { target: String },
+    /// Reading the server's catalogs took longer than
+    /// `postgres::OBSERVE_TIMEOUT`.
+    #[error(
+        "reading PostgreSQL at {target} took longer than {} s",
+        postgres::OBSERVE_TIMEOUT.as_secs()
+    )]
+    PostgresSlow { target: String },
+    /// A file read out of a container stopped arriving.
+    #[error("cannot {what}")]
+    DockerStalled {
+        what: String,
+        #[source]
+        source: docker::Stalled,
+    },
     /// A catalog query failed.
     #[error("cannot read {what} in database `{database}`")]
     Query {
@@ -64,6 +85,15 @@ impl ObserveError {
             ObserveError::DockerUnreachable(_) => {
                 Some("start dockerd (scripts/docker-engine.sh does), or set DOCKER_HOST")
             }
+            ObserveError::PostgresSilent { .. } => Some(
+                "something accepts connections at that address but does not answer as \
+                 PostgreSQL does: check host and port (spec `postgres.connection`, or \
+                 PGHOST/PGPORT), and whether the server is overloaded",
+            ),
+            ObserveError::PostgresSlow { .. } => Some(
+                "a catalog read may be waiting for a lock another session holds (pg_locks \
+                 names it), or the server is overloaded",
+            ),
             ObserveError::PostgresUnreachable { .. } => Some(
                 "check that the server runs and that host, port, user and password are right \
                  (spec `postgres.connection`, or PGHOST/PGPORT/PGUSER/PGPASSWORD)",

@@ -12,14 +12,14 @@
 //! Invariant: only reads.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::DownloadFromContainerOptions;
-use futures_util::StreamExt;
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::live::ObserveError;
-use crate::live::docker::is_not_found;
+use crate::live::docker::{STREAM_STALL, is_not_found, next_within};
 use crate::live::postgres::Target;
 use crate::model::{ContainerState, Deployment, Image, Pooler, PoolerUser};
 
@@ -227,9 +227,24 @@ pub fn admin_target(server: &Target, bind_address: &str, port: u16) -> Target {
 type Settings = BTreeMap<String, String>;
 type Databases = BTreeMap<String, BTreeMap<String, String>>;
 
+/// How long a command on PgBouncer's admin console may take. PgBouncer
+/// answers them from memory, at once; a console that does not is hung.
+pub const CONSOLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `SHOW CONFIG` and `SHOW DATABASES`; the error is kept as text, because a
 /// console that does not answer is a state the plan acts on.
 async fn read_console(admin: &Target) -> Result<(Settings, Databases), String> {
+    tokio::time::timeout(CONSOLE_TIMEOUT, read_console_unbounded(admin))
+        .await
+        .map_err(|_| {
+            format!(
+                "the admin console at {admin} did not answer within {} s",
+                CONSOLE_TIMEOUT.as_secs()
+            )
+        })?
+}
+
+async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases), String> {
     let client = admin.connect().await.map_err(|error| chain(&error))?;
     let config = client
         .simple_query("SHOW CONFIG")
@@ -325,7 +340,7 @@ pub async fn server_verifiers(
     server: &Target,
     roles: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, String>, ObserveError> {
-    let client = server.connect().await?;
+    let client = server.connect_to_read().await?;
     let names: Vec<&str> = roles.iter().map(String::as_str).collect();
     let rows = client
         .query(
@@ -388,7 +403,7 @@ pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Option<S
             path: path.to_owned(),
         }),
     );
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = next_within(&mut stream, STREAM_STALL).await.ok()? {
         archive.extend_from_slice(&chunk.ok()?);
     }
     let mut reader = tar::Archive::new(archive.as_slice());

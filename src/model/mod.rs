@@ -389,6 +389,19 @@ pub struct Role {
     pub memberships: Vec<Membership>,
 }
 
+/// The most PBKDF2 iterations pgspec spends on one stored verifier.
+///
+/// Any role can store a verifier of its own making (`ALTER ROLE … PASSWORD
+/// 'SCRAM-SHA-256$<iterations>:…'`), and checking it costs time in
+/// proportion to its iteration count: 2^31 - 1 would take minutes of CPU per
+/// role, on every plan. PostgreSQL makes verifiers with 4096 iterations
+/// (`scram_iterations`, PostgreSQL 16 and later, lets that be raised); OWASP
+/// recommends 600 000 for PBKDF2-HMAC-SHA-256. A cap of 1 000 000 keeps
+/// deliberately hardened verifiers checkable while bounding a check to about
+/// a second of one core; above it the state is [`PasswordState::TooManyIterations`], which
+/// the plan reports as a password it cannot verify and leaves alone.
+pub const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
+
 /// How a live role's stored password compares with the spec's secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -403,6 +416,10 @@ pub enum PasswordState {
     Missing,
     /// The connecting role cannot read `pg_authid`, so nothing is known.
     Unverifiable,
+    /// The SCRAM verifier asks for more PBKDF2 iterations than pgspec spends
+    /// on one check ([`MAX_SCRAM_ITERATIONS`]), so it
+    /// was not checked.
+    TooManyIterations { iterations: u32 },
 }
 
 /// One membership grant: the role is a member of `role`, granted by

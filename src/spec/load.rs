@@ -167,7 +167,20 @@ pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
 /// Loads a spec from text; `path` names it in diagnostics and is the base
 /// for relative file references.
 pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
+    // Editors on Windows may start a UTF-8 file with a byte order mark;
+    // serde_yaml would take it for the start of a second document.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut diagnostics = Diagnostics::new(path, text);
+
+    // Spans first: that pass also refuses a document nested too deep
+    // before serde_yaml, whose scanner slows down with the depth, reads it.
+    let spans = match collect_spans(text) {
+        Ok(spans) => spans,
+        Err(too_deep) => {
+            diagnostics.push(*too_deep);
+            return Err(diagnostics);
+        }
+    };
 
     let mut document: Yaml = match serde_yaml::from_str(text) {
         Ok(document) => document,
@@ -180,8 +193,6 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
         diagnostics.push(syntax_error(&error));
         return Err(diagnostics);
     }
-
-    let spans = collect_spans(text);
 
     let schema = match serde_json::to_value(schemars::schema_for!(SpecFile)) {
         Ok(schema) => schema,
@@ -324,7 +335,62 @@ fn serde_message(text: &str) -> String {
 // Spans: a second pass over the text with yaml-rust2's marked events.
 
 /// Records the span of every key and value by key path.
-fn collect_spans(text: &str) -> SpanMap {
+/// How deep mappings and sequences may nest. A spec nests about eight
+/// levels; serde_yaml gives up at 128, and both YAML scanners take time in
+/// proportion to the depth for every token, so a document nested a hundred
+/// thousand levels deep would take minutes to be refused.
+const MAX_DEPTH: usize = 64;
+
+/// Where the text opens more than [`MAX_DEPTH`] flow collections (`[`,
+/// `{`) that are not yet closed, as a 1-based line and column.
+///
+/// Both YAML scanners look ahead through every nested flow collection
+/// before they return the first event, so a hundred thousand `[` must be
+/// refused before either parser sees them. Brackets in quoted or plain
+/// scalars and comments count too: a spec would need dozens of unclosed
+/// ones in its text for this to refuse it wrongly.
+fn flow_too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    let mut column = 0;
+    for character in text.chars() {
+        column += 1;
+        match character {
+            '\n' => {
+                line += 1;
+                column = 0;
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some((line, column));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The error for a document nested deeper than [`MAX_DEPTH`].
+fn too_deep(line: usize, column: usize) -> Diagnostic {
+    Diagnostic::error(format!("the spec nests deeper than {MAX_DEPTH} levels"))
+        .with_span(Some(Span {
+            line,
+            column,
+            length: 1,
+        }))
+        .with_help("a spec nests a few levels; check the brackets and indentation")
+}
+
+/// Records the span of every key and value of the first document, or
+/// refuses a document nested deeper than [`MAX_DEPTH`]. Events are read one
+/// at a time (yaml-rust2's own loader recurses once per level).
+fn collect_spans(text: &str) -> Result<SpanMap, Box<Diagnostic>> {
+    if let Some((line, column)) = flow_too_deep(text) {
+        return Err(Box::new(too_deep(line, column)));
+    }
     let mut collector = SpanCollector {
         lines: text.lines().collect(),
         line_chars: (usize::MAX, Vec::new()),
@@ -333,11 +399,27 @@ fn collect_spans(text: &str) -> SpanMap {
         done: false,
     };
     let mut parser = Parser::new_from_str(text);
-    // serde_yaml has accepted the text already; should the two parsers
-    // disagree, spans recorded so far are still right and the rest fall back
-    // to their ancestors.
-    let _ = parser.load(&mut collector, false);
-    collector.spans
+    let mut depth = 0usize;
+    // A syntax error stops the pass; serde_yaml reports it. Should the two
+    // parsers disagree, spans recorded so far are still right and the rest
+    // fall back to their ancestors.
+    while !collector.done
+        && let Ok((event, mark)) = parser.next_token()
+    {
+        match event {
+            Event::StreamEnd => break,
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(Box::new(too_deep(mark.line(), mark.col() + 1)));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        collector.on_event(event, mark);
+    }
+    Ok(collector.spans)
 }
 
 enum Frame {
@@ -781,17 +863,18 @@ impl<'a> SchemaWalker<'a> {
                 let Some(item_schema) = schema.get("items") else {
                     return Verdict::Keep;
                 };
-                let mut index = 0;
-                let mut position = 0;
-                while position < items.len() {
-                    let item_path = join_index(path, index);
-                    if self.walk(item_schema, &mut items[position], &item_path) == Verdict::Remove {
-                        items.remove(position);
-                        self.removed_elements = true;
-                    } else {
-                        position += 1;
-                    }
-                    index += 1;
+                let verdicts: Vec<Verdict> = items
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(index, item)| self.walk(item_schema, item, &join_index(path, index)))
+                    .collect();
+                // Stripped in one pass: removing elements one at a time
+                // moves the rest each time, quadratic in a list of tens of
+                // thousands of bad entries.
+                if verdicts.contains(&Verdict::Remove) {
+                    self.removed_elements = true;
+                    let mut verdicts = verdicts.into_iter();
+                    items.retain(|_| verdicts.next() == Some(Verdict::Keep));
                 }
                 Verdict::Keep
             }
@@ -1240,7 +1323,7 @@ mod tests {
     #[test]
     fn spans_cover_keys_and_values() {
         let text = "version: 1\nname: ledger\ndatabases:\n  - name: \"somali_nlp\"\n    extensions: [pg_trgm, { name: vector }]\npostgres:\n  settings:\n    pg_stat_statements.track: all\n";
-        let spans = collect_spans(text);
+        let spans = collect_spans(text).expect("spans");
         let span = |line, column, length| {
             Some(Span {
                 line,
@@ -1277,6 +1360,23 @@ mod tests {
             .map(|role| role.name.as_str())
             .collect();
         assert_eq!(names, ["a", "b", "a"]);
+    }
+
+    #[test]
+    fn nesting_is_limited_and_a_byte_order_mark_is_dropped() {
+        let deep = format!(
+            "version: 1\nname: x\nroles: {}{}\n",
+            "[".repeat(70),
+            "]".repeat(70)
+        );
+        assert_eq!(
+            errors(&deep),
+            ["3:72  the spec nests deeper than 64 levels".to_owned()]
+        );
+        // Closed brackets do not add up.
+        let wide = format!("version: 1\nname: x\nroles: [{}]\n", "[], ".repeat(100));
+        assert_eq!(flow_too_deep(&wide), None);
+        assert!(load_str(Path::new("bom.yaml"), "\u{feff}version: 1\nname: bom\n").is_ok());
     }
 
     #[test]

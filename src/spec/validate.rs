@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::diag::MAX_RENDERED;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::model::{
     Backup, BackupDestination, BackupSchedule, Container, ContainerState, Database, Deployment,
@@ -227,6 +228,9 @@ pub(crate) fn check(loaded: &Loaded) -> Vec<Diagnostic> {
     checker.found
 }
 
+/// How many declared roles the help of an undeclared role lists.
+const MAX_LISTED_ROLES: usize = 20;
+
 struct Checker<'a> {
     loaded: &'a Loaded,
     found: Vec<Diagnostic>,
@@ -319,19 +323,32 @@ impl Checker<'_> {
         if name.starts_with("pg_") || known.contains(name) {
             return;
         }
-        let suggestion = did_you_mean(name, known.iter().map(String::as_str)).map(str::to_owned);
+        // A suggestion compares the name with every declared role: past the
+        // findings that are shown, that work (quadratic in a spec with tens
+        // of thousands of undeclared references) would buy nothing.
+        let suggestion = if self.found.len() < MAX_RENDERED {
+            did_you_mean(name, known.iter().map(String::as_str)).map(str::to_owned)
+        } else {
+            None
+        };
         let diagnostic = self.error(path, format!("role `{name}` is not declared"));
         diagnostic.help = Some(match suggestion {
             Some(suggestion) => format!("did you mean `{suggestion}`?"),
-            None => format!(
-                "declare it under `roles`, or use a predefined `pg_*` role; \
-                 known roles: {}",
-                known
+            None => {
+                let mut listed: Vec<String> = known
                     .iter()
+                    .take(MAX_LISTED_ROLES)
                     .map(|role| format!("`{role}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+                    .collect();
+                if known.len() > MAX_LISTED_ROLES {
+                    listed.push(format!("and {} more", known.len() - MAX_LISTED_ROLES));
+                }
+                format!(
+                    "declare it under `roles`, or use a predefined `pg_*` role; \
+                     known roles: {}",
+                    listed.join(", ")
+                )
+            }
         });
     }
 

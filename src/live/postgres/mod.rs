@@ -26,6 +26,26 @@ mod settings;
 /// How many databases are read at once.
 const CONCURRENT_DATABASES: usize = 8;
 
+/// How long a connection may take from the TCP connect to the server's
+/// first "ready for query", authentication included. libpq's
+/// `connect_timeout` (and tokio-postgres's) bounds only the TCP connect, so
+/// a port where something accepts connections and never answers (a wrong
+/// port, a hung proxy) would otherwise be waited on forever.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long reading one server's catalogs may take in all, password checks
+/// included: far more than a deployment of ten thousand objects needs, and
+/// a bound for the reads on the connection that cannot carry a
+/// `statement_timeout` of its own (it reads the server's).
+pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The `statement_timeout` of connections that only read: a catalog query
+/// that waits longer than this on a lock (or on an overloaded server) fails
+/// with an error naming what it was reading, instead of hanging the plan.
+/// The biggest catalog reads of a deployment with ten thousand objects take
+/// well under a second.
+pub const READ_STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Where and as whom pgspec connects.
 #[derive(Clone)]
 pub struct Target {
@@ -177,7 +197,7 @@ impl Target {
             .user(&self.user)
             .dbname(&self.database)
             .application_name("pgspec")
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             // A server that vanishes without closing the connection (a host
             // gone from the network) is noticed within about a minute, not
             // after the system's two-hour keepalive default.
@@ -191,19 +211,44 @@ impl Target {
         config
     }
 
-    /// Opens a connection and drives it on the runtime.
+    /// Opens a connection and drives it on the runtime; gives up after
+    /// [`CONNECT_TIMEOUT`].
     pub async fn connect(&self) -> Result<Client, ObserveError> {
-        let (client, connection) = self.config().connect(NoTls).await.map_err(|source| {
-            ObserveError::PostgresUnreachable {
+        let config = self.config();
+        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls));
+        let (client, connection) = connecting
+            .await
+            .map_err(|_| ObserveError::PostgresSilent {
+                target: self.to_string(),
+            })?
+            .map_err(|source| ObserveError::PostgresUnreachable {
                 target: self.to_string(),
                 source,
-            }
-        })?;
+            })?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection closed");
             }
         });
+        Ok(client)
+    }
+
+    /// Opens a connection for reading the catalogs: every statement on it
+    /// gives up after [`READ_STATEMENT_TIMEOUT`]. Set with `SET` rather
+    /// than as a startup option, which PgBouncer refuses.
+    pub async fn connect_to_read(&self) -> Result<Client, ObserveError> {
+        let client = self.connect().await?;
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                READ_STATEMENT_TIMEOUT.as_millis()
+            ))
+            .await
+            .map_err(|source| ObserveError::Query {
+                database: self.database.clone(),
+                what: "the session's statement_timeout",
+                source,
+            })?;
         Ok(client)
     }
 }
@@ -228,6 +273,20 @@ pub struct Observed {
 
 /// Reads the server and every database the desired deployment names.
 pub async fn observe(target: &Target, desired: &Deployment) -> Result<Observed, ObserveError> {
+    tokio::time::timeout(OBSERVE_TIMEOUT, observe_unbounded(target, desired))
+        .await
+        .map_err(|_| ObserveError::PostgresSlow {
+            target: target.to_string(),
+        })?
+}
+
+async fn observe_unbounded(
+    target: &Target,
+    desired: &Deployment,
+) -> Result<Observed, ObserveError> {
+    // This connection reads pg_settings, where a session's own
+    // statement_timeout would show instead of the server's; its reads are
+    // bounded by OBSERVE_TIMEOUT alone.
     let client = target.connect().await?;
     let maintenance = target.database.clone();
     let query_error = |what: &'static str| {
@@ -414,7 +473,7 @@ async fn observe_database(
     schemas: &[String],
     desired: &Deployment,
 ) -> Result<Inside, ObserveError> {
-    let client = target.connect().await?;
+    let client = target.connect_to_read().await?;
     let contents = grants::observe(&client, database, schemas).await?;
     let rows = client
         .query(

@@ -12,7 +12,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 
-use crate::model::PasswordState;
+use crate::model::{MAX_SCRAM_ITERATIONS, PasswordState};
 use crate::secret::SecretValue;
 
 /// Compares a stored password (`rolpassword`, `None` when the role has
@@ -30,13 +30,27 @@ pub fn check(stored: Option<&str>, secret: &SecretValue) -> PasswordState {
 }
 
 /// The state of a stored password that can be judged without hashing the
-/// secret: none stored, or an MD5 hash. `None` when it takes a check.
+/// secret: none stored, an MD5 hash, or a verifier that asks for more than
+/// [`MAX_SCRAM_ITERATIONS`]. `None` when it takes a check.
 pub fn without_hashing(stored: Option<&str>) -> Option<PasswordState> {
     match stored {
         None => Some(PasswordState::Missing),
         Some(stored) if stored.starts_with("md5") => Some(PasswordState::Md5),
-        Some(_) => None,
+        Some(stored) => match scram_iterations(stored) {
+            Some(iterations) if iterations > MAX_SCRAM_ITERATIONS => {
+                Some(PasswordState::TooManyIterations { iterations })
+            }
+            _ => None,
+        },
     }
+}
+
+/// The iteration count of a SCRAM-SHA-256 verifier; `None` when the text
+/// is not one.
+fn scram_iterations(verifier: &str) -> Option<u32> {
+    let rest = verifier.strip_prefix("SCRAM-SHA-256$")?;
+    let (iterations, _) = rest.split_once(':')?;
+    iterations.parse().ok()
 }
 
 /// Whether `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` was
@@ -46,7 +60,10 @@ fn scram_matches(verifier: &str, password: &str) -> Option<bool> {
     let (parameters, keys) = rest.split_once('$')?;
     let (iterations, salt) = parameters.split_once(':')?;
     let (stored_key, server_key) = keys.split_once(':')?;
-    let iterations: u32 = iterations.parse().ok().filter(|count| *count > 0)?;
+    let iterations: u32 = iterations
+        .parse()
+        .ok()
+        .filter(|count| (1..=MAX_SCRAM_ITERATIONS).contains(count))?;
     let salt = STANDARD.decode(salt).ok()?;
     let stored_key = STANDARD.decode(stored_key).ok()?;
     let server_key = STANDARD.decode(server_key).ok()?;
@@ -191,6 +208,36 @@ mod tests {
             check(Some(&verifier), &secret(&long)),
             PasswordState::Matches
         );
+    }
+
+    #[test]
+    fn a_verifier_with_too_many_iterations_is_not_hashed() {
+        // Issue 15, part 6: any role can store a verifier of its own; one
+        // with 2^31 - 1 iterations would take minutes to check. Its keys are
+        // those of the secret at 4096 iterations, so only the count is wrong.
+        let made = postgres_protocol::password::scram_sha_256(b"secret");
+        let hostile = made.replacen("SCRAM-SHA-256$4096:", "SCRAM-SHA-256$2147483647:", 1);
+        assert_eq!(
+            check(Some(&hostile), &secret("secret")),
+            PasswordState::TooManyIterations {
+                iterations: 2_147_483_647
+            }
+        );
+        let above = format!("SCRAM-SHA-256${}:", MAX_SCRAM_ITERATIONS + 1);
+        let above = made.replacen("SCRAM-SHA-256$4096:", &above, 1);
+        assert_eq!(
+            without_hashing(Some(&above)),
+            Some(PasswordState::TooManyIterations {
+                iterations: MAX_SCRAM_ITERATIONS + 1
+            })
+        );
+        // At the cap a verifier is still checked.
+        let at = format!("SCRAM-SHA-256${MAX_SCRAM_ITERATIONS}:");
+        assert_eq!(
+            without_hashing(Some(&made.replacen("SCRAM-SHA-256$4096:", &at, 1))),
+            None
+        );
+        assert_eq!(without_hashing(Some(&made)), None);
     }
 
     #[test]

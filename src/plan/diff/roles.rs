@@ -5,7 +5,7 @@
 //! settings and memberships the spec names are added; others are reported,
 //! never removed.
 
-use crate::model::{Deployment, PasswordState, Role, address, managed_mark};
+use crate::model::{Deployment, MAX_SCRAM_ITERATIONS, PasswordState, Role, address, managed_mark};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 use crate::spec::DiffOptions;
 use crate::sql::{quote_ident, quote_literal};
@@ -262,6 +262,17 @@ fn update(
                 Some("the password is stored as an MD5 hash; the spec wants SCRAM-SHA-256")
             }
             Some(PasswordState::Missing) => Some("the role has no password"),
+            Some(PasswordState::TooManyIterations { iterations }) => {
+                plan.notes.push(Note {
+                    address: address.clone(),
+                    message: format!(
+                        "the password cannot be verified: its SCRAM verifier asks for \
+                         {iterations} iterations, more than the {MAX_SCRAM_ITERATIONS} pgspec \
+                         spends on one check; pgspec leaves it as it is"
+                    ),
+                });
+                None
+            }
             Some(PasswordState::Unverifiable) | None => {
                 plan.notes.push(Note {
                     address: address.clone(),
@@ -500,6 +511,22 @@ mod diff_tests {
         let plan = planned(&desired, &live);
         assert!(plan.actions.is_empty());
         assert!(plan.notes[0].message.contains("cannot be verified"));
+
+        let live = deployment(vec![Role {
+            password_state: Some(PasswordState::TooManyIterations {
+                iterations: 2_147_483_647,
+            }),
+            ..role("app")
+        }]);
+        let plan = planned(&desired, &live);
+        assert!(plan.actions.is_empty());
+        assert!(
+            plan.notes[0]
+                .message
+                .contains("cannot be verified: its SCRAM verifier asks for 2147483647 iterations"),
+            "{}",
+            plan.notes[0].message
+        );
     }
 
     #[test]
