@@ -22,7 +22,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use bollard::query_parameters::CreateContainerOptions;
 
 use crate::live::Target;
 use crate::live::docker::{SERVER_PORT, image_from_inspect, is_not_found, mounts_of, read_file};
@@ -319,34 +318,27 @@ async fn look_through_new_container(
     want: &Container,
 ) -> anyhow::Result<Found> {
     let name = format!("{}-pgspec-check", want.name);
-    super::docker::remove_throwaway(docker, &name).await?;
-    let mut labels = super::docker::object_labels(deployment);
-    labels.insert("org.pgspec.role".to_owned(), "data-check".to_owned());
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.clone()),
-                ..CreateContainerOptions::default()
+    super::docker::create_throwaway(
+        docker,
+        deployment,
+        &name,
+        "data-check",
+        ContainerCreateBody {
+            image: Some(want.image.clone()),
+            env: Some(vec![format!("PGDATA={}", want.pgdata)]),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![Mount {
+                    target: Some(want.data_mount.clone()),
+                    source: Some(want.volume.clone()),
+                    typ: Some(MountType::VOLUME),
+                    ..Mount::default()
+                }]),
+                ..HostConfig::default()
             }),
-            ContainerCreateBody {
-                image: Some(want.image.clone()),
-                env: Some(vec![format!("PGDATA={}", want.pgdata)]),
-                labels: Some(labels),
-                host_config: Some(HostConfig {
-                    mounts: Some(vec![Mount {
-                        target: Some(want.data_mount.clone()),
-                        source: Some(want.volume.clone()),
-                        typ: Some(MountType::VOLUME),
-                        ..Mount::default()
-                    }]),
-                    network_mode: Some("none".to_owned()),
-                    ..HostConfig::default()
-                }),
-                ..ContainerCreateBody::default()
-            },
-        )
-        .await
-        .with_context(|| format!("cannot create the check container `{name}`"))?;
+            ..ContainerCreateBody::default()
+        },
+    )
+    .await?;
     let found = read_found(docker, &name, want).await;
     super::docker::remove_throwaway(docker, &name).await?;
     found

@@ -413,6 +413,41 @@ async fn remove_container(docker: &Docker, name: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot remove container `{name}`"))
 }
 
+/// Creates a container that holds no data and is removed again with
+/// [`remove_throwaway`] (a check container): a leftover of the same name
+/// goes first, it carries the deployment's labels and `org.pgspec.role`
+/// `role`, and it has no network.
+pub async fn create_throwaway(
+    docker: &Docker,
+    deployment: &str,
+    name: &str,
+    role: &str,
+    body: ContainerCreateBody,
+) -> anyhow::Result<()> {
+    remove_throwaway(docker, name).await?;
+    let mut labels = object_labels(deployment);
+    labels.insert(crate::backup::labels::ROLE.to_owned(), role.to_owned());
+    let host_config = body.host_config.clone().unwrap_or_default();
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_owned()),
+                ..CreateContainerOptions::default()
+            }),
+            ContainerCreateBody {
+                labels: Some(labels),
+                host_config: Some(HostConfig {
+                    network_mode: Some("none".to_owned()),
+                    ..host_config
+                }),
+                ..body
+            },
+        )
+        .await
+        .with_context(|| format!("cannot create container `{name}`"))?;
+    Ok(())
+}
+
 /// Removes a container that holds no data (a never-started check
 /// container, a scratch server), running or not, with its anonymous
 /// volumes; named volumes stay, and a missing container is already gone.

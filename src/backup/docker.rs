@@ -261,29 +261,19 @@ pub async fn check_agent_starts(
     crate::apply::docker::ensure_image(docker, image).await?;
     let binary = agent_binary().await?;
     let name = format!("{deployment}-backup-agent-check");
-    crate::apply::docker::remove_throwaway(docker, &name).await?;
-    let mut check_labels = object_labels(deployment);
-    check_labels.insert(labels::ROLE.to_owned(), "agent-check".to_owned());
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.clone()),
-                ..CreateContainerOptions::default()
-            }),
-            ContainerCreateBody {
-                image: Some(image.to_owned()),
-                entrypoint: Some(vec![AGENT_PATH.to_owned(), "--version".to_owned()]),
-                cmd: Some(Vec::new()),
-                labels: Some(check_labels),
-                host_config: Some(HostConfig {
-                    network_mode: Some("none".to_owned()),
-                    ..HostConfig::default()
-                }),
-                ..ContainerCreateBody::default()
-            },
-        )
-        .await
-        .with_context(|| format!("cannot create container `{name}`"))?;
+    crate::apply::docker::create_throwaway(
+        docker,
+        deployment,
+        &name,
+        "agent-check",
+        ContainerCreateBody {
+            image: Some(image.to_owned()),
+            entrypoint: Some(vec![AGENT_PATH.to_owned(), "--version".to_owned()]),
+            cmd: Some(Vec::new()),
+            ..ContainerCreateBody::default()
+        },
+    )
+    .await?;
     let outcome = async {
         let files = [Upload {
             path: AGENT_PATH,
