@@ -90,9 +90,9 @@ async fn indexes(server: &Server) -> Vec<(String, String, bool, Option<String>)>
 
 /// Whether an index comment is the stamp pgspec puts on indexes it builds.
 fn stamped(comment: &Option<String>) -> bool {
-    comment
-        .as_deref()
-        .is_some_and(|comment| comment.starts_with("managed by pgspec; spec="))
+    comment.as_deref().is_some_and(|comment| {
+        comment.starts_with("managed by pgspec; deployment=") && comment.contains("; spec=")
+    })
 }
 
 fn names(indexes: &[(String, String, bool, Option<String>)]) -> Vec<&str> {

@@ -345,16 +345,23 @@ fn external_spec(server: &Server, name: &str, roles: &str, extensions: &str) -> 
 /// Two deployments with `prune: true` on one server, each with its own
 /// role, both naming the database `app`, one with an extension: neither
 /// drops what the other made, and each still prunes its own. A role with
-/// the bare mark of earlier versions is pruned by neither.
+/// the bare mark of earlier versions is pruned by neither. An index the
+/// first one built carries its stamp, which names it, and stays.
 #[test]
 fn two_deployments_never_prune_each_other() {
     common::block_on(async {
         let server = Server::start(15).await;
         let work = Workdir::new();
         let env = [(PASSWORD_ENV, server.password.as_str())];
+        // The first one also builds an index on a table both see.
+        server.execute("postgres", "CREATE DATABASE app").await;
+        server.execute("app", "CREATE TABLE items (a int)").await;
         let first = work.write(
             "first.yaml",
-            &external_spec(&server, "first", "{ name: reader_a }", "[pg_trgm]"),
+            &format!(
+                "{}    indexes: [{{ name: idx_items_a, table: items, columns: [a] }}]\n",
+                external_spec(&server, "first", "{ name: reader_a }", "[pg_trgm]")
+            ),
         );
         let second = work.write(
             "second.yaml",
@@ -418,6 +425,15 @@ fn two_deployments_never_prune_each_other() {
             .expect("extensions")
             .get(0);
         assert_eq!(trgm, 1, "the first deployment's extension stays");
+        let index: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_items_a'",
+                &[],
+            )
+            .await
+            .expect("indexes")
+            .get(0);
+        assert_eq!(index, 1, "the first deployment's index stays");
     });
 }
 

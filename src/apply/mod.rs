@@ -423,12 +423,13 @@ impl Run<'_> {
             }
             Step::SetPassword { role, secret } => self.sessions.set_password(role, secret).await,
             Step::StampIndex {
+                deployment,
                 database,
                 schema,
                 name,
                 spec,
             } => {
-                let statement = crate::plan::diff::stamp_statement(schema, name, spec);
+                let statement = crate::plan::diff::stamp_statement(deployment, schema, name, spec);
                 self.sessions
                     .run(&Some(database.clone()), &[statement], false)
                     .await

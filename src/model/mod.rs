@@ -605,35 +605,57 @@ pub struct Index {
 }
 
 /// The record pgspec keeps in the comment of an index it builds
-/// (`managed by pgspec; spec=…; built=…`): the hash of the definition it
+/// (`managed by pgspec; deployment=…; spec=…; built=…`): the hash of the definition it
 /// ran, and the hash of what the server printed for the index right after.
 /// While both still hold — the spec asks for the same definition, and
 /// `pg_get_indexdef` prints the same text — the index is what the spec
 /// says, and the server need not canonicalise the definition again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexStamp {
+    /// The deployment that built the index; `None` in the stamps of
+    /// versions before stamps named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     pub spec: String,
     pub built: String,
 }
 
 impl IndexStamp {
     /// The comment up to the built hash, which the server appends:
-    /// `managed by pgspec; spec=<spec>; built=`.
-    pub fn comment_prefix(spec: &str) -> String {
-        format!("{MANAGED_MARK}; spec={spec}; built=")
+    /// `managed by pgspec; deployment=<name>; spec=<spec>; built=`.
+    pub fn comment_prefix(deployment: &str, spec: &str) -> String {
+        format!("{}; spec={spec}; built=", managed_mark(deployment))
     }
 
     /// Reads a stamp from an index comment; `None` for any other text.
     pub fn parse(comment: &str) -> Option<IndexStamp> {
-        let rest = comment
-            .strip_prefix(MANAGED_MARK)?
-            .strip_prefix("; spec=")?;
+        let rest = comment.strip_prefix(MANAGED_MARK)?;
+        let (deployment, rest) = match rest.strip_prefix("; deployment=") {
+            Some(named) => {
+                let (deployment, rest) = named.split_once("; spec=")?;
+                (Some(deployment.to_owned()), rest)
+            }
+            None => (None, rest.strip_prefix("; spec=")?),
+        };
         let (spec, built) = rest.split_once("; built=")?;
         let hex = |text: &str| text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit());
-        (hex(spec) && hex(built)).then(|| IndexStamp {
-            spec: spec.to_owned(),
-            built: built.to_owned(),
-        })
+        (hex(spec) && hex(built) && deployment.as_ref().is_none_or(|name| !name.is_empty())).then(
+            || IndexStamp {
+                deployment,
+                spec: spec.to_owned(),
+                built: built.to_owned(),
+            },
+        )
+    }
+
+    /// Whether the stamp says `deployment` built the index; a stamp naming
+    /// no deployment counts as it does only on a server the spec runs, as
+    /// for the bare mark (`marks_own`).
+    pub fn names(&self, deployment: &str, owns_server: bool) -> bool {
+        match &self.deployment {
+            Some(name) => name == deployment,
+            None => owns_server,
+        }
     }
 
     /// Whether the stamp proves `live` (its `pg_get_indexdef`) is the index
@@ -910,8 +932,10 @@ mod tests {
     fn a_stamp_proves_only_the_definition_it_was_made_for() {
         let spec = "CREATE INDEX \"i\" ON \"public\".\"t\" USING btree (\"a\")";
         let built = "CREATE INDEX i ON public.t USING btree (a)";
-        let comment = IndexStamp::comment_prefix(&stamp_hash(spec)) + &stamp_hash(built);
+        let comment = IndexStamp::comment_prefix("ledger", &stamp_hash(spec)) + &stamp_hash(built);
         let stamp = IndexStamp::parse(&comment).expect("a stamp");
+        assert!(stamp.names("ledger", false));
+        assert!(!stamp.names("threadr", true));
         assert!(stamp.proves(&desired(spec), built));
         // Another definition in the spec, or another one on the server.
         assert!(!stamp.proves(&desired(&spec.replace("\"a\"", "\"b\"")), built));
@@ -931,7 +955,16 @@ mod tests {
         );
         let hash = stamp_hash("x");
         assert_eq!(hash.len(), 16);
-        assert!(IndexStamp::parse(&format!("{MANAGED_MARK}; spec={hash}; built={hash}")).is_some());
+        // A stamp of a version before stamps named the deployment.
+        let old = IndexStamp::parse(&format!("{MANAGED_MARK}; spec={hash}; built={hash}"))
+            .expect("an old stamp");
+        assert!(old.names("ledger", true) && !old.names("ledger", false));
+        assert_eq!(
+            IndexStamp::parse(&format!(
+                "{MANAGED_MARK}; deployment=; spec={hash}; built={hash}"
+            )),
+            None
+        );
     }
 
     #[test]

@@ -237,6 +237,10 @@ pub enum Step {
     /// (`model::IndexStamp`): `spec` is the hash of the definition it ran;
     /// the hash of the server's definition is computed by the server.
     StampIndex {
+        /// The deployment the stamp names (empty in saved plans of
+        /// versions before stamps named it).
+        #[serde(default)]
+        deployment: String,
         database: String,
         schema: String,
         name: String,

@@ -307,6 +307,7 @@ pub fn step_lines(step: &Step) -> Vec<String> {
             crate::sql::quote_ident(role)
         )],
         Step::StampIndex {
+            deployment,
             database,
             schema,
             name,
@@ -314,7 +315,7 @@ pub fn step_lines(step: &Step) -> Vec<String> {
         } => vec![format!(
             "sql in `{database}`: COMMENT ON INDEX {} IS '{}<hash of its pg_get_indexdef>'",
             crate::sql::qualified(schema, name),
-            IndexStamp::comment_prefix(spec)
+            IndexStamp::comment_prefix(deployment, spec)
         )],
         Step::CreateExtension {
             database,

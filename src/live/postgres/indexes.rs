@@ -54,7 +54,7 @@ use tokio_postgres::Client;
 
 use crate::live::ObserveError;
 use crate::live::postgres::Target;
-use crate::model::{Database, Index, IndexCheck, IndexStamp, MANAGED_MARK, index_key};
+use crate::model::{Database, Index, IndexCheck, IndexStamp, index_key, marks_own};
 use crate::sql::{quote_ident, quote_literal};
 
 /// Live indexes of one database and the server's reading of the desired
@@ -69,10 +69,14 @@ pub struct Observed {
 
 /// Reads the indexes of `database` and canonicalises the ones `desired`
 /// declares, on a connection of its own.
-pub async fn observe(target: &Target, desired: &Database) -> Result<Observed, ObserveError> {
+pub async fn observe(
+    target: &Target,
+    owner: Owner<'_>,
+    desired: &Database,
+) -> Result<Observed, ObserveError> {
     let database = desired.name.as_str();
     let client = target.connect().await?;
-    let indexes = observe_indexes(&client, database).await?;
+    let indexes = observe_indexes(&client, database, owner).await?;
     let (mut checks, unproven) = proven_by_stamp(desired, &indexes);
     let proven = checks.len();
     if !unproven.indexes.is_empty() {
@@ -186,9 +190,18 @@ fn query_error(
     }
 }
 
+/// Whose indexes count as pgspec's: those whose mark or stamp names this
+/// deployment (or names none, on a server the spec runs; `model::marks_own`).
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub deployment: &'a str,
+    pub owns_server: bool,
+}
+
 async fn observe_indexes(
     client: &Client,
     database: &str,
+    owner: Owner<'_>,
 ) -> Result<BTreeMap<String, Index>, ObserveError> {
     // `relpages` rather than pg_relation_size(): the latter opens the index
     // and would wait behind an ACCESS EXCLUSIVE lock on it.
@@ -231,7 +244,10 @@ async fn observe_indexes(
                     table: row.get(1),
                     definition: row.get(3),
                     invalid: row.get(4),
-                    managed: comment == MANAGED_MARK || stamp.is_some(),
+                    managed: marks_own(&comment, owner.deployment, owner.owns_server)
+                        || stamp
+                            .as_ref()
+                            .is_some_and(|stamp| stamp.names(owner.deployment, owner.owns_server)),
                     constraint: row.get(6),
                     size_bytes: Some(row.get(7)),
                     stamp,

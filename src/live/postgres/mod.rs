@@ -404,7 +404,14 @@ async fn observe_unbounded(
             let database_target = target.with_database(&name);
             let (inside, indexes) = tokio::try_join!(
                 observe_database(&database_target, &name, &schemas, desired),
-                indexes::observe(&database_target, &desired.databases[&name]),
+                indexes::observe(
+                    &database_target,
+                    indexes::Owner {
+                        deployment: &desired.name,
+                        owns_server: desired.container.is_some(),
+                    },
+                    &desired.databases[&name]
+                ),
             )?;
             Ok::<_, ObserveError>((name, inside, indexes))
         })

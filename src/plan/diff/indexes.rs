@@ -43,7 +43,13 @@ const SCRATCH_SUFFIX: &str = "_pgspec_new";
 const MISSING_UNTIL_EXTENSIONS: &[&str] = &["42704", "42883"];
 
 /// Diffs the indexes of one database.
-pub fn diff(want: &Database, have: Option<&Database>, options: &DiffOptions, plan: &mut Plan) {
+pub fn diff(
+    deployment: &str,
+    want: &Database,
+    have: Option<&Database>,
+    options: &DiffOptions,
+    plan: &mut Plan,
+) {
     let Some(have) = have else {
         // A new database: its tables come with the application's
         // migrations, after this apply.
@@ -80,6 +86,7 @@ pub fn diff(want: &Database, have: Option<&Database>, options: &DiffOptions, pla
             continue;
         };
         let build = Build {
+            deployment,
             database: &want.name,
             index,
             create,
@@ -234,6 +241,8 @@ pub fn diff(want: &Database, have: Option<&Database>, options: &DiffOptions, pla
 
 /// What building one desired index takes.
 struct Build<'a> {
+    /// The deployment the stamp names.
+    deployment: &'a str,
     database: &'a str,
     index: &'a Index,
     /// `CREATE ` or `CREATE UNIQUE `.
@@ -273,6 +282,7 @@ impl Build<'_> {
     /// Stamps the index built under `name` as pgspec's.
     fn stamp(&self, name: &str) -> Step {
         Step::StampIndex {
+            deployment: self.deployment.to_owned(),
             database: self.database.to_owned(),
             schema: self.index.schema.clone(),
             name: name.to_owned(),
@@ -534,13 +544,13 @@ fn sql(database: &str, statement: String) -> Step {
 /// The statement that stamps an index: the server hashes its own
 /// `pg_get_indexdef` into the comment, in the same form as
 /// `model::stamp_hash`, so the stamp records exactly what was built.
-pub fn stamp_statement(schema: &str, name: &str, spec: &str) -> String {
+pub fn stamp_statement(deployment: &str, schema: &str, name: &str, spec: &str) -> String {
     let index = quote_literal(&qualified(schema, name));
     let body = format!(
         "BEGIN EXECUTE format('COMMENT ON INDEX %s IS %L', {index}, {} || \
          left(encode(sha256(convert_to(pg_get_indexdef({index}::regclass), 'UTF8')), 'hex'), 16)); \
          END",
-        quote_literal(&IndexStamp::comment_prefix(spec))
+        quote_literal(&IndexStamp::comment_prefix(deployment, spec))
     );
     format!("DO {}", quote_literal(&body))
 }

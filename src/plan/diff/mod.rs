@@ -61,7 +61,7 @@ fn diff_databases(desired: &Deployment, live: &Deployment, options: &DiffOptions
             options,
             plan,
         );
-        indexes::diff(want, have, options, plan);
+        indexes::diff(&desired.name, want, have, options, plan);
         grants::diff(want, have, live, plan);
     }
     for name in live.databases.keys() {
