@@ -236,7 +236,16 @@ async fn lifecycle(major: u32) {
         .container
         .as_ref()
         .expect("container");
-    assert_eq!(observed.config_hash, desired.creation_hash());
+    // The desired container's data layout comes from its image, as the
+    // plan reads it.
+    let layout = pgspec::live::docker::image_from_inspect(
+        docker.inspect_image(&image).await.expect("inspect image"),
+    )
+    .data_layout();
+    assert_eq!(
+        observed.config_hash,
+        desired.with_layout(&layout).creation_hash()
+    );
     assert_eq!(observed.health_check, desired.health_check);
 
     // `docker stop` is drift; apply starts it again.
