@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
+use unicode_width::UnicodeWidthChar;
 
 /// `text` with every control character escaped (`\n`, `\u{1b}`), so that a
 /// name read from a spec or from the live side stays data on a terminal: an
@@ -340,16 +341,28 @@ impl Diagnostics {
                 .length
                 .max(1)
                 .min(line_length.saturating_sub(start).max(1));
-            // Keep tabs so the carets line up under tab-indented text.
+            // Columns count characters; a terminal shows a wide character
+            // (CJK, most emoji) in two cells. Keep tabs so the carets line
+            // up under tab-indented text, and pad each other character by
+            // its width.
             let indent: String = text
                 .chars()
                 .take(start)
-                .map(|character| if character == '\t' { '\t' } else { ' ' })
+                .map(|character| match character {
+                    '\t' => "\t".to_owned(),
+                    other => " ".repeat(UnicodeWidthChar::width(other).unwrap_or(0)),
+                })
                 .collect();
+            let marked: usize = text
+                .chars()
+                .skip(start)
+                .take(length)
+                .map(|character| UnicodeWidthChar::width(character).unwrap_or(0))
+                .sum();
             let mut marker_line = format!(
                 "{pad} {} {indent}{}",
                 palette.gutter("|"),
-                palette.marker(item.severity, &"^".repeat(length))
+                palette.marker(item.severity, &"^".repeat(marked.max(1)))
             );
             if let Some(label) = &item.label {
                 marker_line.push(' ');

@@ -236,3 +236,29 @@ fn a_byte_order_mark_is_accepted() {
     assert!(stderr.contains("unknown field `bogus`"), "{stderr}");
     assert!(stderr.contains("spec.yaml:3:1"), "{stderr}");
 }
+
+// Issue 16: YAML diagnostics point at the mistake.
+#[test]
+fn a_duplicate_key_is_reported_at_its_second_occurrence() {
+    insta::assert_snapshot!(rendered_errors("duplicate_key"));
+}
+
+#[test]
+fn an_unclosed_bracket_is_reported_where_it_opens() {
+    insta::assert_snapshot!(rendered_errors("unclosed_bracket"));
+}
+
+#[test]
+fn tab_indentation_says_tabs_are_not_allowed() {
+    insta::assert_snapshot!(rendered_errors("tab_indentation"));
+}
+
+#[test]
+fn carets_line_up_under_wide_characters() {
+    insta::assert_snapshot!(rendered_errors("wide_characters"));
+}
+
+#[test]
+fn a_misspelled_server_setting_is_caught_with_did_you_mean() {
+    insta::assert_snapshot!(rendered_errors("misspelled_setting"));
+}

@@ -185,12 +185,12 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
     let mut document: Yaml = match serde_yaml::from_str(text) {
         Ok(document) => document,
         Err(error) => {
-            diagnostics.push(syntax_error(&error));
+            diagnostics.push(super::syntax::syntax_error(&error, text));
             return Err(diagnostics);
         }
     };
     if let Err(error) = document.apply_merge() {
-        diagnostics.push(syntax_error(&error));
+        diagnostics.push(super::syntax::syntax_error(&error, text));
         return Err(diagnostics);
     }
 
@@ -283,30 +283,6 @@ fn related_paths(a: &str, b: &str) -> bool {
         || b == a
         || b.strip_prefix(a)
             .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-}
-
-/// A YAML syntax error at the parser's line and column.
-fn syntax_error(error: &serde_yaml::Error) -> Diagnostic {
-    let text = error.to_string();
-    // The location is shown as FILE:LINE:COL; drop its first mention from
-    // the text but keep any "while parsing … at line N column M" context.
-    let message = match (error.location(), text.find(" at line ")) {
-        (Some(location), Some(start)) => {
-            let mention = format!(" at line {} column {}", location.line(), location.column());
-            if text[start..].starts_with(&mention) {
-                format!("{}{}", &text[..start], &text[start + mention.len()..])
-            } else {
-                text.clone()
-            }
-        }
-        _ => text.clone(),
-    };
-    let span = error.location().map(|location| Span {
-        line: location.line(),
-        column: location.column(),
-        length: 1,
-    });
-    Diagnostic::error(format!("invalid YAML: {message}")).with_span(span)
 }
 
 /// A serde path in pgspec's notation.

@@ -7,6 +7,7 @@
 pub mod expression;
 pub mod file;
 pub mod load;
+mod syntax;
 pub mod units;
 pub mod validate;
 
