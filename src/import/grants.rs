@@ -31,34 +31,10 @@ pub struct Context<'a> {
 
 /// Every privilege of a kind of object, which `ALL` stands for.
 fn all_privileges(kind: &str, version_num: u32) -> BTreeSet<String> {
-    let names: &[&str] = match kind {
-        "database" => &["CONNECT", "CREATE", "TEMPORARY"],
-        "schema" | "schemas" => &["CREATE", "USAGE"],
-        "table" | "tables" if version_num >= 170_000 => &[
-            "DELETE",
-            "INSERT",
-            "MAINTAIN",
-            "REFERENCES",
-            "SELECT",
-            "TRIGGER",
-            "TRUNCATE",
-            "UPDATE",
-        ],
-        "table" | "tables" => &[
-            "DELETE",
-            "INSERT",
-            "REFERENCES",
-            "SELECT",
-            "TRIGGER",
-            "TRUNCATE",
-            "UPDATE",
-        ],
-        "sequence" | "sequences" => &["SELECT", "UPDATE", "USAGE"],
-        "function" | "functions" => &["EXECUTE"],
-        "types" => &["USAGE"],
-        _ => &[],
-    };
-    names.iter().map(|name| (*name).to_owned()).collect()
+    crate::model::privileges::all_privileges(kind, version_num)
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect()
 }
 
 /// What `grantee` holds on an object of `kind` owned by `owner` when

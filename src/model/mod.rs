@@ -13,6 +13,7 @@ use crate::secret::Secret;
 
 pub mod address;
 pub mod data;
+pub mod privileges;
 
 /// The start of the comment pgspec puts on objects it creates, so that it
 /// removes only its own objects when pruning. Versions before the mark named

@@ -21,29 +21,7 @@ pub const PRIVILEGES: &str = "privileges";
 
 /// Every privilege of a kind of object, which `ALL` stands for.
 fn all_privileges(kind: &str, version_num: u32) -> Vec<&'static str> {
-    match kind {
-        "database" => vec!["CONNECT", "CREATE", "TEMPORARY"],
-        "schema" | "schemas" => vec!["CREATE", "USAGE"],
-        "table" | "tables" => {
-            let mut privileges = vec![
-                "DELETE",
-                "INSERT",
-                "REFERENCES",
-                "SELECT",
-                "TRIGGER",
-                "TRUNCATE",
-                "UPDATE",
-            ];
-            if version_num >= 170_000 {
-                privileges.push("MAINTAIN");
-            }
-            privileges
-        }
-        "sequence" | "sequences" => vec!["SELECT", "UPDATE", "USAGE"],
-        "function" | "functions" => vec!["EXECUTE"],
-        "types" => vec!["USAGE"],
-        _ => Vec::new(),
-    }
+    crate::model::privileges::all_privileges(kind, version_num).to_vec()
 }
 
 fn expand(privileges: &[String], kind: &str, version_num: u32) -> BTreeSet<String> {
