@@ -390,6 +390,28 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+/// The candidate closest to `given`, when one is close enough to be a typo.
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let given_lower = given.to_lowercase();
+    let limit = (given.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|candidate| {
+            let distance = if candidate.to_lowercase() == given_lower {
+                0
+            } else {
+                strsim::damerau_levenshtein(&given_lower, &candidate.to_lowercase())
+            };
+            (distance, candidate)
+        })
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
 /// A workflow command's message: `%`, CR and LF escaped, as the runner
 /// expects.
 fn escape_data(text: &str) -> String {

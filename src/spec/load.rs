@@ -21,6 +21,7 @@ use serde_yaml::Value as Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+pub use crate::diag::did_you_mean;
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::spec::file::SpecFile;
 
@@ -734,28 +735,6 @@ fn backticked<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
         .map(|name| format!("`{name}`"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The candidate closest to `given`, when one is close enough to be a typo.
-pub fn did_you_mean<'a>(
-    given: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    let given_lower = given.to_lowercase();
-    let limit = (given.chars().count() / 3).max(1);
-    candidates
-        .into_iter()
-        .map(|candidate| {
-            let distance = if candidate.to_lowercase() == given_lower {
-                0
-            } else {
-                strsim::damerau_levenshtein(&given_lower, &candidate.to_lowercase())
-            };
-            (distance, candidate)
-        })
-        .filter(|(distance, _)| *distance <= limit)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate)
 }
 
 impl<'a> SchemaWalker<'a> {

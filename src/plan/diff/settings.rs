@@ -192,9 +192,12 @@ pub fn diff(desired: &Deployment, live: &Deployment, plan: &mut Plan) {
         let have = live.settings.get(name);
         let Some(have) = have else {
             if live.server.is_some() && !name.contains('.') {
+                let meant = crate::diag::did_you_mean(name, crate::model::known_settings())
+                    .map(|known| format!("; did you mean `{known}`?"))
+                    .unwrap_or_default();
                 plan.errors.push(PlanError {
                     address,
-                    message: format!("the server has no setting `{name}`"),
+                    message: format!("the server has no setting `{name}`{meant}"),
                 });
             } else {
                 // A server not started yet, or a custom setting of a library
@@ -540,6 +543,14 @@ mod tests {
             planned("max_connections", "200", command_line).errors[0]
                 .message
                 .contains("command line")
+        );
+        let plan = planned("shared_bufers", "1", None);
+        assert!(
+            plan.errors[0]
+                .message
+                .ends_with("no setting `shared_bufers`; did you mean `shared_buffers`?"),
+            "{}",
+            plan.errors[0].message
         );
         let plan = planned("no_such_setting", "1", None);
         assert!(plan.actions.is_empty());
