@@ -569,6 +569,22 @@ fn env_of(inspect: &bollard::models::ContainerInspectResponse) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A deployment applied from `image`, with 1000 rows in `ledger`, and its
+/// container as it runs.
+async fn running_with_rows(
+    docker: &Docker,
+    image: &str,
+) -> (Deployment, bollard::models::ContainerInspectResponse) {
+    let deployment = Deployment::new();
+    let spec = deployment.spec(image, "512MiB");
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    seed_rows(&deployment).await;
+    let running = deployment.inspect(docker).await;
+    (deployment, running)
+}
+
 async fn seed_rows(deployment: &Deployment) {
     connect(deployment.port, &deployment.password, "app")
         .await
@@ -722,13 +738,7 @@ fn a_container_with_its_data_on_an_anonymous_volume_is_refused_not_replaced() {
 fn an_image_that_would_not_find_the_data_is_refused_before_the_old_server_stops() {
     common::block_on(async {
         let docker = docker().await;
-        let deployment = Deployment::new();
-        let spec = deployment.spec(&postgres_image(17), "512MiB");
-        deployment
-            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
-            .expect(0);
-        seed_rows(&deployment).await;
-        let before = deployment.inspect(&docker).await;
+        let (deployment, before) = running_with_rows(&docker, &postgres_image(17)).await;
 
         // Same major, other layout: a container from it would look for
         // PGDATA in /var/lib/postgresql/17/docker on the volume, where there
@@ -760,13 +770,7 @@ fn an_image_that_would_not_find_the_data_is_refused_before_the_old_server_stops(
 fn an_image_that_cannot_be_pulled_leaves_the_old_server_running() {
     common::block_on(async {
         let docker = docker().await;
-        let deployment = Deployment::new();
-        let spec = deployment.spec(&postgres_image(15), "512MiB");
-        deployment
-            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
-            .expect(0);
-        seed_rows(&deployment).await;
-        let before = deployment.inspect(&docker).await;
+        let (deployment, before) = running_with_rows(&docker, &postgres_image(15)).await;
 
         let missing = format!("pgspec-test/postgres:{}", unique_name("missing"));
         let spec = deployment.spec(&missing, "512MiB");
