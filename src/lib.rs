@@ -18,3 +18,4 @@ pub mod plan;
 pub mod secret;
 pub mod spec;
 pub mod sql;
+pub mod units;

@@ -10,7 +10,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::file::SecretRef;
+use schemars::JsonSchema;
+
+/// A secret is a reference, resolved only when it is needed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SecretRef {
+    /// Name of an environment variable holding the secret.
+    Env(String),
+    /// Path of a file holding the secret (trailing newline ignored), relative
+    /// to the spec file.
+    File(PathBuf),
+}
 
 /// Where a secret lives. Resolve it with [`Secret::resolve`].
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -368,7 +368,7 @@ fn inspect_health_check(inspect: &bollard::models::ContainerInspectResponse) -> 
 /// healthy (its first check runs ten seconds after a start); gives up after
 /// two minutes.
 async fn wait_healthy(
-    spec: &pgspec::spec::Spec,
+    spec: &pgspec::model::Desired,
     deployment: &Deployment,
 ) -> pgspec::model::Container {
     for _ in 0..120 {

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use pgspec::model::DiffOptions;
 use pgspec::model::{
     Acl, AclObject, AvailableExtension, Container, ContainerState, Database, Deployment, Extension,
     Grant, GrantTarget, PasswordState, Role, Schema, ServerInfo, Setting,
 };
 use pgspec::plan::{self, ActionKind, render};
 use pgspec::secret::Secret;
-use pgspec::spec::DiffOptions;
 use proptest::prelude::*;
 
 const EXTENSIONS: &[&str] = &[

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use crate::live::{ObserveError, Target};
-use crate::spec::Spec;
+use crate::model::Desired;
 
 /// Why a lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -277,7 +277,7 @@ impl ApplyLock {
     /// has no server to lock yet; `ensure_advisory` takes it once the
     /// container phase has started it. Any other unreachable server is an
     /// error: the lock is never skipped on a guess.
-    pub async fn acquire(spec: &Spec, wait: Duration) -> Result<ApplyLock, LockError> {
+    pub async fn acquire(spec: &Desired, wait: Duration) -> Result<ApplyLock, LockError> {
         let deployment = spec.deployment.name.clone();
         let file = FileLock::acquire(&deployment, wait).await?;
         let target = Target::resolve(spec).map_err(LockError::Server)?;

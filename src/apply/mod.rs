@@ -19,9 +19,9 @@ pub mod sql;
 use std::time::Duration;
 
 use crate::live::{self, ObserveError, Target};
+use crate::model::Desired;
 use crate::plan::saved::fingerprint;
 use crate::plan::{self, Action, ActionKind, Plan, Step};
-use crate::spec::Spec;
 
 /// How an apply behaves.
 #[derive(Debug, Clone)]
@@ -211,7 +211,7 @@ fn is_container_action(action: &Action) -> bool {
 /// Applies an approved plan to the deployment the spec describes, under
 /// locks the caller took before it planned.
 pub async fn apply(
-    spec: &Spec,
+    spec: &Desired,
     approved: Approved<'_>,
     options: &ApplyOptions,
     locks: &mut lock::ApplyLock,
@@ -364,7 +364,7 @@ fn describe_moves(approved: &Plan, fresh: &Plan) -> String {
 
 /// State of one apply run.
 struct Run<'a> {
-    spec: &'a Spec,
+    spec: &'a Desired,
     target: Target,
     docker: Option<bollard::Docker>,
     /// What the data directory proof of a replace expects of the new server.

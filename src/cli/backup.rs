@@ -14,8 +14,8 @@ use super::{Exit, SpecArg};
 use crate::backup::agent::{self, Report, ServerAddress};
 use crate::backup::manifest::{Entry, Manifest, Status};
 use crate::backup::{self, AgentConfig, CONFIG_PATH};
+use crate::model::Desired;
 use crate::output;
-use crate::spec::Spec;
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -121,7 +121,7 @@ pub fn run(args: &BackupArgs, color: bool) -> anyhow::Result<Exit> {
 }
 
 /// The spec, which must have a managed server and a `backup` section.
-fn backup_spec(file: &Path, color: bool) -> anyhow::Result<Spec> {
+fn backup_spec(file: &Path, color: bool) -> anyhow::Result<Desired> {
     let spec = super::load_spec(file, color)?;
     if spec.deployment.backup.is_none() {
         bail!("`{}` has no `backup` section", file.display());
@@ -136,7 +136,10 @@ fn backup_spec(file: &Path, color: bool) -> anyhow::Result<Spec> {
 }
 
 /// Runs the agent in the running backup container.
-async fn exec_agent(spec: &Spec, arguments: &[&str]) -> anyhow::Result<backup::docker::ExecOutput> {
+async fn exec_agent(
+    spec: &Desired,
+    arguments: &[&str],
+) -> anyhow::Result<backup::docker::ExecOutput> {
     let docker = crate::live::docker::connect()
         .await
         .context("cannot connect to the Docker Engine")?;

@@ -16,10 +16,10 @@ use crate::apply::lock;
 use crate::import::{self, ImportOptions};
 use crate::live::Target;
 use crate::live::all::{self, ContainerSelector};
+use crate::model::{Connection, Desired, DiffOptions};
 use crate::model::{ContainerState, Deployment};
 use crate::output;
 use crate::spec::file::ConnectionSpec;
-use crate::spec::{Connection, DiffOptions, Spec};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -136,7 +136,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         connection.port.get_or_insert(target.port);
         connection.user.get_or_insert(target.user);
     }
-    let resolve_from = Spec {
+    let resolve_from = Desired {
         path: PathBuf::new(),
         deployment: Deployment::default(),
         connection,

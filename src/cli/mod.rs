@@ -21,9 +21,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::apply::lock;
 use crate::live::{self, Target};
 use crate::model::Deployment;
+use crate::model::Desired;
 use crate::output::{self, ColorChoice};
 use crate::plan::Plan;
-use crate::spec::{self, Spec};
+use crate::spec;
 
 /// Declarative reconciliation of PostgreSQL deployments in Docker.
 #[derive(Debug, Parser)]
@@ -134,7 +135,7 @@ impl std::error::Error for Reported {}
 /// Loads and validates a spec, printing warnings; validation errors become
 /// the command's error with every diagnostic rendered (for stderr, coloured
 /// when `color`).
-pub(crate) fn load_spec(path: &Path, color: bool) -> anyhow::Result<Spec> {
+pub(crate) fn load_spec(path: &Path, color: bool) -> anyhow::Result<Desired> {
     let loaded = if path == Path::new("-") {
         // `-f -`: the spec on standard input; relative file references
         // resolve against the working directory.
@@ -165,7 +166,7 @@ const SHARED_LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// Observes and diffs while holding the shared advisory lock, so a plan or
 /// drift check never sees an apply half-way.
-pub(crate) async fn plan_now(spec: &Spec) -> anyhow::Result<(Deployment, Plan)> {
+pub(crate) async fn plan_now(spec: &Desired) -> anyhow::Result<(Deployment, Plan)> {
     let target = Target::resolve(spec).context("cannot resolve the connection")?;
     let lock = match lock::AdvisoryLock::acquire(
         &target,
@@ -191,7 +192,7 @@ pub(crate) async fn plan_now(spec: &Spec) -> anyhow::Result<(Deployment, Plan)> 
 }
 
 /// Observes and diffs without taking a lock (the caller holds one).
-pub(crate) async fn observe_and_diff(spec: &Spec) -> anyhow::Result<(Deployment, Plan)> {
+pub(crate) async fn observe_and_diff(spec: &Desired) -> anyhow::Result<(Deployment, Plan)> {
     let live = live::observe(spec)
         .await
         .with_context(|| format!("cannot observe deployment `{}`", spec.deployment.name))?;

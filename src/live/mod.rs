@@ -11,9 +11,9 @@ pub mod docker;
 pub mod pooler;
 pub mod postgres;
 
+use crate::model::Desired;
 use crate::model::{ContainerState, Deployment};
 use crate::secret::SecretError;
-use crate::spec::Spec;
 
 pub use postgres::Target;
 
@@ -105,7 +105,7 @@ impl ObserveError {
 
 /// Reads the live deployment the spec describes: the container (when the
 /// spec has one) and, concurrently, PostgreSQL's catalogs.
-pub async fn observe(spec: &Spec) -> Result<Deployment, ObserveError> {
+pub async fn observe(spec: &Desired) -> Result<Deployment, ObserveError> {
     let desired = &spec.deployment;
     let target = Target::resolve(spec)?;
     let docker_side = async {

@@ -13,7 +13,10 @@ use crate::secret::Secret;
 
 pub mod address;
 pub mod data;
+pub mod desired;
 pub mod privileges;
+
+pub use desired::{Connection, Desired, DiffOptions};
 
 /// The start of the comment pgspec puts on objects it creates, so that it
 /// removes only its own objects when pruning. Versions before the mark named

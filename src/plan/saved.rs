@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::Deployment;
+use crate::model::Desired;
 use crate::plan::{FORMAT_VERSION, Plan};
-use crate::spec::Spec;
 
 /// The `format` field of every saved plan, so other JSON is recognised.
 pub const FORMAT: &str = "pgspec-saved-plan";
@@ -20,7 +20,7 @@ pub struct SavedPlan {
     pub format: String,
     pub format_version: u32,
     pub pgspec_version: String,
-    pub spec: Spec,
+    pub spec: Desired,
     /// `fingerprint` of the live deployment the plan was made from.
     pub live_fingerprint: String,
     pub plan: Plan,
@@ -40,7 +40,7 @@ pub enum SavedPlanError {
 }
 
 impl SavedPlan {
-    pub fn new(spec: Spec, live: &Deployment, plan: Plan) -> Self {
+    pub fn new(spec: Desired, live: &Deployment, plan: Plan) -> Self {
         SavedPlan {
             format: FORMAT.to_owned(),
             format_version: FORMAT_VERSION,

@@ -44,16 +44,7 @@ pub struct SpecFile {
     pub prune: bool,
 }
 
-/// A secret is a reference, resolved only when it is needed.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum SecretRef {
-    /// Name of an environment variable holding the secret.
-    Env(String),
-    /// Path of a file holding the secret (trailing newline ignored), relative
-    /// to the spec file.
-    File(PathBuf),
-}
+pub use crate::secret::SecretRef;
 
 /// The PostgreSQL server.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]

@@ -16,6 +16,7 @@ use crate::model::{
     Backup, BackupDestination, BackupSchedule, Container, ContainerState, Database, Deployment,
     Extension, Grant, GrantTarget, Index, Pooler, Role, Schema, Setting,
 };
+use crate::model::{Connection, Desired, DiffOptions};
 use crate::secret::Secret;
 use crate::spec::expression;
 use crate::spec::file::{
@@ -24,15 +25,14 @@ use crate::spec::file::{
     SpecFile,
 };
 use crate::spec::load::{Loaded, did_you_mean, join_index, join_key};
-use crate::spec::units::{self, UnitClass};
-use crate::spec::{Connection, DiffOptions, Spec};
 use crate::sql::{quote_ident, quote_literal};
+use crate::units::{self, UnitClass};
 
 /// A spec that passed every check: the desired state, plus the warnings
 /// found on the way (empty when there were none).
 #[derive(Debug, Clone)]
 pub struct Validated {
-    pub spec: Spec,
+    pub spec: Desired,
     pub warnings: Diagnostics,
 }
 
@@ -1306,7 +1306,7 @@ impl Checker<'_> {
 /// Lowers a checked spec into the desired state. Only called when `check`
 /// found no errors, so every parse here succeeds; a failure falls back to
 /// "no limit" rather than panicking.
-fn lower(loaded: &Loaded) -> Spec {
+fn lower(loaded: &Loaded) -> Desired {
     let file = &loaded.file;
     let base = loaded.path.parent().unwrap_or(Path::new(""));
     let postgres = file.postgres.clone().unwrap_or_default();
@@ -1434,7 +1434,7 @@ fn lower(loaded: &Loaded) -> Spec {
         })
         .unwrap_or_default();
 
-    Spec {
+    Desired {
         path: loaded.path.clone(),
         deployment: Deployment {
             name: file.name.clone(),

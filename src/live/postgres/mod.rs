@@ -10,12 +10,12 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::live::ObserveError;
+use crate::model::Desired;
 use crate::model::{
     AvailableExtension, Database, Deployment, Extension, GrantTarget, Role, ServerInfo, Setting,
     marks_own,
 };
 use crate::secret::SecretValue;
-use crate::spec::Spec;
 
 mod grants;
 mod indexes;
@@ -83,7 +83,7 @@ impl Target {
     /// PGUSER, PGPASSWORD and PGDATABASE, then the container the spec runs
     /// (its published port and superuser), then the spec's `connection` URL
     /// and fields. Secrets are read here, at the last moment.
-    pub fn resolve(spec: &Spec) -> Result<Target, ObserveError> {
+    pub fn resolve(spec: &Desired) -> Result<Target, ObserveError> {
         let mut target = Target {
             host: "localhost".to_owned(),
             port: 5432,

@@ -5,11 +5,11 @@
 
 use std::collections::BTreeSet;
 
+use crate::model::DiffOptions;
 use crate::model::{
     Backup, BackupAgent, BackupDestination, BackupSchedule, Container, Deployment, address,
 };
 use crate::plan::{Action, ActionKind, Change, DockerStep, Plan, PlanError, Risk, Step};
-use crate::spec::DiffOptions;
 
 /// The address of a deployment's backup container.
 pub fn backup_address(deployment: &str) -> String {

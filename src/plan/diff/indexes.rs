@@ -28,11 +28,11 @@
 
 use std::collections::BTreeSet;
 
+use crate::model::DiffOptions;
 use crate::model::{
     Database, Deployment, Index, IndexCheck, IndexStamp, address, index_key, stamp_hash,
 };
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step, Waiting};
-use crate::spec::DiffOptions;
 use crate::sql::{qualified, quote_ident, quote_literal};
 
 /// Suffix of the scratch name a replacement is built under.

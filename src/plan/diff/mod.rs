@@ -11,7 +11,7 @@ use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step}
 pub mod backup;
 mod container;
 
-use crate::spec::DiffOptions;
+use crate::model::DiffOptions;
 use crate::sql::{quote_ident, quote_literal};
 
 pub mod grants;

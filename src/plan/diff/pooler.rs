@@ -7,9 +7,9 @@
 //! the engine cannot change in place — the image and the published port —
 //! replaces the container, and only that action carries `reconnects`.
 
+use crate::model::DiffOptions;
 use crate::model::{ContainerState, Deployment, Pooler, PoolerUser, address};
 use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PoolerConfig, Risk, Step};
-use crate::spec::DiffOptions;
 
 /// The port PgBouncer listens on inside its container, and the server's.
 pub const LISTEN_PORT: u16 = 6432;

@@ -5,9 +5,9 @@
 //! settings and memberships the spec names are added; others are reported,
 //! never removed.
 
+use crate::model::DiffOptions;
 use crate::model::{Deployment, MAX_SCRAM_ITERATIONS, PasswordState, Role, address, managed_mark};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
-use crate::spec::DiffOptions;
 use crate::sql::{quote_ident, quote_literal};
 
 use super::settings;

@@ -7,8 +7,8 @@
 
 use crate::model::{Deployment, Setting, address};
 use crate::plan::{Action, ActionKind, Change, Plan, PlanError, Risk, Step};
-use crate::spec::units::{PgQuantity, UnitClass, parse_pg_quantity};
 use crate::sql::{quote_ident, quote_literal};
+use crate::units::{PgQuantity, UnitClass, parse_pg_quantity};
 
 /// Settings whose value is a comma-separated list (`GUC_LIST_INPUT`).
 const LIST_SETTINGS: &[&str] = &[

@@ -1,0 +1,48 @@
+//! What a command works towards: the desired deployment a spec lowers to,
+//! how to reach its server, and the policy the diff follows. `spec::validate`
+//! builds it; `live`, `plan` and `apply` read it without knowing the spec's
+//! file format.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Deployment;
+use crate::secret::Secret;
+
+/// A validated spec: the desired deployment plus how to reach it and the
+/// policy the diff follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    /// The file it came from, as given on the command line.
+    pub path: PathBuf,
+    pub deployment: Deployment,
+    pub connection: Connection,
+    pub options: DiffOptions,
+}
+
+/// How pgspec connects to the server, as far as the spec says. Unset fields
+/// fall back (in `live`) to the container's published port and superuser,
+/// then to the libpq environment variables, then to libpq's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+/// Policy for the diff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffOptions {
+    /// Remove objects pgspec created that the spec no longer lists.
+    pub prune: bool,
+}
