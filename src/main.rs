@@ -62,11 +62,7 @@ fn main() -> ExitCode {
             for cause in error.chain().skip(1) {
                 let _ = writeln!(err, "  caused by: {}", shown(cause.to_string()));
             }
-            if let Some(help) = error
-                .chain()
-                .find_map(|cause| cause.downcast_ref::<pgspec::live::ObserveError>())
-                .and_then(pgspec::live::ObserveError::help)
-            {
+            if let Some(help) = error.chain().find_map(pgspec::live::help_for) {
                 let _ = writeln!(err, "  help: {help}");
             }
             ExitCode::from(1)

@@ -113,10 +113,11 @@ impl Deployment {
 
     /// Runs a shell command in the backup container.
     async fn shell(&self, docker: &Docker, script: &str) -> String {
-        let output = pgspec::backup::docker::exec(
+        let output = pgspec::engine::container::exec(
             docker,
             &self.backup_container(),
             &["sh".to_owned(), "-c".to_owned(), script.to_owned()],
+            false,
         )
         .await
         .expect("exec in the backup container");
@@ -256,7 +257,7 @@ async fn schedule_runs_without_pgspec(major: u32) {
         assert!(
             started.elapsed() < SCHEDULE_TIMEOUT,
             "no scheduled backup within two minutes; agent log:\n{}",
-            pgspec::apply::docker::last_logs(&docker, &deployment.backup_container()).await
+            pgspec::engine::container::last_logs(&docker, &deployment.backup_container()).await
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
@@ -607,10 +608,11 @@ fn retention_never_removes_the_last_good_backups() {
             )
             .await;
         let known = deployment.destination(&docker).await;
-        let agent = pgspec::backup::docker::exec(
+        let agent = pgspec::engine::container::exec(
             &docker,
             &deployment.backup_container(),
             &pgspec::backup::docker::agent_command(&["once"]),
+            false,
         )
         .await
         .expect("run the agent");

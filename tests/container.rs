@@ -238,10 +238,9 @@ async fn lifecycle(major: u32) {
         .expect("container");
     // The desired container's data layout comes from its image, as the
     // plan reads it.
-    let layout = pgspec::live::docker::image_from_inspect(
-        docker.inspect_image(&image).await.expect("inspect image"),
-    )
-    .data_layout();
+    let layout =
+        pgspec::engine::image::facts(docker.inspect_image(&image).await.expect("inspect image"))
+            .data_layout();
     assert_eq!(
         observed.config_hash,
         desired.with_layout(&layout).creation_hash()
@@ -371,8 +370,13 @@ async fn wait_healthy(
     spec: &pgspec::model::Desired,
     deployment: &Deployment,
 ) -> pgspec::model::Container {
+    let connections = pgspec::live::Connections::open(spec)
+        .await
+        .expect("connections");
     for _ in 0..120 {
-        let live = pgspec::live::observe(spec).await.expect("observe");
+        let live = pgspec::live::observe(spec, &connections)
+            .await
+            .expect("observe");
         let container = live.container.expect("container observed");
         if container.health.as_deref() == Some("healthy") {
             return container;

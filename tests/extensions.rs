@@ -362,7 +362,7 @@ async fn drift_waits_for_apply_lock(major: u32) {
     let work = Workdir::new();
     let path = work.write("spec.yaml", &spec(&server, "[]", false));
     let holder = server.client("postgres").await;
-    let key = pgspec::apply::lock::key("ext-test");
+    let key = pgspec::lock::key("ext-test");
     holder
         .execute("SELECT pg_advisory_lock($1)", &[&key])
         .await

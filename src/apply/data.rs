@@ -20,11 +20,14 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 
+use crate::engine::container::{self as containers, SERVER_PORT};
+use crate::engine::files::read_file;
+use crate::engine::image::{self, env_value};
+use crate::engine::{Docker, objects};
 use crate::live::Target;
-use crate::live::docker::{SERVER_PORT, image_from_inspect, is_not_found, mounts_of, read_file};
+use crate::live::docker::mounts_of;
 use crate::live::postgres::published_host;
 use crate::model::Container;
 use crate::model::data::{DEFAULT_PGDATA, DataHome};
@@ -45,11 +48,14 @@ pub struct Expected {
 /// The desired container with the data layout its image declares. The
 /// image must be local.
 pub async fn with_image_layout(docker: &Docker, want: &Container) -> anyhow::Result<Container> {
-    let image = docker
-        .inspect_image(&want.image)
-        .await
-        .with_context(|| format!("cannot inspect image `{}`", want.image))?;
-    Ok(want.with_layout(&image_from_inspect(image).data_layout()))
+    Ok(want.with_layout(&local_image(docker, &want.image).await?.data_layout()))
+}
+
+/// The facts of an image that must be local.
+async fn local_image(docker: &Docker, name: &str) -> anyhow::Result<crate::model::Image> {
+    image::inspect(docker, name)
+        .await?
+        .with_context(|| format!("image `{name}` is not local"))
 }
 
 /// Everything that must hold before the live container is stopped; see the
@@ -60,75 +66,62 @@ pub async fn prepare(
     want: &Container,
     target: &Target,
 ) -> anyhow::Result<Expected> {
-    super::docker::ensure_image(docker, &want.image).await?;
-    let image = docker
-        .inspect_image(&want.image)
-        .await
-        .with_context(|| format!("cannot inspect image `{}`", want.image))?;
-    let image = image_from_inspect(image);
+    image::ensure(docker, &want.image).await?;
+    let image = local_image(docker, &want.image).await?;
     let want = want.with_layout(&image.data_layout());
 
     // The live container, when there is one: its data must be on the
     // volume, and its cluster is the one the new container must find.
     let mut live_identifier = None;
     let mut live_major = None;
-    match docker.inspect_container(&want.name, None).await {
-        Ok(inspect) => {
-            let env = inspect
-                .config
-                .as_ref()
-                .and_then(|config| config.env.clone())
-                .unwrap_or_default();
-            let pgdata = env
-                .iter()
-                .find_map(|entry| entry.strip_prefix("PGDATA="))
-                .filter(|pgdata| pgdata.starts_with('/'))
-                .unwrap_or(DEFAULT_PGDATA)
-                .to_owned();
-            let home = DataHome::locate(
-                &pgdata,
-                &mounts_of(inspect.mounts.clone().unwrap_or_default()),
-            );
-            let running = inspect
-                .state
-                .as_ref()
-                .and_then(|state| state.running)
-                .unwrap_or(false);
-            let server_directory = if running {
-                server_data_directory(&inspect, target).await
-            } else {
-                None
-            };
-            let live = Container {
-                name: want.name.clone(),
-                pgdata: home.pgdata.clone(),
-                data_kind: home.kind.clone(),
-                volume: home.volume.clone(),
-                data_mount: home.mount.clone(),
-                ..Container::default()
-            };
-            if let Some(reason) = home.unproven(&want.volume, server_directory.as_deref()) {
-                bail!(crate::plan::diff::unproven_message(&live, &want, &reason));
-            }
-            live_identifier = system_identifier(docker, &want.name, &pgdata).await?;
-            live_major =
-                crate::live::docker::data_directory_major(docker, &want.name, &pgdata).await;
+    if let Some(inspect) = containers::inspect(docker, &want.name).await? {
+        let env = inspect
+            .config
+            .as_ref()
+            .and_then(|config| config.env.clone())
+            .unwrap_or_default();
+        let pgdata = env_value(&env, "PGDATA")
+            .filter(|pgdata| pgdata.starts_with('/'))
+            .unwrap_or(DEFAULT_PGDATA)
+            .to_owned();
+        let home = DataHome::locate(
+            &pgdata,
+            &mounts_of(inspect.mounts.clone().unwrap_or_default()),
+        );
+        let running = inspect
+            .state
+            .as_ref()
+            .and_then(|state| state.running)
+            .unwrap_or(false);
+        let server_directory = if running {
+            server_data_directory(&inspect, target).await
+        } else {
+            None
+        };
+        let live = Container {
+            name: want.name.clone(),
+            pgdata: home.pgdata.clone(),
+            data_kind: home.kind.clone(),
+            volume: home.volume.clone(),
+            data_mount: home.mount.clone(),
+            ..Container::default()
+        };
+        if let Some(reason) = home.unproven(&want.volume, server_directory.as_deref()) {
+            bail!(crate::plan::diff::unproven_message(&live, &want, &reason));
         }
-        Err(error) if is_not_found(&error) => {}
-        Err(error) => {
-            return Err(error).with_context(|| format!("cannot inspect container `{}`", want.name));
-        }
+        live_identifier = system_identifier(docker, &want.name, &pgdata).await?;
+        live_major = crate::live::docker::data_directory_major(docker, &want.name, &pgdata).await;
     }
 
-    match docker.inspect_volume(&want.volume).await {
-        Ok(_) => {}
-        // A new volume holds nothing to lose; the server initialises it.
-        Err(error) if is_not_found(&error) && live_identifier.is_none() => {
+    // A new volume holds nothing to lose; the server initialises it.
+    if !objects::volume_exists(docker, &want.volume).await? {
+        if live_identifier.is_none() {
             return Ok(Expected::default());
         }
-        Err(error) => {
-            return Err(error).with_context(|| format!("cannot inspect volume `{}`", want.volume));
-        }
+        bail!(
+            "volume `{}` does not exist, but the live container's data is on it",
+            want.volume
+        );
     }
 
     let found = look_through_new_container(docker, deployment, &want).await?;
@@ -270,18 +263,10 @@ async fn server_data_directory(
     inspect: &bollard::models::ContainerInspectResponse,
     target: &Target,
 ) -> Option<String> {
-    let binding = inspect
-        .host_config
-        .as_ref()?
-        .port_bindings
-        .as_ref()?
-        .get(SERVER_PORT)?
-        .as_ref()?
-        .first()?
-        .clone();
+    let (host, port) = containers::published(inspect, SERVER_PORT)?;
     let mut published = target.clone();
-    published.port = binding.host_port?.parse().ok()?;
-    published.host = published_host(binding.host_ip.as_deref().unwrap_or_default());
+    published.port = port;
+    published.host = published_host(&host);
     let query = async {
         let client = published.connect().await.ok()?;
         let row = client
@@ -318,7 +303,7 @@ async fn look_through_new_container(
     want: &Container,
 ) -> anyhow::Result<Found> {
     let name = format!("{}-pgspec-check", want.name);
-    super::docker::create_throwaway(
+    containers::create_throwaway(
         docker,
         deployment,
         &name,
@@ -340,7 +325,7 @@ async fn look_through_new_container(
     )
     .await?;
     let found = read_found(docker, &name, want).await;
-    super::docker::remove_throwaway(docker, &name).await?;
+    containers::remove_throwaway(docker, &name).await?;
     found
 }
 

@@ -10,7 +10,6 @@ use std::io::ErrorKind;
 
 use tokio_postgres::error::SqlState;
 
-use crate::live::ObserveError;
 use crate::sql::quote_ident;
 
 /// What a hint may say about how pgspec reaches the server.
@@ -40,8 +39,7 @@ pub fn help(error: &anyhow::Error, connection: Connection<'_>) -> Option<String>
     }
     error
         .chain()
-        .find_map(|cause| cause.downcast_ref::<ObserveError>())
-        .and_then(ObserveError::help)
+        .find_map(crate::live::help_for)
         .map(str::to_owned)
 }
 
@@ -289,8 +287,9 @@ mod tests {
 
     #[test]
     fn an_observe_error_keeps_its_own_help() {
-        let unreachable =
-            ObserveError::DockerUnreachable(bollard::errors::Error::RequestTimeoutError);
+        let unreachable = crate::live::ObserveError::Engine(
+            crate::engine::EngineError::Unreachable(bollard::errors::Error::RequestTimeoutError),
+        );
         let expected = unreachable.help().map(str::to_owned);
         assert!(expected.is_some());
         let error = anyhow::Error::new(unreachable).context("cannot create volume `x`");

@@ -11,14 +11,15 @@
 pub mod data;
 pub mod docker;
 pub mod hint;
-pub mod lock;
+
 pub mod pooler;
 mod progress;
 pub mod sql;
 
 use std::time::Duration;
 
-use crate::live::{self, ObserveError, Target};
+use crate::live::{self, Connections, ObserveError, Target};
+use crate::lock;
 use crate::model::Desired;
 use crate::plan::saved::fingerprint;
 use crate::plan::{self, Action, ActionKind, Plan, Step};
@@ -212,13 +213,14 @@ fn is_container_action(action: &Action) -> bool {
 /// locks the caller took before it planned.
 pub async fn apply(
     spec: &Desired,
+    connections: &Connections,
     approved: Approved<'_>,
     options: &ApplyOptions,
     locks: &mut lock::ApplyLock,
 ) -> Result<Outcome, ApplyError> {
-    let target = Target::resolve(spec)?;
+    let target = connections.target.clone();
 
-    let live = live::observe(spec).await?;
+    let live = live::observe(spec, connections).await?;
     let fresh = plan::diff(&spec.deployment, &live, &spec.options);
     if fingerprint(&live) != approved.live_fingerprint {
         return Err(ApplyError::Moved {
@@ -233,7 +235,7 @@ pub async fn apply(
     let mut run = Run {
         spec,
         target: target.clone(),
-        docker: None,
+        docker: connections.engine.as_ref(),
         expected: data::Expected::default(),
         sessions: sql::Sessions::new(target.clone(), options.lock_timeout),
         done: Vec::new(),
@@ -265,7 +267,7 @@ pub async fn apply(
     let inside: Vec<&Action> = if unlocked {
         Pause::wait(&options.pause, PausePoint::Unlocked).await;
         locks.ensure_advisory().await?;
-        let live = live::observe(spec).await?;
+        let live = live::observe(spec, connections).await?;
         second = inside_plan(plan::diff(&spec.deployment, &live, &spec.options));
         if !second.errors.is_empty() {
             return Err(ApplyError::PlanErrors(second.errors.len()));
@@ -317,7 +319,7 @@ pub async fn apply(
         run.sessions.reset();
     }
 
-    let after = live::observe(spec).await?;
+    let after = live::observe(spec, connections).await?;
     let remaining = plan::diff(&spec.deployment, &after, &spec.options);
     Ok(Outcome {
         done: run.done,
@@ -366,7 +368,7 @@ fn describe_moves(approved: &Plan, fresh: &Plan) -> String {
 struct Run<'a> {
     spec: &'a Desired,
     target: Target,
-    docker: Option<bollard::Docker>,
+    docker: Option<&'a crate::engine::Docker>,
     /// What the data directory proof of a replace expects of the new server.
     expected: data::Expected,
     sessions: sql::Sessions,
@@ -454,18 +456,12 @@ impl Run<'_> {
                     .map(|_| ())
             }
             Step::Docker(call) => {
-                if self.docker.is_none() {
-                    self.docker = Some(
-                        live::docker::connect()
-                            .await
-                            .map_err(ApplyError::Docker)
-                            .map_err(anyhow::Error::from)?,
-                    );
-                }
-                let docker = self
-                    .docker
-                    .as_ref()
-                    .unwrap_or_else(|| unreachable!("connected above"));
+                let docker = self.docker.ok_or_else(|| {
+                    ApplyError::Docker(ObserveError::Connection(
+                        "a plan step needs the Docker Engine, but the spec runs no container"
+                            .to_owned(),
+                    ))
+                })?;
                 if matches!(call, plan::DockerStep::RemoveContainer { .. }) {
                     // Connections to the old server die with it.
                     self.sessions.reset();

@@ -11,20 +11,17 @@
 //! Invariant: the server container is never touched here.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, UploadToContainerOptions,
-};
 
-use crate::apply::docker::{last_logs, object_labels};
+use crate::engine::archive::Entry;
+use crate::engine::container::{self as containers, NotReady, Patience};
+use crate::engine::{Docker, files, image, object_labels};
 use crate::live::Target;
-use crate::live::docker::{STREAM_STALL, next_within};
 use crate::live::pooler::{
     AUTH_FILE, CONSOLE_TIMEOUT, LISTEN_PORT, admin_target, server_verifiers,
 };
@@ -172,7 +169,7 @@ pub async fn create(
     pooler: &Pooler,
     network: &str,
 ) -> anyhow::Result<()> {
-    super::docker::ensure_image(docker, &pooler.image).await?;
+    image::ensure(docker, &pooler.image).await?;
     let body = ContainerCreateBody {
         image: Some(pooler.image.clone()),
         labels: Some(object_labels(deployment)),
@@ -194,16 +191,7 @@ pub async fn create(
         }),
         ..ContainerCreateBody::default()
     };
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.to_owned()),
-                ..CreateContainerOptions::default()
-            }),
-            body,
-        )
-        .await
-        .with_context(|| format!("cannot create container `{name}`"))?;
+    containers::create(docker, name, body).await?;
     Ok(())
 }
 
@@ -227,7 +215,16 @@ pub async fn write_config(
             "role has no SCRAM verifier on the server; it cannot log in through the pooler"
         );
     }
-    let directory = directory(docker, name).await;
+    // The files belong to the owner of the configuration directory.
+    let listing = files::list(docker, name, CONFIG_DIR).await;
+    let (uid, gid) = listing
+        .first()
+        .map_or((0, 0), |directory| (directory.uid, directory.gid));
+    let auth_name = AUTH_FILE.rsplit('/').next().unwrap_or_default();
+    let previous = listing
+        .iter()
+        .find(|entry| entry.path.rsplit('/').next() == Some(auth_name))
+        .and_then(|entry| entry.mtime);
     // PgBouncer reads the auth file again on RELOAD only when its size,
     // owner, mode, inode or modification time (in seconds) differ, and a
     // new verifier has the same size as the old one: the file always gets a
@@ -236,152 +233,48 @@ pub async fn write_config(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or_default();
-    let mtime = directory
-        .auth_mtime
-        .map_or(now, |previous| now.max(previous + 1));
-    let archive = config_archive(
-        &ini(deployment, config).context("cannot write pgbouncer.ini")?,
-        &auth_file(&verifiers).context("cannot write the pooler's auth file")?,
-        &directory,
-        mtime,
-    )
-    .context("cannot build the pooler configuration archive")?;
-    docker
-        .upload_to_container(
-            name,
-            Some(UploadToContainerOptions {
-                path: "/".to_owned(),
-                ..UploadToContainerOptions::default()
-            }),
-            bollard::body_full(archive.into()),
-        )
-        .await
-        .with_context(|| format!("cannot copy the PgBouncer configuration into `{name}`"))
-}
-
-/// What the configuration directory holds now.
-struct Directory {
-    /// Owner of the directory: the user the image runs PgBouncer as.
-    uid: u64,
-    gid: u64,
-    /// Modification time of the auth file, in seconds.
-    auth_mtime: Option<u64>,
-}
-
-/// Reads the configuration directory; root and no auth file when it cannot
-/// be read.
-async fn directory(docker: &Docker, name: &str) -> Directory {
-    let mut found = Directory {
-        uid: 0,
-        gid: 0,
-        auth_mtime: None,
-    };
-    let mut archive = Vec::new();
-    let mut stream = docker.download_from_container(
-        name,
-        Some(DownloadFromContainerOptions {
-            path: CONFIG_DIR.to_owned(),
-        }),
-    );
-    loop {
-        match next_within(&mut stream, STREAM_STALL).await {
-            Ok(Some(Ok(bytes))) => archive.extend_from_slice(&bytes),
-            Ok(None) => break,
-            Ok(Some(Err(_))) | Err(_) => return found,
-        }
-    }
-    let mut reader = tar::Archive::new(archive.as_slice());
-    let Ok(entries) = reader.entries() else {
-        return found;
-    };
-    let auth_name = AUTH_FILE.rsplit('/').next().unwrap_or_default();
-    for (index, entry) in entries.enumerate() {
-        let Ok(entry) = entry else { break };
-        let header = entry.header();
-        if index == 0 {
-            found.uid = header.uid().unwrap_or(0);
-            found.gid = header.gid().unwrap_or(0);
-        }
-        let is_auth_file = entry
-            .path()
-            .ok()
-            .and_then(|path| path.file_name().map(|file| file == auth_name))
-            .unwrap_or(false);
-        if is_auth_file {
-            found.auth_mtime = header.mtime().ok();
-        }
-    }
-    found
-}
-
-/// A tar archive of the two files: the configuration readable by all, the
-/// auth file by its owner only.
-fn config_archive(
-    ini: &str,
-    auth: &str,
-    directory: &Directory,
-    mtime: u64,
-) -> anyhow::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, text, mode) in [(CONFIG_FILE, ini, 0o644), (AUTH_FILE, auth, 0o600)] {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(mode);
-        header.set_uid(directory.uid);
-        header.set_gid(directory.gid);
-        header.set_mtime(mtime);
-        header.set_size(text.len() as u64);
-        header.set_cksum();
-        builder.append_data(&mut header, path.trim_start_matches('/'), text.as_bytes())?;
-    }
-    Ok(builder.into_inner()?)
+    let mtime = previous.map_or(now, |previous| now.max(previous + 1));
+    let ini = ini(deployment, config).context("cannot write pgbouncer.ini")?;
+    let auth = auth_file(&verifiers).context("cannot write the pooler's auth file")?;
+    // The configuration readable by all, the auth file by its owner only.
+    let entries = [
+        Entry::file(CONFIG_FILE, 0o644, ini.as_bytes()),
+        Entry::file(AUTH_FILE, 0o600, auth.as_bytes()),
+    ]
+    .map(|entry| entry.owned_by(uid, gid).modified_at(mtime));
+    files::upload_entries(docker, name, &entries, "the PgBouncer configuration").await
 }
 
 /// Starts the container and waits until the admin console answers.
 pub async fn start(docker: &Docker, name: &str, server: &Target) -> anyhow::Result<()> {
-    docker
-        .start_container(name, None)
-        .await
-        .with_context(|| format!("cannot start container `{name}`"))?;
+    containers::start(docker, name).await?;
     let admin = published_admin(docker, name, server).await?;
-    let started = Instant::now();
-    loop {
-        let last_error = match admin.connect().await {
-            Ok(client) => {
-                match tokio::time::timeout(CONSOLE_TIMEOUT, client.simple_query("SHOW VERSION"))
-                    .await
-                {
-                    Ok(Ok(_)) => return Ok(()),
-                    Ok(Err(error)) => error.to_string(),
-                    Err(_) => format!(
-                        "`SHOW VERSION` got no answer within {} s",
-                        CONSOLE_TIMEOUT.as_secs()
-                    ),
-                }
-            }
-            Err(error) => error.to_string(),
-        };
-        let running = docker
-            .inspect_container(name, None)
-            .await
-            .ok()
-            .and_then(|inspect| inspect.state)
-            .and_then(|state| state.running)
-            .unwrap_or(false);
-        if !running && started.elapsed() > Duration::from_secs(3) {
-            bail!(
-                "container `{name}` stopped before PgBouncer answered\n{}",
-                last_logs(docker, name).await
-            );
+    let patience = Patience {
+        limit: READY_TIMEOUT,
+        grace: Duration::from_secs(3),
+        interval: Duration::from_millis(200),
+    };
+    let probe = || async {
+        let client = admin.connect().await.map_err(|error| error.to_string())?;
+        match tokio::time::timeout(CONSOLE_TIMEOUT, client.simple_query("SHOW VERSION")).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!(
+                "`SHOW VERSION` got no answer within {} s",
+                CONSOLE_TIMEOUT.as_secs()
+            )),
         }
-        if started.elapsed() > READY_TIMEOUT {
-            bail!(
-                "PgBouncer in `{name}` did not answer on its admin console within {}s \
-                 (last error: {last_error})\n{}",
-                READY_TIMEOUT.as_secs(),
-                last_logs(docker, name).await
-            );
+    };
+    match containers::wait_ready(docker, name, patience, probe).await {
+        Ok(()) => Ok(()),
+        Err(NotReady::Stopped { logs, .. }) => {
+            bail!("container `{name}` stopped before PgBouncer answered\n{logs}")
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        Err(NotReady::TimedOut { last_error, logs }) => bail!(
+            "PgBouncer in `{name}` did not answer on its admin console within {}s \
+             (last error: {last_error})\n{logs}",
+            READY_TIMEOUT.as_secs()
+        ),
     }
 }
 
@@ -407,25 +300,12 @@ pub async fn reload(docker: &Docker, name: &str, server: &Target) -> anyhow::Res
 
 /// The admin console where the container publishes it.
 async fn published_admin(docker: &Docker, name: &str, server: &Target) -> anyhow::Result<Target> {
-    let inspect = docker
-        .inspect_container(name, None)
-        .await
-        .with_context(|| format!("cannot inspect container `{name}`"))?;
-    let binding = inspect
-        .host_config
-        .and_then(|host_config| host_config.port_bindings)
-        .and_then(|bindings| bindings.get(LISTEN_PORT).cloned().flatten())
-        .and_then(|bindings| bindings.into_iter().next());
-    let Some(port) = binding
-        .as_ref()
-        .and_then(|binding| binding.host_port.as_deref())
-        .and_then(|port| port.parse().ok())
-    else {
+    let inspect = containers::inspect(docker, name)
+        .await?
+        .with_context(|| format!("there is no container `{name}`"))?;
+    let Some((bind_address, port)) = containers::published(&inspect, LISTEN_PORT) else {
         bail!("container `{name}` publishes no port for {LISTEN_PORT}");
     };
-    let bind_address = binding
-        .and_then(|binding| binding.host_ip)
-        .unwrap_or_default();
     Ok(admin_target(server, &bind_address, port))
 }
 

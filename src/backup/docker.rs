@@ -5,19 +5,12 @@
 //! Invariant: never removes the destination. The only objects removed
 //! here are the scratch container and volume that `verify` made.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use bollard::Docker;
-use bollard::exec::StartExecResults;
 use bollard::models::{
-    ContainerCreateBody, ExecConfig, HostConfig, Mount, MountType, RestartPolicy,
-    RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, HostConfig, Mount, MountType, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptions, RemoveVolumeOptions, UploadToContainerOptions,
-};
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::agent::Report;
@@ -25,7 +18,10 @@ use super::{
     AGENT_PATH, AgentConfig, BACKUP_MOUNT, CONFIG_PATH, PGPASS_PATH, SERVER_PORT, labels,
     pgpass_line, schedule_labels,
 };
-use crate::apply::docker::{PASSWORD_FILE, object_labels};
+use crate::engine::archive::Entry;
+use crate::engine::container::{self as containers, ExecOutput, NotReady, Patience};
+use crate::engine::{Docker, files, image, object_labels, objects};
+use crate::model::data::PASSWORD_FILE;
 use crate::model::{Backup, BackupDestination};
 
 /// Environment variable naming a Linux pgspec binary to copy into
@@ -60,69 +56,12 @@ async fn agent_binary() -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// A file to copy into a container.
-struct Upload<'a> {
-    path: &'a str,
-    mode: u32,
-    bytes: &'a [u8],
-}
-
-/// A tar archive of files (with their parent directories) to unpack at `/`.
-fn archive(files: &[Upload<'_>]) -> anyhow::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut directories: Vec<(String, u32)> = Vec::new();
-    for file in files {
-        let parent = std::path::Path::new(file.path)
-            .parent()
-            .map(|parent| parent.display().to_string())
-            .unwrap_or_default();
-        // Secrets' directory is root's only; the binary's is world-readable.
-        let mode = if file.mode & 0o077 == 0 { 0o700 } else { 0o755 };
-        if !parent.is_empty() && parent != "/" && !directories.iter().any(|(dir, _)| *dir == parent)
-        {
-            directories.push((parent, mode));
-        }
-    }
-    for (directory, mode) in &directories {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(*mode);
-        header.set_size(0);
-        header.set_cksum();
-        builder
-            .append_data(
-                &mut header,
-                directory.trim_start_matches('/'),
-                std::io::empty(),
-            )
-            .context("cannot build the archive for the container")?;
-    }
-    for file in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(file.mode);
-        header.set_size(file.bytes.len() as u64);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, file.path.trim_start_matches('/'), file.bytes)
-            .context("cannot build the archive for the container")?;
-    }
-    builder
-        .into_inner()
-        .context("cannot build the archive for the container")
-}
-
-async fn upload(docker: &Docker, container: &str, archive: Vec<u8>) -> anyhow::Result<()> {
-    docker
-        .upload_to_container(
-            container,
-            Some(UploadToContainerOptions {
-                path: "/".to_owned(),
-                ..UploadToContainerOptions::default()
-            }),
-            bollard::body_full(archive.into()),
-        )
-        .await
-        .with_context(|| format!("cannot copy the backup agent into container `{container}`"))
+/// Copies `files` (with their parent directories, pgspec's own) into the
+/// container.
+async fn upload(docker: &Docker, container: &str, files: &[Entry<'_>]) -> anyhow::Result<()> {
+    let archive = crate::engine::archive::build_with_parents(files)
+        .context("cannot build the archive for the container")?;
+    Ok(files::upload(docker, container, archive, "the backup agent").await?)
 }
 
 /// The mount of a destination at `BACKUP_MOUNT`.
@@ -210,38 +149,17 @@ pub async fn create_container(
         }),
         ..ContainerCreateBody::default()
     };
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(agent.name.clone()),
-                ..CreateContainerOptions::default()
-            }),
-            body,
-        )
-        .await
-        .with_context(|| format!("cannot create container `{}`", agent.name))?;
+    containers::create(docker, &agent.name, body).await?;
     let pgpass = password
         .as_ref()
         .map(|password| pgpass_line(password.expose()))
         .unwrap_or_default();
     let files = [
-        Upload {
-            path: AGENT_PATH,
-            mode: 0o755,
-            bytes: &binary,
-        },
-        Upload {
-            path: CONFIG_PATH,
-            mode: 0o600,
-            bytes: &config_text,
-        },
-        Upload {
-            path: PGPASS_PATH,
-            mode: 0o600,
-            bytes: pgpass.as_bytes(),
-        },
+        Entry::file(AGENT_PATH, 0o755, &binary),
+        Entry::file(CONFIG_PATH, 0o600, &config_text),
+        Entry::file(PGPASS_PATH, 0o600, pgpass.as_bytes()),
     ];
-    upload(docker, &agent.name, archive(&files)?).await?;
+    upload(docker, &agent.name, &files).await?;
     start_and_check(docker, &agent.name, deployment).await
 }
 
@@ -258,10 +176,10 @@ pub async fn check_agent_starts(
     deployment: &str,
     image: &str,
 ) -> anyhow::Result<()> {
-    crate::apply::docker::ensure_image(docker, image).await?;
+    image::ensure(docker, image).await?;
     let binary = agent_binary().await?;
     let name = format!("{deployment}-backup-agent-check");
-    crate::apply::docker::create_throwaway(
+    containers::create_throwaway(
         docker,
         deployment,
         &name,
@@ -275,33 +193,11 @@ pub async fn check_agent_starts(
     )
     .await?;
     let outcome = async {
-        let files = [Upload {
-            path: AGENT_PATH,
-            mode: 0o755,
-            bytes: &binary,
-        }];
-        upload(docker, &name, archive(&files)?).await?;
-        docker
-            .start_container(&name, None)
+        upload(docker, &name, &[Entry::file(AGENT_PATH, 0o755, &binary)]).await?;
+        containers::start(docker, &name).await?;
+        let code = containers::wait_exit(docker, &name, AGENT_CHECK_TIMEOUT)
             .await
-            .with_context(|| format!("cannot start container `{name}`"))?;
-        let mut wait = docker.wait_container(
-            &name,
-            None::<bollard::query_parameters::WaitContainerOptions>,
-        );
-        let code = match tokio::time::timeout(AGENT_CHECK_TIMEOUT, wait.next()).await {
-            Ok(Some(Ok(response))) => response.status_code,
-            // The engine reports a non-zero exit as an error of the wait.
-            Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
-            Ok(Some(Err(error))) => {
-                return Err(error).with_context(|| format!("cannot wait for `{name}`"));
-            }
-            Ok(None) => -1,
-            Err(_) => bail!(
-                "the backup agent check in `{name}` did not finish within {}s",
-                AGENT_CHECK_TIMEOUT.as_secs()
-            ),
-        };
+            .context("the backup agent check did not finish")?;
         if code != 0 {
             bail!(
                 "the pgspec backup agent cannot start in image `{image}` (exit code {code}); \
@@ -311,7 +207,7 @@ pub async fn check_agent_starts(
                  point {AGENT_BINARY_ENV} at a build that runs there (a static musl build: \
                  `cargo build --release --target x86_64-unknown-linux-musl`). Nothing of the \
                  backup was changed\n{}",
-                crate::apply::docker::last_logs(docker, &name).await,
+                containers::last_logs(docker, &name).await,
                 which = if std::env::var_os(AGENT_BINARY_ENV).is_some() {
                     format!("`{AGENT_BINARY_ENV}`")
                 } else {
@@ -322,9 +218,9 @@ pub async fn check_agent_starts(
         Ok(())
     }
     .await;
-    let removed = crate::apply::docker::remove_throwaway(docker, &name).await;
+    let removed = containers::remove_throwaway(docker, &name).await;
     outcome?;
-    removed
+    Ok(removed?)
 }
 
 /// How long a started agent may take to answer; generous, because a busy
@@ -341,160 +237,75 @@ const AGENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// agent that cannot run in the image (another architecture, an older
 /// glibc) fails the apply instead of silently never taking a backup.
 async fn start_and_check(docker: &Docker, name: &str, deployment: &str) -> anyhow::Result<()> {
-    docker
-        .start_container(name, None)
-        .await
-        .with_context(|| format!("cannot start container `{name}`"))?;
-    let started = Instant::now();
+    containers::start(docker, name).await?;
     let command = agent_command(&["list", "--deployment", deployment]);
-    loop {
-        let inspect = docker.inspect_container(name, None).await.ok();
-        let restarts = inspect
-            .as_ref()
-            .and_then(|inspect| inspect.restart_count)
-            .unwrap_or(0);
-        let running = inspect
-            .and_then(|inspect| inspect.state)
-            .and_then(|state| state.running)
-            .unwrap_or(false);
-        let last_error = if running {
-            match tokio::time::timeout(AGENT_ANSWER_TIMEOUT, exec(docker, name, &command)).await {
-                Ok(Ok(output)) if output.code == 0 => return Ok(()),
-                Ok(Ok(output)) => format!("exit code {}: {}", output.code, output.stderr.trim()),
-                Ok(Err(error)) => format!("{error:#}"),
-                Err(_) => format!(
-                    "`backup agent list` did not finish within {} s",
-                    AGENT_ANSWER_TIMEOUT.as_secs()
-                ),
-            }
-        } else {
-            "the container is not running".to_owned()
-        };
-        if started.elapsed() > AGENT_READY_TIMEOUT || restarts >= 2 {
-            bail!(
-                "the backup agent in `{name}` does not run ({last_error}); is `{}` a Linux build \
-                 for the engine's architecture? ({AGENT_BINARY_ENV} names another)\n{}",
-                AGENT_PATH,
-                crate::apply::docker::last_logs(docker, name).await
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// What a `docker exec` printed and how it ended.
-pub struct ExecOutput {
-    pub code: i64,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs a command in a running container and collects its output.
-pub async fn exec(
-    docker: &Docker,
-    container: &str,
-    command: &[String],
-) -> anyhow::Result<ExecOutput> {
-    exec_with(docker, container, command, false).await
-}
-
-/// Like [`exec`], and writes each line of the command's stderr (the agent's
-/// progress) to our stderr as it arrives.
-pub async fn exec_forwarding_stderr(
-    docker: &Docker,
-    container: &str,
-    command: &[String],
-) -> anyhow::Result<ExecOutput> {
-    exec_with(docker, container, command, true).await
-}
-
-async fn exec_with(
-    docker: &Docker,
-    container: &str,
-    command: &[String],
-    forward: bool,
-) -> anyhow::Result<ExecOutput> {
-    let created = docker
-        .create_exec(
-            container,
-            ExecConfig {
-                cmd: Some(command.to_vec()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..ExecConfig::default()
-            },
+    let patience = Patience {
+        limit: AGENT_READY_TIMEOUT,
+        grace: Duration::ZERO,
+        interval: Duration::from_millis(300),
+    };
+    let probe = || async {
+        match tokio::time::timeout(
+            AGENT_ANSWER_TIMEOUT,
+            containers::exec(docker, name, &command, false),
         )
         .await
-        .with_context(|| format!("cannot run the backup agent in container `{container}`"))?;
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    match docker
-        .start_exec(&created.id, None)
-        .await
-        .with_context(|| format!("cannot run the backup agent in container `{container}`"))?
-    {
-        StartExecResults::Attached { mut output, .. } => {
-            while let Some(chunk) = output.next().await {
-                match chunk.with_context(|| {
-                    format!("lost the backup agent's output in container `{container}`")
-                })? {
-                    bollard::container::LogOutput::StdOut { message } => {
-                        stdout.extend_from_slice(&message)
-                    }
-                    bollard::container::LogOutput::StdErr { message } => {
-                        if forward {
-                            let start = stderr.len();
-                            stderr.extend_from_slice(&message);
-                            forward_lines(&stderr, start, message.len());
-                        } else {
-                            stderr.extend_from_slice(&message);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            // The last line, when it had no newline.
-            if forward
-                && let Some(last) = stderr.split(|byte| *byte == b'\n').next_back()
-                && !last.is_empty()
-            {
-                crate::output::status(&String::from_utf8_lossy(last));
-            }
+        {
+            Ok(Ok(output)) if output.code == 0 => Ok(()),
+            Ok(Ok(output)) => Err(format!(
+                "exit code {}: {}",
+                output.code,
+                output.stderr.trim()
+            )),
+            Ok(Err(error)) => Err(format!("{error:#}")),
+            Err(_) => Err(format!(
+                "`backup agent list` did not finish within {} s",
+                AGENT_ANSWER_TIMEOUT.as_secs()
+            )),
         }
-        StartExecResults::Detached => {}
-    }
-    let inspect = docker
-        .inspect_exec(&created.id)
-        .await
-        .with_context(|| format!("cannot read how the agent ended in container `{container}`"))?;
-    Ok(ExecOutput {
-        code: inspect.exit_code.unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    })
-}
-
-/// Writes the lines completed by the `added` bytes at `start` of `buffer`.
-fn forward_lines(buffer: &[u8], start: usize, added: usize) {
-    for line in completed_lines(buffer, start, added) {
-        crate::output::status(&String::from_utf8_lossy(line));
+    };
+    match containers::wait_ready(docker, name, patience, probe).await {
+        Ok(()) => Ok(()),
+        Err(NotReady::Stopped { last_error, logs } | NotReady::TimedOut { last_error, logs }) => {
+            bail!(
+                "the backup agent in `{name}` does not run ({last_error}); is `{AGENT_PATH}` a \
+                 Linux build for the engine's architecture? ({AGENT_BINARY_ENV} names another)\n{logs}"
+            )
+        }
     }
 }
 
-/// The lines of `buffer` that the `added` bytes at `start` complete.
-fn completed_lines(buffer: &[u8], start: usize, added: usize) -> Vec<&[u8]> {
-    // A line starts after the last newline before the new bytes.
-    let line_start = buffer[..start]
-        .iter()
-        .rposition(|byte| *byte == b'\n')
-        .map_or(0, |position| position + 1);
-    let end = start + added;
-    match buffer[start..end].iter().rposition(|byte| *byte == b'\n') {
-        Some(position) => buffer[line_start..start + position]
-            .split(|byte| *byte == b'\n')
-            .collect(),
-        None => Vec::new(),
+/// Runs the agent with `arguments` in the running backup container of
+/// `deployment`, forwarding its progress to stderr. `schedules` are the
+/// ones the spec wants: a container that runs others gets a warning.
+pub async fn exec_agent(
+    docker: &Docker,
+    deployment: &str,
+    schedules: Option<&std::collections::BTreeMap<String, crate::model::BackupSchedule>>,
+    arguments: &[&str],
+) -> anyhow::Result<ExecOutput> {
+    let name = super::container_name(deployment);
+    let Some(inspect) = containers::inspect(docker, &name).await? else {
+        bail!("there is no backup container `{name}`; run `pgspec apply` to create it")
+    };
+    let labels = inspect
+        .config
+        .and_then(|config| config.labels)
+        .unwrap_or_default();
+    if schedules != Some(&super::schedules_from_labels(&labels)) {
+        crate::output::status(&format!(
+            "warning: backup container `{name}` runs other schedules than the spec says; \
+             `pgspec apply` updates it"
+        ));
     }
+    let running = inspect
+        .state
+        .and_then(|state| state.running)
+        .unwrap_or(false);
+    if !running {
+        bail!("backup container `{name}` is not running; run `pgspec apply` to start it");
+    }
+    Ok(containers::exec(docker, &name, &agent_command(arguments), true).await?)
 }
 
 /// The agent command line inside a container.
@@ -535,17 +346,11 @@ pub async fn verify(
     target: &VerifyTarget<'_>,
     id: Option<&str>,
 ) -> anyhow::Result<Report> {
-    if let BackupDestination::Volume(volume) = target.destination {
+    if let BackupDestination::Volume(volume) = target.destination
         // Mounting a volume that does not exist would create an empty one.
-        match docker.inspect_volume(volume).await {
-            Ok(_) => {}
-            Err(error) if crate::live::docker::is_not_found(&error) => {
-                bail!("backup volume `{volume}` does not exist, so there is no backup to verify")
-            }
-            Err(error) => {
-                return Err(error).with_context(|| format!("cannot inspect volume `{volume}`"));
-            }
-        }
+        && !objects::volume_exists(docker, volume).await?
+    {
+        bail!("backup volume `{volume}` does not exist, so there is no backup to verify")
     }
     let name = scratch_name(target.deployment);
     // Interrupted, the scratch objects are removed all the same.
@@ -567,22 +372,14 @@ async fn verify_in(
 ) -> anyhow::Result<Report> {
     let mut scratch_labels = object_labels(target.deployment);
     scratch_labels.insert(labels::ROLE.to_owned(), "verify".to_owned());
-    docker
-        .create_volume(VolumeCreateRequest {
-            name: Some(name.to_owned()),
-            labels: Some(scratch_labels.clone()),
-            ..VolumeCreateRequest::default()
-        })
+    objects::create_volume(docker, target.deployment, name, &[(labels::ROLE, "verify")])
         .await
-        .with_context(|| format!("cannot create scratch volume `{name}`"))?;
+        .context("cannot create the scratch volume")?;
     // The scratch data directory goes where the image keeps PGDATA.
-    let layout = crate::live::docker::image_from_inspect(
-        docker
-            .inspect_image(target.image)
-            .await
-            .with_context(|| format!("cannot inspect image `{}`", target.image))?,
-    )
-    .data_layout();
+    let layout = image::inspect(docker, target.image)
+        .await?
+        .with_context(|| format!("image `{}` is not local", target.image))?
+        .data_layout();
     // The scratch server's password is made up here and used once.
     let password = hex::encode(Sha256::digest(format!("{name}-{:?}", SystemTime::now())));
     let body = ContainerCreateBody {
@@ -611,40 +408,20 @@ async fn verify_in(
         }),
         ..ContainerCreateBody::default()
     };
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.to_owned()),
-                ..CreateContainerOptions::default()
-            }),
-            body,
-        )
+    containers::create(docker, name, body)
         .await
-        .with_context(|| format!("cannot create scratch container `{name}`"))?;
+        .context("cannot create the scratch container")?;
     let binary = agent_binary().await?;
     let pgpass = pgpass_line(&password);
     let files = [
-        Upload {
-            path: AGENT_PATH,
-            mode: 0o755,
-            bytes: &binary,
-        },
-        Upload {
-            path: PASSWORD_FILE,
-            mode: 0o600,
-            bytes: password.as_bytes(),
-        },
-        Upload {
-            path: PGPASS_PATH,
-            mode: 0o600,
-            bytes: pgpass.as_bytes(),
-        },
+        Entry::file(AGENT_PATH, 0o755, &binary),
+        Entry::file(PASSWORD_FILE, 0o600, password.as_bytes()),
+        Entry::file(PGPASS_PATH, 0o600, pgpass.as_bytes()),
     ];
-    upload(docker, name, archive(&files)?).await?;
-    docker
-        .start_container(name, None)
+    upload(docker, name, &files).await?;
+    containers::start(docker, name)
         .await
-        .with_context(|| format!("cannot start scratch container `{name}`"))?;
+        .context("cannot start the scratch container")?;
     let mut arguments = vec![
         "check",
         "--deployment",
@@ -657,7 +434,7 @@ async fn verify_in(
     if let Some(id) = id {
         arguments.extend(["--id", id]);
     }
-    let output = exec_forwarding_stderr(docker, name, &agent_command(&arguments)).await?;
+    let output = containers::exec(docker, name, &agent_command(&arguments), true).await?;
     if output.code != 0 {
         bail!(
             "the restore check in scratch container `{name}` failed (exit code {}, output above)",
@@ -676,32 +453,6 @@ async fn verify_in(
 /// and then its volume.
 async fn remove_scratch(docker: &Docker, name: &str) -> anyhow::Result<()> {
     // Its anonymous volumes go with it; the scratch volume goes next.
-    crate::apply::docker::remove_throwaway(docker, name).await?;
-    match docker
-        .remove_volume(name, None::<RemoveVolumeOptions>)
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(error) if crate::live::docker::is_not_found(&error) => Ok(()),
-        Err(error) => Err(error).with_context(|| format!("cannot remove scratch volume `{name}`")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::completed_lines;
-
-    #[test]
-    fn stderr_is_forwarded_a_whole_line_at_a_time() {
-        let buffer = b"backing up da";
-        assert!(completed_lines(buffer, 0, buffer.len()).is_empty());
-        let buffer = b"backing up database `a`\nbackup `x`: ok\npart";
-        let lines = completed_lines(buffer, 13, buffer.len() - 13);
-        assert_eq!(
-            lines,
-            [&b"backing up database `a`"[..], &b"backup `x`: ok"[..]]
-        );
-        let buffer = b"one\ntwo\n";
-        assert_eq!(completed_lines(buffer, 4, 4), [&b"two"[..]]);
-    }
+    containers::remove_throwaway(docker, name).await?;
+    Ok(objects::remove_volume(docker, name).await?)
 }

@@ -60,10 +60,10 @@ pub const BACKUP_MOUNT: &str = "/backups";
 /// The port the server listens on inside the deployment's network.
 pub const SERVER_PORT: u16 = 5432;
 
-/// Labels of the backup container, beyond `apply::docker::object_labels`.
+/// Labels of the backup container, beyond `engine::object_labels`.
 pub mod labels {
     /// `backup` on the backup container, `verify` on a scratch container.
-    pub const ROLE: &str = "org.pgspec.role";
+    pub use crate::engine::labels::ROLE;
     /// `volume:<name>` or `directory:<path>`.
     pub const DESTINATION: &str = "org.pgspec.backup.destination";
     /// Host name of the server the agent dumps.

@@ -9,10 +9,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::apply::hint;
-use crate::apply::lock::ApplyLock;
 use crate::apply::{self, Again, ApplyError, ApplyOptions, Approved, Pause};
-use crate::cli::{Exit, load_spec, observe_and_diff};
-use crate::live::Target;
+use crate::cli::{Exit, load_spec, observe_and_diff, open};
+use crate::lock::ApplyLock;
 use crate::output::{self, Colors};
 use crate::plan::render::{self, Paint, TextOptions};
 use crate::plan::saved::{SavedPlan, fingerprint};
@@ -45,22 +44,31 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
         show_unmanaged: false,
     };
     let lock_wait = Duration::from_secs(args.lock_wait);
-    let (spec, plan, live_fingerprint, mut locks) = match (&args.plan_file, &args.file) {
+    let (spec, connections, plan, live_fingerprint, mut locks) = match (&args.plan_file, &args.file)
+    {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read saved plan `{}`", path.display()))?;
             let saved = SavedPlan::from_json(&text)
                 .with_context(|| format!("cannot load saved plan `{}`", path.display()))?;
-            let locks = ApplyLock::acquire(&saved.spec, lock_wait).await?;
+            let connections = open(&saved.spec).await?;
+            let locks = ApplyLock::acquire(&saved.spec, &connections, lock_wait).await?;
             // A saved plan is the approval: it is applied as it is, or not at all.
-            (saved.spec, saved.plan, saved.live_fingerprint, locks)
+            (
+                saved.spec,
+                connections,
+                saved.plan,
+                saved.live_fingerprint,
+                locks,
+            )
         }
         (None, Some(path)) => {
             let spec = load_spec(path, colors.stderr)?;
             // The lock is held from before planning until apply has verified,
             // so a second apply waits and then plans against the result.
-            let locks = ApplyLock::acquire(&spec, lock_wait).await?;
-            let (live, plan) = observe_and_diff(&spec).await?;
+            let connections = open(&spec).await?;
+            let locks = ApplyLock::acquire(&spec, &connections, lock_wait).await?;
+            let (live, plan) = observe_and_diff(&spec, &connections).await?;
             output::stdout(&render::text(&plan, text_options))?;
             if !plan.errors.is_empty() {
                 bail!(
@@ -76,7 +84,7 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
             }
             confirm(args.auto_approve)?;
             let live_fingerprint = fingerprint(&live);
-            (spec, plan, live_fingerprint, locks)
+            (spec, connections, plan, live_fingerprint, locks)
         }
         (None, None) => bail!("give a spec with `-f SPEC` or a saved plan file"),
     };
@@ -107,14 +115,11 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
             Again::Ask(&ask_again)
         },
     };
-    let outcome = match apply::apply(&spec, approved, &options, &mut locks).await {
+    let outcome = match apply::apply(&spec, &connections, approved, &options, &mut locks).await {
         Ok(outcome) => outcome,
         Err(error) => {
-            // Resolved again only to name the role in a hint; a failure
-            // here leaves the hint with a placeholder.
-            let target = Target::resolve(&spec).ok();
             let connection = hint::Connection {
-                role: target.as_ref().map(|target| target.user.as_str()),
+                role: Some(connections.target.user.as_str()),
                 runs_container: spec.deployment.container.is_some(),
             };
             return Err(explain(error, &plan, connection, colors.stderr));

@@ -14,6 +14,7 @@ use super::{Exit, SpecArg};
 use crate::backup::agent::{self, Report, ServerAddress};
 use crate::backup::manifest::{Entry, Manifest, Status};
 use crate::backup::{self, AgentConfig, CONFIG_PATH};
+use crate::engine::container::ExecOutput;
 use crate::model::Desired;
 use crate::output;
 
@@ -136,50 +137,16 @@ fn backup_spec(file: &Path, color: bool) -> anyhow::Result<Desired> {
 }
 
 /// Runs the agent in the running backup container.
-async fn exec_agent(
-    spec: &Desired,
-    arguments: &[&str],
-) -> anyhow::Result<backup::docker::ExecOutput> {
-    let docker = crate::live::docker::connect()
+async fn exec_agent(spec: &Desired, arguments: &[&str]) -> anyhow::Result<ExecOutput> {
+    let docker = crate::engine::connect()
         .await
         .context("cannot connect to the Docker Engine")?;
-    let name = backup::container_name(&spec.deployment.name);
-    let running = match docker.inspect_container(&name, None).await {
-        Ok(inspect) => {
-            let labels = inspect
-                .config
-                .and_then(|config| config.labels)
-                .unwrap_or_default();
-            let wanted = spec
-                .deployment
-                .backup
-                .as_ref()
-                .map(|backup| &backup.schedules);
-            if wanted != Some(&backup::schedules_from_labels(&labels)) {
-                output::status(&format!(
-                    "warning: backup container `{name}` runs other schedules than the spec says; \
-                     `pgspec apply` updates it"
-                ));
-            }
-            inspect
-                .state
-                .and_then(|state| state.running)
-                .unwrap_or(false)
-        }
-        Err(error) if crate::live::docker::is_not_found(&error) => {
-            bail!("there is no backup container `{name}`; run `pgspec apply` to create it")
-        }
-        Err(error) => return Err(error).with_context(|| format!("cannot inspect `{name}`")),
-    };
-    if !running {
-        bail!("backup container `{name}` is not running; run `pgspec apply` to start it");
-    }
-    backup::docker::exec_forwarding_stderr(
-        &docker,
-        &name,
-        &backup::docker::agent_command(arguments),
-    )
-    .await
+    let schedules = spec
+        .deployment
+        .backup
+        .as_ref()
+        .map(|backup| &backup.schedules);
+    backup::docker::exec_agent(&docker, &spec.deployment.name, schedules, arguments).await
 }
 
 async fn run_now(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
@@ -327,7 +294,7 @@ async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
     else {
         unreachable!("checked by backup_spec");
     };
-    let docker = crate::live::docker::connect()
+    let docker = crate::engine::connect()
         .await
         .context("cannot connect to the Docker Engine")?;
     output::status(&format!(

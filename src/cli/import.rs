@@ -12,10 +12,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::apply::lock;
 use crate::import::{self, ImportOptions};
 use crate::live::Target;
 use crate::live::all::{self, ContainerSelector};
+use crate::lock;
 use crate::model::{Connection, Desired, DiffOptions};
 use crate::model::{ContainerState, Deployment};
 use crate::output;
@@ -91,9 +91,17 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         (None, Some(deployment)) => Some(ContainerSelector::Deployment(deployment.clone())),
         (None, None) => None,
     };
-    let container = match &selector {
-        Some(selector) => {
-            let survey = all::observe_container(selector)
+    let engine = match &selector {
+        Some(_) => Some(
+            crate::engine::connect()
+                .await
+                .context("cannot read the server container")?,
+        ),
+        None => None,
+    };
+    let container = match (&selector, &engine) {
+        (Some(selector), Some(engine)) => {
+            let survey = all::observe_container(engine, selector)
                 .await
                 .context("cannot read the server container")?;
             match (survey, selector) {
@@ -107,7 +115,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
                 ),
             }
         }
-        None => None,
+        _ => None,
     };
 
     if let Some(survey) = &container
@@ -157,8 +165,8 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         .await
         .with_context(|| format!("cannot read the server at {target}"))?;
     let mut container = container;
-    if let Some(container) = &mut container {
-        container.pooler = all::observe_pooler(&target, container, &survey.deployment)
+    if let (Some(container), Some(engine)) = (&mut container, &engine) {
+        container.pooler = all::observe_pooler(engine, &target, container, &survey.deployment)
             .await
             .context("cannot read the pooler")?;
     }

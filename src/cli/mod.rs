@@ -18,8 +18,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::apply::lock;
-use crate::live::{self, Target};
+use crate::live::{self, Connections};
+use crate::lock;
 use crate::model::Deployment;
 use crate::model::Desired;
 use crate::output::{self, ColorChoice};
@@ -167,33 +167,26 @@ const SHARED_LOCK_WAIT: Duration = Duration::from_secs(600);
 /// Observes and diffs while holding the shared advisory lock, so a plan or
 /// drift check never sees an apply half-way.
 pub(crate) async fn plan_now(spec: &Desired) -> anyhow::Result<(Deployment, Plan)> {
-    let target = Target::resolve(spec).context("cannot resolve the connection")?;
-    let lock = match lock::AdvisoryLock::acquire(
-        &target,
-        &spec.deployment.name,
-        lock::Mode::Shared,
-        SHARED_LOCK_WAIT,
-    )
-    .await
-    {
-        Ok(lock) => Some(lock),
-        // A managed container that is not running has no server to lock;
-        // the plan says it will be started.
-        Err(lock::LockError::Server(live::ObserveError::PostgresUnreachable { .. }))
-            if spec.deployment.container.is_some() =>
-        {
-            None
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let observed = observe_and_diff(spec).await;
+    let connections = open(spec).await?;
+    let lock = lock::shared(spec, &connections, SHARED_LOCK_WAIT).await?;
+    let observed = observe_and_diff(spec, &connections).await;
     drop(lock);
     observed
 }
 
+/// Resolves the connection and reaches the engine, once per command.
+pub(crate) async fn open(spec: &Desired) -> anyhow::Result<Connections> {
+    Connections::open(spec)
+        .await
+        .context("cannot resolve the connection")
+}
+
 /// Observes and diffs without taking a lock (the caller holds one).
-pub(crate) async fn observe_and_diff(spec: &Desired) -> anyhow::Result<(Deployment, Plan)> {
-    let live = live::observe(spec)
+pub(crate) async fn observe_and_diff(
+    spec: &Desired,
+    connections: &Connections,
+) -> anyhow::Result<(Deployment, Plan)> {
+    let live = live::observe(spec, connections)
         .await
         .with_context(|| format!("cannot observe deployment `{}`", spec.deployment.name))?;
     let plan = crate::plan::diff(&spec.deployment, &live, &spec.options);

@@ -14,13 +14,13 @@
 
 use std::collections::BTreeMap;
 
-use bollard::Docker;
-use bollard::query_parameters::ListContainersOptions;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use crate::live::docker::{self, is_not_found, labels};
+use crate::engine::container::SERVER_PORT;
+use crate::engine::{Docker, labels};
+use crate::live::docker;
 use crate::live::{ObserveError, Target, backup, pooler, postgres};
 use crate::model::{
     Backup, Container, Database, Deployment, Grant, GrantTarget, Image, Pooler, Setting, index_key,
@@ -65,27 +65,20 @@ pub struct ContainerSurvey {
 /// Finds and reads the server container; `None` when no container has
 /// that name or label.
 pub async fn observe_container(
+    engine: &Docker,
     selector: &ContainerSelector,
 ) -> Result<Option<ContainerSurvey>, ObserveError> {
-    let engine = docker::connect().await?;
     let name = match selector {
         ContainerSelector::Name(name) => name.clone(),
         ContainerSelector::Deployment(deployment) => {
-            match find_by_label(&engine, deployment).await? {
+            match find_by_label(engine, deployment).await? {
                 Some(name) => name,
                 None => return Ok(None),
             }
         }
     };
-    let inspect = match engine.inspect_container(&name, None).await {
-        Ok(inspect) => inspect,
-        Err(error) if is_not_found(&error) => return Ok(None),
-        Err(source) => {
-            return Err(ObserveError::Docker {
-                what: format!("inspect container `{name}`"),
-                source,
-            });
-        }
+    let Some(inspect) = crate::engine::container::inspect(engine, &name).await? else {
+        return Ok(None);
     };
     let config = inspect.config.clone().unwrap_or_default();
     let container_labels = config.labels.clone().unwrap_or_default();
@@ -122,43 +115,27 @@ pub async fn observe_container(
         network: format!("{deployment}-net"),
         ..Container::default()
     };
-    let observed = docker::observe(&engine, &want).await?;
+    let observed = docker::observe(engine, &want).await?;
     let mut container = observed.container.unwrap_or(want);
     // A port Docker picked (`-p 127.0.0.1::5432`) is configured as 0; the
     // server is reached on the port it picked.
     let ephemeral_port = container.port == 0;
     if ephemeral_port {
-        container.port = inspect
-            .network_settings
-            .as_ref()
-            .and_then(|settings| settings.ports.as_ref())
-            .and_then(|ports| ports.get(docker::SERVER_PORT).cloned().flatten())
-            .and_then(|bindings| {
-                bindings
-                    .first()
-                    .and_then(|binding| binding.host_port.clone())
-            })
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_default();
+        container.port =
+            crate::engine::container::published(&inspect, SERVER_PORT).map_or(0, |(_, port)| port);
     }
 
     let pooler_name = format!("{deployment}-pgbouncer");
-    let pooler_image = match engine.inspect_container(&pooler_name, None).await {
-        Ok(inspect) => inspect.config.and_then(|config| config.image),
-        Err(error) if is_not_found(&error) => None,
-        Err(source) => {
-            return Err(ObserveError::Docker {
-                what: format!("inspect container `{pooler_name}`"),
-                source,
-            });
-        }
-    };
+    let pooler_image = crate::engine::container::inspect(engine, &pooler_name)
+        .await?
+        .and_then(|inspect| inspect.config)
+        .and_then(|config| config.image);
     let scope = Deployment {
         name: deployment.clone(),
         container: Some(container.clone()),
         ..Deployment::default()
     };
-    let backup = backup::observe(&engine, &scope).await?;
+    let backup = backup::observe(engine, &scope).await?;
     Ok(Some(ContainerSurvey {
         deployment,
         labelled,
@@ -174,27 +151,8 @@ pub async fn observe_container(
 /// The server container of a deployment, by label: the one that is not
 /// the pooler or the backup agent.
 async fn find_by_label(engine: &Docker, deployment: &str) -> Result<Option<String>, ObserveError> {
-    let filters = std::collections::HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{}={deployment}", labels::DEPLOYMENT)],
-    )]);
-    let containers = engine
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..ListContainersOptions::default()
-        }))
-        .await
-        .map_err(|source| ObserveError::Docker {
-            what: format!("list the containers of deployment `{deployment}`"),
-            source,
-        })?;
-    let mut names: Vec<String> = containers
-        .into_iter()
-        .flat_map(|container| container.names.unwrap_or_default())
-        .map(|name| name.trim_start_matches('/').to_owned())
-        .collect();
-    names.sort();
+    let names =
+        crate::engine::container::names_with_label(engine, labels::DEPLOYMENT, deployment).await?;
     let preferred = format!("{deployment}-postgres");
     if names.contains(&preferred) {
         return Ok(Some(preferred));
@@ -209,6 +167,7 @@ async fn find_by_label(engine: &Docker, deployment: &str) -> Result<Option<Strin
 /// superuser), its served databases and its auth file, for the login roles
 /// of `live`. `None` when there is no pooler container.
 pub async fn observe_pooler(
+    engine: &Docker,
     target: &Target,
     survey: &ContainerSurvey,
     live: &Deployment,
@@ -226,7 +185,7 @@ pub async fn observe_pooler(
         roles: live.roles.clone(),
         ..Deployment::default()
     };
-    let observed = pooler::observe(target, &scope).await?;
+    let observed = pooler::observe(engine, target, &scope).await?;
     Ok(observed.map(|observed| observed.pooler))
 }
 

@@ -6,23 +6,11 @@
 //! Invariant: only reads. Backups themselves are read by `pgspec backup
 //! list` through the agent, not here: a plan does not depend on them.
 
-use bollard::Docker;
-use bollard::query_parameters::DownloadFromContainerOptions;
-
 use crate::backup::{self, labels};
+use crate::engine::Docker;
+use crate::engine::labels as common_labels;
 use crate::live::ObserveError;
-use crate::live::docker::{STREAM_STALL, is_not_found, labels as common_labels, next_within};
 use crate::model::{Backup, BackupAgent, BackupDestination, Deployment};
-
-/// Reads the backup side of a deployment whose server container pgspec
-/// manages; without one there is no backup container either.
-pub async fn observe_deployment(desired: &Deployment) -> Result<Option<Backup>, ObserveError> {
-    if desired.container.is_none() {
-        return Ok(None);
-    }
-    let docker = crate::live::docker::connect().await?;
-    observe(&docker, desired).await
-}
 
 /// Reads the backup side of a deployment. `None` when the spec has no
 /// `backup` section and no backup container exists.
@@ -32,28 +20,12 @@ pub async fn observe(
 ) -> Result<Option<Backup>, ObserveError> {
     let name = backup::container_name(&desired.name);
     let destination_exists = match desired.backup.as_ref().map(|backup| &backup.destination) {
-        Some(BackupDestination::Volume(volume)) => match docker.inspect_volume(volume).await {
-            Ok(_) => true,
-            Err(error) if is_not_found(&error) => false,
-            Err(source) => {
-                return Err(ObserveError::Docker {
-                    what: format!("inspect volume `{volume}`"),
-                    source,
-                });
-            }
-        },
+        Some(BackupDestination::Volume(volume)) => {
+            crate::engine::objects::volume_exists(docker, volume).await?
+        }
         _ => true,
     };
-    let inspect = match docker.inspect_container(&name, None).await {
-        Ok(inspect) => Some(inspect),
-        Err(error) if is_not_found(&error) => None,
-        Err(source) => {
-            return Err(ObserveError::Docker {
-                what: format!("inspect container `{name}`"),
-                source,
-            });
-        }
-    };
+    let inspect = crate::engine::container::inspect(docker, &name).await?;
     let Some(inspect) = inspect else {
         return Ok(desired.backup.as_ref().map(|_| Backup {
             destination_exists,
@@ -121,31 +93,10 @@ async fn password_matches(
         source,
     })?;
     let name = backup::container_name(&desired.name);
-    let mut archive = Vec::new();
-    let mut stream = docker.download_from_container(
-        &name,
-        Some(DownloadFromContainerOptions {
-            path: backup::PGPASS_PATH.to_owned(),
-        }),
-    );
-    loop {
-        match next_within(&mut stream, STREAM_STALL).await {
-            Ok(Some(Ok(bytes))) => archive.extend_from_slice(&bytes),
-            Ok(None) => break,
-            Ok(Some(Err(_))) | Err(_) => return Ok(None),
-        }
-    }
-    let mut reader = tar::Archive::new(archive.as_slice());
-    let Ok(mut entries) = reader.entries() else {
+    let Some(text) = crate::engine::files::read_text(docker, &name, backup::PGPASS_PATH).await
+    else {
         return Ok(None);
     };
-    let Some(Ok(mut entry)) = entries.next() else {
-        return Ok(None);
-    };
-    let mut text = String::new();
-    if std::io::Read::read_to_string(&mut entry, &mut text).is_err() {
-        return Ok(None);
-    }
     Ok(Some(
         backup::password_from_pgpass(&text).as_deref() == Some(password.expose()),
     ))

@@ -6,77 +6,15 @@
 //! honoured.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use bollard::Docker;
-use bollard::errors::Error as DockerError;
-use bollard::models::{
-    ContainerInspectResponse, Health, HealthStatusEnum, ImageInspect, MountPoint,
-};
-use bollard::query_parameters::DownloadFromContainerOptions;
-use futures_util::{Stream, StreamExt};
+use bollard::models::{ContainerInspectResponse, Health, HealthStatusEnum, MountPoint};
 
+use crate::engine::container::SERVER_PORT;
+use crate::engine::image::env_value;
+use crate::engine::{Docker, EngineError, found, labels};
 use crate::live::ObserveError;
 use crate::model::data::{DEFAULT_PGDATA, DataHome, MountInfo};
 use crate::model::{Container, ContainerState, Image};
-
-/// Labels pgspec puts on every Docker object it creates.
-pub mod labels {
-    pub const DEPLOYMENT: &str = "org.pgspec.deployment";
-    pub const MANAGED: &str = "org.pgspec.managed";
-    pub const VERSION: &str = "org.pgspec.version";
-    pub const CONFIG_HASH: &str = "org.pgspec.config-hash";
-}
-
-/// The port PostgreSQL listens on inside the container.
-pub const SERVER_PORT: &str = "5432/tcp";
-
-/// How long a stream from the Docker Engine (a file read out of a
-/// container, a log tail) may go without a chunk before pgspec gives up on
-/// it. bollard bounds only the wait for a response's headers.
-pub const STREAM_STALL: Duration = Duration::from_secs(60);
-
-/// How long an image pull may go without a progress message: the engine
-/// reports every layer's download many times a second, so this is long
-/// only for a registry that stopped answering.
-pub const PULL_STALL: Duration = Duration::from_secs(120);
-
-/// A stream from the Docker Engine sent nothing for the whole bound.
-#[derive(Debug, thiserror::Error)]
-#[error("the Docker Engine sent nothing for {} s", .0.as_secs())]
-pub struct Stalled(pub Duration);
-
-/// The next item of a Docker stream, or [`Stalled`] when none came within
-/// `limit`.
-pub async fn next_within<S: Stream + Unpin>(
-    stream: &mut S,
-    limit: Duration,
-) -> Result<Option<S::Item>, Stalled> {
-    tokio::time::timeout(limit, stream.next())
-        .await
-        .map_err(|_| Stalled(limit))
-}
-
-/// Connects to the engine (DOCKER_HOST or the local socket) and agrees on an
-/// API version.
-pub async fn connect() -> Result<Docker, ObserveError> {
-    let docker = Docker::connect_with_local_defaults().map_err(ObserveError::DockerUnreachable)?;
-    docker
-        .negotiate_version()
-        .await
-        .map_err(ObserveError::DockerUnreachable)
-}
-
-/// Whether an engine error means the object does not exist.
-pub fn is_not_found(error: &DockerError) -> bool {
-    matches!(
-        error,
-        DockerError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
 
 /// What Docker holds for the desired container.
 #[derive(Debug, Clone, Default)]
@@ -97,45 +35,15 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
         docker.inspect_network(&want.network, None),
         docker.info(),
     );
-    let engine = engine.map_err(|source| ObserveError::Docker {
-        what: "read the engine's resources".to_owned(),
-        source,
-    })?;
-    let network_exists = match network {
-        Ok(_) => true,
-        Err(error) if is_not_found(&error) => false,
-        Err(source) => {
-            return Err(ObserveError::Docker {
-                what: format!("inspect network `{}`", want.network),
-                source,
-            });
-        }
-    };
-    let volume_exists = match volume {
-        Ok(_) => true,
-        Err(error) if is_not_found(&error) => false,
-        Err(source) => {
-            return Err(ObserveError::Docker {
-                what: format!("inspect volume `{}`", want.volume),
-                source,
-            });
-        }
-    };
+    let engine = engine.map_err(EngineError::call("read the engine's resources"))?;
+    let network_exists = found(network, &format!("inspect network `{}`", want.network))?.is_some();
+    let volume_exists = found(volume, &format!("inspect volume `{}`", want.volume))?.is_some();
     let mut images = BTreeMap::new();
-    match image {
-        Ok(image) => {
-            images.insert(want.image.clone(), image_from_inspect(image));
-        }
-        Err(error) if is_not_found(&error) => {}
-        Err(source) => {
-            return Err(ObserveError::Docker {
-                what: format!("inspect image `{}`", want.image),
-                source,
-            });
-        }
+    if let Some(image) = found(image, &format!("inspect image `{}`", want.image))? {
+        images.insert(want.image.clone(), crate::engine::image::facts(image));
     }
-    let container = match container {
-        Ok(inspect) => {
+    let container = match found(container, &format!("inspect container `{}`", want.name))? {
+        Some(inspect) => {
             let mut container = container_from_inspect(inspect, want, volume_exists);
             if container.state != ContainerState::Running {
                 // A running server reports its version; a stopped one is
@@ -147,19 +55,13 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
             container.network_exists = network_exists;
             container
         }
-        Err(error) if is_not_found(&error) => Container {
+        None => Container {
             name: want.name.clone(),
             state: ContainerState::Missing,
             volume_exists,
             network_exists,
             ..Container::default()
         },
-        Err(source) => {
-            return Err(ObserveError::Docker {
-                what: format!("inspect container `{}`", want.name),
-                source,
-            });
-        }
     };
     let container = Container {
         engine_cpus: engine.ncpu,
@@ -178,95 +80,10 @@ pub async fn data_directory_major(docker: &Docker, container: &str, pgdata: &str
     if pgdata.is_empty() {
         return None;
     }
-    let text = read_file(docker, container, &format!("{pgdata}/PG_VERSION"))
+    let text = crate::engine::files::read_file(docker, container, &format!("{pgdata}/PG_VERSION"))
         .await
         .ok()??;
     String::from_utf8_lossy(&text).trim().parse().ok()
-}
-
-/// The most of a file `read_file` reads: the control files it is for are
-/// a few kilobytes.
-const READ_FILE_LIMIT: usize = 64 * 1024;
-
-/// One regular file from a container (running, stopped or only created),
-/// through the engine's archive endpoint; `None` when it does not exist.
-pub async fn read_file(
-    docker: &Docker,
-    container: &str,
-    path: &str,
-) -> Result<Option<Vec<u8>>, ObserveError> {
-    let mut archive = Vec::new();
-    let mut stream = docker.download_from_container(
-        container,
-        Some(DownloadFromContainerOptions {
-            path: path.to_owned(),
-        }),
-    );
-    loop {
-        let chunk = match next_within(&mut stream, STREAM_STALL).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(source) => {
-                return Err(ObserveError::DockerStalled {
-                    what: format!("read `{path}` in container `{container}`"),
-                    source,
-                });
-            }
-        };
-        match chunk {
-            Ok(bytes) => {
-                archive.extend_from_slice(&bytes);
-                if archive.len() > READ_FILE_LIMIT + 4096 {
-                    break;
-                }
-            }
-            Err(error) if is_not_found(&error) => return Ok(None),
-            Err(source) => {
-                return Err(ObserveError::Docker {
-                    what: format!("read `{path}` in container `{container}`"),
-                    source,
-                });
-            }
-        }
-    }
-    let mut reader = tar::Archive::new(archive.as_slice());
-    let Ok(mut entries) = reader.entries() else {
-        return Ok(None);
-    };
-    let Some(Ok(entry)) = entries.next() else {
-        return Ok(None);
-    };
-    if entry.header().entry_type() != tar::EntryType::Regular {
-        return Ok(None);
-    }
-    let mut content = Vec::new();
-    match std::io::Read::read_to_end(
-        &mut std::io::Read::take(entry, READ_FILE_LIMIT as u64),
-        &mut content,
-    ) {
-        Ok(_) => Ok(Some(content)),
-        Err(_) => Ok(None),
-    }
-}
-
-/// The facts pgspec needs of an image: its id, major version, `PGDATA` and
-/// declared volumes.
-pub fn image_from_inspect(image: ImageInspect) -> Image {
-    let config = image.config.unwrap_or_default();
-    let env = config.env.unwrap_or_default();
-    let mut volumes: Vec<String> = config.volumes.unwrap_or_default().into_iter().collect();
-    volumes.sort();
-    Image {
-        id: image.id.unwrap_or_default(),
-        pg_major: env_value(&env, "PG_MAJOR").and_then(|major| major.parse().ok()),
-        pgdata: env_value(&env, "PGDATA").map(str::to_owned),
-        volumes,
-    }
-}
-
-fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
-    env.iter()
-        .find_map(|entry| entry.strip_prefix(name)?.strip_prefix('='))
 }
 
 fn container_from_inspect(

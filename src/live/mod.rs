@@ -11,6 +11,7 @@ pub mod docker;
 pub mod pooler;
 pub mod postgres;
 
+use crate::engine::EngineError;
 use crate::model::Desired;
 use crate::model::{ContainerState, Deployment};
 use crate::secret::SecretError;
@@ -20,16 +21,10 @@ pub use postgres::Target;
 /// Why live state could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
-    /// The Docker Engine did not answer.
-    #[error("Docker Engine did not answer")]
-    DockerUnreachable(#[source] bollard::errors::Error),
-    /// A Docker API call failed.
-    #[error("cannot {what}")]
-    Docker {
-        what: String,
-        #[source]
-        source: bollard::errors::Error,
-    },
+    /// The Docker Engine did not answer, a call failed, or a file read out
+    /// of a container stopped arriving.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     /// No connection to PostgreSQL could be made.
     #[error("cannot connect to PostgreSQL at {target}")]
     PostgresUnreachable {
@@ -51,13 +46,6 @@ pub enum ObserveError {
         postgres::OBSERVE_TIMEOUT.as_secs()
     )]
     PostgresSlow { target: String },
-    /// A file read out of a container stopped arriving.
-    #[error("cannot {what}")]
-    DockerStalled {
-        what: String,
-        #[source]
-        source: docker::Stalled,
-    },
     /// A catalog query failed.
     #[error("cannot read {what} in database `{database}`")]
     Query {
@@ -82,9 +70,7 @@ impl ObserveError {
     /// What the user can do about it, when there is something.
     pub fn help(&self) -> Option<&'static str> {
         match self {
-            ObserveError::DockerUnreachable(_) => {
-                Some("start dockerd (scripts/docker-engine.sh does), or set DOCKER_HOST")
-            }
+            ObserveError::Engine(error) => error.help(),
             ObserveError::PostgresSilent { .. } => Some(
                 "something accepts connections at that address but does not answer as \
                  PostgreSQL does: check host and port (spec `postgres.connection`, or \
@@ -103,22 +89,80 @@ impl ObserveError {
     }
 }
 
-/// Reads the live deployment the spec describes: the container (when the
-/// spec has one) and, concurrently, PostgreSQL's catalogs.
-pub async fn observe(spec: &Desired) -> Result<Deployment, ObserveError> {
+/// The help for one cause of an error chain: an observation's or the
+/// engine's, where they have one.
+pub fn help_for(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    if let Some(error) = cause.downcast_ref::<ObserveError>() {
+        return error.help();
+    }
+    cause
+        .downcast_ref::<EngineError>()
+        .and_then(EngineError::help)
+}
+
+/// What a command reaches, opened once and passed down: the server's
+/// connection target (secrets read here, once) and, when the spec runs a
+/// container, the engine (API version negotiated once).
+#[derive(Debug, Clone)]
+pub struct Connections {
+    pub target: Target,
+    pub engine: Option<crate::engine::Docker>,
+}
+
+impl Connections {
+    /// Resolves the target and connects to the engine when the spec has a
+    /// container.
+    pub async fn open(spec: &Desired) -> Result<Connections, ObserveError> {
+        let target = Target::resolve(spec)?;
+        let engine = match &spec.deployment.container {
+            Some(_) => Some(crate::engine::connect().await?),
+            None => None,
+        };
+        Ok(Connections { target, engine })
+    }
+
+    /// The engine; an error when the spec runs no container (a bug: only
+    /// a container's plan has engine steps).
+    pub fn engine(&self) -> Result<&crate::engine::Docker, ObserveError> {
+        self.engine.as_ref().ok_or_else(|| {
+            ObserveError::Connection(
+                "the spec runs no container, so pgspec did not connect to the Docker Engine"
+                    .to_owned(),
+            )
+        })
+    }
+}
+
+/// Reads the live deployment the spec describes: the container, pooler and
+/// backup container (when the spec runs a server) through one engine
+/// connection and, concurrently, PostgreSQL's catalogs at `target`, the
+/// connection the command resolved once.
+pub async fn observe(
+    spec: &Desired,
+    connections: &Connections,
+) -> Result<Deployment, ObserveError> {
     let desired = &spec.deployment;
-    let target = Target::resolve(spec)?;
+    let target = &connections.target;
+    let docker = &connections.engine;
     let docker_side = async {
-        match &desired.container {
-            Some(container) => {
-                let docker = docker::connect().await?;
-                docker::observe(&docker, container).await.map(Some)
+        match (docker, &desired.container) {
+            (Some(docker), Some(container)) => {
+                let (server, backup) = tokio::join!(
+                    docker::observe(docker, container),
+                    backup::observe(docker, desired)
+                );
+                Ok::<_, ObserveError>(Some((server?, backup?)))
             }
+            _ => Ok(None),
+        }
+    };
+    let postgres_side = postgres::observe(target, desired);
+    let pooler_side = async {
+        match docker {
+            Some(docker) => pooler::observe(docker, target, desired).await,
             None => Ok(None),
         }
     };
-    let postgres_side = postgres::observe(&target, desired);
-    let pooler_side = pooler::observe(&target, desired);
     let (docker_result, postgres_result, pooler_result) =
         tokio::join!(docker_side, postgres_side, pooler_side);
 
@@ -127,7 +171,8 @@ pub async fn observe(spec: &Desired) -> Result<Deployment, ObserveError> {
         ..Deployment::default()
     };
     let server_may_run = match docker_result? {
-        Some(observed) => {
+        Some((observed, backup)) => {
+            live.backup = backup;
             let running = observed
                 .container
                 .as_ref()
@@ -174,6 +219,5 @@ pub async fn observe(spec: &Desired) -> Result<Deployment, ObserveError> {
         Err(ObserveError::PostgresUnreachable { .. }) if !server_may_run => {}
         Err(error) => return Err(error),
     }
-    live.backup = backup::observe_deployment(desired).await?;
     Ok(live)
 }

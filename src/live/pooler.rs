@@ -14,12 +14,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use bollard::Docker;
-use bollard::query_parameters::DownloadFromContainerOptions;
 use tokio_postgres::SimpleQueryMessage;
 
+use crate::engine::{self, Docker};
 use crate::live::ObserveError;
-use crate::live::docker::{STREAM_STALL, is_not_found, next_within};
 use crate::live::postgres::Target;
 use crate::model::{ContainerState, Deployment, Image, Pooler, PoolerUser};
 
@@ -43,6 +41,7 @@ pub struct Observed {
 /// `server` is how the server is reached (for its verifiers); the admin
 /// console is reached as the same user with the same password.
 pub async fn observe(
+    docker: &Docker,
     server: &Target,
     desired: &Deployment,
 ) -> Result<Option<Observed>, ObserveError> {
@@ -50,51 +49,31 @@ pub async fn observe(
         return Ok(None);
     };
     let Some(want) = &desired.pooler else {
-        let docker = crate::live::docker::connect().await?;
-        return left_behind(&docker, &desired.pooler_container()).await;
+        return left_behind(docker, &desired.pooler_container()).await;
     };
-    let docker = crate::live::docker::connect().await?;
     let name = desired.pooler_container();
     let (inspect, image) = tokio::join!(
         docker.inspect_container(&name, None),
         docker.inspect_image(&want.image)
     );
     let mut images = BTreeMap::new();
-    match image {
-        Ok(image) => {
-            images.insert(
-                want.image.clone(),
-                Image {
-                    id: image.id.unwrap_or_default(),
-                    ..Image::default()
-                },
-            );
-        }
-        Err(error) if is_not_found(&error) => {}
-        Err(source) => {
-            return Err(ObserveError::Docker {
-                what: format!("inspect image `{}`", want.image),
-                source,
-            });
-        }
+    if let Some(image) = engine::found(image, &format!("inspect image `{}`", want.image))? {
+        images.insert(
+            want.image.clone(),
+            Image {
+                id: image.id.unwrap_or_default(),
+                ..Image::default()
+            },
+        );
     }
-    let inspect = match inspect {
-        Ok(inspect) => inspect,
-        Err(error) if is_not_found(&error) => {
-            return Ok(Some(Observed {
-                pooler: Pooler {
-                    state: ContainerState::Missing,
-                    ..Pooler::default()
-                },
-                images,
-            }));
-        }
-        Err(source) => {
-            return Err(ObserveError::Docker {
-                what: format!("inspect container `{name}`"),
-                source,
-            });
-        }
+    let Some(inspect) = engine::found(inspect, &format!("inspect container `{name}`"))? else {
+        return Ok(Some(Observed {
+            pooler: Pooler {
+                state: ContainerState::Missing,
+                ..Pooler::default()
+            },
+            images,
+        }));
     };
 
     let binding = inspect
@@ -150,7 +129,7 @@ pub async fn observe(
             None
         }
     };
-    let auth = users_state(&docker, &name, server, &users);
+    let auth = users_state(docker, &name, server, &users);
     let (console, auth) = tokio::join!(console, auth);
     match console {
         Some(Ok((settings, databases))) => {
@@ -167,21 +146,14 @@ pub async fn observe(
 /// A pooler container pgspec made that the spec no longer declares: only
 /// its existence matters (the plan reports it, or removes it when pruning).
 async fn left_behind(docker: &Docker, name: &str) -> Result<Option<Observed>, ObserveError> {
-    let inspect = match docker.inspect_container(name, None).await {
-        Ok(inspect) => inspect,
-        Err(error) if is_not_found(&error) => return Ok(None),
-        Err(source) => {
-            return Err(ObserveError::Docker {
-                what: format!("inspect container `{name}`"),
-                source,
-            });
-        }
+    let Some(inspect) = engine::container::inspect(docker, name).await? else {
+        return Ok(None);
     };
     let managed = inspect
         .config
         .as_ref()
         .and_then(|config| config.labels.as_ref())
-        .and_then(|labels| labels.get(crate::live::docker::labels::MANAGED))
+        .and_then(|labels| labels.get(engine::labels::MANAGED))
         .is_some_and(|value| value == "true");
     if !managed {
         return Ok(None);
@@ -310,7 +282,7 @@ async fn users_state(
     server: &Target,
     served: &[String],
 ) -> BTreeMap<String, PoolerUser> {
-    let in_file = read_file(docker, container, AUTH_FILE)
+    let in_file = engine::files::read_text(docker, container, AUTH_FILE)
         .await
         .map(|text| parse_auth_file(&text))
         .unwrap_or_default();
@@ -391,26 +363,6 @@ pub fn parse_auth_file(text: &str) -> BTreeMap<String, String> {
         }
     }
     entries
-}
-
-/// A file of a container (running or not) through the archive endpoint;
-/// `None` when it cannot be read.
-pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Option<String> {
-    let mut archive = Vec::new();
-    let mut stream = docker.download_from_container(
-        container,
-        Some(DownloadFromContainerOptions {
-            path: path.to_owned(),
-        }),
-    );
-    while let Some(chunk) = next_within(&mut stream, STREAM_STALL).await.ok()? {
-        archive.extend_from_slice(&chunk.ok()?);
-    }
-    let mut reader = tar::Archive::new(archive.as_slice());
-    let mut entry = reader.entries().ok()?.next()?.ok()?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut entry, &mut text).ok()?;
-    Some(text)
 }
 
 #[cfg(test)]

@@ -20,6 +20,11 @@ use serde::{Deserialize, Serialize};
 /// up to PostgreSQL 17, and what its entrypoint falls back to.
 pub const DEFAULT_PGDATA: &str = "/var/lib/postgresql/data";
 
+/// Where pgspec puts the superuser password file in a server container it
+/// creates. The image reads it through `POSTGRES_PASSWORD_FILE`, so the
+/// password never shows in `docker inspect`.
+pub const PASSWORD_FILE: &str = "/etc/pgspec/superuser-password";
+
 /// Where the data directory lives inside a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataLayout {

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::live::{ObserveError, Target};
+use crate::engine::Docker;
+use crate::engine::container::SERVER_PORT;
+use crate::live::{Connections, ObserveError, Target};
 use crate::model::Desired;
 
 /// Why a lock could not be taken.
@@ -261,6 +263,33 @@ impl AdvisoryLock {
     }
 }
 
+/// Takes the advisory lock shared, as `plan`, `drift` and `import` do
+/// while they read, so they never see an apply half-way. `None` when the
+/// spec's own container is not running: there is no server to lock, and
+/// the plan says it will be started.
+pub async fn shared(
+    spec: &Desired,
+    connections: &Connections,
+    wait: Duration,
+) -> Result<Option<AdvisoryLock>, LockError> {
+    match AdvisoryLock::acquire(
+        &connections.target,
+        &spec.deployment.name,
+        Mode::Shared,
+        wait,
+    )
+    .await
+    {
+        Ok(lock) => Ok(Some(lock)),
+        Err(LockError::Server(ObserveError::PostgresUnreachable { .. }))
+            if spec.deployment.container.is_some() =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// The locks one apply holds from before it plans until it has verified:
 /// the host file lock always, the advisory lock as soon as the server runs.
 pub struct ApplyLock {
@@ -277,10 +306,14 @@ impl ApplyLock {
     /// has no server to lock yet; `ensure_advisory` takes it once the
     /// container phase has started it. Any other unreachable server is an
     /// error: the lock is never skipped on a guess.
-    pub async fn acquire(spec: &Desired, wait: Duration) -> Result<ApplyLock, LockError> {
+    pub async fn acquire(
+        spec: &Desired,
+        connections: &Connections,
+        wait: Duration,
+    ) -> Result<ApplyLock, LockError> {
         let deployment = spec.deployment.name.clone();
         let file = FileLock::acquire(&deployment, wait).await?;
-        let target = Target::resolve(spec).map_err(LockError::Server)?;
+        let target = connections.target.clone();
         let advisory = match AdvisoryLock::acquire(&target, &deployment, Mode::Exclusive, wait)
             .await
         {
@@ -289,10 +322,8 @@ impl ApplyLock {
                 let Some(container) = &spec.deployment.container else {
                     return Err(LockError::Server(source));
                 };
-                match container_state(&container.name)
-                    .await
-                    .map_err(LockError::Server)?
-                {
+                let engine = connections.engine().map_err(LockError::Server)?;
+                match container_state(engine, &container.name).await {
                     // The spec moves the server to another port; until
                     // the replace it listens where it is published now.
                     ContainerRun::Running(Some((host, port)))
@@ -395,27 +426,14 @@ enum ContainerRun {
     Unknown(String),
 }
 
-/// Fails only when the engine cannot be reached (its own error, with its
-/// help); any other inspection failure is `Unknown`.
-async fn container_state(name: &str) -> Result<ContainerRun, ObserveError> {
-    let docker = crate::live::docker::connect().await?;
-    Ok(match docker.inspect_container(name, None).await {
-        Ok(inspect) => {
+/// The container's state; a failed inspection is `Unknown`.
+async fn container_state(engine: &Docker, name: &str) -> ContainerRun {
+    match crate::engine::container::inspect(engine, name).await {
+        Ok(Some(inspect)) => {
             let state = inspect.state.clone().unwrap_or_default();
             if state.running == Some(true) {
-                let published = inspect
-                    .network_settings
-                    .and_then(|settings| settings.ports)
-                    .and_then(|ports| ports.get(crate::live::docker::SERVER_PORT).cloned())
-                    .flatten()
-                    .and_then(|bindings| bindings.into_iter().next())
-                    .and_then(|binding| {
-                        let port = binding.host_port?.parse().ok()?;
-                        let host = crate::live::postgres::published_host(
-                            binding.host_ip.as_deref().unwrap_or_default(),
-                        );
-                        Some((host, port))
-                    });
+                let published = crate::engine::container::published(&inspect, SERVER_PORT)
+                    .map(|(host, port)| (crate::live::postgres::published_host(&host), port));
                 ContainerRun::Running(published)
             } else {
                 ContainerRun::NotRunning(
@@ -425,11 +443,9 @@ async fn container_state(name: &str) -> Result<ContainerRun, ObserveError> {
                 )
             }
         }
-        Err(error) if crate::live::docker::is_not_found(&error) => {
-            ContainerRun::NotRunning("missing".to_owned())
-        }
+        Ok(None) => ContainerRun::NotRunning("missing".to_owned()),
         Err(error) => ContainerRun::Unknown(error.to_string()),
-    })
+    }
 }
 
 /// Who holds the exclusive lock, for the message.

@@ -1,0 +1,153 @@
+//! The Docker Engine, for every layer that talks to it: one connection per
+//! command (API version negotiated once), the labels pgspec puts on what it
+//! creates, containers (create, start, wait, exec, logs, remove), files in
+//! and out of containers, images (inspect, pull with progress), volumes and
+//! networks.
+//!
+//! `live`, `apply` and `backup` call down into this module and never into
+//! each other for engine work. Nothing here knows a spec, a plan or a
+//! PostgreSQL connection; what a container is for is its caller's business.
+//!
+//! Invariant: every wait is bounded (a stream that stops sending is
+//! [`Stalled`]; waits for a container take a limit), and nothing here
+//! removes a named volume except [`objects::remove_volume`], which only
+//! `backup verify` calls, for the scratch volume it made.
+
+pub mod archive;
+pub mod container;
+pub mod files;
+pub mod image;
+pub mod objects;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use futures_util::{Stream, StreamExt};
+
+/// Labels pgspec puts on the Docker objects it creates.
+pub mod labels {
+    pub const DEPLOYMENT: &str = "org.pgspec.deployment";
+    pub const MANAGED: &str = "org.pgspec.managed";
+    pub const VERSION: &str = "org.pgspec.version";
+    /// The hash of what pgspec sets when it creates the server container.
+    pub const CONFIG_HASH: &str = "org.pgspec.config-hash";
+    /// What a container is for, where a deployment has several of one kind:
+    /// `backup` on the backup container, `verify` on a scratch server,
+    /// `agent-check` or `data-check` on a never-started check container.
+    pub const ROLE: &str = "org.pgspec.role";
+}
+
+/// Labels every object pgspec creates carries.
+pub fn object_labels(deployment: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::DEPLOYMENT.to_owned(), deployment.to_owned()),
+        (labels::MANAGED.to_owned(), "true".to_owned()),
+        (
+            labels::VERSION.to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+    ])
+}
+
+/// How long a stream from the Docker Engine (a file read out of a
+/// container, a log tail, exec output) may go without a chunk before pgspec
+/// gives up on it. bollard bounds only the wait for a response's headers.
+pub const STREAM_STALL: Duration = Duration::from_secs(60);
+
+/// How long an image pull may go without a progress message: the engine
+/// reports every layer's download many times a second, so this is long
+/// only for a registry that stopped answering.
+pub const PULL_STALL: Duration = Duration::from_secs(120);
+
+/// A stream from the Docker Engine sent nothing for the whole bound.
+#[derive(Debug, thiserror::Error)]
+#[error("the Docker Engine sent nothing for {} s", .0.as_secs())]
+pub struct Stalled(pub Duration);
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The Docker Engine did not answer.
+    #[error("Docker Engine did not answer")]
+    Unreachable(#[source] DockerError),
+    /// A call failed; `what` says what pgspec was doing ("inspect volume
+    /// `x`").
+    #[error("cannot {what}")]
+    Call {
+        what: String,
+        #[source]
+        source: DockerError,
+    },
+    /// A stream stopped arriving.
+    #[error("cannot {what}")]
+    Stalled {
+        what: String,
+        #[source]
+        source: Stalled,
+    },
+}
+
+impl EngineError {
+    /// A failed call, described by what pgspec was doing.
+    pub fn call(what: impl Into<String>) -> impl FnOnce(DockerError) -> EngineError {
+        let what = what.into();
+        move |source| EngineError::Call { what, source }
+    }
+
+    /// What the user can do about it, when there is something.
+    pub fn help(&self) -> Option<&'static str> {
+        match self {
+            EngineError::Unreachable(_) => {
+                Some("start dockerd (scripts/docker-engine.sh does), or set DOCKER_HOST")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Connects to the engine (DOCKER_HOST or the local socket) and agrees on an
+/// API version, so an engine speaking 1.41 works as well as a current one.
+/// A command connects once and passes the client down.
+pub async fn connect() -> Result<Docker, EngineError> {
+    let docker = Docker::connect_with_local_defaults().map_err(EngineError::Unreachable)?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(EngineError::Unreachable)
+}
+
+/// Whether an engine error means the object does not exist.
+pub fn is_not_found(error: &DockerError) -> bool {
+    matches!(
+        error,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// An inspect's answer with "does not exist" as `None`.
+pub fn found<T>(result: Result<T, DockerError>, what: &str) -> Result<Option<T>, EngineError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(error) if is_not_found(&error) => Ok(None),
+        Err(source) => Err(EngineError::Call {
+            what: what.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The next item of a Docker stream, or [`Stalled`] when none came within
+/// `limit`.
+pub async fn next_within<S: Stream + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+) -> Result<Option<S::Item>, Stalled> {
+    tokio::time::timeout(limit, stream.next())
+        .await
+        .map_err(|_| Stalled(limit))
+}

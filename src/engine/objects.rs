@@ -1,0 +1,102 @@
+//! Volumes and networks.
+
+use bollard::models::{NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::RemoveVolumeOptions;
+
+use super::{Docker, EngineError, found, is_not_found, object_labels};
+
+/// Whether a volume exists.
+pub async fn volume_exists(docker: &Docker, name: &str) -> Result<bool, EngineError> {
+    Ok(found(
+        docker.inspect_volume(name).await,
+        &format!("inspect volume `{name}`"),
+    )?
+    .is_some())
+}
+
+/// Whether a network exists.
+pub async fn network_exists(docker: &Docker, name: &str) -> Result<bool, EngineError> {
+    Ok(found(
+        docker.inspect_network(name, None).await,
+        &format!("inspect network `{name}`"),
+    )?
+    .is_some())
+}
+
+/// Creates a named volume with the deployment's labels and `extra` ones.
+pub async fn create_volume(
+    docker: &Docker,
+    deployment: &str,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Result<(), EngineError> {
+    let mut labels = object_labels(deployment);
+    labels.extend(
+        extra
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+    );
+    docker
+        .create_volume(VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            labels: Some(labels),
+            ..VolumeCreateRequest::default()
+        })
+        .await
+        .map(|_| ())
+        .map_err(EngineError::call(format!("create volume `{name}`")))
+}
+
+/// Removes a volume pgspec made to throw away (a restore check's scratch
+/// volume); a missing one is already gone. Never called on data or backups.
+pub async fn remove_volume(docker: &Docker, name: &str) -> Result<(), EngineError> {
+    match docker
+        .remove_volume(name, None::<RemoveVolumeOptions>)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(error) if is_not_found(&error) => Ok(()),
+        Err(source) => Err(EngineError::Call {
+            what: format!("remove volume `{name}`"),
+            source,
+        }),
+    }
+}
+
+/// Creates a bridge network with the deployment's labels.
+pub async fn create_network(
+    docker: &Docker,
+    deployment: &str,
+    name: &str,
+) -> Result<(), EngineError> {
+    docker
+        .create_network(NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".to_owned()),
+            labels: Some(object_labels(deployment)),
+            ..NetworkCreateRequest::default()
+        })
+        .await
+        .map(|_| ())
+        .map_err(EngineError::call(format!("create network `{name}`")))
+}
+
+/// Attaches a container to a network.
+pub async fn connect_network(
+    docker: &Docker,
+    network: &str,
+    container: &str,
+) -> Result<(), EngineError> {
+    docker
+        .connect_network(
+            network,
+            NetworkConnectRequest {
+                container: container.to_owned(),
+                endpoint_config: None,
+            },
+        )
+        .await
+        .map_err(EngineError::call(format!(
+            "connect container `{container}` to network `{network}`"
+        )))
+}
