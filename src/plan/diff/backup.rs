@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::model::DiffOptions;
+use crate::model::address::ObjectKind;
 use crate::model::{
     Backup, BackupAgent, BackupDestination, BackupSchedule, Container, Deployment, address,
 };
@@ -51,6 +52,7 @@ pub(super) fn diff(
             if options.prune {
                 plan.actions.push(Action {
                     address,
+                    object: ObjectKind::Backup,
                     kind: ActionKind::Delete,
                     reason: "no `backup` in the spec, and pruning is on; the backups stay"
                         .to_owned(),
@@ -110,6 +112,7 @@ pub(super) fn diff(
         changes.extend(schedule_changes(&Default::default(), &want.schedules));
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Backup,
             kind: ActionKind::Create,
             reason: "declared in the spec, no backup container exists".to_owned(),
             risk: Risk::none(),
@@ -169,6 +172,7 @@ pub(super) fn diff(
         steps.extend(replace);
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Backup,
             kind: ActionKind::Replace,
             reason: format!(
                 "the backup agent reads its schedules when it starts, so a new container \
@@ -185,6 +189,7 @@ pub(super) fn diff(
         }));
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Backup,
             kind: ActionKind::Update,
             reason: "the backup container is stopped, so no scheduled backup runs".to_owned(),
             risk: Risk::none(),
@@ -198,6 +203,7 @@ pub(super) fn diff(
     } else if !steps.is_empty() {
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Backup,
             kind: ActionKind::Update,
             reason: "the destination volume is missing".to_owned(),
             risk: Risk::none(),

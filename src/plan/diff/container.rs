@@ -3,6 +3,7 @@
 //! replacement on the same volume — and refuses a major version change on
 //! existing data.
 
+use crate::model::address::ObjectKind;
 use crate::model::{Container, ContainerState, Deployment, address};
 use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PlanError, Risk, Step};
 
@@ -77,6 +78,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
             };
             plan.actions.push(Action {
                 address,
+                object: ObjectKind::Container,
                 kind: ActionKind::Create,
                 reason,
                 risk: Risk::none(),
@@ -118,6 +120,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                 steps.push(verify_step(want, live));
                 plan.actions.push(Action {
                     address,
+                    object: ObjectKind::Container,
                     kind: ActionKind::Replace,
                     reason: "the engine cannot change these fields of a container in place; \
                              the data volume is kept"
@@ -172,6 +175,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                 if !changes.is_empty() {
                     plan.actions.push(Action {
                         address,
+                        object: ObjectKind::Container,
                         kind: ActionKind::Update,
                         reason: "changed in place (docker update / start)".to_owned(),
                         risk: Risk::none(),
@@ -216,7 +220,7 @@ pub(super) fn restart_for_settings(desired: &Deployment, plan: &mut Plan) {
     let settings: Vec<String> = plan
         .actions
         .iter()
-        .filter(|action| action.risk.restart && action.address.starts_with("setting."))
+        .filter(|action| action.risk.restart && action.object == ObjectKind::Setting)
         .map(|action| action.address.trim_start_matches("setting.").to_owned())
         .collect();
     if settings.is_empty() {
@@ -224,6 +228,7 @@ pub(super) fn restart_for_settings(desired: &Deployment, plan: &mut Plan) {
     }
     plan.actions.push(Action {
         address: address::container(&want.name),
+        object: ObjectKind::Container,
         kind: ActionKind::Restart,
         reason: format!(
             "{} take(s) effect only after a server restart; the server restarts once, after \

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::model::address::ObjectKind;
 use crate::model::{Acl, AclObject, Database, Deployment, Grant, GrantTarget, address};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 use crate::sql::{qualified, quote_ident};
@@ -341,6 +342,7 @@ fn single(context: &Context, grant: &Grant, object: AclObject, kind: &str, plan:
     };
     plan.actions.push(Action {
         address,
+        object: ObjectKind::Grant,
         kind: if held.is_empty() {
             ActionKind::Create
         } else {
@@ -457,6 +459,7 @@ fn many(
         };
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Grant,
             kind: if new_grants == steps.len() {
                 ActionKind::Create
             } else {
@@ -562,6 +565,7 @@ fn default_privilege(
     }
     plan.actions.push(Action {
         address,
+        object: ObjectKind::DefaultPrivilege,
         kind: if held.is_empty() {
             ActionKind::Create
         } else {

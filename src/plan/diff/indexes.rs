@@ -29,6 +29,7 @@
 use std::collections::BTreeSet;
 
 use crate::model::DiffOptions;
+use crate::model::address::ObjectKind;
 use crate::model::{
     Database, Deployment, Index, IndexCheck, IndexStamp, address, index_key, stamp_hash,
 };
@@ -216,6 +217,7 @@ pub fn diff(
             };
             plan.actions.push(Action {
                 address,
+                object: ObjectKind::Index,
                 kind: ActionKind::Delete,
                 reason,
                 risk: locks(live),
@@ -321,6 +323,7 @@ impl Build<'_> {
         steps.extend(self.build_steps(&self.index.name));
         Action {
             address,
+            object: ObjectKind::Index,
             kind: ActionKind::Create,
             reason: format!(
                 "declared in the spec, not on table `{}.{}`; built concurrently, after \
@@ -372,6 +375,7 @@ impl Build<'_> {
         }
         Action {
             address,
+            object: ObjectKind::Index,
             kind: ActionKind::Replace,
             reason: if reusable {
                 format!(
@@ -426,6 +430,7 @@ impl Build<'_> {
         }
         Action {
             address,
+            object: ObjectKind::Index,
             kind: ActionKind::Replace,
             reason: "invalid: a concurrent build failed or was cancelled; queries do not use it, \
                      so it is dropped and built again concurrently"
@@ -441,6 +446,7 @@ impl Build<'_> {
     fn finish_replace(&self, address: String, scratch: &Index, canonical: &str) -> Action {
         Action {
             address,
+            object: ObjectKind::Index,
             kind: ActionKind::Create,
             reason: format!(
                 "an interrupted replace left the new index as `{}`; it matches the spec and \
