@@ -10,19 +10,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::address::ObjectKind;
+use crate::model::privileges::{self, PUBLIC};
 use crate::model::{Acl, AclObject, Database, Deployment, Grant, GrantTarget, address};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 use crate::sql::{qualified, quote_ident};
-
-/// The grantee everyone is.
-pub const PUBLIC: &str = "PUBLIC";
 
 /// The field of a change that lists one object's privileges.
 pub const PRIVILEGES: &str = "privileges";
 
 /// Every privilege of a kind of object, which `ALL` stands for.
 fn all_privileges(kind: &str, version_num: u32) -> Vec<&'static str> {
-    crate::model::privileges::all_privileges(kind, version_num).to_vec()
+    privileges::all_privileges(kind, version_num).to_vec()
 }
 
 fn expand(privileges: &[String], kind: &str, version_num: u32) -> BTreeSet<String> {
@@ -155,23 +153,18 @@ impl<'a> Context<'a> {
                     .unwrap_or_default(),
             );
         }
-        let defaults: Vec<(String, Vec<&str>)> = match object {
+        let defaults = match object {
             // A database the plan creates starts with acldefault('d').
             AclObject::Database => match self.have {
-                None => {
-                    let owner = self.want.owner.as_deref().unwrap_or(self.current_user);
-                    vec![
-                        (owner.to_owned(), all_privileges("database", 0)),
-                        (PUBLIC.to_owned(), vec!["CONNECT", "TEMPORARY"]),
-                    ]
-                }
+                None => privileges::new_database(
+                    self.want.owner.as_deref().unwrap_or(self.current_user),
+                ),
                 Some(_) => Vec::new(),
             },
             // `public` in a new database (PostgreSQL 15+).
-            AclObject::Schema { schema } if self.have.is_none() && schema == "public" => vec![
-                ("pg_database_owner".to_owned(), vec!["CREATE", "USAGE"]),
-                (PUBLIC.to_owned(), vec!["USAGE"]),
-            ],
+            AclObject::Schema { schema } if self.have.is_none() && schema == "public" => {
+                privileges::new_public_schema()
+            }
             AclObject::Schema { schema } => {
                 let exists = self
                     .have
@@ -181,8 +174,7 @@ impl<'a> Context<'a> {
                 } else {
                     // A schema the plan creates starts with acldefault('n').
                     let planned = self.want.schemas.get(schema)?;
-                    let owner = planned.owner.as_deref().unwrap_or(self.current_user);
-                    vec![(owner.to_owned(), vec!["CREATE", "USAGE"])]
+                    privileges::new_schema(planned.owner.as_deref().unwrap_or(self.current_user))
                 }
             }
             AclObject::Default { .. } => Vec::new(),
@@ -191,8 +183,13 @@ impl<'a> Context<'a> {
         Some(
             defaults
                 .into_iter()
-                .find(|(role, _)| role == grantee)
-                .map(|(_, privileges)| privileges.into_iter().map(str::to_owned).collect())
+                .find(|(role, _)| *role == grantee)
+                .map(|(_, privileges)| {
+                    privileges
+                        .iter()
+                        .map(|&privilege| privilege.to_owned())
+                        .collect()
+                })
                 .unwrap_or_default(),
         )
     }

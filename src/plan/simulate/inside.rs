@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 
 use super::new_value;
+use crate::model::privileges;
 use crate::model::{
     Acl, AclObject, Database, Deployment, Membership, PasswordState, Role, Schema, address,
 };
-use crate::plan::diff::grants::{PRIVILEGES, PUBLIC, parse_list};
+use crate::plan::diff::grants::{PRIVILEGES, parse_list};
 use crate::plan::{Action, ActionKind};
 
 type Path = [(String, String)];
@@ -108,36 +109,31 @@ pub(super) fn database(next: &mut Deployment, name: &str, action: &Action) {
         }
     }
     if action.kind == ActionKind::Create {
-        set_acl(
-            database,
-            AclObject::Database,
-            &owner,
-            vec!["CONNECT".into(), "CREATE".into(), "TEMPORARY".into()],
-        );
-        set_acl(
-            database,
-            AclObject::Database,
-            PUBLIC,
-            vec!["CONNECT".into(), "TEMPORARY".into()],
-        );
+        for (grantee, held) in privileges::new_database(&owner) {
+            set_acl(database, AclObject::Database, grantee, owned(held));
+        }
         database.schemas.insert(
             "public".to_owned(),
             Schema {
                 name: "public".to_owned(),
-                owner: Some("pg_database_owner".to_owned()),
+                owner: Some(privileges::PUBLIC_SCHEMA_OWNER.to_owned()),
             },
         );
         let public = AclObject::Schema {
             schema: "public".to_owned(),
         };
-        set_acl(
-            database,
-            public.clone(),
-            "pg_database_owner",
-            vec!["CREATE".into(), "USAGE".into()],
-        );
-        set_acl(database, public, PUBLIC, vec!["USAGE".into()]);
+        for (grantee, held) in privileges::new_public_schema() {
+            set_acl(database, public.clone(), grantee, owned(held));
+        }
     }
+}
+
+/// Privileges as the model holds them.
+fn owned(privileges: &[&str]) -> Vec<String> {
+    privileges
+        .iter()
+        .map(|&privilege| privilege.to_owned())
+        .collect()
 }
 
 fn database_entry<'a>(next: &'a mut Deployment, name: &str) -> &'a mut Database {
@@ -165,14 +161,12 @@ pub(super) fn schema(next: &mut Deployment, database: &str, name: &str, action: 
     }
     let owner = schema.owner.clone().unwrap_or_default();
     if created {
-        set_acl(
-            database,
-            AclObject::Schema {
+        for (grantee, held) in privileges::new_schema(&owner) {
+            let object = AclObject::Schema {
                 schema: name.to_owned(),
-            },
-            &owner,
-            vec!["CREATE".into(), "USAGE".into()],
-        );
+            };
+            set_acl(database, object, grantee, owned(held));
+        }
     }
 }
 
