@@ -337,27 +337,48 @@ fn single(context: &Context, grant: &Grant, object: AclObject, kind: &str, plan:
         AclObject::Database => None,
         _ => Some(database.clone()),
     };
-    plan.actions.push(Action {
+    let statements = delta_statements(&on, &grant.grantee, &wanted, &held);
+    let reason = held_reason(&grant.grantee, kind, !held.is_empty());
+    plan.actions.push(one_object_action(
         address,
-        object: ObjectKind::Grant,
+        ObjectKind::Grant,
+        reason,
+        &held,
+        &wanted,
+        run_in,
+        statements,
+    ));
+}
+
+/// The action that turns what a grantee holds on one object into what the
+/// spec grants, with `statements` run in `database` (`None`: the
+/// maintenance database).
+fn one_object_action(
+    address: String,
+    object: ObjectKind,
+    reason: String,
+    held: &BTreeSet<String>,
+    wanted: &BTreeSet<String>,
+    database: Option<String>,
+    statements: Vec<String>,
+) -> Action {
+    Action {
+        address,
+        object,
         kind: if held.is_empty() {
             ActionKind::Create
         } else {
             ActionKind::Update
         },
-        reason: held_reason(&grant.grantee, kind, !held.is_empty()),
+        reason,
         risk: Risk::none(),
-        changes: vec![Change::new(
-            PRIVILEGES,
-            list_text(&held),
-            list_text(&wanted),
-        )],
+        changes: vec![Change::new(PRIVILEGES, list_text(held), list_text(wanted))],
         steps: vec![Step::Sql {
-            database: run_in,
-            statements: delta_statements(&on, &grant.grantee, &wanted, &held),
+            database,
+            statements,
             transaction: true,
         }],
-    });
+    }
 }
 
 /// A grant on tables, sequences or functions of a schema: every one that
@@ -543,53 +564,28 @@ fn default_privilege(
     if !schema.is_empty() {
         prefix.push_str(&format!(" IN SCHEMA {}", quote_ident(schema)));
     }
-    let on = object.to_uppercase();
-    let grantee = grantee_sql(&grant.grantee);
-    let missing: Vec<&str> = wanted.difference(&held).map(String::as_str).collect();
-    let extra: Vec<&str> = held.difference(&wanted).map(String::as_str).collect();
-    let mut statements = Vec::new();
-    if !missing.is_empty() {
-        statements.push(format!(
-            "{prefix} GRANT {} ON {on} TO {grantee}",
-            missing.join(", ")
-        ));
-    }
-    if !extra.is_empty() {
-        statements.push(format!(
-            "{prefix} REVOKE {} ON {on} FROM {grantee}",
-            extra.join(", ")
-        ));
-    }
-    plan.actions.push(Action {
-        address,
-        object: ObjectKind::DefaultPrivilege,
-        kind: if held.is_empty() {
-            ActionKind::Create
+    let statements = delta_statements(&object.to_uppercase(), &grant.grantee, &wanted, &held)
+        .into_iter()
+        .map(|statement| format!("{prefix} {statement}"))
+        .collect();
+    let reason = format!(
+        "{object} `{owner}` creates later{} differ from the spec's default privileges for `{}`",
+        if schema.is_empty() {
+            String::new()
         } else {
-            ActionKind::Update
+            format!(" in schema `{schema}`")
         },
-        reason: format!(
-            "{object} `{owner}` creates later{} differ from the spec's default privileges for \
-             `{}`",
-            if schema.is_empty() {
-                String::new()
-            } else {
-                format!(" in schema `{schema}`")
-            },
-            grant.grantee
-        ),
-        risk: Risk::none(),
-        changes: vec![Change::new(
-            PRIVILEGES,
-            list_text(&held),
-            list_text(&wanted),
-        )],
-        steps: vec![Step::Sql {
-            database: Some(database.clone()),
-            statements,
-            transaction: true,
-        }],
-    });
+        grant.grantee
+    );
+    plan.actions.push(one_object_action(
+        address,
+        ObjectKind::DefaultPrivilege,
+        reason,
+        &held,
+        &wanted,
+        Some(database.clone()),
+        statements,
+    ));
 }
 
 #[cfg(test)]

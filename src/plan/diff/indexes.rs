@@ -312,7 +312,9 @@ impl Build<'_> {
         }
     }
 
-    fn create(&self, address: String, scratch: Option<&Index>, definition: &str) -> Action {
+    /// Drops what an interrupted replace left under the scratch name, if
+    /// anything, then builds the index under its own name.
+    fn build_steps_clearing(&self, scratch: Option<&Index>) -> Vec<Step> {
         let mut steps = Vec::new();
         if let Some(scratch) = scratch {
             steps.push(sql(
@@ -321,6 +323,11 @@ impl Build<'_> {
             ));
         }
         steps.extend(self.build_steps(&self.index.name));
+        steps
+    }
+
+    fn create(&self, address: String, scratch: Option<&Index>, definition: &str) -> Action {
+        let steps = self.build_steps_clearing(scratch);
         Action {
             address,
             object: ObjectKind::Index,
@@ -408,14 +415,7 @@ impl Build<'_> {
         scratch: Option<&Index>,
         canonical: &str,
     ) -> Action {
-        let mut steps = Vec::new();
-        if let Some(scratch) = scratch {
-            steps.push(sql(
-                self.database,
-                drop_statement(&scratch.schema, &scratch.name),
-            ));
-        }
-        steps.extend(self.build_steps(&self.index.name));
+        let steps = self.build_steps_clearing(scratch);
         let mut changes = vec![Change::new(
             "valid",
             Some("false".to_owned()),
