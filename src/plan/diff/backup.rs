@@ -144,16 +144,10 @@ pub(super) fn diff(
         &crate::backup::destination_label(&want.destination),
     );
     if have_agent.image == want_agent.image
-        && let Some(local) = live.images.get(&want_agent.image)
-        && !local.id.is_empty()
-        && !have_agent.image_id.is_empty()
-        && local.id != have_agent.image_id
+        && let Some(change) =
+            super::container::image_id_change(live, &want_agent.image, &have_agent.image_id)
     {
-        changes.push(Change::new(
-            "image_id",
-            Some(short_id(&have_agent.image_id)),
-            Some(short_id(&local.id)),
-        ));
+        changes.push(change);
     }
     if have_agent.password_matches == Some(false) {
         // The agent would fail to log in at its next backup.
@@ -222,11 +216,6 @@ fn describe_destination(destination: &BackupDestination) -> String {
         BackupDestination::Volume(name) => format!("volume `{name}`"),
         BackupDestination::Directory(path) => format!("directory `{path}`"),
     }
-}
-
-fn short_id(id: &str) -> String {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    hex.chars().take(12).collect()
 }
 
 fn retention_text(schedule: &BackupSchedule) -> String {

@@ -88,7 +88,9 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
         }
         Some(have) => {
             let mut replace_changes = replace_changes(have, want);
-            if let Some(change) = image_id_change(have, want, live) {
+            if have.image == want.image
+                && let Some(change) = image_id_change(live, &want.image, &have.image_id)
+            {
                 replace_changes.push(change);
             }
             if !replace_changes.is_empty() {
@@ -278,17 +280,20 @@ fn network_steps(network_exists: bool, want: &Container) -> Vec<Step> {
     steps
 }
 
-/// A container still running an older image of the same tag (the tag was
-/// pulled or rebuilt since) is replaced, so the new image is what runs.
-fn image_id_change(have: &Container, want: &Container, live: &Deployment) -> Option<Change> {
-    if have.image != want.image || have.image_id.is_empty() {
+/// A container still running an older image of its tag: the tag `image`
+/// was pulled or rebuilt since and names another image than the one the
+/// container runs (`running_id`). No change when either id is unknown.
+/// The server, pooler and backup containers are all replaced on it, so the
+/// new image is what runs.
+pub(super) fn image_id_change(live: &Deployment, image: &str, running_id: &str) -> Option<Change> {
+    if running_id.is_empty() {
         return None;
     }
-    let local = live.images.get(&want.image)?;
-    (!local.id.is_empty() && local.id != have.image_id).then(|| {
+    let local = live.images.get(image)?;
+    (!local.id.is_empty() && local.id != running_id).then(|| {
         Change::new(
             "image_id",
-            Some(short_id(&have.image_id)),
+            Some(short_id(running_id)),
             Some(short_id(&local.id)),
         )
     })

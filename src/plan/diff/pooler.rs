@@ -257,17 +257,11 @@ fn replace_changes(have: &Pooler, want: &Pooler, live: &Deployment) -> Vec<Chang
             Some(have.image.clone()),
             Some(want.image.clone()),
         ));
-    } else if let Some(local) = live.images.get(&want.image)
-        && !local.id.is_empty()
-        && !have.image_id.is_empty()
-        && local.id != have.image_id
+    } else if let Some(change) =
+        super::container::image_id_change(live, &want.image, &have.image_id)
     {
         // The tag now names another image (pulled or rebuilt since).
-        changes.push(Change::new(
-            "image_id",
-            Some(short_id(&have.image_id)),
-            Some(short_id(&local.id)),
-        ));
+        changes.push(change);
     }
     if port_text(have) != port_text(want) {
         changes.push(Change::new(
@@ -277,11 +271,6 @@ fn replace_changes(have: &Pooler, want: &Pooler, live: &Deployment) -> Vec<Chang
         ));
     }
     changes
-}
-
-fn short_id(id: &str) -> String {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    hex.chars().take(12).collect()
 }
 
 /// Settings the spec states, and those pgspec always writes, that PgBouncer
