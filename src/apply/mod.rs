@@ -206,7 +206,7 @@ pub fn past(kind: ActionKind) -> &'static str {
 }
 
 fn is_container_action(action: &Action) -> bool {
-    action.address.starts_with("container.")
+    action.object == crate::model::address::ObjectKind::Container
 }
 
 /// Applies an approved plan to the deployment the spec describes, under

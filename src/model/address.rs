@@ -2,6 +2,63 @@
 //! errors — `role.reporting`, `database.app/extension.pg_trgm`,
 //! `container.ledger-postgres`.
 
+/// The kind of object an address names: the kind of its last segment
+/// (`database.app/extension.pg_trgm` names an extension). Each plan action
+/// carries it, set where the action is built, so nothing that decides what
+/// to do with an action reads it back from the address text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectKind {
+    /// `container.NAME`: the server container, its volume and network.
+    Container,
+    /// `setting.NAME`: a server setting (`ALTER SYSTEM`).
+    Setting,
+    /// `role.NAME`.
+    Role,
+    /// `role.MEMBER/membership.ROLE`.
+    Membership,
+    /// `database.NAME`, with its per-database settings.
+    Database,
+    /// `database.NAME/schema.NAME`.
+    Schema,
+    /// `database.NAME/extension.NAME`.
+    Extension,
+    /// `database.NAME/index.NAME`.
+    Index,
+    /// `…/grant.GRANTEE`: privileges on the database, a schema or objects
+    /// in it.
+    Grant,
+    /// `…/future_OBJECTS.ROLE/default_privilege.GRANTEE`.
+    DefaultPrivilege,
+    /// `pooler.NAME`: the PgBouncer container.
+    Pooler,
+    /// `backup.NAME`: the backup container and its destination.
+    Backup,
+}
+
+impl ObjectKind {
+    /// The kind of object `address` names, from its last segment; `None`
+    /// when that segment names no kind of object pgspec plans.
+    pub fn of(address: &str) -> Option<ObjectKind> {
+        let segments = parse(address);
+        let (kind, _) = segments.last()?;
+        Some(match kind.as_str() {
+            "container" => ObjectKind::Container,
+            "setting" => ObjectKind::Setting,
+            "role" => ObjectKind::Role,
+            "membership" => ObjectKind::Membership,
+            "database" => ObjectKind::Database,
+            "schema" => ObjectKind::Schema,
+            "extension" => ObjectKind::Extension,
+            "index" => ObjectKind::Index,
+            "grant" => ObjectKind::Grant,
+            "default_privilege" => ObjectKind::DefaultPrivilege,
+            "pooler" => ObjectKind::Pooler,
+            "backup" => ObjectKind::Backup,
+            _ => return None,
+        })
+    }
+}
+
 /// A name as it appears in an address: bare when it is plain, otherwise in
 /// double quotes with `"` and `\` escaped, so that `/` and `.` in a name
 /// cannot be confused with the address's own separators.
@@ -158,6 +215,38 @@ pub fn parse(address: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod parse_tests {
     use super::*;
+
+    #[test]
+    fn the_kind_of_object_is_the_last_segment() {
+        for (address, kind) in [
+            (container("x-postgres"), ObjectKind::Container),
+            (setting("work_mem"), ObjectKind::Setting),
+            (role("a/b.c"), ObjectKind::Role),
+            (
+                membership("app", "pg_read_all_data"),
+                ObjectKind::Membership,
+            ),
+            (database("app"), ObjectKind::Database),
+            (schema("app", "database.x"), ObjectKind::Schema),
+            (extension("app", "uuid-ossp"), ObjectKind::Extension),
+            (index("app", "role.x"), ObjectKind::Index),
+            (grant("app", "", "PUBLIC"), ObjectKind::Grant),
+            (
+                grant("app", &object("public", Some(("table", "t"))), "reader"),
+                ObjectKind::Grant,
+            ),
+            (
+                default_privilege("app", "", "tables", "app", "reader"),
+                ObjectKind::DefaultPrivilege,
+            ),
+            (pooler("app"), ObjectKind::Pooler),
+            ("backup.app-backup".to_owned(), ObjectKind::Backup),
+        ] {
+            assert_eq!(ObjectKind::of(&address), Some(kind), "{address}");
+        }
+        assert_eq!(ObjectKind::of("volume.x"), None);
+        assert_eq!(ObjectKind::of(""), None);
+    }
 
     #[test]
     fn parse_inverts_formatting() {

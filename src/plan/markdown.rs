@@ -265,11 +265,13 @@ fn inline(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::address::ObjectKind;
     use crate::plan::{Risk, Step};
 
     fn action(address: &str) -> Action {
         Action {
             address: address.to_owned(),
+            object: ObjectKind::Role,
             kind: ActionKind::Create,
             reason: "declared in the spec".to_owned(),
             risk: Risk::none(),

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::address::ObjectKind;
 use crate::model::{Container, Pooler};
 use crate::secret::Secret;
 
@@ -122,15 +123,54 @@ pub struct PlanError {
 
 /// One change to one object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredAction")]
 pub struct Action {
     /// The object, named the same way everywhere: `role.reporting`,
     /// `database.app/extension.pg_trgm`, `container.ledger-postgres`.
     pub address: String,
+    /// The kind of object `address` names. Not written: plan JSON and
+    /// saved plans hold the address, and loading derives the kind from it.
+    #[serde(skip_serializing)]
+    pub object: ObjectKind,
     pub kind: ActionKind,
     pub reason: String,
     pub risk: Risk,
     pub changes: Vec<Change>,
     pub steps: Vec<Step>,
+}
+
+/// An action as plan JSON and saved plans hold it: everything but the kind
+/// of object, which its address names.
+#[derive(Deserialize)]
+struct StoredAction {
+    address: String,
+    kind: ActionKind,
+    reason: String,
+    risk: Risk,
+    changes: Vec<Change>,
+    steps: Vec<Step>,
+}
+
+impl TryFrom<StoredAction> for Action {
+    type Error = String;
+
+    fn try_from(stored: StoredAction) -> Result<Action, String> {
+        let object = ObjectKind::of(&stored.address).ok_or_else(|| {
+            format!(
+                "the address `{}` names no kind of object pgspec plans",
+                stored.address
+            )
+        })?;
+        Ok(Action {
+            address: stored.address,
+            object,
+            kind: stored.kind,
+            reason: stored.reason,
+            risk: stored.risk,
+            changes: stored.changes,
+            steps: stored.steps,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +180,7 @@ impl Action {
     pub(crate) fn bare(address: &str, kind: ActionKind) -> Action {
         Action {
             address: address.to_owned(),
+            object: ObjectKind::of(address).expect("a test address names a kind of object"),
             kind,
             reason: String::new(),
             risk: Risk::none(),
@@ -383,4 +424,23 @@ pub struct PoolerConfig {
     pub admin_user: String,
     /// Roles whose SCRAM verifiers go into the auth file.
     pub users: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_of_object_is_not_written_and_is_read_back_from_the_address() {
+        let action = Action::bare("database.app/extension.pg_trgm", ActionKind::Create);
+        let json = serde_json::to_value(&action).expect("an action serializes");
+        assert!(json.get("object").is_none(), "{json}");
+        let loaded: Action = serde_json::from_value(json).expect("an action loads");
+        assert_eq!(loaded.object, ObjectKind::Extension);
+        assert_eq!(loaded, action);
+
+        let mut unknown = serde_json::to_value(&action).expect("an action serializes");
+        unknown["address"] = "volume.x".into();
+        assert!(serde_json::from_value::<Action>(unknown).is_err());
+    }
 }

@@ -2,26 +2,23 @@
 //! extensions → indexes → grants → pooler → backups, then deletions in the
 //! reverse order, then restarts.
 
+use crate::model::address::ObjectKind;
 use crate::plan::{Action, ActionKind, Plan};
 
-/// The phase an address belongs to, by the kind of its last segment.
-fn phase(address: &str) -> u8 {
-    // Parsed, not split: a quoted name may itself contain `/` or `.`.
-    let segments = crate::model::address::parse(address);
-    let kind = segments.last().map_or("", |(kind, _)| kind.as_str());
-    match kind {
-        "container" => 0,
-        "setting" => 1,
-        "role" => 2,
-        "membership" => 3,
-        "database" => 4,
-        "schema" => 5,
-        "extension" => 6,
-        "index" => 7,
-        "grant" | "default_privilege" => 8,
-        "pooler" => 9,
-        "backup" => 10,
-        _ => 11,
+/// The phase of an action about a kind of object.
+fn phase(object: ObjectKind) -> u8 {
+    match object {
+        ObjectKind::Container => 0,
+        ObjectKind::Setting => 1,
+        ObjectKind::Role => 2,
+        ObjectKind::Membership => 3,
+        ObjectKind::Database => 4,
+        ObjectKind::Schema => 5,
+        ObjectKind::Extension => 6,
+        ObjectKind::Index => 7,
+        ObjectKind::Grant | ObjectKind::DefaultPrivilege => 8,
+        ObjectKind::Pooler => 9,
+        ObjectKind::Backup => 10,
     }
 }
 
@@ -39,16 +36,8 @@ pub fn sort(plan: &mut Plan) {
 fn key(action: &Action) -> (u8, i16, &str) {
     match action.kind {
         ActionKind::Restart => (2, 0, action.address.as_str()),
-        ActionKind::Delete => (
-            1,
-            -i16::from(phase(&action.address)),
-            action.address.as_str(),
-        ),
-        _ => (
-            0,
-            i16::from(phase(&action.address)),
-            action.address.as_str(),
-        ),
+        ActionKind::Delete => (1, -i16::from(phase(action.object)), action.address.as_str()),
+        _ => (0, i16::from(phase(action.object)), action.address.as_str()),
     }
 }
 

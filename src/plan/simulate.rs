@@ -2,7 +2,8 @@
 //! The property tests use it to check convergence (simulate, then diff, gives
 //! an empty plan) without a server.
 
-use crate::model::{Container, ContainerState, Database, Deployment, Extension, address};
+use crate::model::address::{self, ObjectKind};
+use crate::model::{Container, ContainerState, Database, Deployment, Extension};
 use crate::plan::{Action, ActionKind, DockerStep, Plan, Step};
 
 mod inside;
@@ -12,26 +13,29 @@ mod pooler;
 pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
     let mut next = live.clone();
     for action in &plan.actions {
+        // The kind says what the action is about; the address only names it:
+        // `first` is the database (or the member role) an object is in,
+        // `last` the object itself.
         let path = address::parse(&action.address);
-        match path.as_slice() {
-            [(kind, _)] if kind == "container" => simulate_container(&mut next, action),
-            [(kind, _)] if kind == "backup" => super::diff::backup::simulate(&mut next, action),
-            [(kind, _)] if kind == "pooler" => pooler::simulate(&mut next, action),
-            [(kind, name)] if kind == "database" => {
-                simulate_database(&mut next, name, action);
-                inside::simulate(&mut next, &path, action);
+        let (Some((_, first)), Some((_, last))) = (path.first(), path.last()) else {
+            continue;
+        };
+        match action.object {
+            ObjectKind::Container => simulate_container(&mut next, action),
+            ObjectKind::Backup => super::diff::backup::simulate(&mut next, action),
+            ObjectKind::Pooler => pooler::simulate(&mut next, action),
+            ObjectKind::Setting => inside::setting(&mut next, last, action),
+            ObjectKind::Role => inside::role(&mut next, last, action),
+            ObjectKind::Membership => inside::membership(&mut next, first, last),
+            ObjectKind::Database => {
+                simulate_database(&mut next, last, action);
+                inside::database(&mut next, last, action);
             }
-            [(database_kind, database), (kind, name)]
-                if database_kind == "database" && kind == "extension" =>
-            {
-                simulate_extension(&mut next, database, name, action);
-            }
-            [(database_kind, database), (kind, name)]
-                if database_kind == "database" && kind == "index" =>
-            {
-                super::diff::indexes::simulate(&mut next, database, name, action);
-            }
-            _ => inside::simulate(&mut next, &path, action),
+            ObjectKind::Schema => inside::schema(&mut next, first, last, action),
+            ObjectKind::Extension => simulate_extension(&mut next, first, last, action),
+            ObjectKind::Index => super::diff::indexes::simulate(&mut next, first, last, action),
+            ObjectKind::Grant => inside::grant(&mut next, &path, action),
+            ObjectKind::DefaultPrivilege => inside::default_privilege(&mut next, &path, action),
         }
     }
     next

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::model::DiffOptions;
+use crate::model::address::ObjectKind;
 use crate::model::{
     Backup, BackupAgent, BackupDestination, BackupSchedule, Container, Deployment, address,
 };
@@ -51,6 +52,7 @@ pub(super) fn diff(
             if options.prune {
                 plan.actions.push(Action {
                     address,
+                    object: ObjectKind::Backup,
                     kind: ActionKind::Delete,
                     reason: "no `backup` in the spec, and pruning is on; the backups stay"
                         .to_owned(),
@@ -110,6 +112,7 @@ pub(super) fn diff(
         changes.extend(schedule_changes(&Default::default(), &want.schedules));
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Backup,
             kind: ActionKind::Create,
             reason: "declared in the spec, no backup container exists".to_owned(),
             risk: Risk::none(),
@@ -141,16 +144,10 @@ pub(super) fn diff(
         &crate::backup::destination_label(&want.destination),
     );
     if have_agent.image == want_agent.image
-        && let Some(local) = live.images.get(&want_agent.image)
-        && !local.id.is_empty()
-        && !have_agent.image_id.is_empty()
-        && local.id != have_agent.image_id
+        && let Some(change) =
+            super::container::image_id_change(live, &want_agent.image, &have_agent.image_id)
     {
-        changes.push(Change::new(
-            "image_id",
-            Some(short_id(&have_agent.image_id)),
-            Some(short_id(&local.id)),
-        ));
+        changes.push(change);
     }
     if have_agent.password_matches == Some(false) {
         // The agent would fail to log in at its next backup.
@@ -169,6 +166,7 @@ pub(super) fn diff(
         steps.extend(replace);
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Backup,
             kind: ActionKind::Replace,
             reason: format!(
                 "the backup agent reads its schedules when it starts, so a new container \
@@ -185,6 +183,7 @@ pub(super) fn diff(
         }));
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Backup,
             kind: ActionKind::Update,
             reason: "the backup container is stopped, so no scheduled backup runs".to_owned(),
             risk: Risk::none(),
@@ -198,6 +197,7 @@ pub(super) fn diff(
     } else if !steps.is_empty() {
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Backup,
             kind: ActionKind::Update,
             reason: "the destination volume is missing".to_owned(),
             risk: Risk::none(),
@@ -216,11 +216,6 @@ fn describe_destination(destination: &BackupDestination) -> String {
         BackupDestination::Volume(name) => format!("volume `{name}`"),
         BackupDestination::Directory(path) => format!("directory `{path}`"),
     }
-}
-
-fn short_id(id: &str) -> String {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    hex.chars().take(12).collect()
 }
 
 fn retention_text(schedule: &BackupSchedule) -> String {

@@ -3,6 +3,7 @@
 //! replacement on the same volume — and refuses a major version change on
 //! existing data.
 
+use crate::model::address::ObjectKind;
 use crate::model::{Container, ContainerState, Deployment, address};
 use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PlanError, Risk, Step};
 
@@ -77,6 +78,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
             };
             plan.actions.push(Action {
                 address,
+                object: ObjectKind::Container,
                 kind: ActionKind::Create,
                 reason,
                 risk: Risk::none(),
@@ -86,7 +88,9 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
         }
         Some(have) => {
             let mut replace_changes = replace_changes(have, want);
-            if let Some(change) = image_id_change(have, want, live) {
+            if have.image == want.image
+                && let Some(change) = image_id_change(live, &want.image, &have.image_id)
+            {
                 replace_changes.push(change);
             }
             if !replace_changes.is_empty() {
@@ -118,6 +122,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                 steps.push(verify_step(want, live));
                 plan.actions.push(Action {
                     address,
+                    object: ObjectKind::Container,
                     kind: ActionKind::Replace,
                     reason: "the engine cannot change these fields of a container in place; \
                              the data volume is kept"
@@ -172,6 +177,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                 if !changes.is_empty() {
                     plan.actions.push(Action {
                         address,
+                        object: ObjectKind::Container,
                         kind: ActionKind::Update,
                         reason: "changed in place (docker update / start)".to_owned(),
                         risk: Risk::none(),
@@ -216,7 +222,7 @@ pub(super) fn restart_for_settings(desired: &Deployment, plan: &mut Plan) {
     let settings: Vec<String> = plan
         .actions
         .iter()
-        .filter(|action| action.risk.restart && action.address.starts_with("setting."))
+        .filter(|action| action.risk.restart && action.object == ObjectKind::Setting)
         .map(|action| action.address.trim_start_matches("setting.").to_owned())
         .collect();
     if settings.is_empty() {
@@ -224,6 +230,7 @@ pub(super) fn restart_for_settings(desired: &Deployment, plan: &mut Plan) {
     }
     plan.actions.push(Action {
         address: address::container(&want.name),
+        object: ObjectKind::Container,
         kind: ActionKind::Restart,
         reason: format!(
             "{} take(s) effect only after a server restart; the server restarts once, after \
@@ -273,17 +280,20 @@ fn network_steps(network_exists: bool, want: &Container) -> Vec<Step> {
     steps
 }
 
-/// A container still running an older image of the same tag (the tag was
-/// pulled or rebuilt since) is replaced, so the new image is what runs.
-fn image_id_change(have: &Container, want: &Container, live: &Deployment) -> Option<Change> {
-    if have.image != want.image || have.image_id.is_empty() {
+/// A container still running an older image of its tag: the tag `image`
+/// was pulled or rebuilt since and names another image than the one the
+/// container runs (`running_id`). No change when either id is unknown.
+/// The server, pooler and backup containers are all replaced on it, so the
+/// new image is what runs.
+pub(super) fn image_id_change(live: &Deployment, image: &str, running_id: &str) -> Option<Change> {
+    if running_id.is_empty() {
         return None;
     }
-    let local = live.images.get(&want.image)?;
-    (!local.id.is_empty() && local.id != have.image_id).then(|| {
+    let local = live.images.get(image)?;
+    (!local.id.is_empty() && local.id != running_id).then(|| {
         Change::new(
             "image_id",
-            Some(short_id(&have.image_id)),
+            Some(short_id(running_id)),
             Some(short_id(&local.id)),
         )
     })

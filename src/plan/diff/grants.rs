@@ -9,19 +9,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::model::address::ObjectKind;
+use crate::model::privileges::{self, PUBLIC};
 use crate::model::{Acl, AclObject, Database, Deployment, Grant, GrantTarget, address};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 use crate::sql::{qualified, quote_ident};
-
-/// The grantee everyone is.
-pub const PUBLIC: &str = "PUBLIC";
 
 /// The field of a change that lists one object's privileges.
 pub const PRIVILEGES: &str = "privileges";
 
 /// Every privilege of a kind of object, which `ALL` stands for.
 fn all_privileges(kind: &str, version_num: u32) -> Vec<&'static str> {
-    crate::model::privileges::all_privileges(kind, version_num).to_vec()
+    privileges::all_privileges(kind, version_num).to_vec()
 }
 
 fn expand(privileges: &[String], kind: &str, version_num: u32) -> BTreeSet<String> {
@@ -154,23 +153,18 @@ impl<'a> Context<'a> {
                     .unwrap_or_default(),
             );
         }
-        let defaults: Vec<(String, Vec<&str>)> = match object {
+        let defaults = match object {
             // A database the plan creates starts with acldefault('d').
             AclObject::Database => match self.have {
-                None => {
-                    let owner = self.want.owner.as_deref().unwrap_or(self.current_user);
-                    vec![
-                        (owner.to_owned(), all_privileges("database", 0)),
-                        (PUBLIC.to_owned(), vec!["CONNECT", "TEMPORARY"]),
-                    ]
-                }
+                None => privileges::new_database(
+                    self.want.owner.as_deref().unwrap_or(self.current_user),
+                ),
                 Some(_) => Vec::new(),
             },
             // `public` in a new database (PostgreSQL 15+).
-            AclObject::Schema { schema } if self.have.is_none() && schema == "public" => vec![
-                ("pg_database_owner".to_owned(), vec!["CREATE", "USAGE"]),
-                (PUBLIC.to_owned(), vec!["USAGE"]),
-            ],
+            AclObject::Schema { schema } if self.have.is_none() && schema == "public" => {
+                privileges::new_public_schema()
+            }
             AclObject::Schema { schema } => {
                 let exists = self
                     .have
@@ -180,8 +174,7 @@ impl<'a> Context<'a> {
                 } else {
                     // A schema the plan creates starts with acldefault('n').
                     let planned = self.want.schemas.get(schema)?;
-                    let owner = planned.owner.as_deref().unwrap_or(self.current_user);
-                    vec![(owner.to_owned(), vec!["CREATE", "USAGE"])]
+                    privileges::new_schema(planned.owner.as_deref().unwrap_or(self.current_user))
                 }
             }
             AclObject::Default { .. } => Vec::new(),
@@ -190,8 +183,13 @@ impl<'a> Context<'a> {
         Some(
             defaults
                 .into_iter()
-                .find(|(role, _)| role == grantee)
-                .map(|(_, privileges)| privileges.into_iter().map(str::to_owned).collect())
+                .find(|(role, _)| *role == grantee)
+                .map(|(_, privileges)| {
+                    privileges
+                        .iter()
+                        .map(|&privilege| privilege.to_owned())
+                        .collect()
+                })
                 .unwrap_or_default(),
         )
     }
@@ -339,26 +337,48 @@ fn single(context: &Context, grant: &Grant, object: AclObject, kind: &str, plan:
         AclObject::Database => None,
         _ => Some(database.clone()),
     };
-    plan.actions.push(Action {
+    let statements = delta_statements(&on, &grant.grantee, &wanted, &held);
+    let reason = held_reason(&grant.grantee, kind, !held.is_empty());
+    plan.actions.push(one_object_action(
         address,
+        ObjectKind::Grant,
+        reason,
+        &held,
+        &wanted,
+        run_in,
+        statements,
+    ));
+}
+
+/// The action that turns what a grantee holds on one object into what the
+/// spec grants, with `statements` run in `database` (`None`: the
+/// maintenance database).
+fn one_object_action(
+    address: String,
+    object: ObjectKind,
+    reason: String,
+    held: &BTreeSet<String>,
+    wanted: &BTreeSet<String>,
+    database: Option<String>,
+    statements: Vec<String>,
+) -> Action {
+    Action {
+        address,
+        object,
         kind: if held.is_empty() {
             ActionKind::Create
         } else {
             ActionKind::Update
         },
-        reason: held_reason(&grant.grantee, kind, !held.is_empty()),
+        reason,
         risk: Risk::none(),
-        changes: vec![Change::new(
-            PRIVILEGES,
-            list_text(&held),
-            list_text(&wanted),
-        )],
+        changes: vec![Change::new(PRIVILEGES, list_text(held), list_text(wanted))],
         steps: vec![Step::Sql {
-            database: run_in,
-            statements: delta_statements(&on, &grant.grantee, &wanted, &held),
+            database,
+            statements,
             transaction: true,
         }],
-    });
+    }
 }
 
 /// A grant on tables, sequences or functions of a schema: every one that
@@ -457,6 +477,7 @@ fn many(
         };
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Grant,
             kind: if new_grants == steps.len() {
                 ActionKind::Create
             } else {
@@ -543,52 +564,28 @@ fn default_privilege(
     if !schema.is_empty() {
         prefix.push_str(&format!(" IN SCHEMA {}", quote_ident(schema)));
     }
-    let on = object.to_uppercase();
-    let grantee = grantee_sql(&grant.grantee);
-    let missing: Vec<&str> = wanted.difference(&held).map(String::as_str).collect();
-    let extra: Vec<&str> = held.difference(&wanted).map(String::as_str).collect();
-    let mut statements = Vec::new();
-    if !missing.is_empty() {
-        statements.push(format!(
-            "{prefix} GRANT {} ON {on} TO {grantee}",
-            missing.join(", ")
-        ));
-    }
-    if !extra.is_empty() {
-        statements.push(format!(
-            "{prefix} REVOKE {} ON {on} FROM {grantee}",
-            extra.join(", ")
-        ));
-    }
-    plan.actions.push(Action {
-        address,
-        kind: if held.is_empty() {
-            ActionKind::Create
+    let statements = delta_statements(&object.to_uppercase(), &grant.grantee, &wanted, &held)
+        .into_iter()
+        .map(|statement| format!("{prefix} {statement}"))
+        .collect();
+    let reason = format!(
+        "{object} `{owner}` creates later{} differ from the spec's default privileges for `{}`",
+        if schema.is_empty() {
+            String::new()
         } else {
-            ActionKind::Update
+            format!(" in schema `{schema}`")
         },
-        reason: format!(
-            "{object} `{owner}` creates later{} differ from the spec's default privileges for \
-             `{}`",
-            if schema.is_empty() {
-                String::new()
-            } else {
-                format!(" in schema `{schema}`")
-            },
-            grant.grantee
-        ),
-        risk: Risk::none(),
-        changes: vec![Change::new(
-            PRIVILEGES,
-            list_text(&held),
-            list_text(&wanted),
-        )],
-        steps: vec![Step::Sql {
-            database: Some(database.clone()),
-            statements,
-            transaction: true,
-        }],
-    });
+        grant.grantee
+    );
+    plan.actions.push(one_object_action(
+        address,
+        ObjectKind::DefaultPrivilege,
+        reason,
+        &held,
+        &wanted,
+        Some(database.clone()),
+        statements,
+    ));
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@
 use std::collections::BTreeSet;
 
 use crate::model::DiffOptions;
+use crate::model::address::ObjectKind;
 use crate::model::{
     Database, Deployment, Index, IndexCheck, IndexStamp, address, index_key, stamp_hash,
 };
@@ -216,6 +217,7 @@ pub fn diff(
             };
             plan.actions.push(Action {
                 address,
+                object: ObjectKind::Index,
                 kind: ActionKind::Delete,
                 reason,
                 risk: locks(live),
@@ -310,7 +312,9 @@ impl Build<'_> {
         }
     }
 
-    fn create(&self, address: String, scratch: Option<&Index>, definition: &str) -> Action {
+    /// Drops what an interrupted replace left under the scratch name, if
+    /// anything, then builds the index under its own name.
+    fn build_steps_clearing(&self, scratch: Option<&Index>) -> Vec<Step> {
         let mut steps = Vec::new();
         if let Some(scratch) = scratch {
             steps.push(sql(
@@ -319,8 +323,14 @@ impl Build<'_> {
             ));
         }
         steps.extend(self.build_steps(&self.index.name));
+        steps
+    }
+
+    fn create(&self, address: String, scratch: Option<&Index>, definition: &str) -> Action {
+        let steps = self.build_steps_clearing(scratch);
         Action {
             address,
+            object: ObjectKind::Index,
             kind: ActionKind::Create,
             reason: format!(
                 "declared in the spec, not on table `{}.{}`; built concurrently, after \
@@ -372,6 +382,7 @@ impl Build<'_> {
         }
         Action {
             address,
+            object: ObjectKind::Index,
             kind: ActionKind::Replace,
             reason: if reusable {
                 format!(
@@ -404,14 +415,7 @@ impl Build<'_> {
         scratch: Option<&Index>,
         canonical: &str,
     ) -> Action {
-        let mut steps = Vec::new();
-        if let Some(scratch) = scratch {
-            steps.push(sql(
-                self.database,
-                drop_statement(&scratch.schema, &scratch.name),
-            ));
-        }
-        steps.extend(self.build_steps(&self.index.name));
+        let steps = self.build_steps_clearing(scratch);
         let mut changes = vec![Change::new(
             "valid",
             Some("false".to_owned()),
@@ -426,6 +430,7 @@ impl Build<'_> {
         }
         Action {
             address,
+            object: ObjectKind::Index,
             kind: ActionKind::Replace,
             reason: "invalid: a concurrent build failed or was cancelled; queries do not use it, \
                      so it is dropped and built again concurrently"
@@ -441,6 +446,7 @@ impl Build<'_> {
     fn finish_replace(&self, address: String, scratch: &Index, canonical: &str) -> Action {
         Action {
             address,
+            object: ObjectKind::Index,
             kind: ActionKind::Create,
             reason: format!(
                 "an interrupted replace left the new index as `{}`; it matches the spec and \

@@ -5,6 +5,7 @@
 //! Only what the desired side states is compared: a field the spec leaves
 //! unset accepts whatever is live.
 
+use crate::model::address::ObjectKind;
 use crate::model::{self, Database, Deployment, Extension, address, managed_mark};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 
@@ -45,6 +46,14 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
     pooler::diff(desired, live, options, &mut plan);
     container::restart_for_settings(desired, &mut plan);
     super::order::sort(&mut plan);
+    // Each action's kind of object is set where it is built; its address
+    // names the same kind, which is what loading a saved plan relies on.
+    debug_assert!(
+        plan.actions
+            .iter()
+            .all(|action| ObjectKind::of(&action.address) == Some(action.object)),
+        "an action's kind of object differs from its address's"
+    );
     plan
 }
 
@@ -134,6 +143,7 @@ fn diff_database(
         }
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Database,
             kind: ActionKind::Create,
             reason: "declared in the spec, not on the server".to_owned(),
             risk: Risk::none(),
@@ -205,6 +215,7 @@ fn diff_database(
     if !statements.is_empty() {
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Database,
             kind: ActionKind::Update,
             reason: "differs from the spec".to_owned(),
             risk: Risk::none(),
@@ -271,6 +282,7 @@ fn diff_extensions(
         if installed.managed && options.prune {
             plan.actions.push(Action {
                 address,
+                object: ObjectKind::Extension,
                 kind: ActionKind::Delete,
                 reason: "created by pgspec, no longer in the spec, and pruning is on".to_owned(),
                 risk: Risk::none(),
@@ -349,6 +361,7 @@ fn create_extension(
     }
     Action {
         address,
+        object: ObjectKind::Extension,
         kind: ActionKind::Create,
         reason: "declared in the spec, not installed".to_owned(),
         risk: Risk::none(),
@@ -402,6 +415,7 @@ fn update_extension(
     }
     Some(Action {
         address,
+        object: ObjectKind::Extension,
         kind: ActionKind::Update,
         reason: "installed extension differs from the spec".to_owned(),
         risk: Risk::none(),

@@ -8,6 +8,7 @@
 //! replaces the container, and only that action carries `reconnects`.
 
 use crate::model::DiffOptions;
+use crate::model::address::ObjectKind;
 use crate::model::{ContainerState, Deployment, Pooler, PoolerUser, address};
 use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PoolerConfig, Risk, Step};
 
@@ -54,6 +55,7 @@ pub(super) fn diff(
     let Some(have) = have else {
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Pooler,
             kind: ActionKind::Create,
             reason: "declared in the spec, no pooler container exists".to_owned(),
             risk: Risk::none(),
@@ -81,6 +83,7 @@ pub(super) fn diff(
     if !replace.is_empty() {
         plan.actions.push(Action {
             address,
+            object: ObjectKind::Pooler,
             kind: ActionKind::Replace,
             reason,
             risk: Risk {
@@ -136,6 +139,7 @@ pub(super) fn diff(
     }
     plan.actions.push(Action {
         address,
+        object: ObjectKind::Pooler,
         kind: ActionKind::Update,
         reason: if stopped {
             "the pooler container is stopped; its configuration is rewritten and it is started"
@@ -168,6 +172,7 @@ fn left_behind(desired: &Deployment, live: &Deployment, options: &DiffOptions, p
     }
     plan.actions.push(Action {
         address,
+        object: ObjectKind::Pooler,
         kind: ActionKind::Delete,
         reason: "created by pgspec and no longer in the spec; pruning is on".to_owned(),
         risk: Risk {
@@ -252,17 +257,11 @@ fn replace_changes(have: &Pooler, want: &Pooler, live: &Deployment) -> Vec<Chang
             Some(have.image.clone()),
             Some(want.image.clone()),
         ));
-    } else if let Some(local) = live.images.get(&want.image)
-        && !local.id.is_empty()
-        && !have.image_id.is_empty()
-        && local.id != have.image_id
+    } else if let Some(change) =
+        super::container::image_id_change(live, &want.image, &have.image_id)
     {
         // The tag now names another image (pulled or rebuilt since).
-        changes.push(Change::new(
-            "image_id",
-            Some(short_id(&have.image_id)),
-            Some(short_id(&local.id)),
-        ));
+        changes.push(change);
     }
     if port_text(have) != port_text(want) {
         changes.push(Change::new(
@@ -272,11 +271,6 @@ fn replace_changes(have: &Pooler, want: &Pooler, live: &Deployment) -> Vec<Chang
         ));
     }
     changes
-}
-
-fn short_id(id: &str) -> String {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    hex.chars().take(12).collect()
 }
 
 /// Settings the spec states, and those pgspec always writes, that PgBouncer

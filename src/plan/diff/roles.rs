@@ -6,6 +6,7 @@
 //! never removed.
 
 use crate::model::DiffOptions;
+use crate::model::address::ObjectKind;
 use crate::model::{Deployment, MAX_SCRAM_ITERATIONS, PasswordState, Role, address, managed_mark};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 use crate::sql::{quote_ident, quote_literal};
@@ -55,6 +56,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions, plan
         if have.managed && options.prune && !protected {
             plan.actions.push(Action {
                 address,
+                object: ObjectKind::Role,
                 kind: ActionKind::Delete,
                 reason: "created by pgspec, no longer in the spec, and pruning is on".to_owned(),
                 risk: Risk::none(),
@@ -136,6 +138,7 @@ fn create(want: &Role, deployment: &str) -> Action {
     }
     Action {
         address: address::role(&want.name),
+        object: ObjectKind::Role,
         kind: ActionKind::Create,
         reason: "declared in the spec, not on the server".to_owned(),
         risk: Risk::none(),
@@ -297,6 +300,7 @@ fn update(
     }
     plan.actions.push(Action {
         address,
+        object: ObjectKind::Role,
         kind: ActionKind::Update,
         reason: reasons.join("; "),
         risk: Risk::none(),
@@ -389,6 +393,7 @@ fn diff_memberships(want: &Role, have: Option<&Role>, plan: &mut Plan) {
         }
         plan.actions.push(Action {
             address: address::membership(&want.name, parent),
+            object: ObjectKind::Membership,
             kind: ActionKind::Create,
             reason: format!("the spec makes `{}` a member of `{parent}`", want.name),
             risk: Risk::none(),

@@ -1,6 +1,7 @@
 //! Schemas and their owners. A schema holds data: pgspec creates and
 //! re-owns schemas but never drops one.
 
+use crate::model::address::ObjectKind;
 use crate::model::{Database, address, managed_mark};
 use crate::plan::{Action, ActionKind, Change, Plan, Risk, Step};
 use crate::sql::{quote_ident, quote_literal};
@@ -22,6 +23,7 @@ pub fn diff(deployment: &str, want: &Database, have: Option<&Database>, plan: &m
                 }
                 plan.actions.push(Action {
                     address,
+                    object: ObjectKind::Schema,
                     kind: ActionKind::Create,
                     reason: "declared in the spec, not in the database".to_owned(),
                     risk: Risk::none(),
@@ -45,6 +47,7 @@ pub fn diff(deployment: &str, want: &Database, have: Option<&Database>, plan: &m
                 {
                     plan.actions.push(Action {
                         address,
+                        object: ObjectKind::Schema,
                         kind: ActionKind::Update,
                         reason: "owned by another role than the spec says".to_owned(),
                         risk: Risk::none(),

@@ -5,6 +5,7 @@
 //! the number of the live setting's unit (`32768` for `8kB` pages), `true`
 //! becomes `on`, list settings compare item by item.
 
+use crate::model::address::ObjectKind;
 use crate::model::{Deployment, Setting, address};
 use crate::plan::{Action, ActionKind, Change, Plan, PlanError, Risk, Step};
 use crate::sql::{quote_ident, quote_literal};
@@ -244,6 +245,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, plan: &mut Plan) {
             // Written already; only a restart is missing.
             plan.actions.push(Action {
                 address,
+                object: ObjectKind::Setting,
                 kind: ActionKind::Update,
                 reason: format!(
                     "`{name}` is written with ALTER SYSTEM and waits for a server restart \
@@ -335,6 +337,7 @@ fn write_action(name: &str, value: &str, have: Option<&Setting>, address: String
     }
     Action {
         address,
+        object: ObjectKind::Setting,
         kind: ActionKind::Update,
         reason,
         risk: Risk {

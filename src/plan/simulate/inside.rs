@@ -1,34 +1,21 @@
 //! The inside of PostgreSQL in the model of apply: settings, roles,
 //! memberships, schemas, per-database settings and privileges.
 //!
-//! Each action is read back from its address and its changes, the same
-//! information a reader of the plan has.
+//! Each action is read back from the names in its address and its changes,
+//! the same information a reader of the plan has; `simulate` picks the
+//! function by the action's kind of object.
 
 use std::collections::BTreeMap;
 
+use super::new_value;
+use crate::model::privileges;
 use crate::model::{
     Acl, AclObject, Database, Deployment, Membership, PasswordState, Role, Schema, address,
 };
-use crate::plan::diff::grants::{PRIVILEGES, PUBLIC, parse_list};
+use crate::plan::diff::grants::{PRIVILEGES, parse_list};
 use crate::plan::{Action, ActionKind};
 
 type Path = [(String, String)];
-
-/// Applies one action whose address is inside PostgreSQL; other addresses
-/// are left to the caller.
-pub fn simulate(next: &mut Deployment, path: &Path, action: &Action) {
-    let kinds: Vec<&str> = path.iter().map(|(kind, _)| kind.as_str()).collect();
-    match kinds.as_slice() {
-        ["setting"] => setting(next, &path[0].1, action),
-        ["role"] => role(next, &path[0].1, action),
-        ["role", "membership"] => membership(next, &path[0].1, &path[1].1),
-        ["database"] => database(next, &path[0].1, action),
-        ["database", "schema"] => schema(next, &path[0].1, &path[1].1, action),
-        [.., "grant"] => grant(next, path, action),
-        [.., "default_privilege"] => default_privilege(next, path, action),
-        _ => {}
-    }
-}
 
 fn current_user(next: &Deployment) -> String {
     next.server
@@ -37,7 +24,7 @@ fn current_user(next: &Deployment) -> String {
         .unwrap_or_else(|| "postgres".to_owned())
 }
 
-fn setting(next: &mut Deployment, name: &str, action: &Action) {
+pub(super) fn setting(next: &mut Deployment, name: &str, action: &Action) {
     let setting = next.settings.entry(name.to_owned()).or_default();
     // The model includes the restart a postmaster setting waits for.
     for change in &action.changes {
@@ -51,7 +38,7 @@ fn setting(next: &mut Deployment, name: &str, action: &Action) {
     setting.pending_restart = false;
 }
 
-fn role(next: &mut Deployment, name: &str, action: &Action) {
+pub(super) fn role(next: &mut Deployment, name: &str, action: &Action) {
     if action.kind == ActionKind::Delete {
         next.roles.remove(name);
         return;
@@ -88,7 +75,7 @@ fn role(next: &mut Deployment, name: &str, action: &Action) {
     }
 }
 
-fn membership(next: &mut Deployment, member: &str, parent: &str) {
+pub(super) fn membership(next: &mut Deployment, member: &str, parent: &str) {
     let grantor = current_user(next);
     if let Some(role) = next.roles.get_mut(member)
         && !role.member_of.iter().any(|role| role == parent)
@@ -106,17 +93,9 @@ fn membership(next: &mut Deployment, member: &str, parent: &str) {
     }
 }
 
-fn new_value<'a>(action: &'a Action, field: &str) -> Option<&'a String> {
-    action
-        .changes
-        .iter()
-        .find(|change| change.field == field)
-        .and_then(|change| change.new.as_ref())
-}
-
 /// Per-database settings and, for a new database, the privileges and the
 /// `public` schema it starts with. The caller has already made it exist.
-fn database(next: &mut Deployment, name: &str, action: &Action) {
+pub(super) fn database(next: &mut Deployment, name: &str, action: &Action) {
     let owner = new_value(action, "owner")
         .cloned()
         .unwrap_or_else(|| current_user(next));
@@ -130,36 +109,31 @@ fn database(next: &mut Deployment, name: &str, action: &Action) {
         }
     }
     if action.kind == ActionKind::Create {
-        set_acl(
-            database,
-            AclObject::Database,
-            &owner,
-            vec!["CONNECT".into(), "CREATE".into(), "TEMPORARY".into()],
-        );
-        set_acl(
-            database,
-            AclObject::Database,
-            PUBLIC,
-            vec!["CONNECT".into(), "TEMPORARY".into()],
-        );
+        for (grantee, held) in privileges::new_database(&owner) {
+            set_acl(database, AclObject::Database, grantee, owned(held));
+        }
         database.schemas.insert(
             "public".to_owned(),
             Schema {
                 name: "public".to_owned(),
-                owner: Some("pg_database_owner".to_owned()),
+                owner: Some(privileges::PUBLIC_SCHEMA_OWNER.to_owned()),
             },
         );
         let public = AclObject::Schema {
             schema: "public".to_owned(),
         };
-        set_acl(
-            database,
-            public.clone(),
-            "pg_database_owner",
-            vec!["CREATE".into(), "USAGE".into()],
-        );
-        set_acl(database, public, PUBLIC, vec!["USAGE".into()]);
+        for (grantee, held) in privileges::new_public_schema() {
+            set_acl(database, public.clone(), grantee, owned(held));
+        }
     }
+}
+
+/// Privileges as the model holds them.
+fn owned(privileges: &[&str]) -> Vec<String> {
+    privileges
+        .iter()
+        .map(|&privilege| privilege.to_owned())
+        .collect()
 }
 
 fn database_entry<'a>(next: &'a mut Deployment, name: &str) -> &'a mut Database {
@@ -171,7 +145,7 @@ fn database_entry<'a>(next: &'a mut Deployment, name: &str) -> &'a mut Database 
         })
 }
 
-fn schema(next: &mut Deployment, database: &str, name: &str, action: &Action) {
+pub(super) fn schema(next: &mut Deployment, database: &str, name: &str, action: &Action) {
     let default_owner = current_user(next);
     let database = database_entry(next, database);
     let created = !database.schemas.contains_key(name);
@@ -187,14 +161,12 @@ fn schema(next: &mut Deployment, database: &str, name: &str, action: &Action) {
     }
     let owner = schema.owner.clone().unwrap_or_default();
     if created {
-        set_acl(
-            database,
-            AclObject::Schema {
+        for (grantee, held) in privileges::new_schema(&owner) {
+            let object = AclObject::Schema {
                 schema: name.to_owned(),
-            },
-            &owner,
-            vec!["CREATE".into(), "USAGE".into()],
-        );
+            };
+            set_acl(database, object, grantee, owned(held));
+        }
     }
 }
 
@@ -219,7 +191,7 @@ fn set_acl(database: &mut Database, object: AclObject, grantee: &str, privileges
     database.acls.sort();
 }
 
-fn grant(next: &mut Deployment, path: &Path, action: &Action) {
+pub(super) fn grant(next: &mut Deployment, path: &Path, action: &Action) {
     let (Some((_, database_name)), Some((_, grantee))) = (path.first(), path.last()) else {
         return;
     };
@@ -274,7 +246,7 @@ fn object_from_field(database: &Database, field: &str) -> Option<AclObject> {
     }
 }
 
-fn default_privilege(next: &mut Deployment, path: &Path, action: &Action) {
+pub(super) fn default_privilege(next: &mut Deployment, path: &Path, action: &Action) {
     let (Some((_, database_name)), Some((_, grantee))) = (path.first(), path.last()) else {
         return;
     };
