@@ -1,0 +1,295 @@
+//! Checks of `databases`: names, owners, extensions, schemas and grants.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::checker::Checker;
+use crate::spec::file::{
+    DefaultObjectKind, ExtensionEntry, GrantSpec, ObjectSelection, SchemaEntry, SpecFile,
+};
+use crate::spec::load::{did_you_mean, join_index, join_key};
+
+/// Which objects a grant is about, for the privilege check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GrantKind {
+    Database,
+    Schema,
+    Tables,
+    Sequences,
+    Functions,
+    Types,
+    Schemas,
+}
+
+impl GrantKind {
+    fn privileges(self) -> &'static [&'static str] {
+        match self {
+            GrantKind::Database => &["CONNECT", "CREATE", "TEMPORARY", "TEMP", "ALL"],
+            GrantKind::Schema | GrantKind::Schemas => &["USAGE", "CREATE", "ALL"],
+            GrantKind::Tables => &[
+                "SELECT",
+                "INSERT",
+                "UPDATE",
+                "DELETE",
+                "TRUNCATE",
+                "REFERENCES",
+                "TRIGGER",
+                "MAINTAIN",
+                "ALL",
+            ],
+            GrantKind::Sequences => &["USAGE", "SELECT", "UPDATE", "ALL"],
+            GrantKind::Functions => &["EXECUTE", "ALL"],
+            GrantKind::Types => &["USAGE", "ALL"],
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            GrantKind::Database => "a database",
+            GrantKind::Schema => "a schema",
+            GrantKind::Tables => "tables",
+            GrantKind::Sequences => "sequences",
+            GrantKind::Functions => "functions",
+            GrantKind::Types => "types",
+            GrantKind::Schemas => "schemas",
+        }
+    }
+}
+
+fn default_kind(kind: DefaultObjectKind) -> GrantKind {
+    match kind {
+        DefaultObjectKind::Tables => GrantKind::Tables,
+        DefaultObjectKind::Sequences => GrantKind::Sequences,
+        DefaultObjectKind::Functions => GrantKind::Functions,
+        DefaultObjectKind::Types => GrantKind::Types,
+        DefaultObjectKind::Schemas => GrantKind::Schemas,
+    }
+}
+
+pub(super) fn default_object_name(kind: DefaultObjectKind) -> &'static str {
+    match kind {
+        DefaultObjectKind::Tables => "tables",
+        DefaultObjectKind::Sequences => "sequences",
+        DefaultObjectKind::Functions => "functions",
+        DefaultObjectKind::Types => "types",
+        DefaultObjectKind::Schemas => "schemas",
+    }
+}
+
+/// A privilege as the model keeps it: upper-case, `TEMP` spelled
+/// `TEMPORARY`, `ALL PRIVILEGES` as `ALL`.
+pub(super) fn normalize_privilege(privilege: &str) -> String {
+    let upper = privilege
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase();
+    match upper.as_str() {
+        "TEMP" => "TEMPORARY".to_owned(),
+        "ALL PRIVILEGES" => "ALL".to_owned(),
+        _ => upper,
+    }
+}
+
+impl Checker<'_> {
+    pub(super) fn check_databases(&mut self, file: &SpecFile, known: &BTreeSet<String>) {
+        let mut seen = BTreeMap::new();
+        for (index, database) in file.databases.iter().enumerate() {
+            let path = join_index("databases", index);
+            let name_path = join_key(&path, "name");
+            self.check_identifier(&name_path, &database.name, "database");
+            self.check_duplicate(&mut seen, &name_path, &database.name, "database");
+            if let Some(owner) = &database.owner {
+                self.check_role_reference(&join_key(&path, "owner"), owner, known, false);
+            }
+            self.check_at_least(
+                &join_key(&path, "connection_limit"),
+                database.connection_limit,
+                -1,
+                "connection limit",
+            );
+            self.check_settings(&join_key(&path, "settings"), &database.settings);
+
+            let mut extensions = BTreeMap::new();
+            for (extension_index, extension) in database.extensions.iter().enumerate() {
+                let extension_path = join_index(&join_key(&path, "extensions"), extension_index);
+                let (name, name_path) = match extension {
+                    ExtensionEntry::Name(name) => (name, extension_path.clone()),
+                    ExtensionEntry::Full(full) => {
+                        if let Some(schema) = &full.schema {
+                            self.check_identifier(
+                                &join_key(&extension_path, "schema"),
+                                schema,
+                                "schema",
+                            );
+                        }
+                        (&full.name, join_key(&extension_path, "name"))
+                    }
+                };
+                self.check_identifier(&name_path, name, "extension");
+                self.check_duplicate(&mut extensions, &name_path, name, "extension");
+            }
+
+            let mut schemas = BTreeMap::new();
+            for (schema_index, schema) in database.schemas.iter().enumerate() {
+                let schema_path = join_index(&join_key(&path, "schemas"), schema_index);
+                let (name, name_path) = match schema {
+                    SchemaEntry::Name(name) => (name, schema_path.clone()),
+                    SchemaEntry::Full(full) => {
+                        if let Some(owner) = &full.owner {
+                            self.check_role_reference(
+                                &join_key(&schema_path, "owner"),
+                                owner,
+                                known,
+                                false,
+                            );
+                        }
+                        (&full.name, join_key(&schema_path, "name"))
+                    }
+                };
+                self.check_identifier(&name_path, name, "schema");
+                self.check_duplicate(&mut schemas, &name_path, name, "schema");
+            }
+
+            for (grant_index, grant) in database.grants.iter().enumerate() {
+                let grant_path = join_index(&join_key(&path, "grants"), grant_index);
+                self.check_grant(&grant_path, grant, known);
+            }
+
+            let mut indexes = BTreeMap::new();
+            for (index_index, index) in database.indexes.iter().enumerate() {
+                let index_path = join_index(&join_key(&path, "indexes"), index_index);
+                self.check_identifier(&join_key(&index_path, "name"), &index.name, "index");
+                self.check_duplicate(
+                    &mut indexes,
+                    &join_key(&index_path, "name"),
+                    &index.name,
+                    "index",
+                );
+                self.check_index(&index_path, index);
+            }
+        }
+    }
+
+    pub(super) fn check_grant(&mut self, path: &str, grant: &GrantSpec, known: &BTreeSet<String>) {
+        let role_path = join_key(path, "role");
+        if grant.role.is_empty() {
+            self.error(&role_path, "grantee is empty");
+        } else {
+            self.check_role_reference(&role_path, &grant.role, known, true);
+        }
+
+        let objects: Vec<&str> = [
+            ("tables", grant.tables.is_some()),
+            ("sequences", grant.sequences.is_some()),
+            ("functions", grant.functions.is_some()),
+            ("default_for", grant.default_for.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(field, _)| field)
+        .collect();
+        if objects.len() > 1 {
+            self.error(
+                &join_key(path, objects[1]),
+                format!(
+                    "a grant takes at most one of `tables`, `sequences`, `functions` and \
+                     `default_for`, found {}",
+                    objects
+                        .iter()
+                        .map(|field| format!("`{field}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            )
+            .help = Some("split it into one grant per kind of object".to_owned());
+        }
+        if let Some(field) = objects.first()
+            && grant.schema.is_none()
+            && grant.default_for != Some(DefaultObjectKind::Schemas)
+        {
+            self.error(&join_key(path, field), format!("`{field}` needs `schema`"))
+                .help = Some("name the schema the objects live in: `schema: public`".to_owned());
+        }
+        if grant.default_for == Some(DefaultObjectKind::Schemas) && grant.schema.is_some() {
+            self.error(
+                &join_key(path, "schema"),
+                "default privileges on schemas cannot be limited to a schema",
+            )
+            .help = Some("remove `schema` from this grant".to_owned());
+        }
+        if grant.for_role.is_some() && grant.default_for.is_none() {
+            self.error(
+                &join_key(path, "for_role"),
+                "`for_role` applies only to `default_for` grants",
+            );
+        }
+        if let Some(for_role) = &grant.for_role {
+            self.check_role_reference(&join_key(path, "for_role"), for_role, known, false);
+        }
+        if let Some(schema) = &grant.schema {
+            self.check_identifier(&join_key(path, "schema"), schema, "schema");
+        }
+        for (field, selection) in [
+            ("tables", &grant.tables),
+            ("sequences", &grant.sequences),
+            ("functions", &grant.functions),
+        ] {
+            if let Some(ObjectSelection::Names(names)) = selection {
+                let field_path = join_key(path, field);
+                if names.is_empty() {
+                    self.error(&field_path, format!("`{field}` lists no names"))
+                        .help = Some("list names, or write `all`".to_owned());
+                }
+                for (name_index, name) in names.iter().enumerate() {
+                    let what = &field[..field.len() - 1];
+                    // Functions may carry an argument list; only check the name.
+                    let bare = name.split('(').next().unwrap_or(name).trim();
+                    self.check_identifier(&join_index(&field_path, name_index), bare, what);
+                }
+            }
+        }
+
+        let kind = if grant.tables.is_some() {
+            GrantKind::Tables
+        } else if grant.sequences.is_some() {
+            GrantKind::Sequences
+        } else if grant.functions.is_some() {
+            GrantKind::Functions
+        } else if let Some(default_for) = grant.default_for {
+            default_kind(default_for)
+        } else if grant.schema.is_some() {
+            GrantKind::Schema
+        } else {
+            GrantKind::Database
+        };
+        let privileges_path = join_key(path, "privileges");
+        if grant.privileges.is_empty() {
+            self.error(&privileges_path, "no privileges given");
+        }
+        let valid = kind.privileges();
+        for (privilege_index, privilege) in grant.privileges.iter().enumerate() {
+            let normalized = normalize_privilege(privilege);
+            if valid.contains(&normalized.as_str())
+                || (normalized == "TEMPORARY" && valid.contains(&"TEMP"))
+            {
+                continue;
+            }
+            let privilege_path = join_index(&privileges_path, privilege_index);
+            let valid_list = valid
+                .iter()
+                .filter(|name| **name != "TEMP")
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let suggestion = did_you_mean(&normalized, valid.iter().copied()).map(str::to_owned);
+            let diagnostic = self.error(
+                &privilege_path,
+                format!("privilege `{privilege}` does not apply to {}", kind.noun()),
+            );
+            diagnostic.label = Some(format!("expected one of {valid_list}"));
+            if let Some(suggestion) = suggestion {
+                diagnostic.help = Some(format!("did you mean `{suggestion}`?"));
+            }
+        }
+    }
+}
