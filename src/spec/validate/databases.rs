@@ -3,90 +3,24 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::checker::Checker;
+use super::lower::grant_target;
+use crate::model::GrantTarget;
+use crate::model::privileges;
 use crate::spec::file::{
     DefaultObjectKind, ExtensionEntry, GrantSpec, ObjectSelection, SchemaEntry, SpecFile,
 };
 use crate::spec::load::{did_you_mean, join_index, join_key};
 
-/// Which objects a grant is about, for the privilege check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GrantKind {
-    Database,
-    Schema,
-    Tables,
-    Sequences,
-    Functions,
-    Types,
-    Schemas,
-}
-
-impl GrantKind {
-    fn privileges(self) -> &'static [&'static str] {
-        match self {
-            GrantKind::Database => &["CONNECT", "CREATE", "TEMPORARY", "TEMP", "ALL"],
-            GrantKind::Schema | GrantKind::Schemas => &["USAGE", "CREATE", "ALL"],
-            GrantKind::Tables => &[
-                "SELECT",
-                "INSERT",
-                "UPDATE",
-                "DELETE",
-                "TRUNCATE",
-                "REFERENCES",
-                "TRIGGER",
-                "MAINTAIN",
-                "ALL",
-            ],
-            GrantKind::Sequences => &["USAGE", "SELECT", "UPDATE", "ALL"],
-            GrantKind::Functions => &["EXECUTE", "ALL"],
-            GrantKind::Types => &["USAGE", "ALL"],
-        }
-    }
-
-    fn noun(self) -> &'static str {
-        match self {
-            GrantKind::Database => "a database",
-            GrantKind::Schema => "a schema",
-            GrantKind::Tables => "tables",
-            GrantKind::Sequences => "sequences",
-            GrantKind::Functions => "functions",
-            GrantKind::Types => "types",
-            GrantKind::Schemas => "schemas",
-        }
-    }
-}
-
-fn default_kind(kind: DefaultObjectKind) -> GrantKind {
-    match kind {
-        DefaultObjectKind::Tables => GrantKind::Tables,
-        DefaultObjectKind::Sequences => GrantKind::Sequences,
-        DefaultObjectKind::Functions => GrantKind::Functions,
-        DefaultObjectKind::Types => GrantKind::Types,
-        DefaultObjectKind::Schemas => GrantKind::Schemas,
-    }
-}
-
-pub(super) fn default_object_name(kind: DefaultObjectKind) -> &'static str {
-    match kind {
-        DefaultObjectKind::Tables => "tables",
-        DefaultObjectKind::Sequences => "sequences",
-        DefaultObjectKind::Functions => "functions",
-        DefaultObjectKind::Types => "types",
-        DefaultObjectKind::Schemas => "schemas",
-    }
-}
-
-/// A privilege as the model keeps it: upper-case, `TEMP` spelled
-/// `TEMPORARY`, `ALL PRIVILEGES` as `ALL`.
-pub(super) fn normalize_privilege(privilege: &str) -> String {
-    let upper = privilege
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_uppercase();
-    match upper.as_str() {
-        "TEMP" => "TEMPORARY".to_owned(),
-        "ALL PRIVILEGES" => "ALL".to_owned(),
-        _ => upper,
+/// The kind of objects a grant is about, in `model::privileges`' words,
+/// and how a message names them.
+fn objects_of(target: &GrantTarget) -> (&str, &str) {
+    match target {
+        GrantTarget::Database => ("database", "a database"),
+        GrantTarget::Schema { .. } => ("schema", "a schema"),
+        GrantTarget::Tables { .. } => ("tables", "tables"),
+        GrantTarget::Sequences { .. } => ("sequences", "sequences"),
+        GrantTarget::Functions { .. } => ("functions", "functions"),
+        GrantTarget::Default { object, .. } => (object, object),
     }
 }
 
@@ -249,42 +183,32 @@ impl Checker<'_> {
             }
         }
 
-        let kind = if grant.tables.is_some() {
-            GrantKind::Tables
-        } else if grant.sequences.is_some() {
-            GrantKind::Sequences
-        } else if grant.functions.is_some() {
-            GrantKind::Functions
-        } else if let Some(default_for) = grant.default_for {
-            default_kind(default_for)
-        } else if grant.schema.is_some() {
-            GrantKind::Schema
-        } else {
-            GrantKind::Database
-        };
+        let target = grant_target(grant);
+        let (kind, noun) = objects_of(&target);
         let privileges_path = join_key(path, "privileges");
         if grant.privileges.is_empty() {
             self.error(&privileges_path, "no privileges given");
         }
-        let valid = kind.privileges();
+        let valid = privileges::grantable(kind);
         for (privilege_index, privilege) in grant.privileges.iter().enumerate() {
-            let normalized = normalize_privilege(privilege);
-            if valid.contains(&normalized.as_str())
-                || (normalized == "TEMPORARY" && valid.contains(&"TEMP"))
-            {
+            let normalized = privileges::normalize(privilege);
+            if valid.contains(&normalized.as_str()) {
                 continue;
             }
             let privilege_path = join_index(&privileges_path, privilege_index);
             let valid_list = valid
                 .iter()
-                .filter(|name| **name != "TEMP")
                 .map(|name| format!("`{name}`"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let suggestion = did_you_mean(&normalized, valid.iter().copied()).map(str::to_owned);
+            // The one meant may also be another word for a privilege (`TEMP`).
+            let spellings = valid
+                .iter()
+                .flat_map(|name| std::iter::once(*name).chain(privileges::other_spelling(name)));
+            let suggestion = did_you_mean(&normalized, spellings).map(str::to_owned);
             let diagnostic = self.error(
                 &privilege_path,
-                format!("privilege `{privilege}` does not apply to {}", kind.noun()),
+                format!("privilege `{privilege}` does not apply to {noun}"),
             );
             diagnostic.label = Some(format!("expected one of {valid_list}"));
             if let Some(suggestion) = suggestion {

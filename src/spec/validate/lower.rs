@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::databases::{default_object_name, normalize_privilege};
 use super::settings::setting_text;
+use crate::model::privileges;
 use crate::model::{
     Backup, BackupDestination, BackupSchedule, Connection, Container, ContainerState, Database,
     Deployment, Desired, DiffOptions, Extension, Grant, GrantTarget, Index, Pooler, Role, Schema,
@@ -14,8 +14,9 @@ use crate::model::{
 };
 use crate::secret::Secret;
 use crate::spec::file::{
-    BackupSpec, ExtensionEntry, GrantSpec, IndexColumn, IndexSpec, NullsOrder, ObjectSelection,
-    PoolMode, PoolerSpec, RetentionSpec, SchemaEntry, SettingValue, SortOrder, SpecFile,
+    BackupSpec, DefaultObjectKind, ExtensionEntry, GrantSpec, IndexColumn, IndexSpec, NullsOrder,
+    ObjectSelection, PoolMode, PoolerSpec, RetentionSpec, SchemaEntry, SettingValue, SortOrder,
+    SpecFile,
 };
 use crate::spec::load::Loaded;
 use crate::sql::{quote_ident, quote_literal};
@@ -241,7 +242,7 @@ fn lower_database(database: &crate::spec::file::DatabaseSpec) -> Database {
                 grant
                     .privileges
                     .iter()
-                    .map(|privilege| normalize_privilege(privilege)),
+                    .map(|privilege| privileges::normalize(privilege)),
             );
     }
     let grants = grants
@@ -287,7 +288,21 @@ fn lower_database(database: &crate::spec::file::DatabaseSpec) -> Database {
     }
 }
 
-fn grant_target(grant: &GrantSpec) -> GrantTarget {
+/// The objects default privileges apply to, in `model::privileges`' words.
+fn default_object_name(kind: DefaultObjectKind) -> &'static str {
+    match kind {
+        DefaultObjectKind::Tables => "tables",
+        DefaultObjectKind::Sequences => "sequences",
+        DefaultObjectKind::Functions => "functions",
+        DefaultObjectKind::Types => "types",
+        DefaultObjectKind::Schemas => "schemas",
+    }
+}
+
+/// Which objects a grant is about: the first of `tables`, `sequences`,
+/// `functions` and `default_for` it has, else its `schema`, else its
+/// database.
+pub(super) fn grant_target(grant: &GrantSpec) -> GrantTarget {
     let schema = grant.schema.clone().unwrap_or_default();
     let names = |selection: &ObjectSelection| match selection {
         ObjectSelection::All(_) => None,

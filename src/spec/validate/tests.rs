@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use super::Validated;
-use super::databases::normalize_privilege;
 use super::lower::{index_definition, split_table};
 use super::settings::{preload_libraries, setting_text};
 use crate::diag::Diagnostics;
@@ -28,13 +27,6 @@ fn messages(text: &str) -> Vec<String> {
             .map(|item| format!("{}: {}", item.severity.as_str(), item.message))
             .collect(),
     }
-}
-
-#[test]
-fn privileges_are_normalised() {
-    assert_eq!(normalize_privilege("temp"), "TEMPORARY");
-    assert_eq!(normalize_privilege("all  privileges"), "ALL");
-    assert_eq!(normalize_privilege("Select"), "SELECT");
 }
 
 #[test]
