@@ -29,6 +29,7 @@ pub use crate::diag::did_you_mean;
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::spec::file::SpecFile;
 use schema::Shape;
+pub(crate) use schema::backticked;
 use spans::collect_spans;
 pub use spans::{SpanMap, join_index, join_key};
 
@@ -150,36 +151,27 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
         }
     };
 
-    match file {
-        Some(file) if !diagnostics.has_errors() => Ok(Loaded {
+    if let Some(file) = file {
+        let loaded = Loaded {
             path: path.to_path_buf(),
             source: text.to_owned(),
             file,
             spans,
-        }),
-        Some(file) => {
-            // Semantic checks still make sense when only whole fields were
-            // stripped; when list elements were dropped, indices moved and
-            // the checks would point at the wrong entries.
-            if !removed_elements {
-                let loaded = Loaded {
-                    path: path.to_path_buf(),
-                    source: text.to_owned(),
-                    file,
-                    spans,
-                };
-                diagnostics
-                    .items
-                    .extend(crate::spec::validate::check(&loaded));
-            }
-            diagnostics.sort();
-            Err(diagnostics)
+        };
+        if !diagnostics.has_errors() {
+            return Ok(loaded);
         }
-        None => {
-            diagnostics.sort();
-            Err(diagnostics)
+        // Semantic checks still make sense when only whole fields were
+        // stripped; when list elements were dropped, indices moved and the
+        // checks would point at the wrong entries.
+        if !removed_elements {
+            diagnostics
+                .items
+                .extend(crate::spec::validate::check(&loaded));
         }
     }
+    diagnostics.sort();
+    Err(diagnostics)
 }
 
 /// `a` is `b` or encloses it.

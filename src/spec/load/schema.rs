@@ -122,7 +122,7 @@ fn describe_alternatives(names: &[String]) -> String {
 }
 
 /// `a`, `b`, `c` for messages.
-fn backticked<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn backticked<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     names
         .into_iter()
         .map(|name| format!("`{name}`"))

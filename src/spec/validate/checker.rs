@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::diag::Diagnostic;
 use crate::spec::expression;
 use crate::spec::file::SpecFile;
-use crate::spec::load::Loaded;
+use crate::spec::load::{Loaded, backticked, did_you_mean};
 
 /// PostgreSQL keeps NAMEDATALEN - 1 bytes of an identifier.
 const MAX_IDENTIFIER_BYTES: usize = 63;
@@ -44,19 +44,39 @@ pub(super) struct Checker<'a> {
 
 impl Checker<'_> {
     pub(super) fn error(&mut self, path: &str, message: impl Into<String>) -> &mut Diagnostic {
-        let diagnostic = Diagnostic::error(message)
-            .at(path)
-            .with_span(self.loaded.span(path));
+        self.push(path, Diagnostic::error(message))
+    }
+
+    pub(super) fn warning(&mut self, path: &str, message: impl Into<String>) -> &mut Diagnostic {
+        self.push(path, Diagnostic::warning(message))
+    }
+
+    /// Records a finding about `path`, where the spec has it.
+    fn push(&mut self, path: &str, diagnostic: Diagnostic) -> &mut Diagnostic {
+        let diagnostic = diagnostic.at(path).with_span(self.loaded.span(path));
         self.found.push(diagnostic);
         self.found.last_mut().expect("just pushed")
     }
 
-    pub(super) fn warning(&mut self, path: &str, message: impl Into<String>) -> &mut Diagnostic {
-        let diagnostic = Diagnostic::warning(message)
-            .at(path)
-            .with_span(self.loaded.span(path));
-        self.found.push(diagnostic);
-        self.found.last_mut().expect("just pushed")
+    /// `given` is none of `choices`: an error whose label lists them and
+    /// whose help names the close one among `spellings`, if one is close.
+    pub(super) fn error_with_choices<'a>(
+        &mut self,
+        path: &str,
+        message: String,
+        given: &str,
+        choices: &[&str],
+        spellings: impl IntoIterator<Item = &'a str>,
+    ) {
+        let suggestion = did_you_mean(given, spellings).map(str::to_owned);
+        let diagnostic = self.error(path, message);
+        diagnostic.label = Some(format!(
+            "expected one of {}",
+            backticked(choices.iter().copied())
+        ));
+        if let Some(suggestion) = suggestion {
+            diagnostic.help = Some(format!("did you mean `{suggestion}`?"));
+        }
     }
 
     pub(super) fn check_all(&mut self, file: &SpecFile) {
@@ -141,6 +161,19 @@ impl Checker<'_> {
             "names may not contain NUL, newlines, escapes or other control characters".to_owned(),
         );
         false
+    }
+
+    /// A name a list declares: a valid identifier, and not declared before
+    /// in the same list (`seen`).
+    pub(super) fn check_name(
+        &mut self,
+        seen: &mut BTreeMap<String, String>,
+        path: &str,
+        name: &str,
+        what: &str,
+    ) {
+        self.check_identifier(path, name, what);
+        self.check_duplicate(seen, path, name, what);
     }
 
     pub(super) fn check_duplicate(

@@ -9,7 +9,16 @@ use crate::model::privileges;
 use crate::spec::file::{
     DefaultObjectKind, ExtensionEntry, GrantSpec, ObjectSelection, SchemaEntry, SpecFile,
 };
-use crate::spec::load::{did_you_mean, join_index, join_key};
+use crate::spec::load::{join_index, join_key};
+
+/// An extension's name and the key path it sits at: the entry itself in
+/// the short form (`- pg_trgm`), its `name` in the long form.
+pub(super) fn extension_name<'a>(extension: &'a ExtensionEntry, path: &str) -> (&'a str, String) {
+    match extension {
+        ExtensionEntry::Name(name) => (name, path.to_owned()),
+        ExtensionEntry::Full(full) => (&full.name, join_key(path, "name")),
+    }
+}
 
 /// The kind of objects a grant is about, in `model::privileges`' words,
 /// and how a message names them.
@@ -30,8 +39,7 @@ impl Checker<'_> {
         for (index, database) in file.databases.iter().enumerate() {
             let path = join_index("databases", index);
             let name_path = join_key(&path, "name");
-            self.check_identifier(&name_path, &database.name, "database");
-            self.check_duplicate(&mut seen, &name_path, &database.name, "database");
+            self.check_name(&mut seen, &name_path, &database.name, "database");
             if let Some(owner) = &database.owner {
                 self.check_role_reference(&join_key(&path, "owner"), owner, known, false);
             }
@@ -46,21 +54,13 @@ impl Checker<'_> {
             let mut extensions = BTreeMap::new();
             for (extension_index, extension) in database.extensions.iter().enumerate() {
                 let extension_path = join_index(&join_key(&path, "extensions"), extension_index);
-                let (name, name_path) = match extension {
-                    ExtensionEntry::Name(name) => (name, extension_path.clone()),
-                    ExtensionEntry::Full(full) => {
-                        if let Some(schema) = &full.schema {
-                            self.check_identifier(
-                                &join_key(&extension_path, "schema"),
-                                schema,
-                                "schema",
-                            );
-                        }
-                        (&full.name, join_key(&extension_path, "name"))
-                    }
-                };
-                self.check_identifier(&name_path, name, "extension");
-                self.check_duplicate(&mut extensions, &name_path, name, "extension");
+                if let ExtensionEntry::Full(full) = extension
+                    && let Some(schema) = &full.schema
+                {
+                    self.check_identifier(&join_key(&extension_path, "schema"), schema, "schema");
+                }
+                let (name, name_path) = extension_name(extension, &extension_path);
+                self.check_name(&mut extensions, &name_path, name, "extension");
             }
 
             let mut schemas = BTreeMap::new();
@@ -80,8 +80,7 @@ impl Checker<'_> {
                         (&full.name, join_key(&schema_path, "name"))
                     }
                 };
-                self.check_identifier(&name_path, name, "schema");
-                self.check_duplicate(&mut schemas, &name_path, name, "schema");
+                self.check_name(&mut schemas, &name_path, name, "schema");
             }
 
             for (grant_index, grant) in database.grants.iter().enumerate() {
@@ -92,8 +91,7 @@ impl Checker<'_> {
             let mut indexes = BTreeMap::new();
             for (index_index, index) in database.indexes.iter().enumerate() {
                 let index_path = join_index(&join_key(&path, "indexes"), index_index);
-                self.check_identifier(&join_key(&index_path, "name"), &index.name, "index");
-                self.check_duplicate(
+                self.check_name(
                     &mut indexes,
                     &join_key(&index_path, "name"),
                     &index.name,
@@ -195,25 +193,17 @@ impl Checker<'_> {
             if valid.contains(&normalized.as_str()) {
                 continue;
             }
-            let privilege_path = join_index(&privileges_path, privilege_index);
-            let valid_list = valid
-                .iter()
-                .map(|name| format!("`{name}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
             // The one meant may also be another word for a privilege (`TEMP`).
             let spellings = valid
                 .iter()
                 .flat_map(|name| std::iter::once(*name).chain(privileges::other_spelling(name)));
-            let suggestion = did_you_mean(&normalized, spellings).map(str::to_owned);
-            let diagnostic = self.error(
-                &privilege_path,
+            self.error_with_choices(
+                &join_index(&privileges_path, privilege_index),
                 format!("privilege `{privilege}` does not apply to {noun}"),
+                &normalized,
+                &valid,
+                spellings,
             );
-            diagnostic.label = Some(format!("expected one of {valid_list}"));
-            if let Some(suggestion) = suggestion {
-                diagnostic.help = Some(format!("did you mean `{suggestion}`?"));
-            }
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::checker::Checker;
 use crate::spec::expression;
 use crate::spec::file::{IndexColumn, IndexSpec};
-use crate::spec::load::{did_you_mean, join_index, join_key};
+use crate::spec::load::{join_index, join_key};
 
 const INDEX_METHODS: &[&str] = &["btree", "gin", "gist", "hash", "brin", "spgist"];
 
@@ -96,22 +96,13 @@ impl Checker<'_> {
         if let Some(using) = &index.using
             && !INDEX_METHODS.contains(&using.to_ascii_lowercase().as_str())
         {
-            let suggestion = did_you_mean(using, INDEX_METHODS.iter().copied()).map(str::to_owned);
-            let diagnostic = self.error(
+            self.error_with_choices(
                 &join_key(path, "using"),
                 format!("unknown index method `{using}`"),
+                using,
+                INDEX_METHODS,
+                INDEX_METHODS.iter().copied(),
             );
-            diagnostic.label = Some(format!(
-                "expected one of {}",
-                INDEX_METHODS
-                    .iter()
-                    .map(|method| format!("`{method}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            if let Some(suggestion) = suggestion {
-                diagnostic.help = Some(format!("did you mean `{suggestion}`?"));
-            }
         }
         for parameter in index.with.keys() {
             let valid = parameter

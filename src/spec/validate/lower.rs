@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use super::pooler;
 use super::settings::setting_text;
 use crate::model::privileges;
 use crate::model::{
@@ -444,26 +445,13 @@ fn lower_pooler(pooler: &PoolerSpec) -> Pooler {
     if let Some(mode) = pooler.pool_mode {
         settings.insert("pool_mode".to_owned(), pool_mode_text(mode));
     }
-    for (name, value) in [
-        ("default_pool_size", pooler.default_pool_size),
-        ("min_pool_size", pooler.min_pool_size),
-        ("reserve_pool_size", pooler.reserve_pool_size),
-        ("max_client_conn", pooler.max_client_conn),
-        ("max_db_connections", pooler.max_db_connections),
-    ] {
+    for (name, value) in pooler::counts(pooler) {
         if let Some(value) = value {
             settings.insert(name.to_owned(), value.to_string());
         }
     }
-    for (name, value) in [
-        ("server_idle_timeout", &pooler.server_idle_timeout),
-        ("server_lifetime", &pooler.server_lifetime),
-        ("query_wait_timeout", &pooler.query_wait_timeout),
-    ] {
-        if let Some(micros) = value
-            .as_deref()
-            .and_then(|text| units::parse_pg_time(text, "s").ok())
-        {
+    for (name, value) in pooler::timeouts(pooler) {
+        if let Some(micros) = value.and_then(|text| units::parse_pg_time(text, "s").ok()) {
             settings.insert(name.to_owned(), units::seconds_text(micros));
         }
     }

@@ -8,6 +8,27 @@ use crate::spec::file::{PoolerSpec, SettingValue, SpecFile};
 use crate::spec::load::join_key;
 use crate::units;
 
+/// The pooler's counts, each by its name in the spec and in PgBouncer.
+pub(super) fn counts(pooler: &PoolerSpec) -> [(&'static str, Option<i64>); 5] {
+    [
+        ("default_pool_size", pooler.default_pool_size),
+        ("min_pool_size", pooler.min_pool_size),
+        ("reserve_pool_size", pooler.reserve_pool_size),
+        ("max_client_conn", pooler.max_client_conn),
+        ("max_db_connections", pooler.max_db_connections),
+    ]
+}
+
+/// The pooler's timeouts as written (PostgreSQL durations, seconds when
+/// bare), each by its name in the spec and in PgBouncer.
+pub(super) fn timeouts(pooler: &PoolerSpec) -> [(&'static str, Option<&str>); 3] {
+    [
+        ("server_idle_timeout", pooler.server_idle_timeout.as_deref()),
+        ("server_lifetime", pooler.server_lifetime.as_deref()),
+        ("query_wait_timeout", pooler.query_wait_timeout.as_deref()),
+    ]
+}
+
 impl Checker<'_> {
     pub(super) fn check_pooler(&mut self, file: &SpecFile, pooler: &PoolerSpec) {
         self.check_port("pooler.port", pooler.port);
@@ -55,20 +76,10 @@ impl Checker<'_> {
                     .to_owned(),
             );
         }
-        for (field, value) in [
-            ("default_pool_size", pooler.default_pool_size),
-            ("min_pool_size", pooler.min_pool_size),
-            ("reserve_pool_size", pooler.reserve_pool_size),
-            ("max_client_conn", pooler.max_client_conn),
-            ("max_db_connections", pooler.max_db_connections),
-        ] {
+        for (field, value) in counts(pooler) {
             self.check_at_least(&join_key("pooler", field), value, 0, &format!("`{field}`"));
         }
-        for (field, value) in [
-            ("server_idle_timeout", &pooler.server_idle_timeout),
-            ("server_lifetime", &pooler.server_lifetime),
-            ("query_wait_timeout", &pooler.query_wait_timeout),
-        ] {
+        for (field, value) in timeouts(pooler) {
             if let Some(value) = value {
                 match units::parse_pg_time(value, "s") {
                     Ok(micros) if micros < 0.0 => {

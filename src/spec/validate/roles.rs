@@ -81,8 +81,7 @@ impl Checker<'_> {
         for (index, role) in file.roles.iter().enumerate() {
             let path = join_index("roles", index);
             let name_path = join_key(&path, "name");
-            self.check_identifier(&name_path, &role.name, "role");
-            self.check_duplicate(&mut seen, &name_path, &role.name, "role");
+            self.check_name(&mut seen, &name_path, &role.name, "role");
             self.check_at_least(
                 &join_key(&path, "connection_limit"),
                 role.connection_limit,

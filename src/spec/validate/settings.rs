@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::checker::Checker;
-use crate::spec::file::{ExtensionEntry, SettingValue, SpecFile};
+use super::databases::extension_name;
+use crate::spec::file::{SettingValue, SpecFile};
 use crate::spec::load::{did_you_mean, join_index, join_key};
 use crate::units::{self, UnitClass};
 
@@ -164,32 +165,18 @@ impl Checker<'_> {
         let libraries = preload.map(preload_libraries);
         for (database_index, database) in file.databases.iter().enumerate() {
             for (extension_index, extension) in database.extensions.iter().enumerate() {
-                let (name, path) = match extension {
-                    ExtensionEntry::Name(name) => (
-                        name,
-                        join_index(
-                            &join_key(&join_index("databases", database_index), "extensions"),
-                            extension_index,
-                        ),
-                    ),
-                    ExtensionEntry::Full(full) => (
-                        &full.name,
-                        join_key(
-                            &join_index(
-                                &join_key(&join_index("databases", database_index), "extensions"),
-                                extension_index,
-                            ),
-                            "name",
-                        ),
-                    ),
-                };
-                if !PRELOADED_EXTENSIONS.contains(&name.as_str()) {
+                let extension_path = join_index(
+                    &join_key(&join_index("databases", database_index), "extensions"),
+                    extension_index,
+                );
+                let (name, path) = extension_name(extension, &extension_path);
+                if !PRELOADED_EXTENSIONS.contains(&name) {
                     continue;
                 }
                 match &libraries {
-                    Some(libraries) if !libraries.contains(name) => {
+                    Some(libraries) if !libraries.iter().any(|library| library == name) => {
                         let mut wanted = libraries.clone();
-                        wanted.push(name.clone());
+                        wanted.push(name.to_owned());
                         self.error(
                             &path,
                             format!(
