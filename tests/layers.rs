@@ -29,7 +29,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Changing it.
     (
         "backup",
-        &["engine", "model", "output", "secret", "sql", "units", "diag"],
+        &[
+            "engine", "model", "output", "secret", "sql", "units", "diag",
+        ],
     ),
     (
         "apply",

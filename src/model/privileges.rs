@@ -1,5 +1,6 @@
 //! PostgreSQL's privileges, written down once: what `ALL` stands for on
-//! each kind of object, for the grants diff and for `import`.
+//! each kind of object, for the grants diff and for `import`, and from the
+//! same table what a grant in a spec may name, for `spec::validate`.
 //!
 //! Also what a new database or schema grants before any GRANT
 //! (`acldefault`), for the grants diff and the model of apply.
@@ -73,6 +74,50 @@ pub fn new_public_schema() -> Vec<(&'static str, &'static [&'static str])> {
     holders
 }
 
+/// The newest PostgreSQL major pgspec supports (15 to 18), as a
+/// `server_version_num`.
+const NEWEST_VERSION_NUM: u32 = 180_000;
+
+/// Another word PostgreSQL takes for a privilege, and the privilege it
+/// means.
+const OTHER_SPELLINGS: &[(&str, &str)] = &[("TEMP", "TEMPORARY")];
+
+/// What a grant on `kind` (as [`all_privileges`] names kinds) may name,
+/// in the model's words: every privilege of the kind on the newest
+/// supported major, then `ALL`. An older server refuses a privilege it
+/// does not have yet (`MAINTAIN` before 17) itself.
+pub fn grantable(kind: &str) -> Vec<&'static str> {
+    let mut privileges = all_privileges(kind, NEWEST_VERSION_NUM).to_vec();
+    privileges.push("ALL");
+    privileges
+}
+
+/// The other word PostgreSQL takes for `privilege` (`TEMP` for
+/// `TEMPORARY`), if it has one.
+pub fn other_spelling(privilege: &str) -> Option<&'static str> {
+    OTHER_SPELLINGS
+        .iter()
+        .find(|(_, meant)| *meant == privilege)
+        .map(|(other, _)| *other)
+}
+
+/// A privilege as the model keeps it: upper-case, `TEMP` spelled
+/// `TEMPORARY`, `ALL PRIVILEGES` as `ALL`.
+pub fn normalize(privilege: &str) -> String {
+    let upper = privilege
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase();
+    if upper == "ALL PRIVILEGES" {
+        return "ALL".to_owned();
+    }
+    match OTHER_SPELLINGS.iter().find(|(other, _)| *other == upper) {
+        Some((_, meant)) => (*meant).to_owned(),
+        None => upper,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +159,20 @@ mod tests {
                 (PUBLIC, &["USAGE"][..]),
             ]
         );
+    }
+
+    #[test]
+    fn privileges_are_normalised() {
+        assert_eq!(normalize("temp"), "TEMPORARY");
+        assert_eq!(normalize("all  privileges"), "ALL");
+        assert_eq!(normalize("Select"), "SELECT");
+    }
+
+    #[test]
+    fn a_grant_may_name_what_the_newest_major_has() {
+        assert_eq!(grantable("schemas"), ["CREATE", "USAGE", "ALL"]);
+        assert!(grantable("tables").contains(&"MAINTAIN"));
+        assert_eq!(other_spelling("TEMPORARY"), Some("TEMP"));
+        assert_eq!(other_spelling("ALL"), None);
     }
 }
