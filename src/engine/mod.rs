@@ -26,18 +26,7 @@ pub use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use futures_util::{Stream, StreamExt};
 
-/// Labels pgspec puts on the Docker objects it creates.
-pub mod labels {
-    pub const DEPLOYMENT: &str = "org.pgspec.deployment";
-    pub const MANAGED: &str = "org.pgspec.managed";
-    pub const VERSION: &str = "org.pgspec.version";
-    /// The hash of what pgspec sets when it creates the server container.
-    pub const CONFIG_HASH: &str = "org.pgspec.config-hash";
-    /// What a container is for, where a deployment has several of one kind:
-    /// `backup` on the backup container, `verify` on a scratch server,
-    /// `agent-check` or `data-check` on a never-started check container.
-    pub const ROLE: &str = "org.pgspec.role";
-}
+pub use crate::model::labels;
 
 /// Labels every object pgspec creates carries.
 pub fn object_labels(deployment: &str) -> HashMap<String, String> {

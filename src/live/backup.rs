@@ -6,10 +6,10 @@
 //! Invariant: only reads. Backups themselves are read by `pgspec backup
 //! list` through the agent, not here: a plan does not depend on them.
 
-use crate::backup::{self, labels};
 use crate::engine::Docker;
 use crate::engine::labels as common_labels;
 use crate::live::ObserveError;
+use crate::model::backup::{self, labels};
 use crate::model::{Backup, BackupAgent, BackupDestination, Deployment};
 
 /// Reads the backup side of a deployment. `None` when the spec has no

@@ -1,6 +1,9 @@
-//! Backup schedules and the backup container that runs them.
+//! Backup schedules and the backup container that runs them, with the
+//! container's contract: where the agent, its configuration and password
+//! file go, and the labels that carry the schedules, written by `apply`
+//! and read back by `live`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -77,4 +80,160 @@ pub struct BackupSchedule {
     pub max_count: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_count: Option<i64>,
+}
+
+/// Where the agent binary is copied inside containers.
+pub const AGENT_PATH: &str = "/opt/pgspec/bin/pgspec";
+/// The agent's configuration inside the backup container.
+pub const CONFIG_PATH: &str = "/etc/pgspec/backup.json";
+/// A libpq password file (`PGPASSFILE`) with the superuser's password,
+/// readable by root only; pg_dump, pg_dumpall, psql and the agent read it.
+pub const PGPASS_PATH: &str = "/etc/pgspec/pgpass";
+/// Where the destination is mounted.
+pub const BACKUP_MOUNT: &str = "/backups";
+/// The port the server listens on inside the deployment's network.
+pub const SERVER_PORT: u16 = 5432;
+
+/// Labels of the backup container, beyond those of every object pgspec
+/// creates.
+pub mod labels {
+    /// `backup` on the backup container, `verify` on a scratch container.
+    pub use crate::model::labels::ROLE;
+    /// `volume:<name>` or `directory:<path>`.
+    pub const DESTINATION: &str = "org.pgspec.backup.destination";
+    /// Host name of the server the agent dumps.
+    pub const SERVER: &str = "org.pgspec.backup.server";
+    pub const SUPERUSER: &str = "org.pgspec.backup.superuser";
+    /// Followed by a schedule's name; the value is the schedule as JSON
+    /// (cron, kind, format, databases, retention).
+    pub const SCHEDULE_PREFIX: &str = "org.pgspec.backup.schedule.";
+}
+
+/// The backup container's name.
+pub fn container_name(deployment: &str) -> String {
+    format!("{deployment}-backup")
+}
+
+/// What the agent in the backup container is told, as `CONFIG_PATH`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentConfig {
+    pub deployment: String,
+    pub server: String,
+    pub port: u16,
+    pub superuser: String,
+    pub schedules: BTreeMap<String, BackupSchedule>,
+}
+
+/// `volume:<name>` or `directory:<path>`.
+pub fn destination_label(destination: &BackupDestination) -> String {
+    match destination {
+        BackupDestination::Volume(name) => format!("volume:{name}"),
+        BackupDestination::Directory(path) => format!("directory:{path}"),
+    }
+}
+
+/// The inverse of [`destination_label`].
+pub fn parse_destination_label(text: &str) -> Option<BackupDestination> {
+    if let Some(name) = text.strip_prefix("volume:") {
+        Some(BackupDestination::Volume(name.to_owned()))
+    } else {
+        text.strip_prefix("directory:")
+            .map(|path| BackupDestination::Directory(path.to_owned()))
+    }
+}
+
+/// The backup-specific labels of a backup container.
+pub fn schedule_labels(
+    destination: &BackupDestination,
+    schedules: &BTreeMap<String, BackupSchedule>,
+    server: &str,
+    superuser: &str,
+) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
+        (labels::ROLE.to_owned(), "backup".to_owned()),
+        (
+            labels::DESTINATION.to_owned(),
+            destination_label(destination),
+        ),
+        (labels::SERVER.to_owned(), server.to_owned()),
+        (labels::SUPERUSER.to_owned(), superuser.to_owned()),
+    ]);
+    for (name, schedule) in schedules {
+        // A schedule always serialises; an empty label would show as drift.
+        let value = serde_json::to_string(schedule).unwrap_or_default();
+        labels.insert(format!("{}{name}", labels::SCHEDULE_PREFIX), value);
+    }
+    labels
+}
+
+/// The schedules a backup container's labels carry; a label that does not
+/// parse is skipped, which the diff then shows as a missing schedule.
+pub fn schedules_from_labels(labels: &HashMap<String, String>) -> BTreeMap<String, BackupSchedule> {
+    labels
+        .iter()
+        .filter_map(|(key, value)| {
+            let name = key.strip_prefix(labels::SCHEDULE_PREFIX)?;
+            let schedule: BackupSchedule = serde_json::from_str(value).ok()?;
+            Some((name.to_owned(), schedule))
+        })
+        .collect()
+}
+
+/// One line of a libpq password file matching every server and database.
+pub fn pgpass_line(password: &str) -> String {
+    let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
+    format!("*:*:*:*:{escaped}\n")
+}
+
+/// The password of the first line of a libpq password file.
+pub fn password_from_pgpass(text: &str) -> Option<String> {
+    let line = text.lines().next()?;
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut characters = line.chars();
+    while let Some(character) = characters.next() {
+        match character {
+            '\\' => field.extend(characters.next()),
+            ':' if fields.len() < 4 => fields.push(std::mem::take(&mut field)),
+            _ => field.push(character),
+        }
+    }
+    (fields.len() == 4).then_some(field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgpass_round_trips_awkward_passwords() {
+        for password in ["plain", "a:b", "back\\slash:", "::\\\\"] {
+            assert_eq!(
+                password_from_pgpass(&pgpass_line(password)).as_deref(),
+                Some(password)
+            );
+        }
+    }
+
+    #[test]
+    fn labels_round_trip_schedules_and_destination() {
+        let schedule = BackupSchedule {
+            name: "nightly".to_owned(),
+            cron: "0 2 * * *".to_owned(),
+            kind: "full".to_owned(),
+            format: "custom".to_owned(),
+            databases: vec!["app".to_owned()],
+            retention_days: Some(30),
+            max_count: None,
+            min_count: Some(3),
+        };
+        let schedules = BTreeMap::from([("nightly".to_owned(), schedule)]);
+        let destination = BackupDestination::Volume("ledger-backups".to_owned());
+        let labels = schedule_labels(&destination, &schedules, "ledger-postgres", "postgres");
+        assert_eq!(schedules_from_labels(&labels), schedules);
+        assert_eq!(
+            parse_destination_label(&labels[labels::DESTINATION]),
+            Some(destination)
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod address;
-mod backup;
+pub mod backup;
 mod container;
 pub mod data;
 mod databases;
@@ -31,6 +31,19 @@ pub use indexes::{Index, IndexCheck, IndexStamp, index_key, stamp_hash};
 pub use pooler::{Pooler, PoolerUser};
 pub use roles::{MAX_SCRAM_ITERATIONS, Membership, PasswordState, Role};
 pub use settings::{Setting, is_known_setting, known_settings};
+
+/// Labels pgspec puts on the Docker objects it creates.
+pub mod labels {
+    pub const DEPLOYMENT: &str = "org.pgspec.deployment";
+    pub const MANAGED: &str = "org.pgspec.managed";
+    pub const VERSION: &str = "org.pgspec.version";
+    /// The hash of what pgspec sets when it creates the server container.
+    pub const CONFIG_HASH: &str = "org.pgspec.config-hash";
+    /// What a container is for, where a deployment has several of one kind:
+    /// `backup` on the backup container, `verify` on a scratch server,
+    /// `agent-check` or `data-check` on a never-started check container.
+    pub const ROLE: &str = "org.pgspec.role";
+}
 
 /// The start of the comment pgspec puts on objects it creates, so that it
 /// removes only its own objects when pruning. Versions before the mark named

@@ -415,7 +415,7 @@ fn docker_line(call: &DockerStep) -> String {
         DockerStep::CheckBackupAgent { image } => format!(
             "check that the pgspec backup agent starts in a throwaway container of `{image}`"
         ),
-        DockerStep::CreateBackupContainer { backup } => crate::backup::describe_create(backup),
+        DockerStep::CreateBackupContainer { backup } => describe_backup(backup),
         DockerStep::CreatePooler {
             name,
             pooler,
@@ -508,6 +508,31 @@ pub fn json(plan: &Plan) -> String {
         .unwrap_or_else(|error| format!("{{\"error\": \"cannot render plan: {error}\"}}"));
     text.push('\n');
     text
+}
+
+/// The plan line of a `CreateBackupContainer` step.
+fn describe_backup(backup: &crate::model::Backup) -> String {
+    let schedules = backup
+        .schedules
+        .values()
+        .map(|schedule| format!("{} `{}`", schedule.name, schedule.cron))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let destination = match &backup.destination {
+        crate::model::BackupDestination::Volume(name) => format!("volume `{name}`"),
+        crate::model::BackupDestination::Directory(path) => format!("directory `{path}`"),
+    };
+    match &backup.agent {
+        Some(agent) => format!(
+            "create and start backup container `{}` from `{}` with the pgspec {} backup \
+             agent (schedules: {schedules}; backups to {destination} at {})",
+            agent.name,
+            agent.image,
+            agent.version,
+            crate::model::backup::BACKUP_MOUNT
+        ),
+        None => format!("create backup container (schedules: {schedules})"),
+    }
 }
 
 #[cfg(test)]

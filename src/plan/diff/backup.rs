@@ -16,7 +16,7 @@ use crate::plan::{Action, ActionKind, Change, DockerStep, Plan, PlanError, Risk,
 pub fn backup_address(deployment: &str) -> String {
     format!(
         "backup.{}",
-        address::name(&crate::backup::container_name(deployment))
+        address::name(&crate::model::backup::container_name(deployment))
     )
 }
 
@@ -24,7 +24,7 @@ pub fn backup_address(deployment: &str) -> String {
 /// and this pgspec.
 pub fn desired_agent(deployment: &str, server: &Container) -> BackupAgent {
     BackupAgent {
-        name: crate::backup::container_name(deployment),
+        name: crate::model::backup::container_name(deployment),
         image: server.image.clone(),
         network: server.network.clone(),
         server: server.name.clone(),
@@ -106,7 +106,7 @@ pub(super) fn diff(
             Change::new(
                 "destination",
                 None,
-                Some(crate::backup::destination_label(&want.destination)),
+                Some(crate::model::backup::destination_label(&want.destination)),
             ),
         ];
         changes.extend(schedule_changes(&Default::default(), &want.schedules));
@@ -140,8 +140,8 @@ pub(super) fn diff(
     compare("agent_version", &have_agent.version, &want_agent.version);
     compare(
         "destination",
-        &crate::backup::destination_label(&have.destination),
-        &crate::backup::destination_label(&want.destination),
+        &crate::model::backup::destination_label(&have.destination),
+        &crate::model::backup::destination_label(&want.destination),
     );
     if have_agent.image == want_agent.image
         && let Some(change) =
@@ -204,7 +204,7 @@ pub(super) fn diff(
             changes: vec![Change::new(
                 "destination",
                 None,
-                Some(crate::backup::destination_label(&want.destination)),
+                Some(crate::model::backup::destination_label(&want.destination)),
             )],
             steps,
         });
