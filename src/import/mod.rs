@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::live::all::{ContainerSurvey, DatabaseSurvey, Survey};
+use crate::model::notation::{format_bytes, list_items};
 use crate::model::{Database, PRELOADED_EXTENSIONS, Role, Setting};
 use crate::spec::file::{
     ConnectionSpec, DatabaseSpec, ExtensionEntry, ExtensionSpec, PostgresSpec, ResourcesSpec,
@@ -303,12 +304,12 @@ impl Importer<'_> {
                 (container.volume != format!("{name}-pgdata")).then(|| container.volume.clone());
             let resources = ResourcesSpec {
                 cpus: container.nano_cpus.map(|nano| nano as f64 / 1e9),
-                memory: container.memory_bytes.map(docker_size),
+                memory: container.memory_bytes.map(format_bytes),
                 // 64 MiB is what Docker gives a container that asks for none.
                 shm_size: container
                     .shm_bytes
                     .filter(|bytes| *bytes != 64 << 20)
-                    .map(docker_size),
+                    .map(format_bytes),
             };
             if resources.cpus.is_some()
                 || resources.memory.is_some()
@@ -754,31 +755,6 @@ impl Importer<'_> {
         }
         entries
     }
-}
-
-/// A size Docker takes: bytes in the largest binary unit that divides them.
-fn docker_size(bytes: i64) -> String {
-    const UNITS: [(&str, i64); 4] = [
-        ("TiB", 1 << 40),
-        ("GiB", 1 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-    ];
-    for (unit, size) in UNITS {
-        if bytes != 0 && bytes % size == 0 {
-            return format!("{}{unit}", bytes / size);
-        }
-    }
-    format!("{bytes}B")
-}
-
-/// List items without blanks or double quotes.
-fn list_items(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(|item| item.trim().trim_matches('"').to_owned())
-        .filter(|item| !item.is_empty())
-        .collect()
 }
 
 /// A setting's text as a person writes it in YAML: `on`/`off` as
@@ -1257,12 +1233,5 @@ mod tests {
             text.contains("Roles not matching --role-pattern: `legacy`, `readers`."),
             "{text}"
         );
-    }
-
-    #[test]
-    fn sizes_use_the_largest_unit() {
-        assert_eq!(docker_size(8 << 30), "8GiB");
-        assert_eq!(docker_size(512 << 20), "512MiB");
-        assert_eq!(docker_size(1000), "1000B");
     }
 }

@@ -14,6 +14,7 @@ use crate::secret::Secret;
 pub mod address;
 pub mod data;
 pub mod desired;
+pub mod notation;
 pub mod privileges;
 
 pub use desired::{Connection, Desired, DiffOptions};
