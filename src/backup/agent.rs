@@ -950,27 +950,11 @@ mod tests {
         let directory = root.join(id);
         std::fs::create_dir(&directory).expect("create a backup directory");
         std::fs::write(directory.join("01-ledger.dump"), "dump").expect("write a dump");
-        let manifest = Manifest {
-            format_version: MANIFEST_VERSION,
-            id: id.to_owned(),
-            deployment: deployment.to_owned(),
-            schedule: "nightly".to_owned(),
-            started_at: chrono::NaiveDateTime::parse_from_str(&id[..16], "%Y%m%dT%H%M%SZ")
-                .expect("an id that starts with a time")
-                .and_utc()
-                .to_rfc3339(),
-            finished_at: String::new(),
-            kind: "full".to_owned(),
-            format: "custom".to_owned(),
-            status,
-            error: None,
-            server_version: "17.0".to_owned(),
-            pgspec_version: "0".to_owned(),
-            globals: None,
-            databases: Vec::new(),
-            files: Vec::new(),
-            size_bytes: 0,
-        };
+        let started = chrono::NaiveDateTime::parse_from_str(&id[..16], "%Y%m%dT%H%M%SZ")
+            .expect("an id that starts with a time")
+            .and_utc();
+        let manifest = manifest::sample(started, deployment, status);
+        assert_eq!(manifest.id, id, "a nightly backup id");
         std::fs::write(
             directory.join(MANIFEST_FILE),
             serde_json::to_vec(&manifest).expect("encode a manifest"),
