@@ -8,18 +8,27 @@ use crate::backup::AgentConfig;
 use crate::backup::manifest::{self, MANIFEST_FILE, Status};
 use crate::model::BackupSchedule;
 
+/// The agent of deployment `ledger` with one schedule, `nightly`, that
+/// keeps one backup.
 pub fn config() -> AgentConfig {
-    let schedule = BackupSchedule {
+    config_with([BackupSchedule {
         name: "nightly".to_owned(),
         max_count: Some(1),
         ..BackupSchedule::default()
-    };
+    }])
+}
+
+/// The agent of deployment `ledger` with `schedules`.
+pub fn config_with(schedules: impl IntoIterator<Item = BackupSchedule>) -> AgentConfig {
     AgentConfig {
         deployment: "ledger".to_owned(),
         server: "ledger-postgres".to_owned(),
         port: 5432,
         superuser: "postgres".to_owned(),
-        schedules: BTreeMap::from([("nightly".to_owned(), schedule)]),
+        schedules: schedules
+            .into_iter()
+            .map(|schedule| (schedule.name.clone(), schedule))
+            .collect::<BTreeMap<_, _>>(),
     }
 }
 

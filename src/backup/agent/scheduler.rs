@@ -1,17 +1,16 @@
-//! The loop of `pgspec backup agent schedule`: sleeps until the next due
-//! time, takes the due backups one after another, and stops on SIGTERM or
-//! SIGINT, even in the middle of a backup.
+//! The loop of `pgspec backup agent schedule`: asks `cron` what is due
+//! next, sleeps until then, takes the due backups one after another, and
+//! stops on SIGTERM or SIGINT, even in the middle of a backup.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
-use super::cron::cron_of;
+use super::cron::{Next, Schedules};
 use super::take::take_and_prune;
 use crate::backup::AgentConfig;
-use crate::model::BackupSchedule;
 
 /// The longest the scheduler sleeps before it looks at the clock again.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -21,37 +20,26 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// backup that overruns the next time skips it rather than queueing.
 pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let crons = config
-        .schedules
-        .values()
-        .map(|schedule| Ok((schedule, cron_of(schedule)?)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let schedules = Schedules::parse(config)?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     crate::output::status(&format!(
         "pgspec backup agent {}: {} schedule(s) for `{}`: {}",
         env!("CARGO_PKG_VERSION"),
-        crons.len(),
+        config.schedules.len(),
         config.deployment,
-        crons
-            .iter()
-            .map(|(schedule, _)| format!("{} `{}`", schedule.name, schedule.cron))
-            .collect::<Vec<_>>()
-            .join(", ")
+        schedules.describe()
     ));
     let mut after = Utc::now();
     loop {
-        let mut due: Vec<(&BackupSchedule, DateTime<Utc>)> = Vec::new();
-        for (schedule, cron) in &crons {
-            match cron.find_next_occurrence(&after, false) {
-                Ok(next) => due.push((schedule, next)),
-                Err(error) => crate::output::status(&format!(
-                    "schedule `{}`: no next run time: {error}",
-                    schedule.name
-                )),
-            }
+        let Next { due, stuck } = schedules.next_after(after);
+        for (schedule, error) in stuck {
+            crate::output::status(&format!(
+                "schedule `{}`: no next run time: {error}",
+                schedule.name
+            ));
         }
-        let Some(next) = due.iter().map(|(_, time)| *time).min() else {
+        let Some((next, due)) = due else {
             bail!("no schedule has a next run time");
         };
         // Sleep in short steps against the wall clock, so a suspended host
@@ -66,10 +54,7 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
                 _ = interrupt.recv() => return Ok(()),
             }
         }
-        for (schedule, time) in &due {
-            if *time != next {
-                continue;
-            }
+        for schedule in due {
             // A stop during a backup ends it at once (its dump tools are
             // killed with it), so `docker stop` never waits out its
             // timeout. The directory has no manifest yet: retention never
