@@ -84,7 +84,7 @@ impl<'a> Schedules<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::agent::fixtures::config_with;
+    use crate::backup::agent::fixtures::{at, config_with};
 
     /// An agent with schedules of these names and cron expressions.
     fn agent(schedules: &[(&str, &str)]) -> AgentConfig {
@@ -93,12 +93,6 @@ mod tests {
             cron: (*cron).to_owned(),
             ..BackupSchedule::default()
         }))
-    }
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .expect("an RFC 3339 time")
-            .with_timezone(&Utc)
     }
 
     /// The next due time and the names due then.

@@ -1,12 +1,21 @@
-//! What the agent's tests share: an agent configuration and backup
+//! What the agent's tests share: times, agent configurations and backup
 //! directories on disk.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
+
 use crate::backup::AgentConfig;
 use crate::backup::manifest::{self, MANIFEST_FILE, Status};
 use crate::model::BackupSchedule;
+
+/// A time written in RFC 3339, in UTC.
+pub fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("an RFC 3339 time")
+        .with_timezone(&Utc)
+}
 
 /// The agent of deployment `ledger` with one schedule, `nightly`, that
 /// keeps one backup.

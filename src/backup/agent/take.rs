@@ -8,14 +8,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::files::measure;
 use super::retention::prune;
 use super::server::{ServerAddress, count_rows, run_tool};
 use crate::backup::AgentConfig;
 use crate::backup::manifest::{
-    self, DatabaseEntry, MANIFEST_FILE, MANIFEST_VERSION, Manifest, Status,
+    self, DatabaseEntry, FileEntry, MANIFEST_FILE, MANIFEST_VERSION, Manifest, Status,
 };
 use crate::model::BackupSchedule;
 
@@ -131,12 +131,35 @@ async fn take(
         port: config.port,
         user: config.superuser.clone(),
     };
-    let mut manifest = Manifest {
+    let mut manifest = start_manifest(config, schedule, started);
+    let dumped = dump(&address, schedule, &directory, &mut manifest).await;
+    let walk_directory = directory.clone();
+    let files = tokio::task::spawn_blocking(move || measure(&walk_directory))
+        .await
+        .context("the checksum task failed")??;
+    finish(&mut manifest, dumped, files, Utc::now());
+    write_manifest(&directory, &manifest).await?;
+    Ok(manifest)
+}
+
+/// A time as manifests write it: RFC 3339 in whole seconds, UTC, `Z`.
+fn manifest_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The manifest of a backup of `schedule` that started at `started`,
+/// before anything is dumped: `ok` until a dump fails.
+fn start_manifest(
+    config: &AgentConfig,
+    schedule: &BackupSchedule,
+    started: DateTime<Utc>,
+) -> Manifest {
+    Manifest {
         format_version: MANIFEST_VERSION,
         id: manifest::backup_id(started, &schedule.name),
         deployment: config.deployment.clone(),
         schedule: schedule.name.clone(),
-        started_at: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        started_at: manifest_time(started),
         finished_at: String::new(),
         kind: schedule.kind.clone(),
         format: schedule.format.clone(),
@@ -148,19 +171,25 @@ async fn take(
         databases: Vec::new(),
         files: Vec::new(),
         size_bytes: 0,
-    };
-    if let Err(error) = dump(&address, schedule, &directory, &mut manifest).await {
+    }
+}
+
+/// Records how the dumps ended and what they left: a failed dump makes the
+/// backup `failed` with the whole error chain, and the files found are
+/// kept either way, for diagnosis.
+fn finish(
+    manifest: &mut Manifest,
+    dumped: anyhow::Result<()>,
+    files: Vec<FileEntry>,
+    finished: DateTime<Utc>,
+) {
+    if let Err(error) = dumped {
         manifest.status = Status::Failed;
         manifest.error = Some(format!("{error:#}"));
     }
-    let walk_directory = directory.clone();
-    manifest.files = tokio::task::spawn_blocking(move || measure(&walk_directory))
-        .await
-        .context("the checksum task failed")??;
-    manifest.size_bytes = manifest.files.iter().map(|file| file.size_bytes).sum();
-    manifest.finished_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    write_manifest(&directory, &manifest).await?;
-    Ok(manifest)
+    manifest.size_bytes = files.iter().map(|file| file.size_bytes).sum();
+    manifest.files = files;
+    manifest.finished_at = manifest_time(finished);
 }
 
 async fn write_manifest(directory: &Path, manifest: &Manifest) -> anyhow::Result<()> {
@@ -277,25 +306,12 @@ async fn dump_database(
         count_rows(&client).await?
     };
     let dump = dump_name(database, index, &schedule.format);
-    let mut arguments = vec![
-        "--no-password".to_owned(),
-        format!(
-            "--format={}",
-            match schedule.format.as_str() {
-                "plain" => "p",
-                "directory" => "d",
-                _ => "c",
-            }
-        ),
-        format!("--file={}", directory.join(&dump).display()),
-        format!("--snapshot={snapshot}"),
-    ];
-    match schedule.kind.as_str() {
-        "data" => arguments.push("--data-only".to_owned()),
-        "schema" => arguments.push("--schema-only".to_owned()),
-        _ => {}
-    }
-    arguments.push(format!("--dbname={}", address.conninfo(database)));
+    let arguments = pg_dump_arguments(
+        schedule,
+        &directory.join(&dump),
+        &snapshot,
+        &address.conninfo(database),
+    );
     run_tool("pg_dump", &arguments).await?;
     client
         .batch_execute("COMMIT")
@@ -306,4 +322,174 @@ async fn dump_database(
         dump,
         tables,
     })
+}
+
+/// `pg_dump`'s arguments for one database of `schedule`, in the snapshot
+/// the rows were counted in.
+fn pg_dump_arguments(
+    schedule: &BackupSchedule,
+    file: &Path,
+    snapshot: &str,
+    conninfo: &str,
+) -> Vec<String> {
+    let mut arguments = vec![
+        "--no-password".to_owned(),
+        format!(
+            "--format={}",
+            match schedule.format.as_str() {
+                "plain" => "p",
+                "directory" => "d",
+                _ => "c",
+            }
+        ),
+        format!("--file={}", file.display()),
+        format!("--snapshot={snapshot}"),
+    ];
+    match schedule.kind.as_str() {
+        "data" => arguments.push("--data-only".to_owned()),
+        "schema" => arguments.push("--schema-only".to_owned()),
+        _ => {}
+    }
+    arguments.push(format!("--dbname={conninfo}"));
+    arguments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::agent::fixtures::{at, config};
+
+    fn schedule(kind: &str, format: &str) -> BackupSchedule {
+        BackupSchedule {
+            name: "nightly".to_owned(),
+            kind: kind.to_owned(),
+            format: format.to_owned(),
+            ..BackupSchedule::default()
+        }
+    }
+
+    fn file(path: &str, size_bytes: u64) -> FileEntry {
+        FileEntry {
+            path: path.to_owned(),
+            size_bytes,
+            sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_backup_is_named_by_its_start_second_and_schedule() {
+        let schedule = schedule("full", "custom");
+        let manifest = start_manifest(&config(), &schedule, at("2026-01-02T03:04:05.678+00:00"));
+        assert_eq!(manifest.id, "20260102T030405Z-nightly");
+        assert_eq!(manifest.started_at, "2026-01-02T03:04:05Z");
+        assert_eq!(manifest.deployment, "ledger");
+        assert_eq!(
+            (manifest.kind.as_str(), manifest.format.as_str()),
+            ("full", "custom")
+        );
+        assert_eq!(manifest.status, Status::Ok);
+        assert_eq!(manifest.pgspec_version, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn a_failed_dump_is_recorded_with_its_whole_error_and_its_files() {
+        let schedule = schedule("full", "custom");
+        let mut manifest = start_manifest(&config(), &schedule, at("2026-01-02T03:04:05Z"));
+        let error = anyhow::anyhow!("`pg_dump` failed (exit status: 1): permission denied")
+            .context("cannot back up database `app`");
+        let files = vec![file("01-app.dump", 3), file("globals.sql", 4)];
+        finish(
+            &mut manifest,
+            Err(error),
+            files,
+            at("2026-01-02T03:05:00.9Z"),
+        );
+        assert_eq!(manifest.status, Status::Failed);
+        assert_eq!(
+            manifest.error.as_deref(),
+            Some(
+                "cannot back up database `app`: `pg_dump` failed (exit status: 1): \
+                 permission denied"
+            )
+        );
+        assert_eq!(manifest.files.len(), 2);
+        assert_eq!(manifest.size_bytes, 7);
+        assert_eq!(manifest.finished_at, "2026-01-02T03:05:00Z");
+    }
+
+    #[test]
+    fn a_dump_that_worked_stays_ok() {
+        let schedule = schedule("full", "custom");
+        let mut manifest = start_manifest(&config(), &schedule, at("2026-01-02T03:04:05Z"));
+        finish(
+            &mut manifest,
+            Ok(()),
+            vec![file("01-app.dump", 5)],
+            Utc::now(),
+        );
+        assert_eq!((manifest.status, manifest.error), (Status::Ok, None));
+        assert_eq!(manifest.size_bytes, 5);
+    }
+
+    #[test]
+    fn dump_names_are_plain_unique_and_say_their_format() {
+        assert_eq!(dump_name("app", 1, "custom"), "01-app.dump");
+        assert_eq!(dump_name("my db/ü", 12, "plain"), "12-my_db__.sql");
+        assert_eq!(dump_name("a.b-c_d", 3, "directory"), "03-a.b-c_d.dir");
+        // Names that differ only in replaced characters still differ.
+        assert_ne!(dump_name("a b", 1, "custom"), dump_name("a/b", 2, "custom"));
+    }
+
+    #[test]
+    fn pg_dump_dumps_the_kind_and_format_in_the_snapshot() {
+        let arguments = |kind: &str, format: &str| {
+            pg_dump_arguments(
+                &schedule(kind, format),
+                Path::new("/backups/x/01-app.dump"),
+                "00000003-1",
+                "dbname='app'",
+            )
+        };
+        assert_eq!(
+            arguments("full", "custom"),
+            [
+                "--no-password",
+                "--format=c",
+                "--file=/backups/x/01-app.dump",
+                "--snapshot=00000003-1",
+                "--dbname=dbname='app'",
+            ]
+        );
+        let data = arguments("data", "plain");
+        assert!(data.contains(&"--format=p".to_owned()), "{data:?}");
+        assert!(data.contains(&"--data-only".to_owned()), "{data:?}");
+        let schema = arguments("schema", "directory");
+        assert!(schema.contains(&"--format=d".to_owned()), "{schema:?}");
+        assert!(schema.contains(&"--schema-only".to_owned()), "{schema:?}");
+        assert_eq!(
+            schema.last().map(String::as_str),
+            Some("--dbname=dbname='app'")
+        );
+    }
+
+    /// `backup run` with a schedule the container does not have says which
+    /// it has, before it touches anything.
+    #[tokio::test]
+    async fn an_unknown_schedule_names_the_ones_there_are() {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let error = once(&config(), Some("weekly"), root.path())
+            .await
+            .err()
+            .map(|error| error.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("no backup schedule `weekly`; the backup container has `nightly`")
+        );
+        assert!(
+            std::fs::read_dir(root.path())
+                .expect("read the destination")
+                .next()
+                .is_none()
+        );
+    }
 }
