@@ -1,5 +1,5 @@
-//! What the agent's tests share: times, agent configurations and backup
-//! directories on disk.
+//! What the agent's tests share: times, agent configurations, manifest
+//! file entries and backup directories on disk.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,7 +7,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::backup::AgentConfig;
-use crate::backup::manifest::{self, MANIFEST_FILE, Status};
+use crate::backup::manifest::{self, FileEntry, MANIFEST_FILE, Status};
 use crate::model::BackupSchedule;
 
 /// A time written in RFC 3339, in UTC.
@@ -15,6 +15,15 @@ pub fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .expect("an RFC 3339 time")
         .with_timezone(&Utc)
+}
+
+/// A file of a backup as a manifest lists it.
+pub fn file(path: &str, size_bytes: u64, sha256: &str) -> FileEntry {
+    FileEntry {
+        path: path.to_owned(),
+        size_bytes,
+        sha256: sha256.to_owned(),
+    }
 }
 
 /// The agent of deployment `ledger` with one schedule, `nightly`, that

@@ -357,7 +357,7 @@ fn pg_dump_arguments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::agent::fixtures::{at, config};
+    use crate::backup::agent::fixtures::{at, config, file};
 
     fn schedule(kind: &str, format: &str) -> BackupSchedule {
         BackupSchedule {
@@ -365,14 +365,6 @@ mod tests {
             kind: kind.to_owned(),
             format: format.to_owned(),
             ..BackupSchedule::default()
-        }
-    }
-
-    fn file(path: &str, size_bytes: u64) -> FileEntry {
-        FileEntry {
-            path: path.to_owned(),
-            size_bytes,
-            sha256: String::new(),
         }
     }
 
@@ -397,7 +389,7 @@ mod tests {
         let mut manifest = start_manifest(&config(), &schedule, at("2026-01-02T03:04:05Z"));
         let error = anyhow::anyhow!("`pg_dump` failed (exit status: 1): permission denied")
             .context("cannot back up database `app`");
-        let files = vec![file("01-app.dump", 3), file("globals.sql", 4)];
+        let files = vec![file("01-app.dump", 3, ""), file("globals.sql", 4, "")];
         finish(
             &mut manifest,
             Err(error),
@@ -424,7 +416,7 @@ mod tests {
         finish(
             &mut manifest,
             Ok(()),
-            vec![file("01-app.dump", 5)],
+            vec![file("01-app.dump", 5, "")],
             Utc::now(),
         );
         assert_eq!((manifest.status, manifest.error), (Status::Ok, None));

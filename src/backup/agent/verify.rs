@@ -2,6 +2,7 @@
 //! against its manifest, a restore with the image's own tools, and each
 //! table's rows against the count taken in the dump's snapshot.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::files::measure;
 use super::list;
 use super::server::{ServerAddress, count_rows, run_tool};
-use crate::backup::manifest::{DatabaseEntry, Manifest, Status};
+use crate::backup::manifest::{DatabaseEntry, FileEntry, Manifest, Status};
 use crate::sql::quote_ident;
 
 /// One thing `verify` checked.
@@ -202,21 +203,7 @@ async fn check_files(
     let found = tokio::task::spawn_blocking(move || measure(&walk_directory))
         .await
         .context("the checksum task failed")??;
-    let mut problems = Vec::new();
-    for expected in &manifest.files {
-        match found.iter().find(|file| file.path == expected.path) {
-            None => problems.push(format!("`{}` is missing", expected.path)),
-            Some(file) if file.size_bytes != expected.size_bytes => problems.push(format!(
-                "`{}` is {} bytes but was {} when the backup was taken (truncated?)",
-                file.path, file.size_bytes, expected.size_bytes
-            )),
-            Some(file) if file.sha256 != expected.sha256 => problems.push(format!(
-                "`{}` has changed since the backup was taken (SHA-256 differs)",
-                file.path
-            )),
-            Some(_) => {}
-        }
-    }
+    let problems = file_problems(&manifest.files, &found);
     if problems.is_empty() {
         report.push(
             "files",
@@ -231,6 +218,28 @@ async fn check_files(
         report.push("files", false, problems.join("; "));
     }
     Ok(())
+}
+
+/// How the files found differ from those the manifest lists: missing,
+/// another size, another SHA-256. Files the manifest does not list are not
+/// its business.
+fn file_problems(expected: &[FileEntry], found: &[FileEntry]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for expected in expected {
+        match found.iter().find(|file| file.path == expected.path) {
+            None => problems.push(format!("`{}` is missing", expected.path)),
+            Some(file) if file.size_bytes != expected.size_bytes => problems.push(format!(
+                "`{}` is {} bytes but was {} when the backup was taken (truncated?)",
+                file.path, file.size_bytes, expected.size_bytes
+            )),
+            Some(file) if file.sha256 != expected.sha256 => problems.push(format!(
+                "`{}` has changed since the backup was taken (SHA-256 differs)",
+                file.path
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
 }
 
 async fn wait_ready(address: &ServerAddress) -> anyhow::Result<()> {
@@ -252,7 +261,6 @@ async fn wait_ready(address: &ServerAddress) -> anyhow::Result<()> {
 /// its superuser, so `role "<superuser>" already exists` is expected; any
 /// other error fails the check.
 async fn restore_globals(address: &ServerAddress, file: &Path) -> (bool, String) {
-    let expected = format!("role \"{}\" already exists", address.user);
     let result = tokio::process::Command::new("psql")
         .args([
             "--no-psqlrc".to_owned(),
@@ -271,10 +279,7 @@ async fn restore_globals(address: &ServerAddress, file: &Path) -> (bool, String)
         Err(error) => return (false, format!("cannot run `psql`: {error}")),
     };
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.contains("ERROR:") && !line.contains(&expected))
-        .collect();
+    let errors = globals_errors(&stderr, &address.user);
     if output.status.success() && errors.is_empty() {
         (true, "roles and tablespaces restored with psql".to_owned())
     } else if errors.is_empty() {
@@ -284,22 +289,23 @@ async fn restore_globals(address: &ServerAddress, file: &Path) -> (bool, String)
     }
 }
 
+/// The errors psql reported restoring the globals, but the one expected:
+/// the scratch server's own `superuser` already exists.
+fn globals_errors<'a>(stderr: &'a str, superuser: &str) -> Vec<&'a str> {
+    let expected = format!("role \"{superuser}\" already exists");
+    stderr
+        .lines()
+        .filter(|line| line.contains("ERROR:") && !line.contains(&expected))
+        .collect()
+}
+
 async fn compare_counts(
     address: &ServerAddress,
     database: &DatabaseEntry,
 ) -> anyhow::Result<(bool, String)> {
     let client = address.connect(&database.name).await?;
     let restored = count_rows(&client).await?;
-    let mut problems = Vec::new();
-    for (table, expected) in &database.tables {
-        match restored.get(table) {
-            None => problems.push(format!("`{table}` is missing")),
-            Some(count) if count != expected => problems.push(format!(
-                "`{table}` has {count} rows, {expected} when backed up"
-            )),
-            Some(_) => {}
-        }
-    }
+    let problems = count_problems(&database.tables, &restored);
     if problems.is_empty() {
         let rows: i64 = database.tables.values().sum();
         Ok((
@@ -311,5 +317,155 @@ async fn compare_counts(
         ))
     } else {
         Ok((false, problems.join("; ")))
+    }
+}
+
+/// How the restored tables' rows differ from those counted at backup time.
+/// Tables the backup did not count are not its business.
+fn count_problems(
+    expected: &BTreeMap<String, i64>,
+    restored: &BTreeMap<String, i64>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (table, expected) in expected {
+        match restored.get(table) {
+            None => problems.push(format!("`{table}` is missing")),
+            Some(count) if count != expected => problems.push(format!(
+                "`{table}` has {count} rows, {expected} when backed up"
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::agent::fixtures::{file, write_backup};
+
+    #[test]
+    fn files_must_be_there_with_their_size_and_checksum() {
+        let expected = [
+            file("01-app.dump", 10, "aa"),
+            file("02-b.dump", 10, "bb"),
+            file("03-c.dump", 10, "cc"),
+            file("globals.sql", 5, "dd"),
+        ];
+        let found = [
+            file("01-app.dump", 10, "aa"),
+            file("03-c.dump", 10, "c0"),
+            file("globals.sql", 4, "dd"),
+            file("stray.txt", 1, "ee"),
+        ];
+        assert_eq!(
+            file_problems(&expected, &found),
+            [
+                "`02-b.dump` is missing",
+                "`03-c.dump` has changed since the backup was taken (SHA-256 differs)",
+                "`globals.sql` is 4 bytes but was 5 when the backup was taken (truncated?)",
+            ]
+        );
+        assert!(file_problems(&expected, &expected).is_empty());
+    }
+
+    #[test]
+    fn row_counts_must_match_those_taken_with_the_dump() {
+        let counts = |items: &[(&str, i64)]| -> BTreeMap<String, i64> {
+            items
+                .iter()
+                .map(|(table, rows)| ((*table).to_owned(), *rows))
+                .collect()
+        };
+        let expected = counts(&[("public.a", 3), ("public.b", 0), ("s.c", 7)]);
+        let restored = counts(&[("public.a", 3), ("s.c", 6), ("s.new", 1)]);
+        assert_eq!(
+            count_problems(&expected, &restored),
+            [
+                "`public.b` is missing",
+                "`s.c` has 6 rows, 7 when backed up"
+            ]
+        );
+        assert!(count_problems(&expected, &expected).is_empty());
+    }
+
+    #[test]
+    fn only_the_superuser_existing_is_an_expected_globals_error() {
+        let stderr = "\
+psql:/backups/x/globals.sql:14: ERROR:  role \"postgres\" already exists
+psql:/backups/x/globals.sql:20: NOTICE:  something harmless
+psql:/backups/x/globals.sql:31: ERROR:  role \"app\" already exists
+psql:/backups/x/globals.sql:40: ERROR:  tablespace location does not exist";
+        assert_eq!(
+            globals_errors(stderr, "postgres"),
+            [
+                "psql:/backups/x/globals.sql:31: ERROR:  role \"app\" already exists",
+                "psql:/backups/x/globals.sql:40: ERROR:  tablespace location does not exist",
+            ]
+        );
+        assert_eq!(globals_errors(stderr, "app").len(), 2);
+    }
+
+    /// An address nothing listens on: the checks below must end before
+    /// they would connect.
+    fn nowhere() -> ServerAddress {
+        ServerAddress {
+            host: "/nonexistent".to_owned(),
+            port: 1,
+            user: "postgres".to_owned(),
+        }
+    }
+
+    /// A failed backup is reported as such without a restore; which backup
+    /// is checked: the one named, else the newest successful one.
+    #[tokio::test]
+    async fn a_failed_backup_fails_the_check_before_any_restore() {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let root = root.path();
+        write_backup(root, "20260101T000000Z-nightly", "ledger", Status::Failed);
+        let report = check(
+            root,
+            "ledger",
+            Some("20260101T000000Z-nightly"),
+            &nowhere(),
+            "/nonexistent",
+        )
+        .await
+        .expect("a report");
+        assert!(!report.ok());
+        assert_eq!(
+            report.checks,
+            [Check {
+                subject: "backup".to_owned(),
+                ok: false,
+                detail: "the backup itself failed: no error recorded".to_owned(),
+            }]
+        );
+        let error = check(root, "ledger", None, &nowhere(), "/nonexistent")
+            .await
+            .err()
+            .map(|error| error.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("the destination holds no successful backup to verify")
+        );
+        std::fs::create_dir(root.join("20260102T000000Z-nightly")).expect("create a directory");
+        let error = check(
+            root,
+            "ledger",
+            Some("20260102T000000Z-nightly"),
+            &nowhere(),
+            "/nonexistent",
+        )
+        .await
+        .err()
+        .map(|error| error.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "backup `20260102T000000Z-nightly` has no manifest: it was cut off before it \
+                 finished"
+            )
+        );
     }
 }
