@@ -60,3 +60,49 @@ fn checksum(path: &Path) -> anyhow::Result<(u64, String)> {
     }
     Ok((size, hex::encode(hasher.finalize())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file below the directory, nested ones too, sorted, with size
+    /// and SHA-256; the manifest and its partial copy are not part of it.
+    #[test]
+    fn files_are_measured_without_the_manifest() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let directory = directory.path();
+        let write = |path: &str, text: &str| {
+            let path = directory.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create a directory");
+            }
+            std::fs::write(path, text).expect("write a file");
+        };
+        write("globals.sql", "");
+        write("02-b.dir/toc.dat", "toc");
+        write("01-a.dump", "dump");
+        write(MANIFEST_FILE, "{}");
+        write(&format!("{MANIFEST_FILE}.partial"), "{");
+        let files = measure(directory).expect("measure");
+        let listed: Vec<(&str, u64)> = files
+            .iter()
+            .map(|file| (file.path.as_str(), file.size_bytes))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("01-a.dump", 4),
+                ("02-b.dir/toc.dat", 3),
+                ("globals.sql", 0)
+            ]
+        );
+        assert_eq!(
+            files[0].sha256,
+            "b6ca0868bca6a2926b70aa1a71592038d9030fe26d4214edcfbd6cf41f2f4654"
+        );
+        assert_eq!(
+            files[2].sha256,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

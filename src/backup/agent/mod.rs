@@ -52,3 +52,36 @@ pub fn list(root: &Path, deployment: &str) -> anyhow::Result<Vec<Entry>> {
 pub fn root() -> PathBuf {
     PathBuf::from(super::BACKUP_MOUNT)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::manifest::Status;
+    use fixtures::write_backup;
+
+    /// A deployment's list holds its own backups, newest first, and then the
+    /// incomplete ones, whose deployment cannot be told; never another's.
+    #[test]
+    fn a_list_holds_this_deployments_backups_and_incomplete_ones() {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let root = root.path();
+        write_backup(root, "20260101T000000Z-nightly", "ledger", Status::Ok);
+        write_backup(root, "20260102T000000Z-nightly", "another", Status::Ok);
+        write_backup(root, "20260103T000000Z-nightly", "ledger", Status::Failed);
+        std::fs::create_dir(root.join("20260104T000000Z-nightly")).expect("create a directory");
+        std::fs::create_dir(root.join("lost+found")).expect("create a directory");
+        let listed: Vec<(String, Status)> = list(root, "ledger")
+            .expect("list")
+            .into_iter()
+            .map(|entry| (entry.id, entry.status))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("20260103T000000Z-nightly".to_owned(), Status::Failed),
+                ("20260101T000000Z-nightly".to_owned(), Status::Ok),
+                ("20260104T000000Z-nightly".to_owned(), Status::Incomplete),
+            ]
+        );
+    }
+}

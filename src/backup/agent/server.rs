@@ -131,3 +131,31 @@ pub(super) async fn run_tool(program: &str, arguments: &[String]) -> anyhow::Res
     }
     Ok(stderr)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What libpq reads back from a connection string: every value as
+    /// given, whatever quotes, backslashes or options a name holds.
+    #[test]
+    fn conninfo_quotes_every_value() {
+        let address = ServerAddress {
+            host: "ledger-postgres".to_owned(),
+            port: 5433,
+            user: "o'brien".to_owned(),
+        };
+        let hostile = "x' host=evil.example dbname='y\\";
+        let conninfo = address.conninfo(hostile);
+        let parsed: tokio_postgres::Config = conninfo.parse().expect("a connection string");
+        assert_eq!(parsed.get_dbname(), Some(hostile));
+        assert_eq!(parsed.get_user(), Some("o'brien"));
+        assert_eq!(parsed.get_ports(), [5433]);
+        assert_eq!(
+            parsed.get_hosts(),
+            [tokio_postgres::config::Host::Tcp(
+                "ledger-postgres".to_owned()
+            )]
+        );
+    }
+}
