@@ -154,6 +154,30 @@ pub(crate) fn sort_key(entry: &Entry) -> (Option<DateTime<Utc>>, &str) {
     )
 }
 
+/// A manifest of schedule `nightly` for `deployment`, started (and
+/// finished) at `started`, for the tests of retention and of the agent.
+#[cfg(test)]
+pub(crate) fn sample(started: DateTime<Utc>, deployment: &str, status: Status) -> Manifest {
+    Manifest {
+        format_version: MANIFEST_VERSION,
+        id: backup_id(started, "nightly"),
+        deployment: deployment.to_owned(),
+        schedule: "nightly".to_owned(),
+        started_at: started.to_rfc3339(),
+        finished_at: started.to_rfc3339(),
+        kind: "full".to_owned(),
+        format: "custom".to_owned(),
+        status,
+        error: None,
+        server_version: "17.0".to_owned(),
+        pgspec_version: "0".to_owned(),
+        globals: None,
+        databases: Vec::new(),
+        files: Vec::new(),
+        size_bytes: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

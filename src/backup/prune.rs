@@ -129,7 +129,7 @@ pub fn select_pruned(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::manifest::{MANIFEST_VERSION, Manifest, backup_id};
+    use crate::backup::manifest::{self, Manifest};
     use chrono::TimeZone;
     use proptest::prelude::*;
 
@@ -140,28 +140,11 @@ mod tests {
     };
 
     fn backup(started: DateTime<Utc>, status: Status) -> Entry {
-        let id = backup_id(started, "nightly");
+        let manifest = manifest::sample(started, "ledger", status);
         Entry {
-            id: id.clone(),
+            id: manifest.id.clone(),
             status,
-            manifest: Some(Manifest {
-                format_version: MANIFEST_VERSION,
-                id,
-                deployment: "ledger".to_owned(),
-                schedule: "nightly".to_owned(),
-                started_at: started.to_rfc3339(),
-                finished_at: started.to_rfc3339(),
-                kind: "full".to_owned(),
-                format: "custom".to_owned(),
-                status,
-                error: None,
-                server_version: "17.0".to_owned(),
-                pgspec_version: "0".to_owned(),
-                globals: None,
-                databases: Vec::new(),
-                files: Vec::new(),
-                size_bytes: 0,
-            }),
+            manifest: Some(manifest),
         }
     }
 

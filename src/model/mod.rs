@@ -16,6 +16,7 @@ pub mod data;
 mod databases;
 pub mod desired;
 mod indexes;
+pub mod notation;
 mod pooler;
 pub mod privileges;
 mod roles;

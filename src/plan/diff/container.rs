@@ -7,6 +7,8 @@ use crate::model::address::ObjectKind;
 use crate::model::{Container, ContainerState, Deployment, address};
 use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PlanError, Risk, Step};
 
+pub use crate::model::notation::format_bytes;
+
 /// Diffs the server container. Returns whether the state inside PostgreSQL
 /// is known: observed, or known to be empty because the data directory will
 /// be initialised from scratch.
@@ -555,20 +557,4 @@ fn unlimited() -> String {
 fn format_cpus(nano_cpus: i64) -> String {
     let cpus = nano_cpus as f64 / 1e9;
     format!("{cpus}")
-}
-
-/// Bytes in the largest binary unit that divides them.
-pub fn format_bytes(bytes: i64) -> String {
-    const UNITS: [(&str, i64); 4] = [
-        ("TiB", 1 << 40),
-        ("GiB", 1 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-    ];
-    for (unit, size) in UNITS {
-        if bytes != 0 && bytes % size == 0 {
-            return format!("{}{unit}", bytes / size);
-        }
-    }
-    format!("{bytes}B")
 }

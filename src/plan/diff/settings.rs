@@ -6,6 +6,7 @@
 //! becomes `on`, list settings compare item by item.
 
 use crate::model::address::ObjectKind;
+use crate::model::notation::list_items;
 use crate::model::{Deployment, Setting, address};
 use crate::plan::{Action, ActionKind, Change, Plan, PlanError, Risk, Step};
 use crate::sql::{quote_ident, quote_literal};
@@ -62,15 +63,6 @@ fn unit_size(unit: &str) -> Option<(UnitClass, f64)> {
 
 fn is_list(name: &str) -> bool {
     LIST_SETTINGS.contains(&name)
-}
-
-/// List items without surrounding blanks or double quotes.
-fn list_items(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(|item| item.trim().trim_matches('"').to_owned())
-        .filter(|item| !item.is_empty())
-        .collect()
 }
 
 /// The canonical form of `value` for setting `name`, described by `live`

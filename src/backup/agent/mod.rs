@@ -1,0 +1,87 @@
+//! The backup agent: what runs inside the backup container (and inside a
+//! `verify` scratch container), as the hidden `pgspec backup agent`.
+//!
+//! It schedules, dumps with the image's own `pg_dump`/`pg_dumpall`, writes
+//! manifests, removes what `prune` selects, lists, and checks a restore. It
+//! talks to Docker not at all and to PostgreSQL only through the server
+//! address it is given; it writes only below the destination it is given.
+//!
+//! One file per part: `cron` (when schedules are due), `scheduler` (the
+//! loop), `take` (a backup and its manifest), `retention` (removing what
+//! `backup::prune` selects), `verify` (the restore check), `server` (the
+//! connection and client tools) and `files` (sizes and checksums).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::manifest::{self, Entry};
+
+mod cron;
+mod files;
+mod retention;
+mod scheduler;
+mod server;
+mod take;
+mod verify;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use scheduler::schedule;
+pub use server::ServerAddress;
+pub use take::once;
+pub use verify::{Check, Report, check};
+
+/// The backups of a deployment in a destination, newest first, plus
+/// incomplete ones whose deployment cannot be told.
+pub fn list(root: &Path, deployment: &str) -> anyhow::Result<Vec<Entry>> {
+    Ok(manifest::read_all(root)
+        .with_context(|| format!("cannot read `{}`", root.display()))?
+        .into_iter()
+        .filter(|entry| {
+            entry
+                .manifest
+                .as_ref()
+                .is_none_or(|manifest| manifest.deployment == deployment)
+        })
+        .collect())
+}
+
+/// The destination directory inside a container.
+pub fn root() -> PathBuf {
+    PathBuf::from(super::BACKUP_MOUNT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::manifest::Status;
+    use fixtures::write_backup;
+
+    /// A deployment's list holds its own backups, newest first, and then the
+    /// incomplete ones, whose deployment cannot be told; never another's.
+    #[test]
+    fn a_list_holds_this_deployments_backups_and_incomplete_ones() {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let root = root.path();
+        write_backup(root, "20260101T000000Z-nightly", "ledger", Status::Ok);
+        write_backup(root, "20260102T000000Z-nightly", "another", Status::Ok);
+        write_backup(root, "20260103T000000Z-nightly", "ledger", Status::Failed);
+        std::fs::create_dir(root.join("20260104T000000Z-nightly")).expect("create a directory");
+        std::fs::create_dir(root.join("lost+found")).expect("create a directory");
+        let listed: Vec<(String, Status)> = list(root, "ledger")
+            .expect("list")
+            .into_iter()
+            .map(|entry| (entry.id, entry.status))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("20260103T000000Z-nightly".to_owned(), Status::Failed),
+                ("20260101T000000Z-nightly".to_owned(), Status::Ok),
+                ("20260104T000000Z-nightly".to_owned(), Status::Incomplete),
+            ]
+        );
+    }
+}
