@@ -17,6 +17,7 @@ use crate::model::{
 };
 use crate::secret::SecretValue;
 
+mod canonical;
 mod grants;
 mod indexes;
 mod password;
