@@ -425,14 +425,38 @@ pub fn published(inspect: &ContainerInspectResponse, port: &str) -> Option<(Stri
         .as_ref()
         .and_then(|settings| settings.ports.as_ref())
         .and_then(|ports| ports.get(port)?.as_ref()?.first());
-    let configured = inspect
-        .host_config
-        .as_ref()
-        .and_then(|host_config| host_config.port_bindings.as_ref())
-        .and_then(|bindings| bindings.get(port)?.as_ref()?.first());
-    let binding = bound.or(configured)?;
+    let binding = bound.or_else(|| configured_binding(inspect, port))?;
     let host_port = binding.host_port.as_deref()?.parse().ok()?;
     Some((binding.host_ip.clone().unwrap_or_default(), host_port))
+}
+
+/// The host address and port a container is configured to publish `port`
+/// on, as created: empty and 0 where it names none (0 also for a port the
+/// engine picks).
+pub fn configured(inspect: &ContainerInspectResponse, port: &str) -> (String, u16) {
+    let binding = configured_binding(inspect, port);
+    (
+        binding
+            .and_then(|binding| binding.host_ip.clone())
+            .unwrap_or_default(),
+        binding
+            .and_then(|binding| binding.host_port.as_deref()?.parse().ok())
+            .unwrap_or_default(),
+    )
+}
+
+fn configured_binding<'a>(
+    inspect: &'a ContainerInspectResponse,
+    port: &str,
+) -> Option<&'a bollard::models::PortBinding> {
+    inspect
+        .host_config
+        .as_ref()?
+        .port_bindings
+        .as_ref()?
+        .get(port)?
+        .as_ref()?
+        .first()
 }
 
 #[cfg(test)]

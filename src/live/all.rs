@@ -21,6 +21,7 @@ use tokio_postgres::Client;
 use crate::engine::container::SERVER_PORT;
 use crate::engine::{Docker, labels};
 use crate::live::docker;
+use crate::live::postgres::query_error;
 use crate::live::{ObserveError, Target, backup, pooler, postgres};
 use crate::model::{
     Backup, Container, Database, Deployment, Grant, GrantTarget, Image, Pooler, Setting, index_key,
@@ -306,18 +307,6 @@ pub struct Survey {
     /// (role, database) pairs with settings for that role in that database.
     pub role_database_settings: Vec<(String, String)>,
     pub databases: BTreeMap<String, DatabaseSurvey>,
-}
-
-fn query_error(
-    what: &'static str,
-    database: &str,
-) -> impl FnOnce(tokio_postgres::Error) -> ObserveError {
-    let database = database.to_owned();
-    move |source| ObserveError::Query {
-        database,
-        what,
-        source,
-    }
 }
 
 /// Reads everything on the server `target` reaches. `databases` limits

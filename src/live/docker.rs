@@ -91,15 +91,10 @@ fn container_from_inspect(
     want: &Container,
     volume_exists: bool,
 ) -> Container {
+    let (bind_address, port) = crate::engine::container::configured(&inspect, SERVER_PORT);
     let config = inspect.config.unwrap_or_default();
     let host_config = inspect.host_config.unwrap_or_default();
     let env = config.env.unwrap_or_default();
-    let binding = host_config
-        .port_bindings
-        .as_ref()
-        .and_then(|bindings| bindings.get(SERVER_PORT))
-        .and_then(|bindings| bindings.as_ref())
-        .and_then(|bindings| bindings.first());
     // The data directory is where the container's PGDATA says; the mount
     // holding it — named volume, anonymous volume, bind mount or none — is
     // what a replacement keeps or loses.
@@ -137,13 +132,8 @@ fn container_from_inspect(
     Container {
         name: want.name.clone(),
         image: config.image.unwrap_or_default(),
-        port: binding
-            .and_then(|binding| binding.host_port.as_deref())
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_default(),
-        bind_address: binding
-            .and_then(|binding| binding.host_ip.clone())
-            .unwrap_or_default(),
+        port,
+        bind_address,
         volume: home.volume,
         data_mount: home.mount,
         pgdata: home.pgdata,

@@ -76,13 +76,7 @@ pub async fn observe(
         }));
     };
 
-    let binding = inspect
-        .host_config
-        .as_ref()
-        .and_then(|host_config| host_config.port_bindings.as_ref())
-        .and_then(|bindings| bindings.get(LISTEN_PORT))
-        .and_then(|bindings| bindings.as_ref())
-        .and_then(|bindings| bindings.first());
+    let (bind_address, port) = engine::container::configured(&inspect, LISTEN_PORT);
     let running = inspect
         .state
         .as_ref()
@@ -99,13 +93,8 @@ pub async fn observe(
             .as_ref()
             .and_then(|config| config.image.clone())
             .unwrap_or_default(),
-        port: binding
-            .and_then(|binding| binding.host_port.as_deref())
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_default(),
-        bind_address: binding
-            .and_then(|binding| binding.host_ip.clone())
-            .unwrap_or_default(),
+        port,
+        bind_address,
         state: if running {
             ContainerState::Running
         } else {

@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::Client;
 
-use super::indexes::query_error;
+use super::query_error;
 use crate::live::ObserveError;
 use crate::model::{Database, Index, IndexCheck};
 use crate::sql::{quote_ident, quote_literal};
@@ -75,7 +75,7 @@ async fn observe_tables(
             &[&schemas, &names],
         )
         .await
-        .map_err(query_error(database, "indexed tables"))?;
+        .map_err(query_error("indexed tables", database))?;
     let mut found: BTreeMap<(String, String), Table> = BTreeMap::new();
     for row in rows {
         let table = found.entry((row.get(0), row.get(1))).or_default();
@@ -264,12 +264,12 @@ pub(super) async fn check_desired(
         ),
     )
     .map_err(query_error(
-        database,
         "the server's form of the desired indexes",
+        database,
     ))?;
     let role = scratch_role(session.get(0), session.get(1));
 
-    let error = || query_error(database, "the server's form of the desired indexes");
+    let error = || query_error("the server's form of the desired indexes", database);
     let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
     let all: Vec<ScratchTable> = scratch_tables.into_values().collect();
     for chunk in chunks(&all) {

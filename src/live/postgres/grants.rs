@@ -5,24 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::{Client, Row};
 
+use super::query_error;
 use crate::live::ObserveError;
 use crate::model::{Acl, AclObject, Schema};
 
 /// A grantee's name, `PUBLIC` for the pseudo-role with oid 0.
 const GRANTEE: &str = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
                        ELSE pg_get_userbyid(a.grantee)::text END";
-
-fn query_error(
-    what: &'static str,
-    database: &str,
-) -> impl FnOnce(tokio_postgres::Error) -> ObserveError {
-    let database = database.to_owned();
-    move |source| ObserveError::Query {
-        database,
-        what,
-        source,
-    }
-}
 
 /// Collects `(object, grantee, privilege)` rows into sorted ACLs. An object
 /// whose ACL is empty still appears, with no grantees.

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::Client;
 
 use super::canonical::check_desired;
+use super::query_error;
 use crate::live::ObserveError;
 use crate::live::postgres::Target;
 use crate::model::{Database, Index, IndexCheck, IndexStamp, index_key, marks_own};
@@ -93,7 +94,7 @@ async fn suggest_tables(
             &[&schemas],
         )
         .await
-        .map_err(query_error(database, "the tables of the indexed schemas"))?;
+        .map_err(query_error("the tables of the indexed schemas", database))?;
     let tables: Vec<(String, String)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
     for (name, index) in missing {
         let closest = tables
@@ -147,18 +148,6 @@ fn proven_by_stamp(
     (proven, unproven)
 }
 
-pub(super) fn query_error(
-    database: &str,
-    what: &'static str,
-) -> impl FnOnce(tokio_postgres::Error) -> ObserveError {
-    let database = database.to_owned();
-    move |source| ObserveError::Query {
-        database,
-        what,
-        source,
-    }
-}
-
 /// Whose indexes count as pgspec's: those whose mark or stamp names this
 /// deployment (or names none, on a server the spec runs; `model::marks_own`).
 #[derive(Debug, Clone, Copy)]
@@ -197,7 +186,7 @@ async fn observe_indexes(
             &[],
         )
         .await
-        .map_err(query_error(database, "indexes"))?;
+        .map_err(query_error("indexes", database))?;
     Ok(rows
         .into_iter()
         .map(|row| {

@@ -290,14 +290,6 @@ async fn observe_unbounded(
     // bounded by OBSERVE_TIMEOUT alone.
     let client = target.connect().await?;
     let maintenance = target.database.clone();
-    let query_error = |what: &'static str| {
-        let database = maintenance.clone();
-        move |source| ObserveError::Query {
-            database,
-            what,
-            source,
-        }
-    };
 
     let version_row = client
         .query_one(
@@ -309,7 +301,7 @@ async fn observe_unbounded(
             &[],
         )
         .await
-        .map_err(query_error("the server version"))?;
+        .map_err(query_error("the server version", &maintenance))?;
     let version_num: i32 = version_row.get(0);
     let current_user: String = version_row.get(1);
     let access = roles::Access {
@@ -329,7 +321,7 @@ async fn observe_unbounded(
             &[],
         )
         .await
-        .map_err(query_error("available extensions"))?;
+        .map_err(query_error("available extensions", &maintenance))?;
     let mut available_extensions: BTreeMap<String, AvailableExtension> = BTreeMap::new();
     for row in extension_rows {
         let name: String = row.get(0);
@@ -354,7 +346,7 @@ async fn observe_unbounded(
             &[],
         )
         .await
-        .map_err(query_error("databases"))?;
+        .map_err(query_error("databases", &maintenance))?;
     let mut databases = BTreeMap::new();
     for row in database_rows {
         let name: String = row.get(0);
@@ -517,4 +509,17 @@ async fn observe_database(
         extensions,
         contents,
     })
+}
+
+/// The error of a catalog query about `what` in `database`.
+pub(crate) fn query_error(
+    what: &'static str,
+    database: &str,
+) -> impl FnOnce(tokio_postgres::Error) -> ObserveError + use<> {
+    let database = database.to_owned();
+    move |source| ObserveError::Query {
+        database,
+        what,
+        source,
+    }
 }

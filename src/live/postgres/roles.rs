@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::Client;
 
+use super::query_error;
 use crate::live::ObserveError;
 use crate::model::{Deployment, Membership, PasswordState, Role, marks_own};
 
@@ -17,18 +18,6 @@ pub struct Access {
     pub authid: bool,
     /// PostgreSQL 16+: memberships have INHERIT and SET options.
     pub membership_options: bool,
-}
-
-fn query_error(
-    what: &'static str,
-    database: &str,
-) -> impl FnOnce(tokio_postgres::Error) -> ObserveError {
-    let database = database.to_owned();
-    move |source| ObserveError::Query {
-        database,
-        what,
-        source,
-    }
 }
 
 /// Reads every role except PostgreSQL's own `pg_*` roles. Passwords that

@@ -6,20 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::Client;
 
+use super::query_error;
 use crate::live::ObserveError;
 use crate::model::{Deployment, Setting};
-
-fn query_error(
-    what: &'static str,
-    database: &str,
-) -> impl FnOnce(tokio_postgres::Error) -> ObserveError {
-    let database = database.to_owned();
-    move |source| ObserveError::Query {
-        database,
-        what,
-        source,
-    }
-}
 
 /// Every setting name the desired deployment uses anywhere: server,
 /// per-role and per-database settings. Their units and types are what the
