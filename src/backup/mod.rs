@@ -41,6 +41,7 @@ pub mod agent;
 pub mod docker;
 pub mod manifest;
 pub mod prune;
+pub mod text;
 
 pub use crate::model::backup::{
     AGENT_PATH, AgentConfig, BACKUP_MOUNT, CONFIG_PATH, PGPASS_PATH, SERVER_PORT, container_name,
@@ -48,21 +49,4 @@ pub use crate::model::backup::{
     schedules_from_labels,
 };
 
-/// Bytes with one decimal in the largest binary unit below them.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = "B";
-    for next in UNITS {
-        if value < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = next;
-    }
-    if unit == "B" {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {unit}")
-    }
-}
+pub use text::human_size;

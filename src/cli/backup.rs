@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::{Exit, SpecArg};
-use crate::backup::agent::{self, Report, ServerAddress};
+use crate::backup::agent::{self, ServerAddress};
 use crate::backup::manifest::{Entry, Manifest, Status};
 use crate::backup::{self, AgentConfig, CONFIG_PATH};
 use crate::engine::container::ExecOutput;
@@ -168,22 +168,7 @@ async fn run_now(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
     if args.json {
         output::stdout(&output.stdout)?;
     } else {
-        let mut text = String::new();
-        for manifest in &manifests {
-            text.push_str(&format!(
-                "{} {} ({} {}, {}): {}\n",
-                manifest.id,
-                manifest.status.as_str(),
-                manifest.kind,
-                manifest.format,
-                databases_text(manifest),
-                backup::human_size(manifest.size_bytes),
-            ));
-            if let Some(error) = &manifest.error {
-                text.push_str(&format!("  error: {error}\n"));
-            }
-        }
-        output::stdout(&text)?;
+        output::stdout(&backup::text::taken(&manifests))?;
     }
     let failed = manifests
         .iter()
@@ -210,81 +195,8 @@ async fn list_backups(args: &ListArgs, color: bool) -> anyhow::Result<Exit> {
     }
     let entries: Vec<Entry> =
         serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")?;
-    output::stdout(&list_table(&entries))?;
+    output::stdout(&backup::text::list_table(&entries))?;
     Ok(Exit::Success)
-}
-
-/// The `backup list` table.
-pub fn list_table(entries: &[Entry]) -> String {
-    let mut rows = vec![[
-        "ID".to_owned(),
-        "TIME (UTC)".to_owned(),
-        "KIND".to_owned(),
-        "DATABASES".to_owned(),
-        "SIZE".to_owned(),
-        "STATUS".to_owned(),
-    ]];
-    for entry in entries {
-        let row = match &entry.manifest {
-            Some(manifest) => [
-                entry.id.clone(),
-                manifest
-                    .started_at
-                    .replace('T', " ")
-                    .trim_end_matches('Z')
-                    .to_owned(),
-                format!("{}/{}", manifest.kind, manifest.format),
-                databases_text(manifest),
-                backup::human_size(manifest.size_bytes),
-                entry.status.as_str().to_owned(),
-            ],
-            None => [
-                entry.id.clone(),
-                "-".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-                "-".to_owned(),
-                entry.status.as_str().to_owned(),
-            ],
-        };
-        rows.push(row);
-    }
-    let widths: Vec<usize> = (0..6)
-        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
-        .collect();
-    let mut text = String::new();
-    for row in &rows {
-        let line = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect::<Vec<_>>()
-            .join("  ");
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    if entries.is_empty() {
-        text.push_str("(no backups yet)\n");
-    }
-    text
-}
-
-fn databases_text(manifest: &Manifest) -> String {
-    let mut names: Vec<&str> = Vec::new();
-    if manifest.globals.is_some() {
-        names.push("(globals)");
-    }
-    names.extend(
-        manifest
-            .databases
-            .iter()
-            .map(|database| database.name.as_str()),
-    );
-    if names.is_empty() {
-        "-".to_owned()
-    } else {
-        names.join(",")
-    }
 }
 
 async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
@@ -318,7 +230,7 @@ async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
         text.push('\n');
         output::stdout(&text)?;
     } else {
-        output::stdout(&report_text(&report))?;
+        output::stdout(&backup::text::report_text(&report))?;
     }
     if !report.ok() {
         let failed = report.checks.iter().filter(|check| !check.ok).count();
@@ -329,28 +241,6 @@ async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
         );
     }
     Ok(Exit::Success)
-}
-
-/// The `backup verify` report as text.
-pub fn report_text(report: &Report) -> String {
-    let mut text = format!(
-        "backup {} ({}/{}, taken {}):\n",
-        report.id, report.kind, report.format, report.started_at
-    );
-    for check in &report.checks {
-        text.push_str(&format!(
-            "  {:<6} {}: {}\n",
-            if check.ok { "ok" } else { "FAILED" },
-            check.subject,
-            check.detail
-        ));
-    }
-    text.push_str(if report.ok() {
-        "verified: the backup restores and matches what was recorded when it was taken\n"
-    } else {
-        "NOT verified\n"
-    });
-    text
 }
 
 async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {

@@ -1,0 +1,201 @@
+//! Backups as people read them: the `backup list` table, the `backup
+//! verify` report, sizes. Pure.
+
+use super::agent::Report;
+use super::manifest::{Entry, Manifest};
+
+/// The `backup list` table.
+pub fn list_table(entries: &[Entry]) -> String {
+    let mut rows = vec![[
+        "ID".to_owned(),
+        "TIME (UTC)".to_owned(),
+        "KIND".to_owned(),
+        "DATABASES".to_owned(),
+        "SIZE".to_owned(),
+        "STATUS".to_owned(),
+    ]];
+    for entry in entries {
+        let row = match &entry.manifest {
+            Some(manifest) => [
+                entry.id.clone(),
+                manifest
+                    .started_at
+                    .replace('T', " ")
+                    .trim_end_matches('Z')
+                    .to_owned(),
+                format!("{}/{}", manifest.kind, manifest.format),
+                databases_text(manifest),
+                human_size(manifest.size_bytes),
+                entry.status.as_str().to_owned(),
+            ],
+            None => [
+                entry.id.clone(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                entry.status.as_str().to_owned(),
+            ],
+        };
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
+    let mut text = String::new();
+    for row in &rows {
+        let line = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    if entries.is_empty() {
+        text.push_str("(no backups yet)\n");
+    }
+    text
+}
+
+fn databases_text(manifest: &Manifest) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    if manifest.globals.is_some() {
+        names.push("(globals)");
+    }
+    names.extend(
+        manifest
+            .databases
+            .iter()
+            .map(|database| database.name.as_str()),
+    );
+    if names.is_empty() {
+        "-".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
+/// What `backup run` took, a line per backup.
+pub fn taken(manifests: &[Manifest]) -> String {
+    let mut text = String::new();
+    for manifest in manifests {
+        text.push_str(&format!(
+            "{} {} ({} {}, {}): {}\n",
+            manifest.id,
+            manifest.status.as_str(),
+            manifest.kind,
+            manifest.format,
+            databases_text(manifest),
+            human_size(manifest.size_bytes),
+        ));
+        if let Some(error) = &manifest.error {
+            text.push_str(&format!("  error: {error}\n"));
+        }
+    }
+    text
+}
+
+/// The `backup verify` report as text.
+pub fn report_text(report: &Report) -> String {
+    let mut text = format!(
+        "backup {} ({}/{}, taken {}):\n",
+        report.id, report.kind, report.format, report.started_at
+    );
+    for check in &report.checks {
+        text.push_str(&format!(
+            "  {:<6} {}: {}\n",
+            if check.ok { "ok" } else { "FAILED" },
+            check.subject,
+            check.detail
+        ));
+    }
+    text.push_str(if report.ok() {
+        "verified: the backup restores and matches what was recorded when it was taken\n"
+    } else {
+        "NOT verified\n"
+    });
+    text
+}
+
+/// Bytes with one decimal in the largest binary unit below them.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    if unit == "B" {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::backup::manifest::{Status, sample};
+
+    #[test]
+    fn sizes_take_the_largest_unit_below_them() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn the_list_aligns_its_columns_and_shows_incomplete_backups() {
+        let started = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 22, 3, 0, 0)
+            .single()
+            .expect("valid time");
+        let mut manifest = sample(started, "ledger", Status::Ok);
+        manifest.size_bytes = 2048;
+        let entries = [
+            Entry {
+                id: manifest.id.clone(),
+                status: Status::Ok,
+                manifest: Some(manifest.clone()),
+            },
+            Entry {
+                id: "20261122T040000Z-nightly".to_owned(),
+                status: Status::Incomplete,
+                manifest: None,
+            },
+        ];
+        let table = list_table(&entries);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("ID "), "{table}");
+        assert!(lines[1].contains("2026-11-22 03:00:00"), "{table}");
+        assert!(lines[1].contains("2.0 KiB"), "{table}");
+        assert!(lines[2].ends_with("incomplete"), "{table}");
+        // The status column starts at the same place on every line.
+        let column = |line: &str, word: &str| line.find(word).expect("word");
+        assert_eq!(column(lines[0], "STATUS"), column(lines[1], "ok"));
+        assert_eq!(
+            list_table(&[]),
+            "ID  TIME (UTC)  KIND  DATABASES  SIZE  STATUS
+(no backups yet)
+"
+        );
+
+        manifest.status = Status::Failed;
+        manifest.error = Some("pg_dump: connection refused".to_owned());
+        let taken_text = taken(&[manifest]);
+        assert!(taken_text.contains(": 2.0 KiB\n"), "{taken_text}");
+        assert!(
+            taken_text.contains("  error: pg_dump: connection refused\n"),
+            "{taken_text}"
+        );
+    }
+}
