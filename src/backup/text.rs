@@ -184,9 +184,7 @@ mod tests {
         assert_eq!(column(lines[0], "STATUS"), column(lines[1], "ok"));
         assert_eq!(
             list_table(&[]),
-            "ID  TIME (UTC)  KIND  DATABASES  SIZE  STATUS
-(no backups yet)
-"
+            "ID  TIME (UTC)  KIND  DATABASES  SIZE  STATUS\n(no backups yet)\n"
         );
 
         manifest.status = Status::Failed;
