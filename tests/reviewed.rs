@@ -437,6 +437,35 @@ fn two_deployments_never_prune_each_other() {
     });
 }
 
+/// `apply --auto-approve` observes the deployment twice: once to plan (the
+/// fingerprint check reuses it, under the same locks) and once to verify.
+/// After a person's confirmation, or for a saved plan, the check observes
+/// again.
+#[test]
+fn an_apply_observes_twice() {
+    common::block_on(async {
+        let server = Server::start(15).await;
+        let work = Workdir::new();
+        let env = [(PASSWORD_ENV, server.password.as_str())];
+        let spec = work.write(
+            "spec.yaml",
+            &external_spec(&server, "observes", "{ name: observer }", "[]"),
+        );
+        let observes = |run: &common::Run| run.stderr.matches("observing the deployment").count();
+        let applied = pgspec(&["apply", "-f", arg(&spec), "--auto-approve", "-vv"], &env).expect(0);
+        assert_eq!(observes(&applied), 2, "{}", applied.stderr);
+
+        let spec = work.write(
+            "spec.yaml",
+            &external_spec(&server, "observes", "{ name: observer_two }", "[]"),
+        );
+        let saved = work.path("plan.json");
+        pgspec(&["plan", "-f", arg(&spec), "--out", arg(&saved)], &env).expect(0);
+        let applied = pgspec(&["apply", arg(&saved), "-vv"], &env).expect(0);
+        assert_eq!(observes(&applied), 2, "{}", applied.stderr);
+    });
+}
+
 /// An extension already in a new database (copied from its template) is
 /// not marked as pgspec's when the plan asked to create it, and so is not
 /// dropped when it leaves the spec.

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::live::{self, Connections, ObserveError, Target};
 use crate::lock;
-use crate::model::Desired;
+use crate::model::{Deployment, Desired};
 use crate::plan::saved::fingerprint;
 use crate::plan::{self, Action, ActionKind, Plan, Step};
 
@@ -100,6 +100,12 @@ pub struct Approved<'a> {
     /// What to do when the inside of PostgreSQL must be planned again and
     /// the new plan holds actions this one does not.
     pub again: Again<'a>,
+    /// The live state the plan was made from, when it was observed under
+    /// the locks this apply holds and nothing waited between the plan and
+    /// the apply (`apply -f … --auto-approve`): the fingerprint check reuses
+    /// it instead of observing again. `None` after a person's confirmation or
+    /// for a saved plan, whose world may have moved since.
+    pub observed: Option<&'a Deployment>,
 }
 
 /// The approval of a second plan of the inside of PostgreSQL: made after the
@@ -220,9 +226,16 @@ pub async fn apply(
 ) -> Result<Outcome, ApplyError> {
     let target = connections.target.clone();
 
-    let live = live::observe(spec, connections).await?;
-    let fresh = plan::diff(&spec.deployment, &live, &spec.options);
-    if fingerprint(&live) != approved.live_fingerprint {
+    let observed;
+    let live = match approved.observed {
+        Some(live) => live,
+        None => {
+            observed = live::observe(spec, connections).await?;
+            &observed
+        }
+    };
+    if fingerprint(live) != approved.live_fingerprint {
+        let fresh = plan::diff(&spec.deployment, live, &spec.options);
         return Err(ApplyError::Moved {
             changed: describe_moves(approved.plan, &fresh),
             fresh: Box::new(fresh),

@@ -44,50 +44,55 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
         show_unmanaged: false,
     };
     let lock_wait = Duration::from_secs(args.lock_wait);
-    let (spec, connections, plan, live_fingerprint, mut locks) = match (&args.plan_file, &args.file)
-    {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read saved plan `{}`", path.display()))?;
-            let saved = SavedPlan::from_json(&text)
-                .with_context(|| format!("cannot load saved plan `{}`", path.display()))?;
-            let connections = open(&saved.spec).await?;
-            let locks = ApplyLock::acquire(&saved.spec, &connections, lock_wait).await?;
-            // A saved plan is the approval: it is applied as it is, or not at all.
-            (
-                saved.spec,
-                connections,
-                saved.plan,
-                saved.live_fingerprint,
-                locks,
-            )
-        }
-        (None, Some(path)) => {
-            let spec = load_spec(path, colors.stderr)?;
-            // The lock is held from before planning until apply has verified,
-            // so a second apply waits and then plans against the result.
-            let connections = open(&spec).await?;
-            let locks = ApplyLock::acquire(&spec, &connections, lock_wait).await?;
-            let (live, plan) = observe_and_diff(&spec, &connections).await?;
-            output::stdout(&render::text(&plan, text_options))?;
-            if !plan.errors.is_empty() {
-                bail!(
-                    "the plan has {} error(s); nothing was applied",
-                    plan.errors.len()
-                );
+    let (spec, connections, plan, live_fingerprint, observed, mut locks) =
+        match (&args.plan_file, &args.file) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read saved plan `{}`", path.display()))?;
+                let saved = SavedPlan::from_json(&text)
+                    .with_context(|| format!("cannot load saved plan `{}`", path.display()))?;
+                let connections = open(&saved.spec).await?;
+                let locks = ApplyLock::acquire(&saved.spec, &connections, lock_wait).await?;
+                // A saved plan is the approval: it is applied as it is, or not at all.
+                (
+                    saved.spec,
+                    connections,
+                    saved.plan,
+                    saved.live_fingerprint,
+                    None,
+                    locks,
+                )
             }
-            if !plan.has_changes() {
-                if !plan.waiting.is_empty() {
-                    output::stdout(&waiting_line(&plan))?;
+            (None, Some(path)) => {
+                let spec = load_spec(path, colors.stderr)?;
+                // The lock is held from before planning until apply has verified,
+                // so a second apply waits and then plans against the result.
+                let connections = open(&spec).await?;
+                let locks = ApplyLock::acquire(&spec, &connections, lock_wait).await?;
+                let (live, plan) = observe_and_diff(&spec, &connections).await?;
+                output::stdout(&render::text(&plan, text_options))?;
+                if !plan.errors.is_empty() {
+                    bail!(
+                        "the plan has {} error(s); nothing was applied",
+                        plan.errors.len()
+                    );
                 }
-                return Ok(Exit::Success);
+                if !plan.has_changes() {
+                    if !plan.waiting.is_empty() {
+                        output::stdout(&waiting_line(&plan))?;
+                    }
+                    return Ok(Exit::Success);
+                }
+                confirm(args.auto_approve)?;
+                let live_fingerprint = fingerprint(&live);
+                // Observed under the locks a moment ago: with nothing waiting
+                // in between, apply checks the fingerprint against it rather
+                // than observing again.
+                let observed = args.auto_approve.then_some(live);
+                (spec, connections, plan, live_fingerprint, observed, locks)
             }
-            confirm(args.auto_approve)?;
-            let live_fingerprint = fingerprint(&live);
-            (spec, connections, plan, live_fingerprint, locks)
-        }
-        (None, None) => bail!("give a spec with `-f SPEC` or a saved plan file"),
-    };
+            (None, None) => bail!("give a spec with `-f SPEC` or a saved plan file"),
+        };
 
     let options = ApplyOptions {
         lock_timeout: Duration::from_millis(args.lock_timeout),
@@ -114,6 +119,7 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
         } else {
             Again::Ask(&ask_again)
         },
+        observed: observed.as_ref(),
     };
     let outcome = match apply::apply(&spec, &connections, approved, &options, &mut locks).await {
         Ok(outcome) => outcome,

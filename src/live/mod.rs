@@ -144,6 +144,8 @@ pub async fn observe(
     let desired = &spec.deployment;
     let target = &connections.target;
     let docker = &connections.engine;
+    // Counted by tests: an apply observes at most twice.
+    tracing::debug!(deployment = %desired.name, "observing the deployment");
     let docker_side = async {
         match (docker, &desired.container) {
             (Some(docker), Some(container)) => {
