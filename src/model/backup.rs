@@ -201,6 +201,22 @@ pub fn password_from_pgpass(text: &str) -> Option<String> {
     (fields.len() == 4).then_some(field)
 }
 
+/// A nightly schedule at `cron` of database `app`, keeping 30 days and at
+/// least 3 backups, for tests.
+#[cfg(test)]
+pub(crate) fn sample_schedule(cron: &str) -> BackupSchedule {
+    BackupSchedule {
+        name: "nightly".to_owned(),
+        cron: cron.to_owned(),
+        kind: "full".to_owned(),
+        format: "custom".to_owned(),
+        databases: vec!["app".to_owned()],
+        retention_days: Some(30),
+        max_count: None,
+        min_count: Some(3),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,16 +233,7 @@ mod tests {
 
     #[test]
     fn labels_round_trip_schedules_and_destination() {
-        let schedule = BackupSchedule {
-            name: "nightly".to_owned(),
-            cron: "0 2 * * *".to_owned(),
-            kind: "full".to_owned(),
-            format: "custom".to_owned(),
-            databases: vec!["app".to_owned()],
-            retention_days: Some(30),
-            max_count: None,
-            min_count: Some(3),
-        };
+        let schedule = sample_schedule("0 2 * * *");
         let schedules = BTreeMap::from([("nightly".to_owned(), schedule)]);
         let destination = BackupDestination::Volume("ledger-backups".to_owned());
         let labels = schedule_labels(&destination, &schedules, "ledger-postgres", "postgres");

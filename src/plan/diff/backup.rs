@@ -334,16 +334,7 @@ mod tests {
     use crate::model::Image;
 
     fn schedule(cron: &str) -> BackupSchedule {
-        BackupSchedule {
-            name: "nightly".to_owned(),
-            cron: cron.to_owned(),
-            kind: "full".to_owned(),
-            format: "custom".to_owned(),
-            databases: vec!["app".to_owned()],
-            retention_days: Some(30),
-            max_count: None,
-            min_count: Some(3),
-        }
+        crate::model::backup::sample_schedule(cron)
     }
 
     fn desired(cron: &str) -> Deployment {
