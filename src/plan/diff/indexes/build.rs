@@ -1,5 +1,6 @@
-//! The actions that build one desired index: create, replace beside the
-//! old one, repair an invalid one, finish an interrupted replace.
+//! The actions that bring one desired index about: create, replace beside
+//! the old one, repair an invalid one, finish an interrupted replace, or
+//! rename the same index found under another name.
 
 use crate::model::address::ObjectKind;
 use crate::model::{Index, stamp_hash};
@@ -210,6 +211,53 @@ impl Build<'_> {
             risk: self.risk(),
             changes,
             steps,
+        }
+    }
+
+    /// The index is on its table under another name (`adopt`): renamed,
+    /// which is instant, and stamped as pgspec's like one it built.
+    pub(super) fn rename(&self, address: String, live: &Index, canonical: &str) -> Action {
+        Action {
+            address,
+            object: ObjectKind::Index,
+            kind: ActionKind::Update,
+            reason: format!(
+                "declared in the spec and already on table `{}.{}` as `{}`, with the same \
+                 definition; renamed (instant) rather than built a second time, and marked as \
+                 pgspec's",
+                live.schema, live.table, live.name
+            ),
+            risk: Risk {
+                locks: vec![format!(
+                    "SHARE UPDATE EXCLUSIVE on index {}.{} (reads and writes continue)",
+                    live.schema, live.name
+                )],
+                restart: false,
+                reconnects: false,
+            },
+            changes: vec![
+                Change::new(
+                    "name",
+                    Some(live.name.clone()),
+                    Some(self.index.name.clone()),
+                ),
+                Change::new(
+                    "definition",
+                    Some(live.definition.clone()),
+                    Some(canonical.to_owned()),
+                ),
+            ],
+            steps: vec![
+                sql(
+                    self.database,
+                    format!(
+                        "ALTER INDEX {} RENAME TO {}",
+                        qualified(&live.schema, &live.name),
+                        quote_ident(&self.index.name)
+                    ),
+                ),
+                self.stamp(&self.index.name),
+            ],
         }
     }
 

@@ -34,6 +34,7 @@ use crate::model::{Database, Deployment, Index, IndexCheck, IndexStamp, address,
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step, Waiting};
 use crate::sql::{qualified, quote_literal};
 
+mod adopt;
 mod build;
 
 use build::Build;
@@ -70,6 +71,11 @@ pub fn diff(
         .keys()
         .any(|name| !have.extensions.contains_key(name));
     let mut claimed = BTreeSet::new();
+    // Live keys no desired index may rename: those the spec names, and
+    // the sources of the renames planned so far.
+    let mut taken = adopt::named_by_spec(want);
+    // The indexes that stand once the plan has run, for duplicates.
+    let mut standing = Vec::new();
     for (name, index) in &want.indexes {
         let address = address::index(&want.name, name);
         let live_key = index_key(&index.schema, &index.name);
@@ -151,18 +157,27 @@ pub fn diff(
         let (canonical, partitioned) = canonical;
 
         let action = match live {
-            None => {
-                claimed.insert(scratch_key);
-                match scratch {
-                    Some(scratch)
-                        if !scratch.invalid
-                            && without_name(&scratch.definition) == without_name(canonical) =>
-                    {
-                        Some(build.finish_replace(address.clone(), scratch, canonical))
-                    }
-                    _ => Some(build.create(address.clone(), scratch, canonical)),
+            None => match scratch {
+                Some(scratch)
+                    if !scratch.invalid
+                        && without_name(&scratch.definition) == without_name(canonical) =>
+                {
+                    claimed.insert(scratch_key);
+                    Some(build.finish_replace(address.clone(), scratch, canonical))
                 }
-            }
+                _ => match adopt::rename_source(index, canonical, have, &taken) {
+                    Some(source) => {
+                        let source_key = index_key(&source.schema, &source.name);
+                        claimed.insert(source_key.clone());
+                        taken.insert(source_key);
+                        Some(build.rename(address.clone(), source, canonical))
+                    }
+                    None => {
+                        claimed.insert(scratch_key);
+                        Some(build.create(address.clone(), scratch, canonical))
+                    }
+                },
+            },
             Some(live) if live.constraint.is_some() => {
                 if &live.definition != canonical {
                     plan.errors.push(PlanError {
@@ -176,6 +191,7 @@ pub fn diff(
                             live.table
                         ),
                     });
+                    continue;
                 }
                 None
             }
@@ -189,8 +205,14 @@ pub fn diff(
             }
             Some(_) => None,
         };
+        let mut declared = adopt::Standing::declared(address.clone(), index, canonical);
+        if let Some(constraint) = live.and_then(|live| live.constraint.clone()) {
+            declared.whose = adopt::Whose::Constraint(constraint);
+        }
         match action {
-            Some(_) if partitioned => plan.errors.push(PlanError {
+            // A rename is not a build: it works on a partitioned table too.
+            Some(action) if partitioned && action.kind != ActionKind::Update => {
+                plan.errors.push(PlanError {
                 address,
                 message: format!(
                     "table `{}.{}` is partitioned, and PostgreSQL cannot build or drop an index \
@@ -199,14 +221,22 @@ pub fn diff(
                      ATTACH PARTITION)",
                     index.schema, index.table
                 ),
-            }),
-            Some(action) => plan.actions.push(action),
-            None => {}
+                })
+            }
+            Some(action) => {
+                plan.actions.push(action);
+                standing.push(declared);
+            }
+            None => standing.push(declared),
         }
     }
 
     for (key, live) in &have.indexes {
-        if claimed.contains(key) || live.constraint.is_some() {
+        if claimed.contains(key) {
+            continue;
+        }
+        if live.constraint.is_some() {
+            standing.push(adopt::Standing::live(address::index(&want.name, key), live));
             continue;
         }
         let address = address::index(&want.name, key);
@@ -238,9 +268,13 @@ pub fn diff(
                 steps: vec![sql(&want.name, drop_statement(&live.schema, &live.name))],
             });
         } else {
+            if !live.invalid {
+                standing.push(adopt::Standing::live(address.clone(), live));
+            }
             plan.unmanaged.push(address);
         }
     }
+    plan.notes.extend(adopt::duplicates(standing));
 }
 
 /// What live would hold after an index action ran, for `plan::simulate`.
@@ -297,7 +331,35 @@ pub fn simulate(next: &mut Deployment, database: &str, name: &str, action: &Acti
             let scratch = index_key(&live.schema, &scratch_name(name));
             database.indexes.remove(&scratch);
         }
-        ActionKind::Update | ActionKind::Restart => {}
+        ActionKind::Update => {
+            // A rename: the index whose definition was the old one takes
+            // the new name and definition, and is pgspec's.
+            let old = action
+                .changes
+                .iter()
+                .find(|change| change.field == "definition")
+                .and_then(|change| change.old.as_deref());
+            let (Some(old), Some(definition)) = (old, new("definition")) else {
+                return;
+            };
+            let Some(key) = database
+                .indexes
+                .iter()
+                .find(|(_, index)| index.definition == old)
+                .map(|(key, _)| key.clone())
+            else {
+                return;
+            };
+            if let Some(mut index) = database.indexes.remove(&key) {
+                index.name = name.to_owned();
+                index.definition = definition;
+                index.managed = true;
+                database
+                    .indexes
+                    .insert(index_key(&index.schema, name), index);
+            }
+        }
+        ActionKind::Restart => {}
     }
 }
 
@@ -432,6 +494,7 @@ mod tests {
             ("public", "repaired", "b"),
             ("public", "resumed", "c"),
             ("public", "kept", "d"),
+            ("public", "renamed", "f"),
         ] {
             want.indexes.insert(
                 name.to_owned(),
@@ -467,6 +530,18 @@ mod tests {
                 managed: true,
                 ..index("public", "pruned", &canonical("public", "pruned", "e"))
             },
+            // Two indexes a runbook built with the definition of `renamed`:
+            // the first by name is renamed, the other is a duplicate.
+            index(
+                "public",
+                "runbook_f",
+                &canonical("public", "runbook_f", "f"),
+            ),
+            index(
+                "public",
+                "runbook_g",
+                &canonical("public", "runbook_g", "f"),
+            ),
         ] {
             have.indexes
                 .insert(index_key(&live.schema, &live.name), live);
@@ -491,16 +566,26 @@ mod tests {
             kinds,
             [
                 ("database.app/index.created", ActionKind::Create),
+                ("database.app/index.renamed", ActionKind::Update),
                 ("database.app/index.repaired", ActionKind::Replace),
                 ("database.app/index.replaced", ActionKind::Replace),
                 ("database.app/index.resumed", ActionKind::Create),
                 ("database.app/index.pruned", ActionKind::Delete),
             ]
         );
+        let duplicates: Vec<&str> = plan
+            .notes
+            .iter()
+            .map(|note| note.address.as_str())
+            .collect();
+        assert_eq!(duplicates, ["database.app/index.runbook_g"]);
         let after = crate::plan::simulate(&live, &plan);
+        assert!(after.databases["app"].indexes["renamed"].managed);
+        assert!(!after.databases["app"].indexes.contains_key("runbook_f"));
         let again = crate::plan::diff(&desired, &after, &options);
         assert!(again.actions.is_empty(), "{:?}", again.actions);
         assert!(again.errors.is_empty(), "{:?}", again.errors);
+        assert_eq!(again.notes, plan.notes);
     }
 
     #[test]
