@@ -11,6 +11,10 @@
 //!   `lock_timeout` and retries. A build cut off by the lock timeout leaves
 //!   an invalid index behind, so each build first drops a leftover of its
 //!   own name.
+//! - A missing index that is on its table under another name, built by a
+//!   runbook or a migration rather than by pgspec, is renamed and stamped
+//!   instead (`adopt`); indexes with one definition are noted as
+//!   duplicates.
 //! - A changed index is replaced without a moment where the table lacks it:
 //!   the new one is built concurrently under a scratch name
 //!   (`<name>_pgspec_new`), then the old one is dropped concurrently and the
