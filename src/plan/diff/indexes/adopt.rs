@@ -75,6 +75,8 @@ pub(super) enum Whose {
     Declared,
     /// pgspec built it, and the spec no longer declares it.
     Pgspecs,
+    /// Another deployment's stamp is on it.
+    AnotherDeployment,
     /// Someone else built it.
     Unmanaged,
 }
@@ -91,6 +93,7 @@ impl Standing {
             whose: match &index.constraint {
                 Some(constraint) => Whose::Constraint(constraint.clone()),
                 None if index.managed => Whose::Pgspecs,
+                None if index.stamp.is_some() => Whose::AnotherDeployment,
                 None => Whose::Unmanaged,
             },
         }
@@ -129,7 +132,7 @@ pub(super) fn duplicates(standing: Vec<Standing>) -> Vec<Note> {
             let rank = |index: &Standing| match index.whose {
                 Whose::Constraint(_) => 0,
                 Whose::Declared => 1,
-                Whose::Pgspecs | Whose::Unmanaged => 2,
+                Whose::Pgspecs | Whose::AnotherDeployment | Whose::Unmanaged => 2,
             };
             (rank(left), &left.name).cmp(&(rank(right), &right.name))
         });
@@ -142,6 +145,9 @@ pub(super) fn duplicates(standing: Vec<Standing>) -> Vec<Note> {
                 Whose::Declared => "the spec declares it, so pgspec keeps it".to_owned(),
                 Whose::Pgspecs => {
                     "pgspec built it, and drops it when the spec sets `prune: true`".to_owned()
+                }
+                Whose::AnotherDeployment => {
+                    "another deployment's pgspec built it, and this one leaves it alone".to_owned()
                 }
                 Whose::Unmanaged => "pgspec did not build it and leaves it alone; drop it by hand \
                                      (DROP INDEX CONCURRENTLY) if nothing relies on its name"
@@ -355,6 +361,34 @@ mod tests {
         );
         assert!(notes[0].message.ends_with("`prune: true`"), "{notes:?}");
         assert!(notes[1].message.contains("leaves it alone"), "{notes:?}");
+    }
+
+    #[test]
+    fn whose_an_index_is_comes_from_its_constraint_mark_and_stamp() {
+        let hash = crate::model::stamp_hash("x");
+        let foreign = Index {
+            stamp: IndexStamp::parse(&format!(
+                "managed by pgspec; deployment=other; spec={hash}; built={hash}"
+            )),
+            ..live("foreign", PATH)
+        };
+        let whose = |index: &Index| Standing::live(String::new(), index).whose;
+        assert_eq!(whose(&foreign), Whose::AnotherDeployment);
+        assert_eq!(
+            whose(&Index {
+                managed: true,
+                ..foreign.clone()
+            }),
+            Whose::Pgspecs
+        );
+        assert_eq!(
+            whose(&Index {
+                constraint: Some("letters_key".to_owned()),
+                ..foreign
+            }),
+            Whose::Constraint("letters_key".to_owned())
+        );
+        assert_eq!(whose(&live("by_hand", PATH)), Whose::Unmanaged);
     }
 
     #[test]
