@@ -202,3 +202,34 @@ fn a_replace_uses_a_new_index_an_interrupted_replace_built() {
         ),
     );
 }
+
+/// Issue 24: a database a runbook built holds the spec's indexes under the
+/// runbook's names. Each is renamed, not built again: `source_state` (with
+/// a second copy, reported as a duplicate) and the partial expression index
+/// `pending`, whose predicate matches; another partial index whose
+/// predicate differs is not the same index.
+#[test]
+fn indexes_under_other_names_are_renamed_and_duplicates_reported() {
+    check(
+        "index_rename",
+        SPEC,
+        &live(
+            r#",
+            "idx_crawl_ledger_src_state": { "name": "idx_crawl_ledger_src_state",
+                "schema": "public", "table": "crawl_ledger", "size_bytes": 2260992,
+                "definition": "CREATE INDEX idx_crawl_ledger_src_state ON public.crawl_ledger USING btree (source, state)" },
+            "idx_src_state_copy": { "name": "idx_src_state_copy",
+                "schema": "public", "table": "crawl_ledger", "size_bytes": 2260992,
+                "definition": "CREATE INDEX idx_src_state_copy ON public.crawl_ledger USING btree (source, state)" },
+            "idx_crawl_ledger_metadata": { "name": "idx_crawl_ledger_metadata",
+                "schema": "public", "table": "crawl_ledger", "managed": true, "size_bytes": 1073152,
+                "definition": "CREATE INDEX idx_crawl_ledger_metadata ON public.crawl_ledger USING gin (metadata)" },
+            "idx_pending_fetched": { "name": "idx_pending_fetched",
+                "schema": "public", "table": "crawl_ledger", "size_bytes": 819200,
+                "definition": "CREATE INDEX idx_pending_fetched ON public.crawl_ledger USING btree (lower(url)) WHERE (state = 'fetched'::text)" },
+            "idx_pending_urls": { "name": "idx_pending_urls",
+                "schema": "public", "table": "crawl_ledger", "size_bytes": 819200,
+                "definition": "CREATE INDEX idx_pending_urls ON public.crawl_ledger USING btree (lower(url)) WHERE (state = 'discovered'::text)" }"#,
+        ),
+    );
+}

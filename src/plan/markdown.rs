@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use crate::diag::printable;
-use crate::plan::render::{step_lines, verb};
+use crate::plan::render::{renamed_from, step_lines, verb};
 use crate::plan::{Action, ActionKind, Change, Plan};
 
 /// GitHub refuses comments over 65 536 characters; leave room for what a
@@ -158,7 +158,10 @@ fn action_section(action: &Action) -> String {
         section,
         "<details><summary><code>{}</code> {}</summary>\n",
         html(&action.address),
-        verb(action.kind)
+        match renamed_from(action) {
+            Some(old) => format!("will be renamed from <code>{}</code>", html(old)),
+            None => verb(action.kind).to_owned(),
+        }
     );
     let _ = writeln!(section, "{}\n", inline(&action.reason));
     let mut risks: Vec<String> = action
@@ -310,6 +313,34 @@ mod tests {
         let text = markdown(&plan);
         assert!(!text.contains("<script>"), "{text}");
         assert!(text.contains("&lt;script&gt;"), "{text}");
+    }
+
+    /// Issue 24: an index found under another name is renamed, and the
+    /// summary says from what, with the old name escaped like any other.
+    #[test]
+    fn a_rename_says_from_what() {
+        let plan = Plan {
+            deployment: "app".to_owned(),
+            actions: vec![Action {
+                object: ObjectKind::Index,
+                kind: ActionKind::Update,
+                changes: vec![Change::new(
+                    "name",
+                    Some("idx_<old>".to_owned()),
+                    Some("idx_new".to_owned()),
+                )],
+                ..action("database.app/index.idx_new")
+            }],
+            ..Plan::default()
+        };
+        let text = markdown(&plan);
+        assert!(
+            text.contains(
+                "<code>database.app/index.idx_new</code> will be renamed from \
+                 <code>idx_&lt;old&gt;</code></summary>"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -74,6 +74,19 @@ pub(crate) fn verb(kind: ActionKind) -> &'static str {
     }
 }
 
+/// The name an action renames its object from: an update whose `name`
+/// changes (an index found under another name).
+pub(crate) fn renamed_from(action: &Action) -> Option<&str> {
+    if action.kind != ActionKind::Update {
+        return None;
+    }
+    action
+        .changes
+        .iter()
+        .find(|change| change.field == "name" && !change.sensitive && change.new.is_some())
+        .and_then(|change| change.old.as_deref())
+}
+
 fn paint_kind(paint: Paint, kind: ActionKind, text: &str) -> String {
     match kind {
         ActionKind::Create => paint.green(text),
@@ -199,12 +212,11 @@ pub fn summary_line(summary: Summary, paint: Paint) -> String {
 /// sequence in its name.
 fn render_action(out: &mut String, paint: Paint, action: &Action) {
     let address = printable(&action.address);
-    let _ = writeln!(
-        out,
-        "  {} {}",
-        paint.dim("#"),
-        paint.dim(&format!("{address} {}", verb(action.kind)))
-    );
+    let headline = match renamed_from(action) {
+        Some(old) => format!("{address} will be renamed from `{}`", printable(old)),
+        None => format!("{address} {}", verb(action.kind)),
+    };
+    let _ = writeln!(out, "  {} {}", paint.dim("#"), paint.dim(&headline));
     let _ = writeln!(
         out,
         "  {} {}",

@@ -11,6 +11,10 @@
 //!   `lock_timeout` and retries. A build cut off by the lock timeout leaves
 //!   an invalid index behind, so each build first drops a leftover of its
 //!   own name.
+//! - A missing index that is on its table under another name, built by a
+//!   runbook or a migration rather than by pgspec, is renamed and stamped
+//!   instead (`adopt`); indexes with one definition are noted as
+//!   duplicates.
 //! - A changed index is replaced without a moment where the table lacks it:
 //!   the new one is built concurrently under a scratch name
 //!   (`<name>_pgspec_new`), then the old one is dropped concurrently and the
@@ -30,11 +34,14 @@ use std::collections::BTreeSet;
 
 use crate::model::DiffOptions;
 use crate::model::address::ObjectKind;
-use crate::model::{
-    Database, Deployment, Index, IndexCheck, IndexStamp, address, index_key, stamp_hash,
-};
+use crate::model::{Database, Deployment, Index, IndexCheck, IndexStamp, address, index_key};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step, Waiting};
-use crate::sql::{qualified, quote_ident, quote_literal};
+use crate::sql::{qualified, quote_literal};
+
+mod adopt;
+mod build;
+
+use build::Build;
 
 /// Suffix of the scratch name a replacement is built under.
 const SCRATCH_SUFFIX: &str = "_pgspec_new";
@@ -68,6 +75,11 @@ pub fn diff(
         .keys()
         .any(|name| !have.extensions.contains_key(name));
     let mut claimed = BTreeSet::new();
+    // Live keys no desired index may rename: those the spec names, and
+    // the sources of the renames planned so far.
+    let mut taken = adopt::named_by_spec(want);
+    // The indexes that stand once the plan has run, for duplicates.
+    let mut standing = Vec::new();
     for (name, index) in &want.indexes {
         let address = address::index(&want.name, name);
         let live_key = index_key(&index.schema, &index.name);
@@ -149,18 +161,27 @@ pub fn diff(
         let (canonical, partitioned) = canonical;
 
         let action = match live {
-            None => {
-                claimed.insert(scratch_key);
-                match scratch {
-                    Some(scratch)
-                        if !scratch.invalid
-                            && without_name(&scratch.definition) == without_name(canonical) =>
-                    {
-                        Some(build.finish_replace(address.clone(), scratch, canonical))
-                    }
-                    _ => Some(build.create(address.clone(), scratch, canonical)),
+            None => match scratch {
+                Some(scratch)
+                    if !scratch.invalid
+                        && without_name(&scratch.definition) == without_name(canonical) =>
+                {
+                    claimed.insert(scratch_key);
+                    Some(build.finish_replace(address.clone(), scratch, canonical))
                 }
-            }
+                _ => match adopt::rename_source(index, canonical, have, &taken) {
+                    Some(source) => {
+                        let source_key = index_key(&source.schema, &source.name);
+                        claimed.insert(source_key.clone());
+                        taken.insert(source_key);
+                        Some(build.rename(address.clone(), source, canonical))
+                    }
+                    None => {
+                        claimed.insert(scratch_key);
+                        Some(build.create(address.clone(), scratch, canonical))
+                    }
+                },
+            },
             Some(live) if live.constraint.is_some() => {
                 if &live.definition != canonical {
                     plan.errors.push(PlanError {
@@ -174,6 +195,7 @@ pub fn diff(
                             live.table
                         ),
                     });
+                    continue;
                 }
                 None
             }
@@ -187,8 +209,14 @@ pub fn diff(
             }
             Some(_) => None,
         };
+        let mut declared = adopt::Standing::declared(address.clone(), index, canonical);
+        if let Some(constraint) = live.and_then(|live| live.constraint.clone()) {
+            declared.whose = adopt::Whose::Constraint(constraint);
+        }
         match action {
-            Some(_) if partitioned => plan.errors.push(PlanError {
+            // A rename is not a build: it works on a partitioned table too.
+            Some(action) if partitioned && action.kind != ActionKind::Update => {
+                plan.errors.push(PlanError {
                 address,
                 message: format!(
                     "table `{}.{}` is partitioned, and PostgreSQL cannot build or drop an index \
@@ -197,14 +225,22 @@ pub fn diff(
                      ATTACH PARTITION)",
                     index.schema, index.table
                 ),
-            }),
-            Some(action) => plan.actions.push(action),
-            None => {}
+                })
+            }
+            Some(action) => {
+                plan.actions.push(action);
+                standing.push(declared);
+            }
+            None => standing.push(declared),
         }
     }
 
     for (key, live) in &have.indexes {
-        if claimed.contains(key) || live.constraint.is_some() {
+        if claimed.contains(key) {
+            continue;
+        }
+        if live.constraint.is_some() {
+            standing.push(adopt::Standing::live(address::index(&want.name, key), live));
             continue;
         }
         let address = address::index(&want.name, key);
@@ -236,248 +272,13 @@ pub fn diff(
                 steps: vec![sql(&want.name, drop_statement(&live.schema, &live.name))],
             });
         } else {
+            if !live.invalid {
+                standing.push(adopt::Standing::live(address.clone(), live));
+            }
             plan.unmanaged.push(address);
         }
     }
-}
-
-/// What building one desired index takes.
-struct Build<'a> {
-    /// The deployment the stamp names.
-    deployment: &'a str,
-    database: &'a str,
-    index: &'a Index,
-    /// `CREATE ` or `CREATE UNIQUE `.
-    create: &'static str,
-    /// The definition after the table: `USING btree (…) …`.
-    rest: &'a str,
-}
-
-impl Build<'_> {
-    /// `CREATE INDEX CONCURRENTLY` of the desired index under `name`.
-    fn statement(&self, name: &str) -> String {
-        format!(
-            "{}INDEX CONCURRENTLY {} ON {} {}",
-            self.create,
-            quote_ident(name),
-            qualified(&self.index.schema, &self.index.table),
-            self.rest
-        )
-    }
-
-    /// Builds the index under `name`, first dropping an invalid leftover of
-    /// an earlier attempt under that name, then marks it as pgspec's.
-    fn build_steps(&self, name: &str) -> Vec<Step> {
-        vec![
-            Step::Sql {
-                database: Some(self.database.to_owned()),
-                statements: vec![
-                    drop_statement(&self.index.schema, name),
-                    self.statement(name),
-                ],
-                transaction: false,
-            },
-            self.stamp(name),
-        ]
-    }
-
-    /// Stamps the index built under `name` as pgspec's.
-    fn stamp(&self, name: &str) -> Step {
-        Step::StampIndex {
-            deployment: self.deployment.to_owned(),
-            database: self.database.to_owned(),
-            schema: self.index.schema.clone(),
-            name: name.to_owned(),
-            spec: stamp_hash(&self.index.definition),
-        }
-    }
-
-    /// The table a new index goes on, `schema.table`.
-    fn table_change(&self) -> Change {
-        Change::new(
-            "table",
-            None,
-            Some(format!("{}.{}", self.index.schema, self.index.table)),
-        )
-    }
-
-    fn risk(&self) -> Risk {
-        Risk {
-            locks: vec![format!(
-                "SHARE UPDATE EXCLUSIVE on {}.{} (reads and writes continue)",
-                self.index.schema, self.index.table
-            )],
-            restart: false,
-            reconnects: false,
-        }
-    }
-
-    /// Drops what an interrupted replace left under the scratch name, if
-    /// anything, then builds the index under its own name.
-    fn build_steps_clearing(&self, scratch: Option<&Index>) -> Vec<Step> {
-        let mut steps = Vec::new();
-        if let Some(scratch) = scratch {
-            steps.push(sql(
-                self.database,
-                drop_statement(&scratch.schema, &scratch.name),
-            ));
-        }
-        steps.extend(self.build_steps(&self.index.name));
-        steps
-    }
-
-    fn create(&self, address: String, scratch: Option<&Index>, definition: &str) -> Action {
-        let steps = self.build_steps_clearing(scratch);
-        Action {
-            address,
-            object: ObjectKind::Index,
-            kind: ActionKind::Create,
-            reason: format!(
-                "declared in the spec, not on table `{}.{}`; built concurrently, after \
-                 dropping what an interrupted build may have left under its name",
-                self.index.schema, self.index.table
-            ),
-            risk: self.risk(),
-            changes: vec![
-                self.table_change(),
-                Change::new("definition", None, Some(definition.to_owned())),
-            ],
-            steps,
-        }
-    }
-
-    /// Builds the new index beside the old one, drops the old one and
-    /// renames the new one. A valid new index an earlier, interrupted replace
-    /// left under the scratch name is used as it is.
-    fn replace(
-        &self,
-        address: String,
-        live: &Index,
-        built: Option<&Index>,
-        canonical: &str,
-    ) -> Action {
-        let scratch = scratch_name(&self.index.name);
-        let reusable = built.is_some_and(|built| {
-            !built.invalid && without_name(&built.definition) == without_name(canonical)
-        });
-        let mut steps = if reusable {
-            Vec::new()
-        } else {
-            self.build_steps(&scratch)
-        };
-        steps.push(sql(self.database, drop_statement(&live.schema, &live.name)));
-        steps.push(sql(
-            self.database,
-            format!(
-                "ALTER INDEX {} RENAME TO {}",
-                qualified(&self.index.schema, &scratch),
-                quote_ident(&self.index.name)
-            ),
-        ));
-        let mut risk = self.risk();
-        if (live.schema.as_str(), live.table.as_str())
-            != (self.index.schema.as_str(), self.index.table.as_str())
-        {
-            risk.locks.extend(locks(live).locks);
-        }
-        Action {
-            address,
-            object: ObjectKind::Index,
-            kind: ActionKind::Replace,
-            reason: if reusable {
-                format!(
-                    "the definition differs; an interrupted replace already built the new index \
-                     as `{scratch}`, so the old one is dropped concurrently and the new one renamed"
-                )
-            } else {
-                format!(
-                    "the definition differs; the new index is built concurrently beside the old \
-                     one{}, which is then dropped concurrently, so the table is never without it",
-                    live.size_bytes
-                        .map(|size| format!(" ({})", format_size(size)))
-                        .unwrap_or_default()
-                )
-            },
-            risk,
-            changes: vec![Change::new(
-                "definition",
-                Some(live.definition.clone()),
-                Some(canonical.to_owned()),
-            )],
-            steps,
-        }
-    }
-
-    fn repair(
-        &self,
-        address: String,
-        live: &Index,
-        scratch: Option<&Index>,
-        canonical: &str,
-    ) -> Action {
-        let steps = self.build_steps_clearing(scratch);
-        let mut changes = vec![Change::new(
-            "valid",
-            Some("false".to_owned()),
-            Some("true".to_owned()),
-        )];
-        if live.definition != canonical {
-            changes.push(Change::new(
-                "definition",
-                Some(live.definition.clone()),
-                Some(canonical.to_owned()),
-            ));
-        }
-        Action {
-            address,
-            object: ObjectKind::Index,
-            kind: ActionKind::Replace,
-            reason: "invalid: a concurrent build failed or was cancelled; queries do not use it, \
-                     so it is dropped and built again concurrently"
-                .to_owned(),
-            risk: self.risk(),
-            changes,
-            steps,
-        }
-    }
-
-    /// The old index is gone and the new one was built under the scratch
-    /// name: an earlier replace was cut off before its rename.
-    fn finish_replace(&self, address: String, scratch: &Index, canonical: &str) -> Action {
-        Action {
-            address,
-            object: ObjectKind::Index,
-            kind: ActionKind::Create,
-            reason: format!(
-                "an interrupted replace left the new index as `{}`; it matches the spec and \
-                 is renamed",
-                scratch.name
-            ),
-            risk: Risk {
-                locks: vec![format!(
-                    "SHARE UPDATE EXCLUSIVE on index {}.{}",
-                    scratch.schema, scratch.name
-                )],
-                restart: false,
-                reconnects: false,
-            },
-            changes: vec![
-                self.table_change(),
-                Change::new("definition", None, Some(canonical.to_owned())),
-            ],
-            steps: vec![
-                sql(
-                    self.database,
-                    format!(
-                        "ALTER INDEX {} RENAME TO {}",
-                        qualified(&scratch.schema, &scratch.name),
-                        quote_ident(&self.index.name)
-                    ),
-                ),
-                self.stamp(&self.index.name),
-            ],
-        }
-    }
+    plan.notes.extend(adopt::duplicates(standing));
 }
 
 /// What live would hold after an index action ran, for `plan::simulate`.
@@ -534,7 +335,35 @@ pub fn simulate(next: &mut Deployment, database: &str, name: &str, action: &Acti
             let scratch = index_key(&live.schema, &scratch_name(name));
             database.indexes.remove(&scratch);
         }
-        ActionKind::Update | ActionKind::Restart => {}
+        ActionKind::Update => {
+            // A rename: the index whose definition was the old one takes
+            // the new name and definition, and is pgspec's.
+            let old = action
+                .changes
+                .iter()
+                .find(|change| change.field == "definition")
+                .and_then(|change| change.old.as_deref());
+            let (Some(old), Some(definition)) = (old, new("definition")) else {
+                return;
+            };
+            let Some(key) = database
+                .indexes
+                .iter()
+                .find(|(_, index)| index.definition == old)
+                .map(|(key, _)| key.clone())
+            else {
+                return;
+            };
+            if let Some(mut index) = database.indexes.remove(&key) {
+                index.name = name.to_owned();
+                index.definition = definition;
+                index.managed = true;
+                database
+                    .indexes
+                    .insert(index_key(&index.schema, name), index);
+            }
+        }
+        ActionKind::Restart => {}
     }
 }
 
@@ -669,6 +498,7 @@ mod tests {
             ("public", "repaired", "b"),
             ("public", "resumed", "c"),
             ("public", "kept", "d"),
+            ("public", "renamed", "f"),
         ] {
             want.indexes.insert(
                 name.to_owned(),
@@ -704,6 +534,18 @@ mod tests {
                 managed: true,
                 ..index("public", "pruned", &canonical("public", "pruned", "e"))
             },
+            // Two indexes a runbook built with the definition of `renamed`:
+            // the first by name is renamed, the other is a duplicate.
+            index(
+                "public",
+                "runbook_f",
+                &canonical("public", "runbook_f", "f"),
+            ),
+            index(
+                "public",
+                "runbook_g",
+                &canonical("public", "runbook_g", "f"),
+            ),
         ] {
             have.indexes
                 .insert(index_key(&live.schema, &live.name), live);
@@ -728,16 +570,26 @@ mod tests {
             kinds,
             [
                 ("database.app/index.created", ActionKind::Create),
+                ("database.app/index.renamed", ActionKind::Update),
                 ("database.app/index.repaired", ActionKind::Replace),
                 ("database.app/index.replaced", ActionKind::Replace),
                 ("database.app/index.resumed", ActionKind::Create),
                 ("database.app/index.pruned", ActionKind::Delete),
             ]
         );
+        let duplicates: Vec<&str> = plan
+            .notes
+            .iter()
+            .map(|note| note.address.as_str())
+            .collect();
+        assert_eq!(duplicates, ["database.app/index.runbook_g"]);
         let after = crate::plan::simulate(&live, &plan);
+        assert!(after.databases["app"].indexes["renamed"].managed);
+        assert!(!after.databases["app"].indexes.contains_key("runbook_f"));
         let again = crate::plan::diff(&desired, &after, &options);
         assert!(again.actions.is_empty(), "{:?}", again.actions);
         assert!(again.errors.is_empty(), "{:?}", again.errors);
+        assert_eq!(again.notes, plan.notes);
     }
 
     #[test]
