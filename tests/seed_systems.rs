@@ -15,7 +15,8 @@
 //!
 //! Each spec is used as written, except for what keeps a test from colliding
 //! with the host or another test: the deployment name (and the volume names
-//! derived from it), the published ports, and the images — the seed specs
+//! derived from it, or named after the runbook's), the published ports, and
+//! the images — the seed specs
 //! name registry images (postgres:16.4, a PgBouncer image) and the tests run
 //! the locally built ones; PostgreSQL 16 is not packaged for Debian, so the
 //! 16 specs run on 17 — and CPU limits above what this host has, which the
@@ -78,11 +79,19 @@ impl Run {
         let name = unique_name(&deployment.chars().take(6).collect::<String>());
         let port = free_port();
         let pooler_port = free_port();
-        let mut text = original
-            .replace(
-                &format!("\nname: {deployment}\n"),
-                &format!("\nname: {name}\n"),
-            )
+        let mut text = original.replace(
+            &format!("\nname: {deployment}\n"),
+            &format!("\nname: {name}\n"),
+        );
+        // A data volume named as a runbook named it (not after the
+        // deployment) gets the test's name too.
+        if let Some(volume) = document["postgres"]["volume"].as_str() {
+            text = text.replace(
+                &format!("volume: {volume}\n"),
+                &format!("volume: {name}-pgdata\n"),
+            );
+        }
+        text = text
             .replace(&format!("{deployment}-pgdata"), &format!("{name}-pgdata"))
             .replace(&format!("{deployment}-backups"), &format!("{name}-backups"))
             .replace("  port: 6432", &format!("  port: {pooler_port}"))
