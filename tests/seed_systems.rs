@@ -591,10 +591,11 @@ const LETTERS_TABLES: &str = "
 static LETTERS: Seed = Seed {
     file: "letters.yaml",
     major: 15,
+    // The runbook builds the schema as the superuser.
     fixture: &[
-        ("se_letters_dev", "letters_app", LETTERS_TABLES),
-        ("se_letters_test", "letters_app", LETTERS_TABLES),
-        ("se_letters", "letters_app", LETTERS_TABLES),
+        ("se_letters_dev", "", LETTERS_TABLES),
+        ("se_letters_test", "", LETTERS_TABLES),
+        ("se_letters", "", LETTERS_TABLES),
     ],
     rows: &[
         ("se_letters_dev", "letters", 300),
@@ -604,20 +605,16 @@ static LETTERS: Seed = Seed {
     changes: &[
         Change::ContainerRestartPolicy,
         Change::Sql {
-            database: "postgres",
-            sql: "ALTER SYSTEM SET idle_in_transaction_session_timeout = '10min'; SELECT pg_reload_conf()",
-            address: "setting.idle_in_transaction_session_timeout",
-        },
-        Change::Sql {
-            database: "postgres",
-            sql: "ALTER ROLE letters_app CONNECTION LIMIT 3",
-            address: "role.letters_app",
+            database: "se_letters_dev",
+            sql: "DROP EXTENSION pg_stat_statements",
+            address: "database.se_letters_dev/extension.pg_stat_statements",
         },
         Change::Sql {
             database: "se_letters",
-            sql: "DROP INDEX idx_letters_raw_grok_json",
-            address: "database.se_letters/index.idx_letters_raw_grok_json",
+            sql: "DROP INDEX idx_letters_raw_grok_gin",
+            address: "database.se_letters/index.idx_letters_raw_grok_gin",
         },
+        Change::RemoveBackupContainer,
     ],
 };
 
