@@ -686,9 +686,15 @@ static ISH_CHAT: Seed = Seed {
             sql: "GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO ish_chat_app",
             address: "database.ish_chat/schema.public/tables.all/grant.ish_chat_app",
         },
+        Change::Sql {
+            database: "ish_chat",
+            sql: "DROP EXTENSION pg_stat_statements",
+            address: "database.ish_chat/extension.pg_stat_statements",
+        },
         Change::PoolerSet {
             sql: "SET default_pool_size = 5",
         },
+        Change::RemoveBackupContainer,
     ],
 };
 
