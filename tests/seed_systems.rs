@@ -15,7 +15,8 @@
 //!
 //! Each spec is used as written, except for what keeps a test from colliding
 //! with the host or another test: the deployment name (and the volume names
-//! derived from it), the published ports, and the images — the seed specs
+//! derived from it, or named after the runbook's), the published ports, and
+//! the images — the seed specs
 //! name registry images (postgres:16.4, a PgBouncer image) and the tests run
 //! the locally built ones; PostgreSQL 16 is not packaged for Debian, so the
 //! 16 specs run on 17 — and CPU limits above what this host has, which the
@@ -78,11 +79,19 @@ impl Run {
         let name = unique_name(&deployment.chars().take(6).collect::<String>());
         let port = free_port();
         let pooler_port = free_port();
-        let mut text = original
-            .replace(
-                &format!("\nname: {deployment}\n"),
-                &format!("\nname: {name}\n"),
-            )
+        let mut text = original.replace(
+            &format!("\nname: {deployment}\n"),
+            &format!("\nname: {name}\n"),
+        );
+        // A data volume named as a runbook named it (not after the
+        // deployment) gets the test's name too.
+        if let Some(volume) = document["postgres"]["volume"].as_str() {
+            text = text.replace(
+                &format!("volume: {volume}\n"),
+                &format!("volume: {name}-pgdata\n"),
+            );
+        }
+        text = text
             .replace(&format!("{deployment}-pgdata"), &format!("{name}-pgdata"))
             .replace(&format!("{deployment}-backups"), &format!("{name}-backups"))
             .replace("  port: 6432", &format!("  port: {pooler_port}"))
@@ -582,10 +591,11 @@ const LETTERS_TABLES: &str = "
 static LETTERS: Seed = Seed {
     file: "letters.yaml",
     major: 15,
+    // The runbook builds the schema as the superuser.
     fixture: &[
-        ("se_letters_dev", "letters_app", LETTERS_TABLES),
-        ("se_letters_test", "letters_app", LETTERS_TABLES),
-        ("se_letters", "letters_app", LETTERS_TABLES),
+        ("se_letters_dev", "", LETTERS_TABLES),
+        ("se_letters_test", "", LETTERS_TABLES),
+        ("se_letters", "", LETTERS_TABLES),
     ],
     rows: &[
         ("se_letters_dev", "letters", 300),
@@ -595,20 +605,16 @@ static LETTERS: Seed = Seed {
     changes: &[
         Change::ContainerRestartPolicy,
         Change::Sql {
-            database: "postgres",
-            sql: "ALTER SYSTEM SET idle_in_transaction_session_timeout = '10min'; SELECT pg_reload_conf()",
-            address: "setting.idle_in_transaction_session_timeout",
-        },
-        Change::Sql {
-            database: "postgres",
-            sql: "ALTER ROLE letters_app CONNECTION LIMIT 3",
-            address: "role.letters_app",
+            database: "se_letters_dev",
+            sql: "DROP EXTENSION pg_stat_statements",
+            address: "database.se_letters_dev/extension.pg_stat_statements",
         },
         Change::Sql {
             database: "se_letters",
-            sql: "DROP INDEX idx_letters_raw_grok_json",
-            address: "database.se_letters/index.idx_letters_raw_grok_json",
+            sql: "DROP INDEX idx_letters_raw_grok_gin",
+            address: "database.se_letters/index.idx_letters_raw_grok_gin",
         },
+        Change::RemoveBackupContainer,
     ],
 };
 
@@ -680,9 +686,15 @@ static ISH_CHAT: Seed = Seed {
             sql: "GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO ish_chat_app",
             address: "database.ish_chat/schema.public/tables.all/grant.ish_chat_app",
         },
+        Change::Sql {
+            database: "ish_chat",
+            sql: "DROP EXTENSION pg_stat_statements",
+            address: "database.ish_chat/extension.pg_stat_statements",
+        },
         Change::PoolerSet {
             sql: "SET default_pool_size = 5",
         },
+        Change::RemoveBackupContainer,
     ],
 };
 
