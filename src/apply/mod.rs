@@ -178,6 +178,7 @@ pub fn verb(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::Create => "create",
         ActionKind::Update => "update",
+        ActionKind::Adopt => "adopt",
         ActionKind::Replace => "replace",
         ActionKind::Delete => "delete",
         ActionKind::Restart => "restart",
@@ -188,6 +189,7 @@ fn progressive(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::Create => "creating",
         ActionKind::Update => "updating",
+        ActionKind::Adopt => "adopting",
         ActionKind::Replace => "replacing",
         ActionKind::Delete => "destroying",
         ActionKind::Restart => "restarting",
@@ -199,6 +201,7 @@ pub fn past(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::Create => "created",
         ActionKind::Update => "updated",
+        ActionKind::Adopt => "adopted",
         ActionKind::Replace => "replaced",
         ActionKind::Delete => "destroyed",
         ActionKind::Restart => "restarted",

@@ -534,7 +534,7 @@ pub fn simulate(next: &mut Deployment, database: &str, name: &str, action: &Acti
             let scratch = index_key(&live.schema, &scratch_name(name));
             database.indexes.remove(&scratch);
         }
-        ActionKind::Update | ActionKind::Restart => {}
+        ActionKind::Update | ActionKind::Adopt | ActionKind::Restart => {}
     }
 }
 
