@@ -258,8 +258,11 @@ pub async fn apply(
     // under the lock, and runs only what was reviewed.
     let mut unlocked = !locks.holds_advisory();
     for action in container_actions {
-        if action.risk.restart {
-            // The lock's connection dies with the server it runs on.
+        if action.risk.restart || action.risk.reconnects {
+            // The lock's connection dies with the server it runs on, or
+            // with the network attachment it came through: the published
+            // port reaches the server over one of the container's
+            // networks, and reconnecting it (an alias added) drops it.
             locks.release_advisory();
             unlocked = true;
         }

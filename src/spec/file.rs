@@ -170,7 +170,9 @@ pub struct NetworkSpec {
     /// Other names the container answers to on this network, as Compose's
     /// `aliases` (the application's `postgres` host name). A missing alias
     /// is added by reconnecting the container to this network, which drops
-    /// the connections made over it; the server keeps running.
+    /// the connections made over it (those through the published port too,
+    /// when the engine routes it over this network); the server keeps
+    /// running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
 }
