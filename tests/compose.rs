@@ -4,7 +4,8 @@
 //! password in the environment and a published port) is adopted by apply
 //! without a restart and then plans empty; its reservations are set and
 //! changed in place. A spec joining an existing network is reachable there
-//! by its alias from another container, and a lost alias is drift that
+//! by its alias from another container, its pooler and backup agent reach
+//! it by the container name the spec gives, and a lost alias is drift that
 //! apply puts back without a new container.
 
 mod common;
@@ -286,19 +287,29 @@ async fn joins_an_existing_network(major: u32) {
     let docker = docker().await;
     let name = unique_name("join");
     let app_network = format!("{name}-app");
-    let container = format!("{name}-postgres");
+    // Named by the spec: the pooler and the backup agent reach it by this
+    // name on the deployment's network.
+    let container = format!("{name}-db");
     let mut cleanup = Cleanup::default();
-    cleanup.containers.push(container.clone());
+    for suffix in ["db", "pgbouncer", "backup"] {
+        cleanup.containers.push(format!("{name}-{suffix}"));
+    }
     cleanup.volumes.push(format!("{name}-pgdata"));
+    cleanup.volumes.push(format!("{name}-backups"));
     cleanup.networks.push(format!("{name}-net"));
     cleanup.networks.push(app_network.clone());
     let password = format!("pw-{}", unique_name("secret"));
     let port = free_port();
+    let pooler_port = free_port();
     let work = Workdir::new();
+    // Backups once a year: only `backup run` takes one here.
     let spec_text = format!(
-        "version: 1\nname: {name}\npostgres:\n  image: {}\n  port: {port}\n  \
-         networks: [{{ name: {app_network}, aliases: [postgres] }}]\n  \
-         superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n",
+        "version: 1\nname: {name}\npostgres:\n  image: {}\n  container_name: {container}\n  \
+         port: {port}\n  networks: [{{ name: {app_network}, aliases: [postgres] }}]\n  \
+         superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
+         pooler:\n  image: pgspec-test/pgbouncer:1\n  port: {pooler_port}\n\
+         backup:\n  schedules:\n    - {{ name: yearly, schedule: \"0 3 1 1 *\" }}\n  \
+         destination: {{ volume: {name}-backups }}\n",
         postgres_image(major)
     );
     let spec = arg(&work.write("spec.yaml", &spec_text)).to_owned();
@@ -328,6 +339,16 @@ async fn joins_an_existing_network(major: u32) {
         "the server answers as `postgres` on `{app_network}`"
     );
     run(&["plan", "-f", &spec, "--detailed-exitcode"]).expect(0);
+    // The pooler and the backup agent reach the server by the spec's name.
+    let through_pooler = connect(pooler_port, &password, "postgres")
+        .await
+        .expect("connect through the pooler");
+    through_pooler
+        .simple_query("SELECT 1")
+        .await
+        .expect("query through the pooler");
+    let backup = run(&["backup", "run", "-f", &spec]).expect(0);
+    assert!(backup.stdout.contains(" ok ("), "{}", backup.stdout);
 
     // By hand: the container loses its alias on the network.
     let before = identity(&inspect(&docker, &container).await);
