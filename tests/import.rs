@@ -534,8 +534,8 @@ async fn unprivileged(major: u32) {
 
 for_each_major!(unprivileged_import_round_trips, crate::unprivileged);
 
-/// A container pgspec did not create: import reads it and says in the
-/// header what a plan of the spec would still change.
+/// A container pgspec did not create: import names it in the spec and
+/// says in the header what a plan of the spec would still change.
 async fn foreign_container(major: u32) {
     let server = Server::start(major).await;
     let work = Workdir::new();
@@ -550,10 +550,7 @@ async fn foreign_container(major: u32) {
         "{text}"
     );
     assert!(
-        text.contains(&format!(
-            "The server runs in container `{}`",
-            server.container
-        )),
+        text.contains(&format!("container_name: {}", server.container)),
         "{text}"
     );
     assert!(

@@ -65,6 +65,13 @@ fn preloaded_extension_missing_from_shared_preload_libraries() {
     insta::assert_snapshot!(rendered_errors("missing_preload"));
 }
 
+/// Issue 24: the container's name, the networks it joins and its
+/// reservations are checked where the spec says them.
+#[test]
+fn compose_fields_point_at_their_keys() {
+    insta::assert_snapshot!(rendered_errors("compose"));
+}
+
 #[test]
 fn type_mismatches_are_all_reported() {
     insta::assert_snapshot!(rendered_errors("type_mismatch"));

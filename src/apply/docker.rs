@@ -54,13 +54,26 @@ pub async fn run(
             objects::create_network(docker, deployment, name).await?;
         }
         DockerStep::ConnectNetwork { network, container } => {
-            objects::connect_network(docker, network, container).await?;
+            objects::connect_network(docker, network, container, &[]).await?;
+        }
+        DockerStep::JoinNetwork {
+            network,
+            container,
+            aliases,
+            reconnect,
+        } => {
+            if *reconnect {
+                objects::disconnect_network(docker, network, container).await?;
+            }
+            objects::connect_network(docker, network, container, aliases).await?;
         }
         DockerStep::UpdateResources {
             name,
             nano_cpus,
             memory_bytes,
             restart_policy,
+            cpu_shares,
+            memory_reservation_bytes,
         } => {
             let body = ContainerUpdateBody {
                 nano_cpus: *nano_cpus,
@@ -68,6 +81,8 @@ pub async fn run(
                 // No swap beyond the memory limit: a database that
                 // swaps is slower than one that is told no.
                 memory_swap: *memory_bytes,
+                cpu_shares: *cpu_shares,
+                memory_reservation: *memory_reservation_bytes,
                 restart_policy: restart_policy.as_deref().map(restart_policy_of),
                 ..ContainerUpdateBody::default()
             };
@@ -144,6 +159,8 @@ async fn create_container(
             nano_cpus: container.nano_cpus,
             memory: container.memory_bytes,
             memory_swap: container.memory_bytes,
+            cpu_shares: container.cpu_shares,
+            memory_reservation: container.memory_reservation_bytes,
             shm_size: container.shm_bytes,
             restart_policy: Some(restart_policy_of(&container.restart_policy)),
             network_mode: Some(container.network.clone()).filter(|network| !network.is_empty()),
@@ -152,6 +169,11 @@ async fn create_container(
         ..ContainerCreateBody::default()
     };
     containers::create(docker, &container.name, body).await?;
+    // The engine of API 1.43 and before takes one network at creation; the
+    // others are joined before the server starts.
+    for network in &container.networks {
+        objects::connect_network(docker, &network.name, &container.name, &network.aliases).await?;
+    }
     if let Some(password) = password {
         let archive = archive::build_with_parents(&[Entry::file(
             PASSWORD_FILE,

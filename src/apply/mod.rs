@@ -184,6 +184,7 @@ pub fn verb(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::Create => "create",
         ActionKind::Update => "update",
+        ActionKind::Adopt => "adopt",
         ActionKind::Replace => "replace",
         ActionKind::Delete => "delete",
         ActionKind::Restart => "restart",
@@ -194,6 +195,7 @@ fn progressive(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::Create => "creating",
         ActionKind::Update => "updating",
+        ActionKind::Adopt => "adopting",
         ActionKind::Replace => "replacing",
         ActionKind::Delete => "destroying",
         ActionKind::Restart => "restarting",
@@ -205,6 +207,7 @@ pub fn past(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::Create => "created",
         ActionKind::Update => "updated",
+        ActionKind::Adopt => "adopted",
         ActionKind::Replace => "replaced",
         ActionKind::Delete => "destroyed",
         ActionKind::Restart => "restarted",
@@ -268,8 +271,11 @@ pub async fn apply(
     // under the lock, and runs only what was reviewed.
     let mut unlocked = !locks.holds_advisory();
     for action in container_actions {
-        if action.risk.restart {
-            // The lock's connection dies with the server it runs on.
+        if action.risk.restart || action.risk.reconnects {
+            // The lock's connection dies with the server it runs on, or
+            // with the network attachment it came through: the published
+            // port reaches the server over one of the container's
+            // networks, and reconnecting it (an alias added) drops it.
             locks.release_advisory();
             unlocked = true;
         }

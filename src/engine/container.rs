@@ -108,6 +108,37 @@ pub async fn names_with_label(
     Ok(names)
 }
 
+/// The containers, running or not, that mount the volume `volume`, with
+/// their labels, sorted by name.
+pub async fn using_volume(
+    docker: &Docker,
+    volume: &str,
+) -> Result<Vec<(String, std::collections::HashMap<String, String>)>, EngineError> {
+    let filters = std::collections::HashMap::from([("volume".to_owned(), vec![volume.to_owned()])]);
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..ListContainersOptions::default()
+        }))
+        .await
+        .map_err(EngineError::call(format!(
+            "list the containers that mount volume `{volume}`"
+        )))?;
+    let mut users: Vec<(String, std::collections::HashMap<String, String>)> = containers
+        .into_iter()
+        .filter_map(|container| {
+            let name = container.names?.into_iter().next()?;
+            Some((
+                name.trim_start_matches('/').to_owned(),
+                container.labels.unwrap_or_default(),
+            ))
+        })
+        .collect();
+    users.sort_by(|left, right| left.0.cmp(&right.0));
+    Ok(users)
+}
+
 /// The container as the engine reports it; `None` when there is none.
 pub async fn inspect(
     docker: &Docker,

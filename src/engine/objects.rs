@@ -1,6 +1,9 @@
 //! Volumes and networks.
 
-use bollard::models::{NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::models::{
+    EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+    VolumeCreateRequest,
+};
 use bollard::query_parameters::RemoveVolumeOptions;
 
 use super::{Docker, EngineError, found, is_not_found, object_labels};
@@ -81,22 +84,48 @@ pub async fn create_network(
         .map_err(EngineError::call(format!("create network `{name}`")))
 }
 
-/// Attaches a container to a network.
+/// Attaches a container, running or not, to a network, where it also
+/// answers to `aliases`.
 pub async fn connect_network(
     docker: &Docker,
     network: &str,
     container: &str,
+    aliases: &[String],
 ) -> Result<(), EngineError> {
+    let endpoint_config = (!aliases.is_empty()).then(|| EndpointSettings {
+        aliases: Some(aliases.to_vec()),
+        ..EndpointSettings::default()
+    });
     docker
         .connect_network(
             network,
             NetworkConnectRequest {
                 container: container.to_owned(),
-                endpoint_config: None,
+                endpoint_config,
             },
         )
         .await
         .map_err(EngineError::call(format!(
             "connect container `{container}` to network `{network}`"
+        )))
+}
+
+/// Detaches a container from a network; the container keeps running.
+pub async fn disconnect_network(
+    docker: &Docker,
+    network: &str,
+    container: &str,
+) -> Result<(), EngineError> {
+    docker
+        .disconnect_network(
+            network,
+            NetworkDisconnectRequest {
+                container: container.to_owned(),
+                force: None,
+            },
+        )
+        .await
+        .map_err(EngineError::call(format!(
+            "disconnect container `{container}` from network `{network}`"
         )))
 }

@@ -14,7 +14,7 @@ use crate::engine::image::env_value;
 use crate::engine::{Docker, EngineError, found, labels};
 use crate::live::ObserveError;
 use crate::model::data::{DEFAULT_PGDATA, DataHome, MountInfo};
-use crate::model::{Container, ContainerState, Image};
+use crate::model::{Container, ContainerState, Image, NetworkAttachment};
 
 /// What Docker holds for the desired container.
 #[derive(Debug, Clone, Default)]
@@ -25,18 +25,22 @@ pub struct Observed {
     pub images: BTreeMap<String, Image>,
 }
 
-/// Reads the container named like the desired one, its volume, and the
-/// desired image.
+/// Reads the container named like the desired one, its volume (and who
+/// else mounts it), its networks, and the desired image.
 pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, ObserveError> {
-    let (container, volume, image, network, engine) = tokio::join!(
+    let (container, volume, image, network, engine, absent_networks, volume_users) = tokio::join!(
         docker.inspect_container(&want.name, None),
         docker.inspect_volume(&want.volume),
         docker.inspect_image(&want.image),
-        docker.inspect_network(&want.network, None),
+        network_exists(docker, &want.network),
         docker.info(),
+        absent_networks(docker, want),
+        volume_users(docker, want),
     );
     let engine = engine.map_err(EngineError::call("read the engine's resources"))?;
-    let network_exists = found(network, &format!("inspect network `{}`", want.network))?.is_some();
+    let network_exists = network?;
+    let absent_networks = absent_networks?;
+    let volume_users = volume_users?;
     let volume_exists = found(volume, &format!("inspect volume `{}`", want.volume))?.is_some();
     let mut images = BTreeMap::new();
     if let Some(image) = found(image, &format!("inspect image `{}`", want.image))? {
@@ -53,6 +57,8 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
                     data_directory_major(docker, &want.name, &container.pgdata).await;
             }
             container.network_exists = network_exists;
+            container.absent_networks = absent_networks;
+            container.volume_users = volume_users;
             container
         }
         None => Container {
@@ -60,6 +66,8 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
             state: ContainerState::Missing,
             volume_exists,
             network_exists,
+            absent_networks,
+            volume_users,
             ..Container::default()
         },
     };
@@ -72,6 +80,40 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
         container: Some(container),
         images,
     })
+}
+
+/// Whether a network exists; the empty name (no network wanted) does not.
+async fn network_exists(docker: &Docker, name: &str) -> Result<bool, EngineError> {
+    if name.is_empty() {
+        return Ok(false);
+    }
+    crate::engine::objects::network_exists(docker, name).await
+}
+
+/// The networks the spec joins that do not exist, in the spec's order.
+async fn absent_networks(docker: &Docker, want: &Container) -> Result<Vec<String>, EngineError> {
+    let checks = want.networks.iter().map(|network| async move {
+        crate::engine::objects::network_exists(docker, &network.name)
+            .await
+            .map(|exists| (!exists).then(|| network.name.clone()))
+    });
+    let found = futures_util::future::try_join_all(checks).await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// The other containers that mount the data volume: a second server on
+/// the same data directory would corrupt it. pgspec's own check and
+/// scratch containers (labelled with a role) never run a server on it.
+async fn volume_users(docker: &Docker, want: &Container) -> Result<Vec<String>, EngineError> {
+    if want.volume.is_empty() {
+        return Ok(Vec::new());
+    }
+    let users = crate::engine::container::using_volume(docker, &want.volume).await?;
+    Ok(users
+        .into_iter()
+        .filter(|(name, labels)| *name != want.name && !labels.contains_key(labels::ROLE))
+        .map(|(name, _)| name)
+        .collect())
 }
 
 /// `PG_VERSION` of the data directory `pgdata` in a container, read
@@ -91,7 +133,12 @@ fn container_from_inspect(
     want: &Container,
     volume_exists: bool,
 ) -> Container {
-    let (bind_address, port) = crate::engine::container::configured(&inspect, SERVER_PORT);
+    let (mut bind_address, port) = crate::engine::container::configured(&inspect, SERVER_PORT);
+    // `-p 5432:5432` names no address: the engine binds every one, which
+    // a spec says as `0.0.0.0`.
+    if bind_address.is_empty() && port != 0 {
+        bind_address = "0.0.0.0".to_owned();
+    }
     let config = inspect.config.unwrap_or_default();
     let host_config = inspect.host_config.unwrap_or_default();
     let env = config.env.unwrap_or_default();
@@ -118,11 +165,14 @@ fn container_from_inspect(
         .and_then(health_verdict);
     let labels = config.labels.clone().unwrap_or_default();
     let positive = |value: Option<i64>| value.filter(|value| *value > 0);
-    let attached = inspect
+    let id = inspect.id.clone().unwrap_or_default();
+    let endpoints = inspect
         .network_settings
         .as_ref()
-        .and_then(|settings| settings.networks.as_ref())
-        .is_some_and(|networks| networks.contains_key(&want.network));
+        .and_then(|settings| settings.networks.clone())
+        .unwrap_or_default();
+    let attached = endpoints.contains_key(&want.network);
+    let networks = attachments(endpoints, &want.network, &want.name, &id);
     let restart_policy = host_config
         .restart_policy
         .as_ref()
@@ -140,13 +190,15 @@ fn container_from_inspect(
         data_kind: home.kind,
         nano_cpus: positive(host_config.nano_cpus),
         memory_bytes: positive(host_config.memory),
+        cpu_shares: positive(host_config.cpu_shares),
+        memory_reservation_bytes: positive(host_config.memory_reservation),
         shm_bytes: positive(host_config.shm_size),
         superuser: env_value(&env, "POSTGRES_USER")
             .unwrap_or("postgres")
             .to_owned(),
         superuser_password: None,
         state,
-        id: inspect.id.unwrap_or_default(),
+        id,
         image_id: inspect.image.unwrap_or_default(),
         data_major: None,
         volume_exists,
@@ -156,6 +208,10 @@ fn container_from_inspect(
             String::new()
         },
         network_exists: false,
+        networks,
+        absent_networks: Vec::new(),
+        volume_users: Vec::new(),
+        foreign: !labels.contains_key(labels::DEPLOYMENT),
         restart_policy,
         engine_cpus: None,
         engine_memory_bytes: None,
@@ -166,6 +222,38 @@ fn container_from_inspect(
         health,
         config_hash: labels.get(labels::CONFIG_HASH).cloned().unwrap_or_default(),
     }
+}
+
+/// The networks a container is attached to besides `own`, with the
+/// aliases it was given there: the engine adds the short container id
+/// (API 1.43 and before), and the container's name resolves anyway.
+fn attachments(
+    endpoints: std::collections::HashMap<String, bollard::models::EndpointSettings>,
+    own: &str,
+    name: &str,
+    id: &str,
+) -> Vec<NetworkAttachment> {
+    let short_id = id.get(..12).unwrap_or(id);
+    let mut networks: Vec<NetworkAttachment> = endpoints
+        .into_iter()
+        .filter(|(network, _)| network != own)
+        .map(|(network, endpoint)| {
+            let mut aliases: Vec<String> = endpoint
+                .aliases
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|alias| alias != short_id && alias != name)
+                .collect();
+            aliases.sort();
+            aliases.dedup();
+            NetworkAttachment {
+                name: network,
+                aliases,
+            }
+        })
+        .collect();
+    networks.sort();
+    networks
 }
 
 /// A container's mounts as the engine reports them.

@@ -29,10 +29,34 @@ impl Image {
     }
 }
 
+/// A network the server container joins besides the deployment's own:
+/// one pgspec does not create, such as a Compose project's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    pub name: String,
+    /// The other names the container answers to on this network, sorted.
+    /// Live: those the engine reports, less the short container id it adds
+    /// itself and the container's name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+impl NetworkAttachment {
+    /// The aliases as the plan shows them.
+    pub fn describe(&self) -> String {
+        if self.aliases.is_empty() {
+            "attached".to_owned()
+        } else {
+            format!("aliases {}", self.aliases.join(", "))
+        }
+    }
+}
+
 /// The PostgreSQL server container.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Container {
-    /// Docker name of the container (`<deployment>-postgres`).
+    /// Docker name of the container: `postgres.container_name`, by default
+    /// `<deployment>-postgres`.
     pub name: String,
     pub image: String,
     /// Host port the server's 5432 is published on.
@@ -58,6 +82,18 @@ pub struct Container {
     /// Memory limit in bytes; `None` is no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<i64>,
+    /// CPU weight (`--cpu-shares`, 1024 for each CPU of
+    /// `resources.reservations.cpus`): the engine has no CPU reservation
+    /// outside swarm, so a reservation is a larger share when CPUs are
+    /// contended. Desired: `None` leaves the container's as it is; live:
+    /// `None` is the engine default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<i64>,
+    /// Memory reservation in bytes (`--memory-reservation`, a soft limit
+    /// the kernel reclaims down to under memory pressure). Desired: `None`
+    /// leaves the container's as it is; live: `None` is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation_bytes: Option<i64>,
     /// /dev/shm size in bytes; `None` is the engine default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shm_bytes: Option<i64>,
@@ -84,6 +120,24 @@ pub struct Container {
     /// Live only: whether the deployment's network exists.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network_exists: bool,
+    /// Networks joined besides `network`, sorted by name. Desired:
+    /// `postgres.networks`; live: every other network the container is
+    /// attached to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkAttachment>,
+    /// Live only: the networks of the spec that do not exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent_networks: Vec<String>,
+    /// Live only: other containers, running or not, that mount the data
+    /// volume (pgspec's own never-started check containers aside), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_users: Vec<String>,
+    /// Live only: the container carries no `org.pgspec.deployment` label:
+    /// something other than pgspec created it (a runbook's `docker run`,
+    /// Compose). Such a container is adopted when it matches the spec and
+    /// never replaced until it is (see `plan::diff::adoption`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
     /// Docker restart policy (`unless-stopped`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub restart_policy: String,
@@ -154,8 +208,9 @@ impl Container {
     /// Hash of everything pgspec sets when it creates the container and the
     /// engine cannot change afterwards: image, published port, data mount,
     /// network, /dev/shm, health check and the initialisation environment.
-    /// Resources and the restart policy are left out: `docker update`
-    /// changes them in place. The superuser's name and password matter only
+    /// Resources, reservations and the restart policy are left out: `docker
+    /// update` changes them in place; so are the other networks it joins,
+    /// which are connected in place. The superuser's name and password matter only
     /// when the data directory is first created, so only whether a password
     /// file is used counts.
     pub fn creation_hash(&self) -> String {
@@ -221,7 +276,13 @@ mod tests {
         let resized = Container {
             nano_cpus: Some(2_000_000_000),
             memory_bytes: Some(1 << 30),
+            cpu_shares: Some(2048),
+            memory_reservation_bytes: Some(1 << 29),
             restart_policy: "always".to_owned(),
+            networks: vec![NetworkAttachment {
+                name: "app-net".to_owned(),
+                aliases: vec!["postgres".to_owned()],
+            }],
             ..container.clone()
         };
         assert_eq!(container.creation_hash(), resized.creation_hash());

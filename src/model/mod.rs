@@ -23,7 +23,7 @@ mod roles;
 mod settings;
 
 pub use backup::{Backup, BackupAgent, BackupDestination, BackupSchedule};
-pub use container::{Container, ContainerState, Image};
+pub use container::{Container, ContainerState, Image, NetworkAttachment};
 pub use databases::{
     Acl, AclObject, Database, Extension, Grant, GrantTarget, PRELOADED_EXTENSIONS, Schema,
 };

@@ -97,7 +97,8 @@ impl Summary {
         for kind in kinds {
             match kind {
                 ActionKind::Create => summary.add += 1,
-                ActionKind::Update => summary.change += 1,
+                // Adopting changes nothing but what an update would.
+                ActionKind::Update | ActionKind::Adopt => summary.change += 1,
                 ActionKind::Replace => summary.replace += 1,
                 ActionKind::Delete => summary.destroy += 1,
                 ActionKind::Restart => summary.restart += 1,
@@ -196,6 +197,10 @@ impl Action {
 pub enum ActionKind {
     Create,
     Update,
+    /// A container pgspec did not create, which matches the spec, becomes
+    /// the deployment's: joined to its network and updated in place, never
+    /// restarted or recreated.
+    Adopt,
     Replace,
     Delete,
     Restart,
@@ -320,6 +325,19 @@ pub enum DockerStep {
         network: String,
         container: String,
     },
+    /// Attach the server container to a network pgspec does not own,
+    /// where it answers to `aliases` too. With `reconnect` it is detached
+    /// first: the engine changes an attachment's aliases only by connecting
+    /// it again, which drops the connections made over that network. The
+    /// server keeps running.
+    JoinNetwork {
+        network: String,
+        container: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        aliases: Vec<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reconnect: bool,
+    },
     /// Before anything of the live container is touched: pull and inspect
     /// the image, read where it keeps its data directory, check the major
     /// version of the data on the volume, prove that the live container's
@@ -358,6 +376,12 @@ pub enum DockerStep {
         memory_bytes: Option<i64>,
         #[serde(default)]
         restart_policy: Option<String>,
+        /// The CPU weight; `None` leaves it as it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_shares: Option<i64>,
+        /// The memory reservation; `None` leaves it as it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory_reservation_bytes: Option<i64>,
     },
     RestartContainer {
         name: String,

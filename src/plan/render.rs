@@ -57,7 +57,7 @@ impl Paint {
 fn symbol(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::Create => "+",
-        ActionKind::Update => "~",
+        ActionKind::Update | ActionKind::Adopt => "~",
         ActionKind::Replace => "-/+",
         ActionKind::Delete => "-",
         ActionKind::Restart => "↻",
@@ -68,6 +68,7 @@ pub(crate) fn verb(kind: ActionKind) -> &'static str {
     match kind {
         ActionKind::Create => "will be created",
         ActionKind::Update => "will be updated in place",
+        ActionKind::Adopt => "will be adopted",
         ActionKind::Replace => "must be replaced",
         ActionKind::Delete => "will be destroyed",
         ActionKind::Restart => "will be restarted",
@@ -90,7 +91,7 @@ pub(crate) fn renamed_from(action: &Action) -> Option<&str> {
 fn paint_kind(paint: Paint, kind: ActionKind, text: &str) -> String {
     match kind {
         ActionKind::Create => paint.green(text),
-        ActionKind::Update | ActionKind::Restart => paint.yellow(text),
+        ActionKind::Update | ActionKind::Adopt | ActionKind::Restart => paint.yellow(text),
         ActionKind::Replace | ActionKind::Delete => paint.red(text),
     }
 }
@@ -369,6 +370,26 @@ fn docker_line(call: &DockerStep) -> String {
         DockerStep::ConnectNetwork { network, container } => {
             format!("connect container `{container}` to network `{network}`")
         }
+        DockerStep::JoinNetwork {
+            network,
+            container,
+            aliases,
+            reconnect,
+        } => {
+            let aliases = if aliases.is_empty() {
+                String::new()
+            } else {
+                format!(" with aliases {}", aliases.join(", "))
+            };
+            if *reconnect {
+                format!(
+                    "disconnect container `{container}` from network `{network}` and connect it \
+                     again{aliases} (it keeps running)"
+                )
+            } else {
+                format!("connect container `{container}` to network `{network}`{aliases}")
+            }
+        }
         DockerStep::PrepareContainer { container } => format!(
             "pull and inspect `{}`; prove the data directory is on volume `{}` and that a \
              container from the image finds it there, before `{}` is touched",
@@ -407,6 +428,8 @@ fn docker_line(call: &DockerStep) -> String {
             nano_cpus,
             memory_bytes,
             restart_policy,
+            cpu_shares,
+            memory_reservation_bytes,
         } => {
             let mut parts = Vec::new();
             if let Some(policy) = restart_policy {
@@ -417,6 +440,15 @@ fn docker_line(call: &DockerStep) -> String {
             }
             if let Some(memory) = memory_bytes {
                 parts.push(format!("memory {}", super::diff::format_bytes(*memory)));
+            }
+            if let Some(shares) = cpu_shares {
+                parts.push(format!("cpu shares {shares}"));
+            }
+            if let Some(memory) = memory_reservation_bytes {
+                parts.push(format!(
+                    "memory reservation {}",
+                    super::diff::format_bytes(*memory)
+                ));
             }
             format!("update container `{name}`: {}", parts.join(", "))
         }

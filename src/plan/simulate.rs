@@ -3,7 +3,7 @@
 //! an empty plan) without a server.
 
 use crate::model::address::{self, ObjectKind};
-use crate::model::{Container, ContainerState, Database, Deployment, Extension};
+use crate::model::{Container, ContainerState, Database, Deployment, Extension, NetworkAttachment};
 use crate::plan::{Action, ActionKind, DockerStep, Plan, Step};
 
 mod inside;
@@ -79,11 +79,19 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
                 nano_cpus,
                 memory_bytes,
                 restart_policy,
+                cpu_shares,
+                memory_reservation_bytes,
                 ..
             } => {
                 if let Some(container) = &mut next.container {
                     container.nano_cpus = *nano_cpus;
                     container.memory_bytes = *memory_bytes;
+                    if cpu_shares.is_some() {
+                        container.cpu_shares = *cpu_shares;
+                    }
+                    if memory_reservation_bytes.is_some() {
+                        container.memory_reservation_bytes = *memory_reservation_bytes;
+                    }
                     if let Some(policy) = restart_policy {
                         container.restart_policy = policy.clone();
                     }
@@ -97,6 +105,20 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
             DockerStep::ConnectNetwork { network, .. } => {
                 if let Some(container) = &mut next.container {
                     container.network = network.clone();
+                }
+            }
+            DockerStep::JoinNetwork {
+                network, aliases, ..
+            } => {
+                if let Some(container) = &mut next.container {
+                    container
+                        .networks
+                        .retain(|attached| attached.name != *network);
+                    container.networks.push(NetworkAttachment {
+                        name: network.clone(),
+                        aliases: aliases.clone(),
+                    });
+                    container.networks.sort();
                 }
             }
             DockerStep::CreateVolume { .. }

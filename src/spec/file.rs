@@ -55,6 +55,23 @@ pub struct PostgresSpec {
     /// server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Docker name of the server container (default `<name>-postgres`).
+    /// Name a container that already runs (one a runbook or Compose
+    /// started) and pgspec adopts it when its image, port and data volume
+    /// match the spec; the pooler and backup containers reach the server by
+    /// this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// Existing Docker networks the container joins, with the aliases it
+    /// answers to there (a Compose project's network, where the
+    /// application reaches the database as `postgres:5432`). They are
+    /// joined beside the deployment's own network `<name>-net`, which pgspec
+    /// creates and always keeps: the pooler and backup containers reach the
+    /// server on it. pgspec never creates or removes these networks, and
+    /// leaves alone any other network the container is attached to. Compose
+    /// names a network `<project>_<network>` unless it sets `name:`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkEntry>,
     /// Host port the server is published on (default 5432).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
@@ -92,6 +109,72 @@ pub struct ResourcesSpec {
     /// Size of /dev/shm: `256MiB`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<String>,
+    /// What the container is guaranteed rather than capped at. Changed in
+    /// place (`docker update`) like the limits; a reservation left out of
+    /// the spec leaves the container's as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservations: Option<ReservationsSpec>,
+}
+
+/// Container resource reservations.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationsSpec {
+    /// CPUs, fractional allowed. Docker reserves CPUs only for swarm
+    /// services, so pgspec sets the container's CPU weight instead
+    /// (`--cpu-shares`, 1024 per CPU; a container that sets none weighs
+    /// 1024): when the host's CPUs are contended, the server gets that much
+    /// more CPU time than a container of default weight. With spare CPUs it
+    /// changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory reservation with a unit (`4GiB`): a soft limit
+    /// (`--memory-reservation`) the kernel reclaims the container's memory
+    /// down to only under memory pressure. At most `memory`, at least 6MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+/// A network the server container joins: a name, or a name with aliases.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum NetworkEntry {
+    Name(String),
+    Full(NetworkSpec),
+}
+
+impl NetworkEntry {
+    /// The network's name.
+    pub fn name(&self) -> &str {
+        match self {
+            NetworkEntry::Name(name) => name,
+            NetworkEntry::Full(network) => &network.name,
+        }
+    }
+
+    /// The aliases the container answers to on it.
+    pub fn aliases(&self) -> &[String] {
+        match self {
+            NetworkEntry::Name(_) => &[],
+            NetworkEntry::Full(network) => &network.aliases,
+        }
+    }
+}
+
+/// A network joined with aliases.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Name of an existing Docker network (`docker network ls`).
+    pub name: String,
+    /// Other names the container answers to on this network, as Compose's
+    /// `aliases` (the application's `postgres` host name). A missing alias
+    /// is added by reconnecting the container to this network, which drops
+    /// the connections made over it (those through the published port too,
+    /// when the engine routes it over this network); the server keeps
+    /// running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// The bootstrap superuser of a container pgspec runs.

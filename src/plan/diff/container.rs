@@ -9,6 +9,8 @@ use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PlanError,
 
 pub use crate::model::notation::format_bytes;
 
+use super::{adoption, networks};
+
 /// Diffs the server container. Returns whether the state inside PostgreSQL
 /// is known: observed, or known to be empty because the data directory will
 /// be initialised from scratch.
@@ -50,6 +52,36 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
         });
         return false;
     }
+    // A server started beside another one on the same data directory
+    // corrupts it: creating or replacing the container waits until no
+    // other container mounts the volume.
+    let shared_volume = adoption::shared_volume_error(want, live);
+    let starts_server = match have {
+        None => true,
+        Some(have) => {
+            let replaced = !replace_changes(have, want).is_empty()
+                || (!have.foreign
+                    && have.image == want.image
+                    && image_id_change(live, &want.image, &have.image_id).is_some());
+            have.state != ContainerState::Running || (adoption::belongs(have, want) && replaced)
+        }
+    };
+    if let Some(error) = shared_volume.filter(|_| starts_server) {
+        plan.errors.push(PlanError {
+            address: address.clone(),
+            message: error,
+        });
+        return false;
+    }
+    if let Some(message) = adoption::shared_volume_note(want, live) {
+        plan.notes.push(Note {
+            address: address.clone(),
+            message,
+        });
+    }
+    if networks::absent_errors(want, live, plan) {
+        return false;
+    }
 
     match have {
         None => {
@@ -88,12 +120,24 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                 steps,
             });
         }
+        Some(have) if !adoption::belongs(have, want) => {
+            if !adoption::diff(have, want, live, plan) {
+                return false;
+            }
+        }
         Some(have) => {
             let mut replace_changes = replace_changes(have, want);
             if have.image == want.image
+                && !have.foreign
                 && let Some(change) = image_id_change(live, &want.image, &have.image_id)
             {
                 replace_changes.push(change);
+            }
+            if let Some(message) = adoption::older_image_note(have, want, live) {
+                plan.notes.push(Note {
+                    address: address.clone(),
+                    message,
+                });
             }
             if !replace_changes.is_empty() {
                 let server_data_directory = live
@@ -113,6 +157,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                 // The new container gets every desired field, so show the
                 // in-place ones that change with it too.
                 replace_changes.extend(resource_changes(have, want));
+                replace_changes.extend(networks::joins(have, want).changes);
                 let mut steps: Vec<Step> = create_network_step(have.network_exists, want)
                     .into_iter()
                     .collect();
@@ -138,38 +183,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                     steps,
                 });
             } else {
-                let mut changes = resource_changes(have, want);
-                let mut steps = Vec::new();
-                if !changes.is_empty() {
-                    steps.push(Step::Docker(DockerStep::UpdateResources {
-                        name: want.name.clone(),
-                        nano_cpus: want.nano_cpus,
-                        memory_bytes: want.memory_bytes,
-                        restart_policy: Some(want.restart_policy.clone())
-                            .filter(|policy| !policy.is_empty()),
-                    }));
-                }
-                if have.network != want.network {
-                    changes.push(Change::new(
-                        "network",
-                        Some(have.network.clone()).filter(|network| !network.is_empty()),
-                        Some(want.network.clone()),
-                    ));
-                    steps.extend(network_steps(have.network_exists, want));
-                }
-                if have.state == ContainerState::Stopped {
-                    changes.push(Change::new(
-                        "state",
-                        Some("stopped".into()),
-                        Some("running".into()),
-                    ));
-                    steps.push(Step::Docker(DockerStep::StartContainer {
-                        name: want.name.clone(),
-                    }));
-                    steps.push(Step::Docker(DockerStep::WaitReady {
-                        name: want.name.clone(),
-                    }));
-                }
+                let (changes, steps, risk) = in_place(have, want);
                 if let Some(message) = health_note(have) {
                     plan.notes.push(Note {
                         address: address.clone(),
@@ -182,7 +196,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                         object: ObjectKind::Container,
                         kind: ActionKind::Update,
                         reason: "changed in place (docker update / start)".to_owned(),
-                        risk: Risk::none(),
+                        risk,
                         changes,
                         steps,
                     });
@@ -206,6 +220,53 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
         });
         false
     }
+}
+
+/// What changes in the live container without a new one: resources and
+/// the restart policy (`docker update`), the deployment's network, the
+/// networks the spec joins, and a start when it is stopped.
+pub(super) fn in_place(have: &Container, want: &Container) -> (Vec<Change>, Vec<Step>, Risk) {
+    let mut changes = resource_changes(have, want);
+    let mut steps = Vec::new();
+    if !changes.is_empty() {
+        steps.push(Step::Docker(DockerStep::UpdateResources {
+            name: want.name.clone(),
+            nano_cpus: want.nano_cpus,
+            memory_bytes: want.memory_bytes,
+            restart_policy: Some(want.restart_policy.clone()).filter(|policy| !policy.is_empty()),
+            cpu_shares: want.cpu_shares,
+            memory_reservation_bytes: want.memory_reservation_bytes,
+        }));
+    }
+    if have.network != want.network {
+        changes.push(Change::new(
+            "network",
+            Some(have.network.clone()).filter(|network| !network.is_empty()),
+            Some(want.network.clone()),
+        ));
+        steps.extend(network_steps(have.network_exists, want));
+    }
+    let joins = networks::joins(have, want);
+    changes.extend(joins.changes);
+    steps.extend(joins.steps);
+    if have.state == ContainerState::Stopped {
+        changes.push(Change::new(
+            "state",
+            Some("stopped".into()),
+            Some("running".into()),
+        ));
+        steps.push(Step::Docker(DockerStep::StartContainer {
+            name: want.name.clone(),
+        }));
+        steps.push(Step::Docker(DockerStep::WaitReady {
+            name: want.name.clone(),
+        }));
+    }
+    let risk = Risk {
+        reconnects: joins.reconnects,
+        ..Risk::none()
+    };
+    (changes, steps, risk)
 }
 
 fn have_network_exists(live: &Deployment) -> bool {
@@ -405,7 +466,7 @@ fn major_version_error(want: &Container, live: &Deployment) -> Option<String> {
 fn container_fields(have: Option<&Container>, want: &Container) -> Vec<Change> {
     let mut changes = Vec::new();
     type Field = fn(&Container) -> Option<String>;
-    let fields: [(&str, Field); 5] = [
+    let fields: [(&str, Field); 7] = [
         ("image", |container| Some(container.image.clone())),
         ("port", |container| {
             Some(format!("{}:{}", container.bind_address, container.port))
@@ -425,6 +486,12 @@ fn container_fields(have: Option<&Container>, want: &Container) -> Vec<Change> {
         ("memory", |container| {
             container.memory_bytes.map(format_bytes)
         }),
+        ("reservations.cpus", |container| {
+            container.cpu_shares.map(format_shares)
+        }),
+        ("reservations.memory", |container| {
+            container.memory_reservation_bytes.map(format_bytes)
+        }),
     ];
     for (field, get) in fields {
         let old = have.and_then(get);
@@ -433,11 +500,16 @@ fn container_fields(have: Option<&Container>, want: &Container) -> Vec<Change> {
             changes.push(Change::new(field, old, new));
         }
     }
+    let unattached = Container::default();
+    changes.extend(networks::joins(have.unwrap_or(&unattached), want).changes);
     changes
 }
 
-/// Fields that only a new container can change.
-fn replace_changes(have: &Container, want: &Container) -> Vec<Change> {
+/// Fields that only a new container can change. The health check of a
+/// container pgspec did not create is not among them: it is what that
+/// container was created with, and pgspec gives its own only to a
+/// container it creates.
+pub(super) fn replace_changes(have: &Container, want: &Container) -> Vec<Change> {
     let mut changes = Vec::new();
     let mut compare = |field: &str, old: String, new: String| {
         if old != new {
@@ -468,11 +540,13 @@ fn replace_changes(have: &Container, want: &Container) -> Vec<Change> {
             format_bytes(shm),
         );
     }
-    compare(
-        "health_check",
-        describe_health_check(&have.health_check),
-        describe_health_check(&want.health_check),
-    );
+    if !have.foreign {
+        compare(
+            "health_check",
+            describe_health_check(&have.health_check),
+            describe_health_check(&want.health_check),
+        );
+    }
     // Whatever else pgspec sets at creation (the initialisation
     // environment, say) is covered by the hash in the container's label;
     // a container without the label is judged by its fields alone.
@@ -502,7 +576,7 @@ fn describe_health_check(test: &[String]) -> String {
 
 /// What the plan says about a container that exists but does not serve:
 /// one the engine keeps restarting, or one its health check fails.
-fn health_note(have: &Container) -> Option<String> {
+pub(super) fn health_note(have: &Container) -> Option<String> {
     if have.state == ContainerState::Restarting {
         return Some(format!(
             "the engine keeps restarting `{name}`: the server exits soon after it starts; \
@@ -540,6 +614,24 @@ fn resource_changes(have: &Container, want: &Container) -> Vec<Change> {
             ),
         ));
     }
+    // A reservation the spec leaves out is left as it is: the engine takes
+    // none back in place (`docker update` ignores a zero).
+    if want.cpu_shares.is_some() && want.cpu_shares != have.cpu_shares {
+        changes.push(Change::new(
+            "reservations.cpus",
+            have.cpu_shares.map(format_shares),
+            want.cpu_shares.map(format_shares),
+        ));
+    }
+    if want.memory_reservation_bytes.is_some()
+        && want.memory_reservation_bytes != have.memory_reservation_bytes
+    {
+        changes.push(Change::new(
+            "reservations.memory",
+            have.memory_reservation_bytes.map(format_bytes),
+            want.memory_reservation_bytes.map(format_bytes),
+        ));
+    }
     if !want.restart_policy.is_empty() && want.restart_policy != have.restart_policy {
         changes.push(Change::new(
             "restart_policy",
@@ -548,6 +640,11 @@ fn resource_changes(have: &Container, want: &Container) -> Vec<Change> {
         ));
     }
     changes
+}
+
+/// A CPU weight as the CPUs of the reservation it stands for.
+fn format_shares(shares: i64) -> String {
+    format!("{} (cpu shares {shares})", shares as f64 / 1024.0)
 }
 
 fn unlimited() -> String {

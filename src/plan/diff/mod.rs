@@ -9,8 +9,10 @@ use crate::model::address::ObjectKind;
 use crate::model::{self, Database, Deployment, Extension, address, managed_mark};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 
+mod adoption;
 pub mod backup;
 mod container;
+mod networks;
 
 use crate::model::DiffOptions;
 use crate::sql::{quote_ident, quote_literal};

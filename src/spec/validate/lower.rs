@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::pooler;
+use super::postgres::CPU_SHARES_PER_CPU;
 use super::settings::setting_text;
 use crate::model::privileges;
 use crate::model::{
     Backup, BackupDestination, BackupSchedule, Connection, Container, ContainerState, Database,
-    Deployment, Desired, DiffOptions, Extension, Grant, GrantTarget, Index, Pooler, Role, Schema,
-    Setting,
+    Deployment, Desired, DiffOptions, Extension, Grant, GrantTarget, Index, NetworkAttachment,
+    Pooler, Role, Schema, Setting,
 };
 use crate::secret::Secret;
 use crate::spec::file::{
@@ -46,8 +47,26 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
         let superuser_name = superuser
             .and_then(|superuser| superuser.name.clone())
             .unwrap_or_else(|| "postgres".to_owned());
+        let reservations = resources.reservations.clone().unwrap_or_default();
+        let mut networks: Vec<NetworkAttachment> = postgres
+            .networks
+            .iter()
+            .map(|entry| {
+                let mut aliases = entry.aliases().to_vec();
+                aliases.sort();
+                aliases.dedup();
+                NetworkAttachment {
+                    name: entry.name().to_owned(),
+                    aliases,
+                }
+            })
+            .collect();
+        networks.sort();
         Container {
-            name: format!("{}-postgres", file.name),
+            name: postgres
+                .container_name
+                .clone()
+                .unwrap_or_else(|| format!("{}-postgres", file.name)),
             image: image.clone(),
             port: postgres
                 .port
@@ -69,6 +88,13 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
                 .memory
                 .as_deref()
                 .and_then(|memory| units::parse_docker_memory(memory).ok()),
+            cpu_shares: reservations
+                .cpus
+                .map(|cpus| (cpus * CPU_SHARES_PER_CPU).round() as i64),
+            memory_reservation_bytes: reservations
+                .memory
+                .as_deref()
+                .and_then(|memory| units::parse_docker_memory(memory).ok()),
             shm_bytes: resources
                 .shm_size
                 .as_deref()
@@ -85,6 +111,10 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
             volume_exists: true,
             network: format!("{}-net", file.name),
             network_exists: true,
+            networks,
+            absent_networks: Vec::new(),
+            volume_users: Vec::new(),
+            foreign: false,
             restart_policy: "unless-stopped".to_owned(),
             engine_cpus: None,
             engine_memory_bytes: None,

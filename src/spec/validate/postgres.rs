@@ -1,10 +1,23 @@
 //! Checks of the `postgres` section: the container pgspec runs (image,
-//! port, volume, resources, superuser) and how it connects.
+//! name, networks, port, volume, resources, superuser) and how it
+//! connects.
+
+use std::collections::BTreeSet;
 
 use super::checker::{Checker, is_docker_name};
-use crate::spec::file::SpecFile;
-use crate::spec::load::join_key;
+use crate::spec::file::{NetworkEntry, ResourcesSpec, SpecFile};
+use crate::spec::load::{join_index, join_key};
 use crate::units;
+
+/// The smallest memory limit or reservation the Docker engine accepts.
+const MIN_DOCKER_MEMORY: i64 = 6 << 20;
+
+/// Docker's weight of a container's CPU time per reserved CPU
+/// (`--cpu-shares`; a container that sets none weighs this much).
+pub const CPU_SHARES_PER_CPU: f64 = 1024.0;
+
+/// The largest CPU weight the engine accepts.
+const MAX_CPU_SHARES: f64 = 262_144.0;
 
 impl Checker<'_> {
     pub(super) fn check_postgres(&mut self, file: &SpecFile) {
@@ -18,6 +31,8 @@ impl Checker<'_> {
             Some(_) => {}
             None => {
                 let container_only = [
+                    ("container_name", postgres.container_name.is_some()),
+                    ("networks", !postgres.networks.is_empty()),
                     ("port", postgres.port.is_some()),
                     ("bind_address", postgres.bind_address.is_some()),
                     ("volume", postgres.volume.is_some()),
@@ -48,26 +63,12 @@ impl Checker<'_> {
                 format!("volume name `{volume}` is not a valid Docker name"),
             );
         }
+        if let Some(name) = &postgres.container_name {
+            self.check_container_name(file, name);
+        }
+        self.check_networks(file, &postgres.networks);
         if let Some(resources) = &postgres.resources {
-            if let Some(cpus) = resources.cpus
-                && !(cpus > 0.0 && cpus.is_finite())
-            {
-                self.error(
-                    "postgres.resources.cpus",
-                    format!("`cpus` must be more than 0, found `{cpus}`"),
-                );
-            }
-            for (field, value) in [
-                ("memory", &resources.memory),
-                ("shm_size", &resources.shm_size),
-            ] {
-                if let Some(value) = value
-                    && let Err(error) = units::parse_docker_memory(value)
-                {
-                    let path = join_key("postgres.resources", field);
-                    self.error(&path, error.message).help = error.help;
-                }
-            }
+            self.check_resources(resources);
         }
         if let Some(superuser) = &postgres.superuser
             && let Some(name) = &superuser.name
@@ -78,5 +79,199 @@ impl Checker<'_> {
             self.check_port("postgres.connection.port", connection.port);
         }
         self.check_settings("postgres.settings", &postgres.settings);
+    }
+}
+
+impl Checker<'_> {
+    /// The server container's name: what Docker accepts, and none of the
+    /// names pgspec gives the deployment's other containers.
+    fn check_container_name(&mut self, file: &SpecFile, name: &str) {
+        let path = "postgres.container_name";
+        // Docker: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, two characters at least.
+        if !is_docker_name(name) || name.len() < 2 {
+            self.error(
+                path,
+                format!(
+                    "container name `{}` is not a valid Docker name",
+                    name.escape_debug()
+                ),
+            )
+            .help = Some(
+                "Docker container names are two or more of `a-z A-Z 0-9 _ . -`, starting with a \
+                 letter or digit"
+                    .to_owned(),
+            );
+            return;
+        }
+        let others = [
+            (format!("{}-pgbouncer", file.name), "the pooler container"),
+            (
+                crate::model::backup::container_name(&file.name),
+                "the backup container",
+            ),
+            (format!("{}-net", file.name), "the deployment's network"),
+        ];
+        for (other, what) in others {
+            if name == other {
+                self.error(
+                    path,
+                    format!("container name `{name}` is the name pgspec gives {what}"),
+                )
+                .help = Some("choose another name for the server container".to_owned());
+            }
+        }
+    }
+
+    /// The networks the container joins: existing ones others own, each
+    /// named once, with aliases that are host names.
+    fn check_networks(&mut self, file: &SpecFile, networks: &[NetworkEntry]) {
+        let own = format!("{}-net", file.name);
+        let mut seen = BTreeSet::new();
+        for (index, entry) in networks.iter().enumerate() {
+            let item = join_index("postgres.networks", index);
+            let path = match entry {
+                NetworkEntry::Name(_) => item.clone(),
+                NetworkEntry::Full(_) => join_key(&item, "name"),
+            };
+            let name = entry.name();
+            if !is_docker_name(name) {
+                self.error(
+                    &path,
+                    format!(
+                        "network name `{}` is not a valid Docker name",
+                        name.escape_debug()
+                    ),
+                );
+                continue;
+            }
+            if name == own {
+                self.error(
+                    &path,
+                    format!(
+                        "`{own}` is the deployment's own network, which the container always joins"
+                    ),
+                )
+                .help = Some(
+                    "list only the networks pgspec does not create; the pooler and backup \
+                     containers reach the server on its own network"
+                        .to_owned(),
+                );
+            } else if matches!(name, "host" | "none") {
+                self.error(
+                    &path,
+                    format!("the container cannot join network `{name}` beside other networks"),
+                )
+                .help = Some(
+                    "`host` and `none` are network modes, not networks to join; pgspec publishes \
+                     the server's port instead"
+                        .to_owned(),
+                );
+            } else if name == "bridge" && !entry.aliases().is_empty() {
+                self.error(
+                    &join_key(&item, "aliases"),
+                    "Docker's default `bridge` network resolves no names, so it takes no aliases",
+                )
+                .help = Some(
+                    "join a user-defined network (`docker network create …`, or a Compose \
+                     project's network) to be reached by an alias"
+                        .to_owned(),
+                );
+            }
+            if !seen.insert(name) {
+                self.error(&path, format!("network `{name}` is listed twice"));
+            }
+            for (alias_index, alias) in entry.aliases().iter().enumerate() {
+                if !is_docker_name(alias) {
+                    self.error(
+                        &join_index(&join_key(&item, "aliases"), alias_index),
+                        format!("alias `{}` is not a valid host name", alias.escape_debug()),
+                    )
+                    .help = Some(
+                        "an alias is a name other containers on the network resolve: letters, \
+                         digits, `_`, `.` and `-`, starting with a letter or digit"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Limits and reservations: what the engine accepts, and no reservation
+    /// above its limit.
+    fn check_resources(&mut self, resources: &ResourcesSpec) {
+        let check_cpus = |checker: &mut Self, path: &str, cpus: Option<f64>| {
+            if let Some(cpus) = cpus
+                && !(cpus > 0.0 && cpus.is_finite())
+            {
+                checker.error(path, format!("`cpus` must be more than 0, found `{cpus}`"));
+                return None;
+            }
+            cpus
+        };
+        let cpus = check_cpus(self, "postgres.resources.cpus", resources.cpus);
+        let memory = |checker: &mut Self, path: &str, value: &Option<String>| {
+            let value = value.as_ref()?;
+            match units::parse_docker_memory(value) {
+                Ok(bytes) => Some(bytes),
+                Err(error) => {
+                    checker.error(path, error.message).help = error.help;
+                    None
+                }
+            }
+        };
+        let limit = memory(self, "postgres.resources.memory", &resources.memory);
+        memory(self, "postgres.resources.shm_size", &resources.shm_size);
+        let Some(reservations) = &resources.reservations else {
+            return;
+        };
+        let cpus_path = "postgres.resources.reservations.cpus";
+        if let Some(reserved) = check_cpus(self, cpus_path, reservations.cpus) {
+            let shares = reserved * CPU_SHARES_PER_CPU;
+            if shares.round() < 2.0 || shares > MAX_CPU_SHARES {
+                self.error(
+                    cpus_path,
+                    format!(
+                        "a reservation of {reserved} CPUs is a CPU weight of {shares}, outside \
+                         the 2 to {MAX_CPU_SHARES} the engine accepts"
+                    ),
+                )
+                .help = Some("reserve between 0.002 and 256 CPUs".to_owned());
+            } else if let Some(cpus) = cpus
+                && reserved > cpus
+            {
+                self.error(
+                    cpus_path,
+                    format!("the reservation of {reserved} CPUs is more than the limit of {cpus}"),
+                );
+            }
+        }
+        let memory_path = "postgres.resources.reservations.memory";
+        if let Some(reserved) = memory(self, memory_path, &reservations.memory) {
+            if reserved < MIN_DOCKER_MEMORY {
+                self.error(
+                    memory_path,
+                    format!(
+                        "a memory reservation of `{}` is below the 6MiB the engine accepts",
+                        reservations.memory.as_deref().unwrap_or_default()
+                    ),
+                );
+            } else if let Some(limit) = limit
+                && reserved > limit
+            {
+                self.error(
+                    memory_path,
+                    format!(
+                        "the memory reservation `{}` is more than the limit `{}`",
+                        reservations.memory.as_deref().unwrap_or_default(),
+                        resources.memory.as_deref().unwrap_or_default()
+                    ),
+                )
+                .help = Some(
+                    "a reservation is what the container keeps under memory pressure; it can \
+                     be at most its limit"
+                        .to_owned(),
+                );
+            }
+        }
     }
 }

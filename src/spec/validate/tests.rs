@@ -329,3 +329,89 @@ fn backups_need_one_destination_and_valid_cron() {
         ]
     );
 }
+
+#[test]
+fn compose_fields_lower_into_the_container() {
+    let validated = validate(
+        "version: 1\nname: ffe\npostgres:\n  image: postgres:16\n  container_name: ffe-db\n  \
+         networks: [monitoring, { name: ffe_default, aliases: [postgres, db, postgres] }]\n  \
+         resources: { cpus: 4, memory: 8GiB, reservations: { cpus: 1.5, memory: 4GiB } }\n",
+    )
+    .expect("valid");
+    let container = validated.spec.deployment.container.expect("container");
+    assert_eq!(container.name, "ffe-db");
+    // The deployment's own network stays beside the joined ones.
+    assert_eq!(container.network, "ffe-net");
+    let networks: Vec<(&str, Vec<&str>)> = container
+        .networks
+        .iter()
+        .map(|network| {
+            (
+                network.name.as_str(),
+                network.aliases.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        networks,
+        [
+            ("ffe_default", vec!["db", "postgres"]),
+            ("monitoring", vec![])
+        ]
+    );
+    assert_eq!(container.cpu_shares, Some(1536));
+    assert_eq!(container.memory_reservation_bytes, Some(4 << 30));
+}
+
+#[test]
+fn compose_fields_are_checked() {
+    let errors = messages(
+        "version: 1\nname: ffe\npostgres:\n  image: postgres:16\n  container_name: -db\n  \
+         networks: [ffe-net, host, app-net, app-net, { name: bridge, aliases: [pg] }, \
+         { name: x, aliases: [\"a b\"] }]\n  \
+         resources: { cpus: 1, memory: 1GiB, reservations: { cpus: 2, memory: 2GiB } }\n",
+    );
+    let expected = [
+        "container name `-db` is not a valid Docker name",
+        "`ffe-net` is the deployment's own network",
+        "cannot join network `host`",
+        "network `app-net` is listed twice",
+        "default `bridge` network resolves no names",
+        "alias `a b` is not a valid host name",
+        "the reservation of 2 CPUs is more than the limit of 1",
+        "the memory reservation `2GiB` is more than the limit `1GiB`",
+    ];
+    for text in expected {
+        assert!(
+            errors.iter().any(|error| error.contains(text)),
+            "`{text}` missing from {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    let clashes = messages(
+        "version: 1\nname: ffe\npostgres:\n  image: postgres:16\n  container_name: ffe-pgbouncer\n  \
+         resources: { reservations: { cpus: 0.001, memory: 1MiB } }\n",
+    );
+    assert_eq!(
+        clashes,
+        [
+            "error: container name `ffe-pgbouncer` is the name pgspec gives the pooler container",
+            "error: a reservation of 0.001 CPUs is a CPU weight of 1.024, outside the 2 to 262144 \
+             the engine accepts",
+            "error: a memory reservation of `1MiB` is below the 6MiB the engine accepts",
+        ]
+    );
+}
+
+#[test]
+fn compose_fields_need_the_container() {
+    let errors =
+        messages("version: 1\nname: ext\npostgres:\n  container_name: db\n  networks: [app-net]\n");
+    assert_eq!(
+        errors,
+        [
+            "error: `postgres.container_name` needs `postgres.image`",
+            "error: `postgres.networks` needs `postgres.image`",
+        ]
+    );
+}
