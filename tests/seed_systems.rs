@@ -91,6 +91,13 @@ impl Run {
                 &format!("volume: {name}-pgdata\n"),
             );
         }
+        // So does a container named as a runbook named it.
+        if let Some(container) = document["postgres"]["container_name"].as_str() {
+            text = text.replace(
+                &format!("container_name: {container} "),
+                &format!("container_name: {name}-postgres "),
+            );
+        }
         text = text
             .replace(&format!("{deployment}-pgdata"), &format!("{name}-pgdata"))
             .replace(&format!("{deployment}-backups"), &format!("{name}-backups"))
