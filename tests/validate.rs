@@ -50,6 +50,29 @@ fn retention_out_of_bounds_is_rejected() {
     insta::assert_snapshot!(rendered_errors("retention_bounds"));
 }
 
+/// Issue 25: `monitoring.thresholds` takes percentages, critical at least
+/// warn, and no other fields.
+#[test]
+fn monitoring_thresholds_are_percentages_in_order() {
+    insta::assert_snapshot!(rendered_errors("monitoring_thresholds"));
+    insta::assert_snapshot!(rendered_errors("monitoring_percent"));
+}
+
+#[test]
+fn monitoring_thresholds_lower_with_defaults_for_the_rest() {
+    let text = "version: 1\nname: ledger\npostgres:\n  connection: { host: localhost }\n\
+                monitoring: { thresholds: { connections: { warn: 50% } } }\n";
+    let spec = spec::load_str(Path::new("spec.yaml"), text)
+        .and_then(|loaded| loaded.validate())
+        .expect("valid")
+        .spec;
+    let connections = spec.monitoring.thresholds.connections;
+    assert_eq!(
+        (connections.warn_percent, connections.critical_percent),
+        (50.0, 90.0)
+    );
+}
+
 #[test]
 fn undeclared_roles_are_rejected() {
     insta::assert_snapshot!(rendered_errors("undeclared_role"));

@@ -149,6 +149,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         deployment: Deployment::default(),
         connection,
         options: DiffOptions::default(),
+        monitoring: Default::default(),
     };
     let target = Target::resolve(&resolve_from).context("cannot resolve the connection")?;
     let name = args

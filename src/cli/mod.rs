@@ -10,6 +10,7 @@ mod plan;
 mod report;
 mod schema;
 mod show;
+mod status;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -61,6 +62,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Write the spec of a live deployment (adopt an existing one).
     Import(import::ImportArgs),
+    /// Show the live deployment, each line green, yellow or red (exit 2 on red).
+    Status(status::StatusArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff).
@@ -80,7 +83,8 @@ pub struct SpecArg {
 pub enum Exit {
     /// In sync, or done.
     Success,
-    /// Changes pending (plan with --detailed-exitcode, drift).
+    /// Changes pending (plan with --detailed-exitcode, drift), or a red
+    /// line in `status`.
     Changes,
 }
 
@@ -104,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Schema => schema::run(),
         Command::Show(args) => show::run(&args, colors),
         Command::Backup(args) => backup::run(&args, colors.stderr),
+        Command::Status(args) => runtime()?.block_on(status::run(&args, colors)),
         Command::Import(args) => runtime()?.block_on(import::run(&args)),
         Command::Completions(args) => completions::completions(&args),
         Command::Man => completions::man(),

@@ -231,6 +231,7 @@ impl Importer<'_> {
             roles,
             databases,
             backup,
+            monitoring: None,
             prune: false,
         };
         Imported {

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod docker;
 pub mod pooler;
 pub mod postgres;
+pub mod status;
 
 use crate::engine::EngineError;
 use crate::model::Desired;

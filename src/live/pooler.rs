@@ -243,7 +243,9 @@ async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases),
     Ok((settings, databases))
 }
 
-fn rows(messages: &[SimpleQueryMessage]) -> impl Iterator<Item = &tokio_postgres::SimpleQueryRow> {
+pub(crate) fn rows(
+    messages: &[SimpleQueryMessage],
+) -> impl Iterator<Item = &tokio_postgres::SimpleQueryRow> {
     messages.iter().filter_map(|message| match message {
         SimpleQueryMessage::Row(row) => Some(row),
         _ => None,
@@ -251,7 +253,7 @@ fn rows(messages: &[SimpleQueryMessage]) -> impl Iterator<Item = &tokio_postgres
 }
 
 /// An error and its causes on one line.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -19,6 +19,9 @@ pub struct Desired {
     pub deployment: Deployment,
     pub connection: Connection,
     pub options: DiffOptions,
+    /// What `status` judges against.
+    #[serde(default)]
+    pub monitoring: crate::model::Monitoring,
 }
 
 /// How pgspec connects to the server, as far as the spec says. Unset fields

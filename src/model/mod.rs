@@ -16,6 +16,7 @@ pub mod data;
 mod databases;
 pub mod desired;
 mod indexes;
+pub mod monitoring;
 pub mod notation;
 mod pooler;
 pub mod privileges;
@@ -29,6 +30,7 @@ pub use databases::{
 };
 pub use desired::{Connection, Desired, DiffOptions};
 pub use indexes::{Index, IndexCheck, IndexStamp, index_key, stamp_hash};
+pub use monitoring::{Monitoring, Threshold, Thresholds};
 pub use pooler::{Pooler, PoolerUser};
 pub use roles::{MAX_SCRAM_ITERATIONS, Membership, PasswordState, Role};
 pub use settings::{Setting, is_known_setting, known_settings};

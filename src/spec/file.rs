@@ -37,6 +37,9 @@ pub struct SpecFile {
     /// Scheduled backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+    /// What `pgspec status` judges the live deployment against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSpec>,
     /// Remove objects that pgspec created and the spec no longer lists.
     /// Objects pgspec did not create are never removed, and nothing that holds
     /// data (databases, tables, volumes) is ever dropped.
@@ -605,4 +608,53 @@ pub fn json_schema() -> String {
         .unwrap_or_else(|error| panic!("the schema always serializes: {error}"));
     text.push('\n');
     text
+}
+
+/// The `monitoring` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringSpec {
+    /// Where `pgspec status` turns a line yellow or red.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<ThresholdsSpec>,
+}
+
+/// Thresholds of `pgspec status`; what is left out keeps pgspec's default.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdsSpec {
+    /// Connections in use against `max_connections` and each role's
+    /// connection limit (default warn `70%`, critical `90%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<PercentThresholdSpec>,
+}
+
+/// A share of a limit: yellow from `warn`, red from `critical`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PercentThresholdSpec {
+    /// A percentage such as `70%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn: Option<Percent>,
+    /// A percentage such as `90%`, at least `warn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<Percent>,
+}
+
+/// A percentage: `70%`, or a bare number of percent.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Percent {
+    Number(f64),
+    Text(String),
+}
+
+impl Percent {
+    /// The number of percent, or why it is not one.
+    pub fn value(&self) -> Result<f64, String> {
+        match self {
+            Percent::Number(number) => crate::model::monitoring::parse_percent(&number.to_string()),
+            Percent::Text(text) => crate::model::monitoring::parse_percent(text),
+        }
+    }
 }

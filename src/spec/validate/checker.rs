@@ -111,6 +111,9 @@ impl Checker<'_> {
         if let Some(backup) = &file.backup {
             self.check_backup(file, backup);
         }
+        if let Some(monitoring) = &file.monitoring {
+            self.check_monitoring(monitoring);
+        }
     }
 
     /// Empty names, names PostgreSQL would truncate, and names with

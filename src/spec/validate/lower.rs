@@ -210,6 +210,7 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
         },
         connection,
         options: DiffOptions { prune: file.prune },
+        monitoring: super::monitoring::lower_monitoring(file.monitoring.as_ref()),
     }
 }
 

@@ -16,6 +16,7 @@ mod checker;
 mod databases;
 mod indexes;
 mod lower;
+mod monitoring;
 mod pooler;
 mod postgres;
 mod roles;

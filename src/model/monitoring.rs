@@ -1,0 +1,648 @@
+//! What `pgspec status` reports: the facts read from a live deployment, the
+//! thresholds they are judged against (pgspec's defaults, or the spec's
+//! `monitoring.thresholds`) and the green/yellow/red lines that result.
+//!
+//! Pure: `live` reads the facts, `evaluate` turns them into lines, the
+//! command prints them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the `pgspec status --json` document.
+pub const STATUS_FORMAT_VERSION: u32 = 1;
+
+/// The spec's `monitoring` section, lowered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Monitoring {
+    pub thresholds: Thresholds,
+}
+
+/// Every threshold `status` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Connections in use against `max_connections` and a role's
+    /// connection limit.
+    pub connections: Threshold,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            // The crawl-ledger runbook alerts at 70 % and pages at 90 %.
+            connections: Threshold {
+                warn_percent: 70.0,
+                critical_percent: 90.0,
+            },
+        }
+    }
+}
+
+/// A share of a limit: yellow from `warn_percent`, red from
+/// `critical_percent` (both inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    pub warn_percent: f64,
+    pub critical_percent: f64,
+}
+
+impl Threshold {
+    /// The level of `used` out of `limit`; green when there is no limit.
+    pub fn level(&self, used: i64, limit: i64) -> Level {
+        if limit <= 0 {
+            return if limit == 0 && used > 0 {
+                Level::Red
+            } else {
+                Level::Green
+            };
+        }
+        let percent = used as f64 * 100.0 / limit as f64;
+        if percent >= self.critical_percent {
+            Level::Red
+        } else if percent >= self.warn_percent {
+            Level::Yellow
+        } else {
+            Level::Green
+        }
+    }
+}
+
+/// Parses a percentage as the spec writes it: `70%`, `12.5 %` or `70`.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%').trim();
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if !(0.0..=100.0).contains(&value) || !value.is_finite() {
+        return Err(format!("`{text}` is not between 0% and 100%"));
+    }
+    Ok(value)
+}
+
+/// How a line stands. Ordered: the worst line is the greatest.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    #[default]
+    Green,
+    Yellow,
+    Red,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Green => "green",
+            Level::Yellow => "yellow",
+            Level::Red => "red",
+        }
+    }
+}
+
+/// A transaction open this long is yellow (it holds back vacuum).
+pub const TRANSACTION_WARN_SECONDS: f64 = 300.0;
+/// A transaction open this long is red.
+pub const TRANSACTION_CRITICAL_SECONDS: f64 = 3600.0;
+/// A query running this long is yellow.
+pub const QUERY_WARN_SECONDS: f64 = 60.0;
+/// A query running this long is red.
+pub const QUERY_CRITICAL_SECONDS: f64 = 900.0;
+
+/// One container of the deployment as the engine reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerFacts {
+    /// `server`, `pooler` or `backup`.
+    pub role: String,
+    pub name: String,
+    /// The engine's state (`running`, `exited`, ...), `missing` when there
+    /// is no such container.
+    pub state: String,
+    /// The health check's status, when the container has one.
+    pub health: Option<String>,
+    pub restarts: i64,
+    pub image: String,
+}
+
+/// Connections of one role.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoleConnections {
+    pub role: String,
+    pub connections: i64,
+    /// `rolconnlimit`, when set.
+    pub limit: Option<i64>,
+}
+
+/// What the server reports about itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerFacts {
+    pub version: String,
+    pub uptime_seconds: i64,
+    pub max_connections: i64,
+    /// Client connections by `pg_stat_activity.state` (pgspec's own
+    /// connection not counted).
+    pub connections_by_state: BTreeMap<String, i64>,
+    /// Roles with connections or a connection limit, by name.
+    pub roles: Vec<RoleConnections>,
+    pub longest_query_seconds: Option<f64>,
+    pub longest_transaction_seconds: Option<f64>,
+    /// Deadlocks since the statistics were reset, all databases.
+    pub deadlocks: i64,
+    /// Size of each database, in bytes.
+    pub database_sizes: BTreeMap<String, i64>,
+}
+
+impl ServerFacts {
+    pub fn connections(&self) -> i64 {
+        self.connections_by_state.values().sum()
+    }
+}
+
+/// One PgBouncer pool (a database and user pair), from `SHOW POOLS`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolFacts {
+    pub database: String,
+    pub user: String,
+    /// Clients linked to a server connection or idle (`cl_active`).
+    pub clients: i64,
+    /// Clients waiting for a server connection (`cl_waiting`).
+    pub waiting: i64,
+    /// Server connections of every kind (`sv_*`).
+    pub servers: i64,
+    /// The database's `pool_size` (`SHOW DATABASES`), when known.
+    pub pool_size: Option<i64>,
+}
+
+/// What PgBouncer's admin console reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolerFacts {
+    /// Client connections in use (`SHOW LISTS`, `used_clients`).
+    pub clients: i64,
+    /// `max_client_conn` (`SHOW CONFIG`).
+    pub max_client_conn: i64,
+    /// Pools of real databases; the admin console's own is left out.
+    pub pools: Vec<PoolFacts>,
+}
+
+/// Everything `status` read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusFacts {
+    pub containers: Vec<ContainerFacts>,
+    pub server: Option<ServerFacts>,
+    /// Why the server could not be read, when it could not.
+    pub server_error: Option<String>,
+    /// The pooler's admin console, when the spec has a pooler.
+    pub pooler: Option<PoolerFacts>,
+    /// Why the admin console could not be read, when it could not.
+    pub pooler_error: Option<String>,
+}
+
+/// One judged line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusLine {
+    /// `container`, `server`, `connections`, `role`, `database`.
+    pub section: String,
+    /// What the line is about: a container, a role, a database, a metric.
+    pub item: String,
+    pub level: Level,
+    /// The value as a person reads it.
+    pub text: String,
+}
+
+/// The `status` document: the lines, the worst level, and the facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub format_version: u32,
+    pub deployment: String,
+    pub level: Level,
+    pub thresholds: Thresholds,
+    pub lines: Vec<StatusLine>,
+    pub facts: StatusFacts,
+}
+
+fn line(section: &str, item: &str, level: Level, text: String) -> StatusLine {
+    StatusLine {
+        section: section.to_owned(),
+        item: item.to_owned(),
+        level,
+        text,
+    }
+}
+
+/// Judges the facts against the thresholds.
+pub fn evaluate(deployment: &str, facts: StatusFacts, thresholds: &Thresholds) -> StatusReport {
+    let mut lines = Vec::new();
+    for container in &facts.containers {
+        lines.push(container_line(container));
+    }
+    if let Some(error) = &facts.server_error {
+        lines.push(line("server", "reachable", Level::Red, error.clone()));
+    }
+    if let Some(server) = &facts.server {
+        server_lines(server, thresholds, &mut lines);
+    }
+    if let Some(error) = &facts.pooler_error {
+        lines.push(line("pooler", "admin console", Level::Red, error.clone()));
+    }
+    if let Some(pooler) = &facts.pooler {
+        pooler_lines(pooler, thresholds, &mut lines);
+    }
+    let level = lines
+        .iter()
+        .map(|line| line.level)
+        .max()
+        .unwrap_or_default();
+    StatusReport {
+        format_version: STATUS_FORMAT_VERSION,
+        deployment: deployment.to_owned(),
+        level,
+        thresholds: *thresholds,
+        lines,
+        facts,
+    }
+}
+
+fn container_line(container: &ContainerFacts) -> StatusLine {
+    let health = container.health.as_deref();
+    let level = match (container.state.as_str(), health) {
+        ("running", Some("unhealthy")) => Level::Red,
+        ("running", Some("starting")) => Level::Yellow,
+        ("running", _) if container.restarts > 0 => Level::Yellow,
+        ("running", _) => Level::Green,
+        _ => Level::Red,
+    };
+    let mut text = container.state.clone();
+    if let Some(health) = health {
+        text.push_str(&format!(" ({health})"));
+    }
+    if container.state != "missing" {
+        text.push_str(&format!(
+            ", {} restart{}, image {}",
+            container.restarts,
+            if container.restarts == 1 { "" } else { "s" },
+            container.image
+        ));
+    }
+    line(
+        "container",
+        &format!("{} {}", container.role, container.name),
+        level,
+        text,
+    )
+}
+
+fn server_lines(server: &ServerFacts, thresholds: &Thresholds, lines: &mut Vec<StatusLine>) {
+    lines.push(line(
+        "server",
+        "version",
+        Level::Green,
+        format!(
+            "PostgreSQL {}, up {}",
+            server.version,
+            duration_text(server.uptime_seconds as f64)
+        ),
+    ));
+    let used = server.connections();
+    let by_state = server
+        .connections_by_state
+        .iter()
+        .map(|(state, count)| format!("{count} {state}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    lines.push(line(
+        "connections",
+        "max_connections",
+        thresholds.connections.level(used, server.max_connections),
+        format!(
+            "{used} of {} ({}){}",
+            server.max_connections,
+            percent_text(used, server.max_connections),
+            if by_state.is_empty() {
+                String::new()
+            } else {
+                format!(": {by_state}")
+            }
+        ),
+    ));
+    for role in &server.roles {
+        if let Some(limit) = role.limit {
+            lines.push(line(
+                "role",
+                &role.role,
+                thresholds.connections.level(role.connections, limit),
+                format!(
+                    "{} of {limit} connections ({})",
+                    role.connections,
+                    percent_text(role.connections, limit)
+                ),
+            ));
+        }
+    }
+    lines.push(age_line(
+        "longest query",
+        server.longest_query_seconds,
+        QUERY_WARN_SECONDS,
+        QUERY_CRITICAL_SECONDS,
+    ));
+    lines.push(age_line(
+        "longest transaction",
+        server.longest_transaction_seconds,
+        TRANSACTION_WARN_SECONDS,
+        TRANSACTION_CRITICAL_SECONDS,
+    ));
+    lines.push(line(
+        "server",
+        "deadlocks",
+        if server.deadlocks > 0 {
+            Level::Yellow
+        } else {
+            Level::Green
+        },
+        format!("{} since the statistics were reset", server.deadlocks),
+    ));
+    for (database, bytes) in &server.database_sizes {
+        lines.push(line("database", database, Level::Green, bytes_text(*bytes)));
+    }
+}
+
+fn pooler_lines(pooler: &PoolerFacts, thresholds: &Thresholds, lines: &mut Vec<StatusLine>) {
+    lines.push(line(
+        "pooler",
+        "clients",
+        thresholds
+            .connections
+            .level(pooler.clients, pooler.max_client_conn),
+        format!(
+            "{} of max_client_conn {} ({})",
+            pooler.clients,
+            pooler.max_client_conn,
+            percent_text(pooler.clients, pooler.max_client_conn)
+        ),
+    ));
+    for pool in &pooler.pools {
+        let limit = pool.pool_size.unwrap_or(0);
+        let mut level = match pool.pool_size {
+            Some(size) => thresholds.connections.level(pool.servers, size),
+            None => Level::Green,
+        };
+        if pool.waiting > 0 {
+            level = level.max(Level::Yellow);
+        }
+        lines.push(line(
+            "pool",
+            &format!("{}/{}", pool.database, pool.user),
+            level,
+            format!(
+                "{} client{} ({} waiting), {} server connection{} of pool_size {}",
+                pool.clients,
+                if pool.clients == 1 { "" } else { "s" },
+                pool.waiting,
+                pool.servers,
+                if pool.servers == 1 { "" } else { "s" },
+                if pool.pool_size.is_some() {
+                    limit.to_string()
+                } else {
+                    "unknown".to_owned()
+                }
+            ),
+        ));
+    }
+}
+
+fn age_line(item: &str, seconds: Option<f64>, warn: f64, critical: f64) -> StatusLine {
+    match seconds {
+        None => line("server", item, Level::Green, "none running".to_owned()),
+        Some(seconds) => {
+            let level = if seconds >= critical {
+                Level::Red
+            } else if seconds >= warn {
+                Level::Yellow
+            } else {
+                Level::Green
+            };
+            line("server", item, level, duration_text(seconds))
+        }
+    }
+}
+
+fn percent_text(used: i64, limit: i64) -> String {
+    if limit <= 0 {
+        return "no limit".to_owned();
+    }
+    format!("{:.0} %", used as f64 * 100.0 / limit as f64)
+}
+
+/// `3 d 4 h`, `5 h 12 min`, `4 min 3 s`, `12 s`.
+pub fn duration_text(seconds: f64) -> String {
+    let total = seconds.max(0.0).round() as i64;
+    let (days, hours, minutes, secs) = (
+        total / 86_400,
+        total % 86_400 / 3600,
+        total % 3600 / 60,
+        total % 60,
+    );
+    if days > 0 {
+        format!("{days} d {hours} h")
+    } else if hours > 0 {
+        format!("{hours} h {minutes} min")
+    } else if minutes > 0 {
+        format!("{minutes} min {secs} s")
+    } else {
+        format!("{secs} s")
+    }
+}
+
+/// `7.5 MB`: decimal-free below a kilobyte, one decimal above.
+pub fn bytes_text(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Threshold {
+        Thresholds::default().connections
+    }
+
+    #[test]
+    fn connection_levels_follow_the_runbook_defaults() {
+        let threshold = defaults();
+        assert_eq!(threshold.level(69, 100), Level::Green);
+        assert_eq!(threshold.level(70, 100), Level::Yellow);
+        assert_eq!(threshold.level(89, 100), Level::Yellow);
+        assert_eq!(threshold.level(90, 100), Level::Red);
+        assert_eq!(threshold.level(120, 100), Level::Red);
+    }
+
+    #[test]
+    fn no_limit_is_green_and_a_zero_limit_in_use_is_red() {
+        assert_eq!(defaults().level(500, -1), Level::Green);
+        assert_eq!(defaults().level(0, 0), Level::Green);
+        assert_eq!(defaults().level(1, 0), Level::Red);
+    }
+
+    #[test]
+    fn percentages_parse_with_or_without_the_sign() {
+        assert_eq!(parse_percent("70%"), Ok(70.0));
+        assert_eq!(parse_percent(" 12.5 % "), Ok(12.5));
+        assert_eq!(parse_percent("90"), Ok(90.0));
+        assert!(parse_percent("120%").is_err());
+        assert!(parse_percent("lots").is_err());
+        assert!(parse_percent("-1%").is_err());
+    }
+
+    fn server() -> ServerFacts {
+        ServerFacts {
+            version: "17.2".to_owned(),
+            uptime_seconds: 3700,
+            max_connections: 10,
+            connections_by_state: BTreeMap::from([
+                ("idle".to_owned(), 2),
+                ("active".to_owned(), 1),
+            ]),
+            roles: vec![RoleConnections {
+                role: "app".to_owned(),
+                connections: 2,
+                limit: Some(2),
+            }],
+            longest_query_seconds: Some(2.0),
+            longest_transaction_seconds: None,
+            deadlocks: 0,
+            database_sizes: BTreeMap::from([("app".to_owned(), 7_700_000)]),
+        }
+    }
+
+    #[test]
+    fn the_worst_line_sets_the_level() {
+        let facts = StatusFacts {
+            server: Some(server()),
+            ..StatusFacts::default()
+        };
+        let report = evaluate("demo", facts, &Thresholds::default());
+        // The role at its limit is red; the server at 30 % is green.
+        assert_eq!(report.level, Level::Red);
+        let levels: Vec<_> = report
+            .lines
+            .iter()
+            .map(|line| (line.item.as_str(), line.level))
+            .collect();
+        assert!(levels.contains(&("max_connections", Level::Green)));
+        assert!(levels.contains(&("app", Level::Red)));
+    }
+
+    #[test]
+    fn the_spec_thresholds_replace_the_defaults() {
+        let mut facts = StatusFacts {
+            server: Some(server()),
+            ..StatusFacts::default()
+        };
+        facts.server.as_mut().unwrap().roles.clear();
+        let low = Thresholds {
+            connections: Threshold {
+                warn_percent: 5.0,
+                critical_percent: 10.0,
+            },
+        };
+        assert_eq!(
+            evaluate("demo", facts.clone(), &Thresholds::default()).level,
+            Level::Green
+        );
+        assert_eq!(evaluate("demo", facts, &low).level, Level::Red);
+    }
+
+    #[test]
+    fn containers_are_judged_by_state_health_and_restarts() {
+        let running = ContainerFacts {
+            role: "server".to_owned(),
+            name: "demo-postgres".to_owned(),
+            state: "running".to_owned(),
+            health: Some("healthy".to_owned()),
+            restarts: 0,
+            image: "postgres:17".to_owned(),
+        };
+        assert_eq!(container_line(&running).level, Level::Green);
+        let restarted = ContainerFacts {
+            restarts: 3,
+            ..running.clone()
+        };
+        assert_eq!(container_line(&restarted).level, Level::Yellow);
+        let unhealthy = ContainerFacts {
+            health: Some("unhealthy".to_owned()),
+            ..running.clone()
+        };
+        assert_eq!(container_line(&unhealthy).level, Level::Red);
+        let exited = ContainerFacts {
+            state: "exited".to_owned(),
+            ..running
+        };
+        assert_eq!(container_line(&exited).level, Level::Red);
+    }
+
+    #[test]
+    fn pools_are_judged_by_their_size_and_waiting_clients() {
+        let pool = PoolFacts {
+            database: "app".to_owned(),
+            user: "app".to_owned(),
+            clients: 3,
+            waiting: 0,
+            servers: 2,
+            pool_size: Some(20),
+        };
+        let pooler = PoolerFacts {
+            clients: 3,
+            max_client_conn: 100,
+            pools: vec![pool.clone()],
+        };
+        let judge = |pooler: PoolerFacts| {
+            let mut lines = Vec::new();
+            pooler_lines(&pooler, &Thresholds::default(), &mut lines);
+            lines.iter().map(|line| line.level).collect::<Vec<_>>()
+        };
+        assert_eq!(judge(pooler.clone()), [Level::Green, Level::Green]);
+        let waiting = PoolerFacts {
+            pools: vec![PoolFacts {
+                waiting: 1,
+                ..pool.clone()
+            }],
+            ..pooler.clone()
+        };
+        assert_eq!(judge(waiting), [Level::Green, Level::Yellow]);
+        let full = PoolerFacts {
+            clients: 95,
+            pools: vec![PoolFacts {
+                servers: 20,
+                ..pool
+            }],
+            ..pooler
+        };
+        assert_eq!(judge(full), [Level::Red, Level::Red]);
+    }
+
+    #[test]
+    fn ages_and_sizes_read_like_people_write_them() {
+        assert_eq!(duration_text(12.4), "12 s");
+        assert_eq!(duration_text(3700.0), "1 h 1 min");
+        assert_eq!(duration_text(200_000.0), "2 d 7 h");
+        assert_eq!(bytes_text(512), "512 B");
+        assert_eq!(bytes_text(7_700_000), "7.3 MB");
+        assert_eq!(
+            age_line("q", Some(61.0), QUERY_WARN_SECONDS, QUERY_CRITICAL_SECONDS).level,
+            Level::Yellow
+        );
+    }
+}

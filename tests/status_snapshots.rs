@@ -1,0 +1,100 @@
+//! The `pgspec status --json` document (issue 25): its shape, from a fixed
+//! set of facts, is a reviewed snapshot. Scripts read it; a change to it
+//! raises `format_version`.
+
+use std::collections::BTreeMap;
+
+use pgspec::model::Thresholds;
+use pgspec::model::monitoring::{
+    ContainerFacts, PoolFacts, PoolerFacts, RoleConnections, ServerFacts, StatusFacts, evaluate,
+};
+
+fn facts() -> StatusFacts {
+    StatusFacts {
+        containers: vec![
+            ContainerFacts {
+                role: "server".to_owned(),
+                name: "ledger-postgres".to_owned(),
+                state: "running".to_owned(),
+                health: Some("healthy".to_owned()),
+                restarts: 0,
+                image: "postgres:17.2".to_owned(),
+            },
+            ContainerFacts {
+                role: "pooler".to_owned(),
+                name: "ledger-pgbouncer".to_owned(),
+                state: "running".to_owned(),
+                health: None,
+                restarts: 2,
+                image: "edoburu/pgbouncer:1.23".to_owned(),
+            },
+            ContainerFacts {
+                role: "backup".to_owned(),
+                name: "ledger-backup".to_owned(),
+                state: "missing".to_owned(),
+                ..ContainerFacts::default()
+            },
+        ],
+        server: Some(ServerFacts {
+            version: "17.2".to_owned(),
+            uptime_seconds: 93_784,
+            max_connections: 100,
+            connections_by_state: BTreeMap::from([
+                ("active".to_owned(), 3),
+                ("idle".to_owned(), 70),
+                ("idle in transaction".to_owned(), 1),
+            ]),
+            roles: vec![
+                RoleConnections {
+                    role: "crawler".to_owned(),
+                    connections: 60,
+                    limit: Some(64),
+                },
+                RoleConnections {
+                    role: "postgres".to_owned(),
+                    connections: 14,
+                    limit: None,
+                },
+            ],
+            longest_query_seconds: Some(4.2),
+            longest_transaction_seconds: Some(400.0),
+            deadlocks: 0,
+            database_sizes: BTreeMap::from([
+                ("crawl".to_owned(), 1_234_567_890),
+                ("postgres".to_owned(), 7_627_283),
+            ]),
+        }),
+        server_error: None,
+        pooler: Some(PoolerFacts {
+            clients: 120,
+            max_client_conn: 1000,
+            pools: vec![PoolFacts {
+                database: "crawl".to_owned(),
+                user: "crawler".to_owned(),
+                clients: 118,
+                waiting: 2,
+                servers: 20,
+                pool_size: Some(20),
+            }],
+        }),
+        pooler_error: None,
+    }
+}
+
+#[test]
+fn status_json_shape() {
+    let report = evaluate("ledger", facts(), &Thresholds::default());
+    insta::assert_json_snapshot!(report);
+}
+
+#[test]
+fn an_unreachable_server_is_a_red_line() {
+    let facts = StatusFacts {
+        server_error: Some(
+            "cannot connect to PostgreSQL at `postgres@127.0.0.1:5433/postgres`".to_owned(),
+        ),
+        ..StatusFacts::default()
+    };
+    let report = evaluate("ledger", facts, &Thresholds::default());
+    insta::assert_json_snapshot!(report);
+}
