@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use pgspec::model::Thresholds;
 use pgspec::model::monitoring::{
-    ContainerFacts, PoolFacts, PoolerFacts, RoleConnections, ServerFacts, StatusFacts, evaluate,
+    BackupFacts, ContainerFacts, PoolFacts, PoolerFacts, RoleConnections, ServerFacts, StatusFacts,
+    evaluate,
 };
 
 fn facts() -> StatusFacts {
@@ -78,6 +79,23 @@ fn facts() -> StatusFacts {
             }],
         }),
         pooler_error: None,
+        backups: vec![
+            BackupFacts {
+                schedule: "nightly".to_owned(),
+                cron: "0 2 * * *".to_owned(),
+                period_seconds: Some(86_400),
+                last_good: Some("20260102T020000Z-nightly".to_owned()),
+                last_good_age_seconds: Some(36_000),
+            },
+            BackupFacts {
+                schedule: "roles".to_owned(),
+                cron: "@hourly".to_owned(),
+                period_seconds: Some(3600),
+                last_good: Some("20260101T000000Z-roles".to_owned()),
+                last_good_age_seconds: Some(8000),
+            },
+        ],
+        backups_error: None,
     }
 }
 

@@ -7,11 +7,15 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use crate::backup::agent::cron_period;
+use crate::backup::docker::exec_agent;
+use crate::backup::manifest::{Entry, Status as ManifestStatus};
 use crate::cli::{Exit, SpecArg, load_spec, open};
 use crate::diag::printable;
 use crate::live::status;
-use crate::model::Desired;
+use crate::model::monitoring::BackupFacts;
 use crate::model::monitoring::{Level, StatusReport, evaluate};
+use crate::model::{BackupSchedule, Desired};
 use crate::output::{self, Colors};
 use crate::plan::render::Paint;
 
@@ -62,14 +66,89 @@ async fn read(
     spec: &Desired,
     connections: &crate::live::Connections,
 ) -> anyhow::Result<StatusReport> {
-    let facts = status::read(&spec.deployment, connections)
-        .await
-        .with_context(|| format!("cannot read deployment `{}`", spec.deployment.name))?;
+    let (facts, backups) = tokio::join!(
+        status::read(&spec.deployment, connections),
+        backups(spec, connections)
+    );
+    let mut facts =
+        facts.with_context(|| format!("cannot read deployment `{}`", spec.deployment.name))?;
+    match backups {
+        Ok(backups) => facts.backups = backups,
+        Err(error) => facts.backups_error = Some(format!("{error:#}")),
+    }
     Ok(evaluate(
         &spec.deployment.name,
         facts,
         &spec.monitoring.thresholds,
     ))
+}
+
+/// Each schedule of the spec with its newest good backup, as the backup
+/// agent lists them (one exec in the backup container).
+async fn backups(
+    spec: &Desired,
+    connections: &crate::live::Connections,
+) -> anyhow::Result<Vec<BackupFacts>> {
+    let (Some(backup), Some(docker)) = (&spec.deployment.backup, &connections.engine) else {
+        return Ok(Vec::new());
+    };
+    let name = &spec.deployment.name;
+    let listed = tokio::time::timeout(
+        BACKUP_LIST_TIMEOUT,
+        exec_agent(
+            docker,
+            name,
+            Some(&backup.schedules),
+            &["list", "--deployment", name],
+        ),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "the backup agent did not list backups within {} s",
+            BACKUP_LIST_TIMEOUT.as_secs()
+        )
+    })??;
+    if listed.code != 0 {
+        anyhow::bail!(
+            "the backup agent could not list backups: {}",
+            listed.stderr.trim()
+        );
+    }
+    let entries: Vec<Entry> =
+        serde_json::from_str(&listed.stdout).context("cannot read the backup agent's answer")?;
+    Ok(newest_good(&backup.schedules, &entries, chrono::Utc::now()))
+}
+
+/// How long listing backups may take.
+const BACKUP_LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The newest good backup of each schedule, aged at `now`.
+fn newest_good(
+    schedules: &std::collections::BTreeMap<String, BackupSchedule>,
+    entries: &[Entry],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<BackupFacts> {
+    schedules
+        .values()
+        .map(|schedule| {
+            let newest = entries
+                .iter()
+                .filter_map(|entry| entry.manifest.as_ref())
+                .filter(|manifest| {
+                    manifest.schedule == schedule.name && manifest.status == ManifestStatus::Ok
+                })
+                .filter_map(|manifest| Some((manifest.started()?, manifest)))
+                .max_by_key(|(started, _)| *started);
+            BackupFacts {
+                schedule: schedule.name.clone(),
+                cron: schedule.cron.clone(),
+                period_seconds: cron_period(&schedule.cron, now),
+                last_good: newest.map(|(_, manifest)| manifest.id.clone()),
+                last_good_age_seconds: newest.map(|(started, _)| (now - started).num_seconds()),
+            }
+        })
+        .collect()
 }
 
 /// One line per item: level, what, value. Names come from the live side,
@@ -103,4 +182,66 @@ pub fn render(report: &StatusReport, color: bool) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::manifest::sample;
+    use chrono::{DateTime, Utc};
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn entry(started: &str, status: ManifestStatus) -> Entry {
+        let manifest = sample(at(started), "ledger", status);
+        Entry {
+            id: manifest.id.clone(),
+            status,
+            manifest: Some(manifest),
+        }
+    }
+
+    #[test]
+    fn the_newest_good_backup_of_each_schedule_is_aged() {
+        let schedules = std::collections::BTreeMap::from([
+            (
+                "nightly".to_owned(),
+                BackupSchedule {
+                    name: "nightly".to_owned(),
+                    cron: "0 2 * * *".to_owned(),
+                    ..BackupSchedule::default()
+                },
+            ),
+            (
+                "hourly".to_owned(),
+                BackupSchedule {
+                    name: "hourly".to_owned(),
+                    cron: "@hourly".to_owned(),
+                    ..BackupSchedule::default()
+                },
+            ),
+        ]);
+        let entries = [
+            entry("2026-01-03T02:00:00Z", ManifestStatus::Failed),
+            entry("2026-01-01T02:00:00Z", ManifestStatus::Ok),
+            entry("2026-01-02T02:00:00Z", ManifestStatus::Ok),
+        ];
+        let facts = newest_good(&schedules, &entries, at("2026-01-03T12:00:00Z"));
+        let hourly = &facts[0];
+        assert_eq!(
+            (hourly.schedule.as_str(), hourly.last_good_age_seconds),
+            ("hourly", None)
+        );
+        let nightly = &facts[1];
+        assert_eq!(
+            nightly.last_good.as_deref(),
+            Some("20260102T020000Z-nightly")
+        );
+        assert_eq!(nightly.last_good_age_seconds, Some(34 * 3600));
+        assert_eq!(nightly.period_seconds, Some(86_400));
+    }
 }

@@ -247,10 +247,11 @@ async fn pooler_facts(admin: &Target) -> Result<PoolerFacts, String> {
             .find(|row| cell(row, "key") == Some("max_client_conn"))
             .and_then(|row| number(cell(row, "value")))
             .unwrap_or(0);
+        // pgspec's own console connection is not counted, as on the server.
         let clients = rows(&lists)
             .find(|row| cell(row, "list") == Some("used_clients"))
             .and_then(|row| number(cell(row, "items")))
-            .unwrap_or(0);
+            .map_or(0, |used| (used - 1).max(0));
         let pool_sizes: BTreeMap<String, i64> = rows(&databases)
             .filter_map(|row| {
                 Some((
@@ -265,7 +266,7 @@ async fn pooler_facts(admin: &Target) -> Result<PoolerFacts, String> {
                 let database = cell(row, "database").unwrap_or_default().to_owned();
                 let servers = ["sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login"]
                     .iter()
-                    .filter_map(|column| number(cell(row, *column)))
+                    .filter_map(|column| number(cell(row, column)))
                     .sum();
                 PoolFacts {
                     user: cell(row, "user").unwrap_or_default().to_owned(),

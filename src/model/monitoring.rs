@@ -185,6 +185,19 @@ pub struct PoolerFacts {
     pub pools: Vec<PoolFacts>,
 }
 
+/// One backup schedule and its newest good backup.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupFacts {
+    pub schedule: String,
+    pub cron: String,
+    /// The longest wait between two runs of the schedule, in seconds.
+    pub period_seconds: Option<i64>,
+    /// The newest backup of the schedule whose dumps all finished.
+    pub last_good: Option<String>,
+    /// Its age, in seconds.
+    pub last_good_age_seconds: Option<i64>,
+}
+
 /// Everything `status` read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusFacts {
@@ -196,6 +209,12 @@ pub struct StatusFacts {
     pub pooler: Option<PoolerFacts>,
     /// Why the admin console could not be read, when it could not.
     pub pooler_error: Option<String>,
+    /// Each schedule of the spec, when it has backups.
+    #[serde(default)]
+    pub backups: Vec<BackupFacts>,
+    /// Why the backup agent could not list backups, when it could not.
+    #[serde(default)]
+    pub backups_error: Option<String>,
 }
 
 /// One judged line.
@@ -247,6 +266,12 @@ pub fn evaluate(deployment: &str, facts: StatusFacts, thresholds: &Thresholds) -
     }
     if let Some(pooler) = &facts.pooler {
         pooler_lines(pooler, thresholds, &mut lines);
+    }
+    if let Some(error) = &facts.backups_error {
+        lines.push(line("backup", "list", Level::Red, error.clone()));
+    }
+    for backup in &facts.backups {
+        lines.push(backup_line(backup));
     }
     let level = lines
         .iter()
@@ -408,6 +433,44 @@ fn pooler_lines(pooler: &PoolerFacts, thresholds: &Thresholds, lines: &mut Vec<S
             ),
         ));
     }
+}
+
+/// The slack a backup gets past its schedule's period: a tenth of the
+/// period, at least [`BACKUP_GRACE_MIN_SECONDS`], for the dump's own run time.
+pub fn backup_grace(period_seconds: i64) -> i64 {
+    (period_seconds / 10).max(BACKUP_GRACE_MIN_SECONDS)
+}
+
+/// The least grace a backup gets past its period.
+pub const BACKUP_GRACE_MIN_SECONDS: i64 = 300;
+
+/// Yellow past one period plus grace, red past two; no good backup yet is
+/// yellow (a new schedule has not run).
+fn backup_line(backup: &BackupFacts) -> StatusLine {
+    let item = format!("{} `{}`", backup.schedule, backup.cron);
+    let (Some(age), Some(id)) = (backup.last_good_age_seconds, &backup.last_good) else {
+        return line(
+            "backup",
+            &item,
+            Level::Yellow,
+            "no good backup yet".to_owned(),
+        );
+    };
+    let level = match backup.period_seconds {
+        Some(period) if age > 2 * period + backup_grace(period) => Level::Red,
+        Some(period) if age > period + backup_grace(period) => Level::Yellow,
+        _ => Level::Green,
+    };
+    let period = backup
+        .period_seconds
+        .map(|period| format!(", every {}", duration_text(period as f64)))
+        .unwrap_or_default();
+    line(
+        "backup",
+        &item,
+        level,
+        format!("last good {} ago ({id}){period}", duration_text(age as f64)),
+    )
 }
 
 fn age_line(item: &str, seconds: Option<f64>, warn: f64, critical: f64) -> StatusLine {
@@ -631,6 +694,25 @@ mod tests {
             ..pooler
         };
         assert_eq!(judge(full), [Level::Red, Level::Red]);
+    }
+
+    #[test]
+    fn backups_age_against_their_period() {
+        let daily = |age: Option<i64>| BackupFacts {
+            schedule: "nightly".to_owned(),
+            cron: "0 2 * * *".to_owned(),
+            period_seconds: Some(86_400),
+            last_good: age.map(|_| "20260102T020000Z-nightly".to_owned()),
+            last_good_age_seconds: age,
+        };
+        let level = |age| backup_line(&daily(age)).level;
+        assert_eq!(level(Some(3600)), Level::Green);
+        // One period plus a tenth of it.
+        assert_eq!(level(Some(86_400 + 8640)), Level::Green);
+        assert_eq!(level(Some(86_400 + 8641)), Level::Yellow);
+        assert_eq!(level(Some(2 * 86_400 + 8641)), Level::Red);
+        assert_eq!(level(None), Level::Yellow);
+        assert_eq!(backup_grace(900), BACKUP_GRACE_MIN_SECONDS);
     }
 
     #[test]

@@ -81,9 +81,41 @@ impl<'a> Schedules<'a> {
     }
 }
 
+/// How many upcoming runs `period` looks at: enough to see a week of a
+/// schedule that skips the weekend.
+const PERIOD_SAMPLES: usize = 16;
+
+/// The longest wait between two runs of a cron expression among the next
+/// few after `from`, in seconds: how old the newest backup of the schedule
+/// may get. `None` for an expression that does not parse or never runs
+/// twice.
+pub fn period(expression: &str, from: DateTime<Utc>) -> Option<i64> {
+    let schedule = BackupSchedule {
+        cron: crate::units::check_cron(expression).ok()?,
+        ..BackupSchedule::default()
+    };
+    let cron = cron_of(&schedule).ok()?;
+    let times: Vec<DateTime<Utc>> = cron.iter_after(from).take(PERIOD_SAMPLES + 1).collect();
+    times
+        .windows(2)
+        .map(|pair| (pair[1] - pair[0]).num_seconds())
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_period_is_the_longest_wait_between_runs() {
+        let from = at("2026-01-05T12:00:00Z");
+        assert_eq!(period("0 2 * * *", from), Some(86_400));
+        assert_eq!(period("@hourly", from), Some(3600));
+        assert_eq!(period("*/15 * * * *", from), Some(900));
+        // Weekdays only: Friday to Monday is the longest wait.
+        assert_eq!(period("0 2 * * 1-5", from), Some(3 * 86_400));
+        assert_eq!(period("not cron", from), None);
+    }
     use crate::backup::agent::fixtures::{at, config_with};
 
     /// An agent with schedules of these names and cron expressions.

@@ -28,6 +28,7 @@ mod verify;
 #[cfg(test)]
 mod fixtures;
 
+pub use cron::period as cron_period;
 pub use scheduler::schedule;
 pub use server::ServerAddress;
 pub use take::once;

@@ -1,0 +1,229 @@
+//! Issue 25: `pgspec status` against real containers (PostgreSQL 15 and 17
+//! with the locally built PgBouncer): the values it shows are the ones
+//! plain SQL and the engine report, it goes red and exits 2 while the test
+//! holds connections past a low threshold from the spec, and exits 0
+//! otherwise.
+
+mod common;
+
+use common::{Cleanup, Workdir, arg, connect, free_port, pgspec, postgres_image, unique_name};
+use serde_json::Value;
+
+const PASSWORD_ENV: &str = "PGSPEC_IT_STATUS_PASSWORD";
+const ROLE_PASSWORD_ENV: &str = "PGSPEC_IT_STATUS_ROLE_PASSWORD";
+const POOLER_IMAGE: &str = "pgspec-test/pgbouncer:1";
+
+struct Deployment {
+    name: String,
+    major: u32,
+    port: u16,
+    pooler_port: u16,
+    password: String,
+    work: Workdir,
+    _cleanup: Cleanup,
+}
+
+impl Deployment {
+    fn new(major: u32) -> Deployment {
+        let name = unique_name("status");
+        let mut cleanup = Cleanup::default();
+        cleanup.containers.push(format!("{name}-pgbouncer"));
+        cleanup.containers.push(format!("{name}-postgres"));
+        cleanup.volumes.push(format!("{name}-pgdata"));
+        cleanup.networks.push(format!("{name}-net"));
+        Deployment {
+            major,
+            port: free_port(),
+            pooler_port: free_port(),
+            password: format!("pw-{}", unique_name("secret")),
+            work: Workdir::new(),
+            name,
+            _cleanup: cleanup,
+        }
+    }
+
+    /// Writes the spec with `monitoring` (a YAML block, or empty).
+    fn spec(&self, file: &str, monitoring: &str) -> String {
+        let text = format!(
+            "version: 1\nname: {name}\n\
+             postgres:\n  image: {image}\n  port: {port}\n  \
+             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
+             pooler:\n  image: {POOLER_IMAGE}\n  port: {pooler_port}\n  max_client_conn: 500\n  \
+             databases:\n    app: {{ pool_size: 5 }}\n\
+             roles:\n  - name: app\n    login: true\n    password: {{ env: {ROLE_PASSWORD_ENV} }}\n\
+             databases:\n  - name: app\n    owner: app\n{monitoring}",
+            name = self.name,
+            image = postgres_image(self.major),
+            port = self.port,
+            pooler_port = self.pooler_port,
+        );
+        arg(&self.work.write(file, &text)).to_owned()
+    }
+
+    fn pgspec(&self, args: &[&str]) -> common::Run {
+        pgspec(
+            args,
+            &[
+                (PASSWORD_ENV, self.password.as_str()),
+                (ROLE_PASSWORD_ENV, "status test role"),
+                ("NO_COLOR", "1"),
+            ],
+        )
+    }
+
+    fn status_json(&self, spec: &str, code: i32) -> Value {
+        let run = self.pgspec(&["status", "-f", spec, "--json"]).expect(code);
+        serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|error| panic!("status --json is not JSON ({error}):\n{}", run.stdout))
+    }
+}
+
+/// Client connections as plain SQL counts them (the asking one included,
+/// which pgspec's own connection stands in for).
+async fn client_connections(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' \
+             AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("count connections")
+        .get(0)
+}
+
+fn line<'a>(report: &'a Value, section: &str, item: &str) -> &'a Value {
+    report["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|line| line["section"] == section && line["item"] == item)
+        .unwrap_or_else(|| panic!("no line {section} {item} in {report:#}"))
+}
+
+async fn status_of_a_deployment(major: u32) {
+    let deployment = Deployment::new(major);
+    let normal = deployment.spec("normal.yaml", "");
+    let low = deployment.spec(
+        "low.yaml",
+        "monitoring:\n  thresholds:\n    connections: { warn: 5%, critical: 10% }\n",
+    );
+    deployment
+        .pgspec(&["apply", "-f", &normal, "--auto-approve"])
+        .expect(0);
+    let client = connect(deployment.port, &deployment.password, "postgres")
+        .await
+        .expect("connect");
+    client
+        .batch_execute("ALTER ROLE app CONNECTION LIMIT 10")
+        .await
+        .expect("connection limit");
+
+    // Real values: the engine's and plain SQL's.
+    let before = client_connections(&client).await;
+    let report = deployment.status_json(&normal, 0);
+    let after = client_connections(&client).await;
+    assert_eq!(report["format_version"], 1);
+    // The server's health check may still be `starting` (yellow).
+    assert_ne!(report["level"], "red", "{report:#}");
+    assert_eq!(
+        line(&report, "connections", "max_connections")["level"],
+        "green"
+    );
+    let containers = report["facts"]["containers"]
+        .as_array()
+        .expect("containers");
+    let server = &containers[0];
+    assert_eq!(server["name"], format!("{}-postgres", deployment.name));
+    assert_eq!(server["state"], "running");
+    assert_eq!(server["image"], postgres_image(major));
+    assert_eq!(containers[1]["role"], "pooler");
+    assert_eq!(containers[1]["state"], "running");
+    let facts = &report["facts"]["server"];
+    let counted: i64 = facts["connections_by_state"]
+        .as_object()
+        .expect("by state")
+        .values()
+        .map(|count| count.as_i64().expect("count"))
+        .sum();
+    // pgspec's own connection is left out; the test's is in.
+    assert!(
+        (before.min(after) + 1..=before.max(after) + 1).contains(&counted),
+        "status counted {counted}, SQL {before}..{after} besides the asking connection"
+    );
+    let max_connections: String = client
+        .query_one("SHOW max_connections", &[])
+        .await
+        .expect("max_connections")
+        .get(0);
+    assert_eq!(facts["max_connections"].to_string(), max_connections);
+    let size: i64 = client
+        .query_one("SELECT pg_database_size('app')", &[])
+        .await
+        .expect("size")
+        .get(0);
+    assert_eq!(facts["database_sizes"]["app"], size);
+    let version: String = client
+        .query_one("SHOW server_version", &[])
+        .await
+        .expect("version")
+        .get(0);
+    assert_eq!(facts["version"], version.as_str());
+    let app = facts["roles"]
+        .as_array()
+        .expect("roles")
+        .iter()
+        .find(|role| role["role"] == "app")
+        .expect("role app");
+    assert_eq!(app["limit"], 10);
+    assert_eq!(line(&report, "role", "app")["level"], "green");
+    let pooler = &report["facts"]["pooler"];
+    assert_eq!(pooler["max_client_conn"], 500, "{report:#}");
+    assert_eq!(line(&report, "pooler", "clients")["level"], "green");
+
+    let text = deployment.pgspec(&["status", "-f", &normal]).expect(0);
+    assert!(
+        text.stdout
+            .lines()
+            .any(|line| line.starts_with("  green  server version")
+                && line.contains(&format!("PostgreSQL {version}, up"))),
+        "{}",
+        text.stdout
+    );
+    assert!(!text.stdout.contains('\x1b'), "NO_COLOR: {}", text.stdout);
+
+    // Twelve connections held: past 10 % of max_connections 100.
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(
+            connect(deployment.port, &deployment.password, "postgres")
+                .await
+                .expect("hold a connection"),
+        );
+    }
+    let report = deployment.status_json(&low, 2);
+    assert_eq!(report["level"], "red");
+    assert_eq!(
+        line(&report, "connections", "max_connections")["level"],
+        "red"
+    );
+    let text = deployment.pgspec(&["status", "-f", &low]).expect(2);
+    assert!(
+        text.stdout.contains("red    connections max_connections"),
+        "{}",
+        text.stdout
+    );
+    // The defaults (70 %, 90 %) are far away.
+    deployment.pgspec(&["status", "-f", &normal]).expect(0);
+
+    drop(held);
+    // Closed connections leave pg_stat_activity within moments.
+    let started = std::time::Instant::now();
+    while client_connections(&client).await > 2 {
+        assert!(started.elapsed().as_secs() < 30, "connections linger");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    deployment.pgspec(&["status", "-f", &low]).expect(0);
+}
+
+for_each_major!(status_reports_real_values, super::status_of_a_deployment);
