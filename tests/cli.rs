@@ -28,6 +28,7 @@ fn usage_errors_exit_1_not_the_drift_code() {
         &["plan"][..],
         &["no-such-command"][..],
         &["apply", "--auto-approve", "--no-such-flag"][..],
+        &["status", "-f", "x.yaml", "--watch", "0"][..],
     ] {
         let output = pgspec(args);
         assert_eq!(code(&output), 1, "{args:?}: {}", stderr(&output));
@@ -106,6 +107,29 @@ fn the_spec_can_come_from_standard_input() {
         "{}",
         stderr(&broken)
     );
+}
+
+/// Issue 25: a server nobody answers on is a red line of `status`, which
+/// exits 2 (the cron gate fires), in text and in JSON.
+#[test]
+fn status_of_an_unreachable_server_is_red() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let spec = format!(
+        "version: 1\nname: gone\npostgres:\n  connection: {{ host: 127.0.0.1, port: {port}, user: x }}\n"
+    );
+    let text = run_with(&["status", "-f", "-"], &[], Some(&spec));
+    assert_eq!(code(&text), 2, "{}", stderr(&text));
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("red    server reachable"), "{stdout}");
+    assert!(!stdout.contains('\x1b'), "{stdout}");
+    let json = run_with(&["status", "-f", "-", "--json"], &[], Some(&spec));
+    assert_eq!(code(&json), 2, "{}", stderr(&json));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(report["format_version"], 1);
+    assert_eq!(report["level"], "red");
 }
 
 #[test]

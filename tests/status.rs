@@ -29,6 +29,8 @@ impl Deployment {
         let mut cleanup = Cleanup::default();
         cleanup.containers.push(format!("{name}-pgbouncer"));
         cleanup.containers.push(format!("{name}-postgres"));
+        cleanup.containers.push(format!("{name}-backup"));
+        cleanup.volumes.push(format!("{name}-backups"));
         cleanup.volumes.push(format!("{name}-pgdata"));
         cleanup.networks.push(format!("{name}-net"));
         Deployment {
@@ -58,6 +60,22 @@ impl Deployment {
             pooler_port = self.pooler_port,
         );
         arg(&self.work.write(file, &text)).to_owned()
+    }
+
+    /// A server with one yearly backup schedule and no pooler.
+    fn backup_spec(&self) -> String {
+        let text = format!(
+            "version: 1\nname: {name}\n\
+             postgres:\n  image: {image}\n  port: {port}\n  \
+             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
+             databases:\n  - name: app\n\
+             backup:\n  schedules:\n    - name: yearly\n      schedule: \"0 3 1 1 *\"\n  \
+             destination: {{ volume: {name}-backups }}\n",
+            name = self.name,
+            image = postgres_image(self.major),
+            port = self.port,
+        );
+        arg(&self.work.write("backup.yaml", &text)).to_owned()
     }
 
     fn pgspec(&self, args: &[&str]) -> common::Run {
@@ -224,6 +242,79 @@ async fn status_of_a_deployment(major: u32) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     deployment.pgspec(&["status", "-f", &low]).expect(0);
+
+    // A client through the pooler: its pool shows, against pool_size 5.
+    let (pooled, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(deployment.pooler_port)
+        .user("app")
+        .password("status test role")
+        .dbname("app")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect through the pooler");
+    tokio::spawn(connection);
+    pooled
+        .simple_query("SELECT 1")
+        .await
+        .expect("query through the pooler");
+    let report = deployment.status_json(&normal, 0);
+    let pool = line(&report, "pool", "app/app");
+    assert_eq!(pool["level"], "green", "{report:#}");
+    let pools = report["facts"]["pooler"]["pools"]
+        .as_array()
+        .expect("pools");
+    assert_eq!(pools[0]["pool_size"], 5, "{report:#}");
+    assert_eq!(report["facts"]["pooler"]["clients"], 1, "{report:#}");
+}
+
+/// The last good backup against its schedule: none yet is yellow, a fresh
+/// one green, one older than two periods red (exit 2).
+#[test]
+fn backup_age_against_the_schedule() {
+    common::block_on(async {
+        let deployment = Deployment::new(17);
+        let spec = deployment.backup_spec();
+        deployment
+            .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+            .expect(0);
+        let report = deployment.status_json(&spec, 0);
+        let backup = line(&report, "backup", "yearly `0 3 1 1 *`");
+        assert_eq!(backup["level"], "yellow", "{report:#}");
+        assert_eq!(report["facts"]["containers"][1]["role"], "backup");
+
+        deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+        let report = deployment.status_json(&spec, 0);
+        assert_eq!(
+            line(&report, "backup", "yearly `0 3 1 1 *`")["level"],
+            "green"
+        );
+        let id = report["facts"]["backups"][0]["last_good"]
+            .as_str()
+            .expect("a good backup")
+            .to_owned();
+
+        // The same backup, as if taken in 2020: more than two years old.
+        let docker = common::docker().await;
+        let script = format!(
+            "sed -i 's/\"started_at\": *\"[^\"]*\"/\"started_at\": \"2020-01-01T03:00:00Z\"/' \
+             /backups/{id}/manifest.json"
+        );
+        let output = pgspec::engine::container::exec(
+            &docker,
+            &format!("{}-backup", deployment.name),
+            &["sh".to_owned(), "-c".to_owned(), script],
+            false,
+        )
+        .await
+        .expect("exec in the backup container");
+        assert_eq!(output.code, 0, "{}", output.stderr);
+        let report = deployment.status_json(&spec, 2);
+        assert_eq!(
+            line(&report, "backup", "yearly `0 3 1 1 *`")["level"],
+            "red"
+        );
+    });
 }
 
 for_each_major!(status_reports_real_values, super::status_of_a_deployment);
