@@ -3,6 +3,7 @@
 
 use super::agent::Report;
 use super::manifest::{Entry, Manifest};
+pub use crate::model::notation::human_size;
 
 /// The `backup list` table.
 pub fn list_table(entries: &[Entry]) -> String {
@@ -117,25 +118,6 @@ pub fn report_text(report: &Report) -> String {
         "NOT verified\n"
     });
     text
-}
-
-/// Bytes with one decimal in the largest binary unit below them.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = "B";
-    for next in UNITS {
-        if value < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = next;
-    }
-    if unit == "B" {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {unit}")
-    }
 }
 
 #[cfg(test)]

@@ -387,7 +387,12 @@ fn server_lines(server: &ServerFacts, thresholds: &Thresholds, lines: &mut Vec<S
         format!("{} since the statistics were reset", server.deadlocks),
     ));
     for (database, bytes) in &server.database_sizes {
-        lines.push(line("database", database, Level::Green, bytes_text(*bytes)));
+        lines.push(line(
+            "database",
+            database,
+            Level::Green,
+            crate::model::notation::human_size(u64::try_from(*bytes).unwrap_or(0)),
+        ));
     }
 }
 
@@ -514,24 +519,6 @@ pub fn duration_text(seconds: f64) -> String {
     } else {
         format!("{secs} s")
     }
-}
-
-/// `7.5 MB`: decimal-free below a kilobyte, one decimal above.
-pub fn bytes_text(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64;
-    let mut unit = "B";
-    for next in UNITS {
-        if value < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = next;
-    }
-    format!("{value:.1} {unit}")
 }
 
 #[cfg(test)]
@@ -720,8 +707,7 @@ mod tests {
         assert_eq!(duration_text(12.4), "12 s");
         assert_eq!(duration_text(3700.0), "1 h 1 min");
         assert_eq!(duration_text(200_000.0), "2 d 7 h");
-        assert_eq!(bytes_text(512), "512 B");
-        assert_eq!(bytes_text(7_700_000), "7.3 MB");
+        assert_eq!(crate::model::notation::human_size(7_700_000), "7.3 MiB");
         assert_eq!(
             age_line("q", Some(61.0), QUERY_WARN_SECONDS, QUERY_CRITICAL_SECONDS).level,
             Level::Yellow

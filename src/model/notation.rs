@@ -1,5 +1,5 @@
 //! Model values as Docker and PostgreSQL write them: a byte count as a
-//! size in binary units, a list setting's value as its items. `import`
+//! size in binary units (exact for specs, rounded for people), a list setting's value as its items. `import`
 //! writes specs with these and `plan` compares and renders with them, so
 //! both read and write a value the same way.
 
@@ -18,6 +18,25 @@ pub fn format_bytes(bytes: i64) -> String {
         }
     }
     format!("{bytes}B")
+}
+
+/// Bytes with one decimal in the largest binary unit below them.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    if unit == "B" {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {unit}")
+    }
 }
 
 /// The items of a list setting's value (`shared_preload_libraries`),
