@@ -18,7 +18,6 @@ use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HostConfig, Mount, MountType,
     NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, PortBinding,
 };
-use bollard::query_parameters::CreateContainerOptions;
 use common::{
     Cleanup, TEST_LABEL, Workdir, arg, connect, docker, free_port, pgspec, postgres_image,
     unique_name,
@@ -32,20 +31,12 @@ fn test_labels() -> HashMap<String, String> {
 }
 
 async fn create_and_start(docker: &Docker, name: &str, body: ContainerCreateBody) {
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.to_owned()),
-                ..CreateContainerOptions::default()
-            }),
-            body,
-        )
+    pgspec::engine::container::create(docker, name, body)
         .await
-        .unwrap_or_else(|error| panic!("create container {name}: {error}"));
-    docker
-        .start_container(name, None)
+        .unwrap_or_else(|error| panic!("{error}"));
+    pgspec::engine::container::start(docker, name)
         .await
-        .unwrap_or_else(|error| panic!("start container {name}: {error}"));
+        .unwrap_or_else(|error| panic!("{error}"));
 }
 
 async fn inspect(docker: &Docker, name: &str) -> ContainerInspectResponse {

@@ -139,9 +139,6 @@ pub enum ApplyError {
     /// Another apply holds the lock.
     #[error(transparent)]
     Lock(#[from] lock::LockError),
-    /// The Docker Engine could not be reached.
-    #[error("cannot connect to the Docker Engine")]
-    Docker(#[source] ObserveError),
     /// Live state changed since the plan was made.
     #[error(
         "the live deployment changed since this plan was made ({changed}); run `pgspec plan` again and review the new plan"
@@ -251,7 +248,7 @@ pub async fn apply(
     let mut run = Run {
         spec,
         target: target.clone(),
-        docker: connections.engine.as_ref(),
+        connections,
         expected: data::Expected::default(),
         sessions: sql::Sessions::new(target.clone(), options.lock_timeout),
         done: Vec::new(),
@@ -387,7 +384,7 @@ fn describe_moves(approved: &Plan, fresh: &Plan) -> String {
 struct Run<'a> {
     spec: &'a Desired,
     target: Target,
-    docker: Option<&'a crate::engine::Docker>,
+    connections: &'a Connections,
     /// What the data directory proof of a replace expects of the new server.
     expected: data::Expected,
     sessions: sql::Sessions,
@@ -475,12 +472,7 @@ impl Run<'_> {
                     .map(|_| ())
             }
             Step::Docker(call) => {
-                let docker = self.docker.ok_or_else(|| {
-                    ApplyError::Docker(ObserveError::Connection(
-                        "a plan step needs the Docker Engine, but the spec runs no container"
-                            .to_owned(),
-                    ))
-                })?;
+                let docker = self.connections.engine()?;
                 if matches!(call, plan::DockerStep::RemoveContainer { .. }) {
                     // Connections to the old server die with it.
                     self.sessions.reset();
