@@ -7,6 +7,13 @@
 //! by its alias from another container, its pooler and backup agent reach
 //! it by the container name the spec gives, and a lost alias is drift that
 //! apply puts back without a new container.
+//!
+//! Each scenario runs once per major version, and the two differ in where
+//! the deployment's network is: on PostgreSQL 15 pgspec's own
+//! (`<name>-net`) with the Compose network joined beside it; on 17 the
+//! Compose network itself (`postgres.network`), joined instead, where the
+//! runbook's container already is, so its adoption is recorded by the mark
+//! file in its data directory and `<name>-net` is never created.
 
 mod common;
 
@@ -16,7 +23,8 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HostConfig, Mount, MountType,
-    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, PortBinding,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
+    PortBinding,
 };
 use common::{
     Cleanup, TEST_LABEL, Workdir, arg, connect, docker, free_port, pgspec, postgres_image,
@@ -93,6 +101,7 @@ async fn run_like_a_runbook(
     volume: &str,
     port: u16,
     password: &str,
+    network: Option<(&str, &str)>,
 ) {
     let body = ContainerCreateBody {
         image: Some(image.to_owned()),
@@ -113,11 +122,28 @@ async fn run_like_a_runbook(
                 typ: Some(MountType::VOLUME),
                 ..Mount::default()
             }]),
+            network_mode: network.map(|(network, _)| network.to_owned()),
             ..HostConfig::default()
+        }),
+        networking_config: network.map(|(network, alias)| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.to_owned(),
+                EndpointSettings {
+                    aliases: Some(vec![alias.to_owned()]),
+                    ..EndpointSettings::default()
+                },
+            )])),
         }),
         ..ContainerCreateBody::default()
     };
     create_and_start(docker, name, body).await;
+}
+
+/// Whether a network exists.
+async fn network_exists(docker: &Docker, name: &str) -> bool {
+    pgspec::engine::objects::network_exists(docker, name)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 async fn adopts_a_runbook_container(major: u32) {
@@ -125,21 +151,37 @@ async fn adopts_a_runbook_container(major: u32) {
     let name = unique_name("adopt");
     let container = format!("{name}-runbook");
     let volume = format!("{name}-data");
+    // On 17 the runbook's container is on the Compose network as
+    // `postgres`, and the spec names that network as the deployment's.
+    let compose = (major == 17).then(|| format!("{name}-app"));
     let mut cleanup = Cleanup::default();
     cleanup.containers.push(container.clone());
     cleanup.volumes.push(volume.clone());
     cleanup.networks.push(format!("{name}-net"));
+    if let Some(network) = &compose {
+        cleanup.networks.push(network.clone());
+        create_network(&docker, network).await;
+    }
     let port = free_port();
     let password = format!("pw-{}", unique_name("secret"));
     let image = postgres_image(major);
-    run_like_a_runbook(&docker, &container, &image, &volume, port, &password).await;
+    let attachment = compose.as_deref().map(|network| (network, "postgres"));
+    run_like_a_runbook(
+        &docker, &container, &image, &volume, port, &password, attachment,
+    )
+    .await;
     wait_for_server(port, &password).await;
     let before = identity(&inspect(&docker, &container).await);
 
     let work = Workdir::new();
+    let network_line = compose
+        .as_deref()
+        .map(|network| format!("  network: {{ name: {network}, aliases: [postgres] }}\n"))
+        .unwrap_or_default();
     let write_spec = |reserved_cpus: &str, reserved_memory: &str| {
         let text = format!(
-            "version: 1\nname: {name}\npostgres:\n  image: {image}\n  container_name: {container}\n  \
+            "version: 1\nname: {name}\npostgres:\n  image: {image}\n  container_name: {container}\n\
+             {network_line}  \
              port: {port}\n  bind_address: 0.0.0.0\n  volume: {volume}\n  \
              resources: {{ memory: 512MiB, reservations: {{ cpus: {reserved_cpus}, memory: {reserved_memory} }} }}\n  \
              superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
@@ -186,11 +228,38 @@ async fn adopts_a_runbook_container(major: u32) {
         .network_settings
         .and_then(|settings| settings.networks)
         .unwrap_or_default();
-    assert!(
-        networks.contains_key(&format!("{name}-net")),
-        "joined the deployment's network: {:?}",
-        networks.keys()
-    );
+    match &compose {
+        None => assert!(
+            networks.contains_key(&format!("{name}-net")),
+            "joined the deployment's network: {:?}",
+            networks.keys()
+        ),
+        Some(network) => {
+            assert!(
+                !network_exists(&docker, &format!("{name}-net")).await,
+                "pgspec's own network is not created when the spec names another"
+            );
+            assert!(networks.contains_key(network), "{:?}", networks.keys());
+            let pgdata = adopted
+                .config
+                .as_ref()
+                .and_then(|config| config.env.as_ref())
+                .and_then(|env| env.iter().find_map(|line| line.strip_prefix("PGDATA=")))
+                .unwrap_or(DATA)
+                .to_owned();
+            let mark = pgspec::engine::files::read_text(
+                &docker,
+                &container,
+                &format!("{pgdata}/pgspec.adopted"),
+            )
+            .await;
+            assert_eq!(
+                mark.as_deref(),
+                Some(format!("managed by pgspec; deployment={name}\n").as_str()),
+                "the adoption is recorded in the data directory"
+            );
+        }
+    }
     let client = connect(port, &password, "app")
         .await
         .expect("the database the spec names exists");
@@ -278,6 +347,14 @@ async fn joins_an_existing_network(major: u32) {
     let docker = docker().await;
     let name = unique_name("join");
     let app_network = format!("{name}-app");
+    // On 17 the Compose network is the deployment's: the pooler and the
+    // backup agent join it too, and `<name>-net` is never created.
+    let instead = major == 17;
+    let network_line = if instead {
+        format!("  network: {{ name: {app_network}, aliases: [postgres] }}\n")
+    } else {
+        format!("  networks: [{{ name: {app_network}, aliases: [postgres] }}]\n")
+    };
     // Named by the spec: the pooler and the backup agent reach it by this
     // name on the deployment's network.
     let container = format!("{name}-db");
@@ -296,7 +373,7 @@ async fn joins_an_existing_network(major: u32) {
     // Backups once a year: only `backup run` takes one here.
     let spec_text = format!(
         "version: 1\nname: {name}\npostgres:\n  image: {}\n  container_name: {container}\n  \
-         port: {port}\n  networks: [{{ name: {app_network}, aliases: [postgres] }}]\n  \
+         port: {port}\n{network_line}  \
          superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
          pooler:\n  image: pgspec-test/pgbouncer:1\n  port: {pooler_port}\n\
          backup:\n  schedules:\n    - {{ name: yearly, schedule: \"0 3 1 1 *\" }}\n  \
@@ -340,6 +417,24 @@ async fn joins_an_existing_network(major: u32) {
         .expect("query through the pooler");
     let backup = run(&["backup", "run", "-f", &spec]).expect(0);
     assert!(backup.stdout.contains(" ok ("), "{}", backup.stdout);
+    if instead {
+        assert!(
+            !network_exists(&docker, &format!("{name}-net")).await,
+            "pgspec's own network is not created when the spec names another"
+        );
+        for helper in ["pgbouncer", "backup"] {
+            let attached = inspect(&docker, &format!("{name}-{helper}"))
+                .await
+                .network_settings
+                .and_then(|settings| settings.networks)
+                .unwrap_or_default();
+            assert!(
+                attached.contains_key(&app_network),
+                "the {helper} container is on the deployment's network: {:?}",
+                attached.keys()
+            );
+        }
+    }
 
     // By hand: the container loses its alias on the network.
     let before = identity(&inspect(&docker, &container).await);

@@ -132,3 +132,24 @@ fn a_new_container_joins_its_networks_before_it_starts() {
                             "volume_exists": false } }"#,
     );
 }
+
+/// The Compose project's network as the deployment's own
+/// (`postgres.network`): the runbook's container is on it already, so the
+/// adoption is recorded by a mark in its data directory, and the alias the
+/// spec adds there is joined by reconnecting it.
+#[test]
+fn on_the_compose_network_adoption_is_marked_in_the_data_directory() {
+    let spec = SPEC.replace(
+        "networks: [{ name: ffe_default, aliases: [postgres] }]",
+        "network: { name: ffe_default, aliases: [postgres] }",
+    );
+    check(
+        "adopt_on_compose_network",
+        &spec,
+        &live(
+            r#"{ "foreign": true, "restart_policy": "no",
+               "network": "ffe_default", "network_exists": true,
+               "networks": [{ "name": "ffe_default", "aliases": ["db"] }] }"#,
+        ),
+    );
+}

@@ -363,3 +363,43 @@ async fn read_found(docker: &Docker, name: &str, want: &Container) -> anyhow::Re
         elsewhere,
     })
 }
+
+/// Writes the adoption mark of `deployment` into the data directory of a
+/// running server container pgspec did not create, owned like the
+/// directory and readable by its owner only. The server ignores the file;
+/// observing reads it back (`live::docker`).
+pub async fn mark_adopted(
+    docker: &Docker,
+    container: &str,
+    deployment: &str,
+) -> anyhow::Result<()> {
+    let inspect = containers::inspect(docker, container)
+        .await?
+        .with_context(|| format!("container `{container}` disappeared before its adoption"))?;
+    let env = inspect
+        .config
+        .and_then(|config| config.env)
+        .unwrap_or_default();
+    let pgdata = env_value(&env, "PGDATA")
+        .filter(|pgdata| pgdata.starts_with('/'))
+        .unwrap_or(DEFAULT_PGDATA)
+        .to_owned();
+    let listing = crate::engine::files::list(docker, container, &pgdata).await;
+    let Some(directory) = listing.first() else {
+        bail!(
+            "cannot read the data directory `{pgdata}` of `{container}` to record its adoption; \
+             nothing was changed"
+        );
+    };
+    let path = format!("{pgdata}/{}", crate::model::ADOPTED_MARK);
+    let text = crate::model::adopted_mark(deployment);
+    let entry = crate::engine::archive::Entry::file(&path, 0o600, text.as_bytes())
+        .owned_by(directory.uid, directory.gid)
+        .modified_at(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_secs())
+                .unwrap_or_default(),
+        );
+    crate::engine::files::upload_entries(docker, container, &[entry], "the adoption mark").await
+}

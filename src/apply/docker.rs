@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bollard::models::{
-    ContainerCreateBody, ContainerUpdateBody, HealthConfig, HostConfig, Mount, MountType,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerUpdateBody, EndpointSettings, HealthConfig, HostConfig, Mount,
+    MountType, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use crate::engine::archive::{self, Entry};
@@ -53,9 +53,17 @@ pub async fn run(
         DockerStep::CreateNetwork { name } => {
             objects::create_network(docker, deployment, name).await?;
         }
-        DockerStep::ConnectNetwork { network, container } => {
-            objects::connect_network(docker, network, container, &[]).await?;
+        DockerStep::ConnectNetwork {
+            network,
+            container,
+            aliases,
+        } => {
+            objects::connect_network(docker, network, container, aliases).await?;
         }
+        DockerStep::MarkAdopted {
+            container,
+            deployment,
+        } => super::data::mark_adopted(docker, container, deployment).await?,
         DockerStep::JoinNetwork {
             network,
             container,
@@ -166,12 +174,17 @@ async fn create_container(
             network_mode: Some(container.network.clone()).filter(|network| !network.is_empty()),
             ..HostConfig::default()
         }),
+        networking_config: deployment_endpoint(container),
         ..ContainerCreateBody::default()
     };
     containers::create(docker, &container.name, body).await?;
     // The engine of API 1.43 and before takes one network at creation; the
     // others are joined before the server starts.
-    for network in &container.networks {
+    for network in container
+        .networks
+        .iter()
+        .filter(|network| network.name != container.network)
+    {
         objects::connect_network(docker, &network.name, &container.name, &network.aliases).await?;
     }
     if let Some(password) = password {
@@ -274,4 +287,23 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     parts.join(": ")
+}
+
+/// The aliases the server answers to on the deployment's network, given
+/// as it is created there (an existing network the spec names with
+/// aliases); `None` when there are none.
+fn deployment_endpoint(container: &Container) -> Option<NetworkingConfig> {
+    let network = container
+        .networks
+        .iter()
+        .find(|network| network.name == container.network && !network.aliases.is_empty())?;
+    Some(NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            network.name.clone(),
+            EndpointSettings {
+                aliases: Some(network.aliases.clone()),
+                ..EndpointSettings::default()
+            },
+        )])),
+    })
 }

@@ -116,7 +116,7 @@ pub async fn observe_container(
         network: format!("{deployment}-net"),
         ..Container::default()
     };
-    let observed = docker::observe(engine, &want).await?;
+    let observed = docker::observe(engine, &deployment, &want).await?;
     let mut container = observed.container.unwrap_or(want);
     // A port Docker picked (`-p 127.0.0.1::5432`) is configured as 0; the
     // server is reached on the port it picked.

@@ -14,7 +14,9 @@ use crate::engine::image::env_value;
 use crate::engine::{Docker, EngineError, found, labels};
 use crate::live::ObserveError;
 use crate::model::data::{DEFAULT_PGDATA, DataHome, MountInfo};
-use crate::model::{Container, ContainerState, Image, NetworkAttachment};
+use crate::model::{
+    ADOPTED_MARK, Container, ContainerState, Image, NetworkAttachment, adopted_mark,
+};
 
 /// What Docker holds for the desired container.
 #[derive(Debug, Clone, Default)]
@@ -26,8 +28,13 @@ pub struct Observed {
 }
 
 /// Reads the container named like the desired one, its volume (and who
-/// else mounts it), its networks, and the desired image.
-pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, ObserveError> {
+/// else mounts it), its networks, whether `deployment` adopted it, and the
+/// desired image.
+pub async fn observe(
+    docker: &Docker,
+    deployment: &str,
+    want: &Container,
+) -> Result<Observed, ObserveError> {
     let (container, volume, image, network, engine, absent_networks, volume_users) = tokio::join!(
         docker.inspect_container(&want.name, None),
         docker.inspect_volume(&want.volume),
@@ -56,6 +63,9 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
                 container.data_major =
                     data_directory_major(docker, &want.name, &container.pgdata).await;
             }
+            if container.foreign && want.network_external {
+                container.adopted = adopted(docker, deployment, &container).await;
+            }
             container.network_exists = network_exists;
             container.absent_networks = absent_networks;
             container.volume_users = volume_users;
@@ -80,6 +90,18 @@ pub async fn observe(docker: &Docker, want: &Container) -> Result<Observed, Obse
         container: Some(container),
         images,
     })
+}
+
+/// Whether the data directory of a container pgspec did not create holds
+/// the adoption mark of `deployment`.
+async fn adopted(docker: &Docker, deployment: &str, container: &Container) -> bool {
+    if container.pgdata.is_empty() {
+        return false;
+    }
+    let path = format!("{}/{ADOPTED_MARK}", container.pgdata);
+    crate::engine::files::read_text(docker, &container.name, &path)
+        .await
+        .is_some_and(|text| text == adopted_mark(deployment))
 }
 
 /// Whether a network exists; the empty name (no network wanted) does not.
@@ -172,7 +194,18 @@ fn container_from_inspect(
         .and_then(|settings| settings.networks.clone())
         .unwrap_or_default();
     let attached = endpoints.contains_key(&want.network);
-    let networks = attachments(endpoints, &want.network, &want.name, &id);
+    // The deployment's network is compared as one of `networks` too when
+    // the spec gives the container aliases there.
+    let own = if want
+        .networks
+        .iter()
+        .any(|network| network.name == want.network)
+    {
+        ""
+    } else {
+        want.network.as_str()
+    };
+    let networks = attachments(endpoints, own, &want.name, &id);
     let restart_policy = host_config
         .restart_policy
         .as_ref()
@@ -207,6 +240,8 @@ fn container_from_inspect(
         } else {
             String::new()
         },
+        network_external: false,
+        adopted: false,
         network_exists: false,
         networks,
         absent_networks: Vec::new(),

@@ -151,7 +151,7 @@ pub async fn observe(
         match (docker, &desired.container) {
             (Some(docker), Some(container)) => {
                 let (server, backup) = tokio::join!(
-                    docker::observe(docker, container),
+                    docker::observe(docker, &desired.name, container),
                     backup::observe(docker, desired)
                 );
                 Ok::<_, ObserveError>(Some((server?, backup?)))

@@ -7,6 +7,18 @@ use serde::{Deserialize, Serialize};
 use super::data;
 use crate::secret::Secret;
 
+/// The file in the data directory that records the adoption of a server
+/// container pgspec did not create, when the deployment's network is one
+/// the container may have joined without pgspec (an existing network the
+/// spec names). The engine adds no label to an existing container, and a
+/// data directory proven to be on the spec's volume outlives the container.
+pub const ADOPTED_MARK: &str = "pgspec.adopted";
+
+/// What the adoption mark of `deployment` says.
+pub fn adopted_mark(deployment: &str) -> String {
+    format!("managed by pgspec; deployment={deployment}\n")
+}
+
 /// A local Docker image.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Image {
@@ -114,15 +126,27 @@ pub struct Container {
     /// Whether the data volume exists (live) — the desired side wants it to.
     pub volume_exists: bool,
     /// The deployment's Docker network the container is attached to
-    /// (`<deployment>-net`); live: empty when it is not attached.
+    /// (`<deployment>-net`, or the existing one `postgres.network` names);
+    /// live: empty when it is not attached.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub network: String,
+    /// Desired only: `network` is an existing network the spec names, which
+    /// pgspec joins but never creates; its aliases, if any, are an entry of
+    /// `networks` under the same name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_external: bool,
+    /// Live only: the data directory holds the mark pgspec leaves when it
+    /// adopts a container it did not create on a network it does not own
+    /// (see [`ADOPTED_MARK`]), naming this deployment.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
     /// Live only: whether the deployment's network exists.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network_exists: bool,
     /// Networks joined besides `network`, sorted by name. Desired:
-    /// `postgres.networks`; live: every other network the container is
-    /// attached to.
+    /// `postgres.networks` (and `postgres.network` when it has aliases);
+    /// live: every other network the container is attached to (and the
+    /// deployment's, when the spec gives it aliases).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<NetworkAttachment>,
     /// Live only: the networks of the spec that do not exist.

@@ -24,7 +24,9 @@ mod roles;
 mod settings;
 
 pub use backup::{Backup, BackupAgent, BackupDestination, BackupSchedule};
-pub use container::{Container, ContainerState, Image, NetworkAttachment};
+pub use container::{
+    ADOPTED_MARK, Container, ContainerState, Image, NetworkAttachment, adopted_mark,
+};
 pub use databases::{
     Acl, AclObject, Database, Extension, Grant, GrantTarget, PRELOADED_EXTENSIONS, Schema,
 };

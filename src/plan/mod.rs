@@ -320,10 +320,14 @@ pub enum DockerStep {
     CreateNetwork {
         name: String,
     },
-    /// Attach an existing container to a network, in place.
+    /// Attach an existing container to the deployment's network, in
+    /// place, where it answers to `aliases` too (an existing network the
+    /// spec names with aliases).
     ConnectNetwork {
         network: String,
         container: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        aliases: Vec<String>,
     },
     /// Attach the server container to a network pgspec does not own,
     /// where it answers to `aliases` too. With `reconnect` it is detached
@@ -337,6 +341,14 @@ pub enum DockerStep {
         aliases: Vec<String>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         reconnect: bool,
+    },
+    /// Record the adoption of a server container pgspec did not create on
+    /// a network it does not own: the mark file (`model::ADOPTED_MARK`)
+    /// naming `deployment`, written into the container's data directory
+    /// as its owner. The server keeps running and ignores the file.
+    MarkAdopted {
+        container: String,
+        deployment: String,
     },
     /// Before anything of the live container is touched: pull and inspect
     /// the image, read where it keeps its data directory, check the major

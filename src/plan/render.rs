@@ -363,24 +363,38 @@ fn or_from_image(path: &str) -> &str {
     }
 }
 
+/// ` with aliases a, b` for a network attachment, or nothing.
+fn with_aliases(aliases: &[String]) -> String {
+    if aliases.is_empty() {
+        String::new()
+    } else {
+        format!(" with aliases {}", aliases.join(", "))
+    }
+}
+
 fn docker_line(call: &DockerStep) -> String {
     match call {
         DockerStep::CreateVolume { name } => format!("create volume `{name}`"),
         DockerStep::CreateNetwork { name } => format!("create network `{name}`"),
-        DockerStep::ConnectNetwork { network, container } => {
-            format!("connect container `{container}` to network `{network}`")
-        }
+        DockerStep::MarkAdopted { container, .. } => format!(
+            "write the adoption mark `{}` into the data directory of `{container}`",
+            crate::model::ADOPTED_MARK
+        ),
+        DockerStep::ConnectNetwork {
+            network,
+            container,
+            aliases,
+        } => format!(
+            "connect container `{container}` to network `{network}`{}",
+            with_aliases(aliases)
+        ),
         DockerStep::JoinNetwork {
             network,
             container,
             aliases,
             reconnect,
         } => {
-            let aliases = if aliases.is_empty() {
-                String::new()
-            } else {
-                format!(" with aliases {}", aliases.join(", "))
-            };
+            let aliases = with_aliases(aliases);
             if *reconnect {
                 format!(
                     "disconnect container `{container}` from network `{network}` and connect it \

@@ -102,9 +102,23 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
                     container.network_exists = true;
                 }
             }
-            DockerStep::ConnectNetwork { network, .. } => {
+            DockerStep::ConnectNetwork {
+                network, aliases, ..
+            } => {
                 if let Some(container) = &mut next.container {
                     container.network = network.clone();
+                    if !aliases.is_empty() {
+                        container.networks.push(NetworkAttachment {
+                            name: network.clone(),
+                            aliases: aliases.clone(),
+                        });
+                        container.networks.sort();
+                    }
+                }
+            }
+            DockerStep::MarkAdopted { .. } => {
+                if let Some(container) = &mut next.container {
+                    container.adopted = true;
                 }
             }
             DockerStep::JoinNetwork {

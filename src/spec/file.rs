@@ -65,14 +65,25 @@ pub struct PostgresSpec {
     /// this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
+    /// The deployment's network: where the pooler and backup containers
+    /// reach the server by its container name. Default `<name>-net`, which
+    /// pgspec creates. Name an existing network instead (a Compose
+    /// project's, optionally with the aliases the server answers to there)
+    /// and every container of the deployment joins it in place of
+    /// `<name>-net`; pgspec never creates or removes it. A server container
+    /// pgspec did not create, already on that network, is adopted by a
+    /// mark file in its data directory (`pgspec.adopted`), since joining the
+    /// network no longer records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkEntry>,
     /// Existing Docker networks the container joins, with the aliases it
     /// answers to there (a Compose project's network, where the
     /// application reaches the database as `postgres:5432`). They are
-    /// joined beside the deployment's own network `<name>-net`, which pgspec
-    /// creates and always keeps: the pooler and backup containers reach the
-    /// server on it. pgspec never creates or removes these networks, and
-    /// leaves alone any other network the container is attached to. Compose
-    /// names a network `<project>_<network>` unless it sets `name:`.
+    /// joined beside the deployment's network (`network`), which the
+    /// pooler and backup containers reach the server on. pgspec never
+    /// creates or removes these networks, and leaves alone any other
+    /// network the container is attached to. Compose names a network
+    /// `<project>_<network>` unless it sets `name:`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<NetworkEntry>,
     /// Host port the server is published on (default 5432).
@@ -139,6 +150,7 @@ pub struct ReservationsSpec {
 }
 
 /// A network the server container joins: a name, or a name with aliases.
+/// Also the deployment's network, when the spec names an existing one.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum NetworkEntry {

@@ -4,13 +4,17 @@
 //! Such a container carries none of pgspec's labels, and the engine adds
 //! no label to an existing container, so adoption is recorded by what
 //! pgspec can change in place: the container joins the deployment's own
-//! network (`<name>-net`, which pgspec creates). A container without
-//! pgspec's labels is the deployment's once it is on that network; before,
-//! it is adopted when its image, published port, data volume (proven to
-//! hold its data directory), `PGDATA`, /dev/shm and superuser are the
-//! spec's — by a distinct plan action that joins it to the network and
-//! updates it in place, never restarting or recreating it. One that
-//! differs is a plan error saying how, and is never replaced.
+//! network (`<name>-net`, which pgspec creates). When the spec names an
+//! existing network as the deployment's instead (`postgres.network`, a
+//! Compose project's, which the container may be on already), joining it
+//! records nothing, and adoption writes a mark file into the data
+//! directory (`model::ADOPTED_MARK`) naming the deployment. A container
+//! without pgspec's labels is the deployment's once it has that record;
+//! before, it is adopted when its image, published port, data volume
+//! (proven to hold its data directory), `PGDATA`, /dev/shm and superuser
+//! are the spec's — by a distinct plan action that records it and updates
+//! it in place, never restarting or recreating it. One that differs is a
+//! plan error saying how, and is never replaced.
 //!
 //! What pgspec sets only when it creates a container (the health check,
 //! the initialisation environment and the hash of both in the
@@ -25,20 +29,34 @@
 
 use crate::model::address::ObjectKind;
 use crate::model::{Container, Deployment, address};
-use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError};
+use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PlanError, Step};
 
 use super::container::{image_id_change, in_place, replace_changes};
 
 /// Whether the live container is the deployment's: created by pgspec, or
-/// adopted (joined to the deployment's network).
+/// adopted (joined to the deployment's own network, or marked when that
+/// network is not pgspec's).
 pub(super) fn belongs(have: &Container, want: &Container) -> bool {
-    !have.foreign || want.network.is_empty() || have.network == want.network
+    if !have.foreign || want.network.is_empty() {
+        return true;
+    }
+    if want.network_external {
+        have.adopted
+    } else {
+        have.network == want.network
+    }
 }
 
 /// Plans the adoption of a container pgspec did not create: an `Adopt`
 /// action when it matches the spec, else a plan error. Returns whether the
 /// plan can go on into the server.
-pub(super) fn diff(have: &Container, want: &Container, live: &Deployment, plan: &mut Plan) -> bool {
+pub(super) fn diff(
+    have: &Container,
+    want: &Container,
+    deployment: &str,
+    live: &Deployment,
+    plan: &mut Plan,
+) -> bool {
     let address = address::container(&want.name);
     let mut differences = replace_changes(have, want);
     if have.superuser != want.superuser {
@@ -68,16 +86,29 @@ pub(super) fn diff(have: &Container, want: &Container, live: &Deployment, plan: 
             message,
         });
     }
-    let (changes, steps, risk) = in_place(have, want);
+    let (changes, mut steps, risk) = in_place(have, want);
+    let recorded = if want.network_external {
+        steps.insert(
+            0,
+            Step::Docker(DockerStep::MarkAdopted {
+                container: want.name.clone(),
+                deployment: deployment.to_owned(),
+            }),
+        );
+        "marked as adopted in its data directory"
+    } else {
+        "joined to the deployment's network"
+    };
     plan.actions.push(Action {
         address,
         object: ObjectKind::Container,
         kind: ActionKind::Adopt,
-        reason: "pgspec did not create this container, and its image, port and data volume \
-                 are the spec's: it becomes the deployment's as it runs, joined to the \
-                 deployment's network and updated in place, never restarted or recreated; it \
-                 keeps the health check and environment it was created with"
-            .to_owned(),
+        reason: format!(
+            "pgspec did not create this container, and its image, port and data volume are \
+             the spec's: it becomes the deployment's as it runs, {recorded} and updated in \
+             place, never restarted or recreated; it keeps the health check and environment \
+             it was created with"
+        ),
         risk,
         changes,
         steps,
@@ -318,6 +349,110 @@ mod tests {
         let second = plan(&after);
         assert!(second.actions.is_empty(), "{:?}", second.actions);
         assert!(second.errors.is_empty(), "{:?}", second.errors);
+    }
+
+    /// The spec's deployment network is the Compose project's, and the
+    /// runbook's container is on it already, answering as `postgres`.
+    fn on_compose_network() -> (Deployment, Deployment) {
+        let mut desired = desired();
+        let mut live = runbook();
+        if let Some(container) = &mut desired.container {
+            container.network = "app-net".to_owned();
+            container.network_external = true;
+        }
+        if let Some(container) = &mut live.container {
+            container.network = "app-net".to_owned();
+            container.network_exists = true;
+            container.networks = vec![NetworkAttachment {
+                name: "app-net".to_owned(),
+                aliases: vec!["postgres".to_owned()],
+            }];
+        }
+        (desired, live)
+    }
+
+    #[test]
+    fn on_a_network_pgspec_does_not_own_adoption_is_marked_in_the_data_directory() {
+        let (desired, live) = on_compose_network();
+        let first = crate::plan::diff(&desired, &live, &DiffOptions::default());
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        let [action] = first.actions.as_slice() else {
+            panic!("one action: {:?}", first.actions);
+        };
+        assert_eq!(action.kind, ActionKind::Adopt);
+        assert_eq!(
+            action.steps[0],
+            Step::Docker(DockerStep::MarkAdopted {
+                container: "somali-nlp-postgres".to_owned(),
+                deployment: "ledger".to_owned(),
+            })
+        );
+        assert!(
+            !action.steps.iter().any(|step| matches!(
+                step,
+                Step::Docker(DockerStep::ConnectNetwork { .. } | DockerStep::JoinNetwork { .. })
+            )),
+            "already on the network with its alias: {:?}",
+            action.steps
+        );
+        let after = crate::plan::simulate(&live, &first);
+        let second = crate::plan::diff(&desired, &after, &DiffOptions::default());
+        assert!(second.actions.is_empty(), "{:?}", second.actions);
+        assert!(second.errors.is_empty(), "{:?}", second.errors);
+
+        // Being on the network is no record: one that differs is still
+        // refused, never replaced.
+        let (desired, mut live) = on_compose_network();
+        if let Some(container) = &mut live.container {
+            container.image = "postgres:15".to_owned();
+        }
+        let plan = crate::plan::diff(&desired, &live, &DiffOptions::default());
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert!(plan.errors[0].message.contains("will not adopt it"));
+    }
+
+    #[test]
+    fn a_container_off_the_named_network_joins_it_with_its_aliases_as_it_is_adopted() {
+        let (mut desired, mut live) = on_compose_network();
+        if let Some(container) = &mut desired.container {
+            container.networks = vec![NetworkAttachment {
+                name: "app-net".to_owned(),
+                aliases: vec!["postgres".to_owned()],
+            }];
+        }
+        if let Some(container) = &mut live.container {
+            container.network = String::new();
+            container.networks = Vec::new();
+        }
+        let first = crate::plan::diff(&desired, &live, &DiffOptions::default());
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        assert!(
+            first.actions[0]
+                .steps
+                .contains(&Step::Docker(DockerStep::ConnectNetwork {
+                    network: "app-net".to_owned(),
+                    container: "somali-nlp-postgres".to_owned(),
+                    aliases: vec!["postgres".to_owned()],
+                }))
+        );
+        let after = crate::plan::simulate(&live, &first);
+        let second = crate::plan::diff(&desired, &after, &DiffOptions::default());
+        assert!(second.actions.is_empty(), "{:?}", second.actions);
+
+        // A named network that does not exist is a plan error: pgspec
+        // creates only its own.
+        if let Some(container) = &mut live.container {
+            container.network_exists = false;
+        }
+        let plan = crate::plan::diff(&desired, &live, &DiffOptions::default());
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert!(
+            plan.errors[0]
+                .message
+                .contains("network `app-net` does not exist: pgspec joins the networks in `postgres.network` and never creates it"),
+            "{}",
+            plan.errors[0].message
+        );
     }
 
     #[test]

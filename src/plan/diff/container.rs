@@ -121,7 +121,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
             });
         }
         Some(have) if !adoption::belongs(have, want) => {
-            if !adoption::diff(have, want, live, plan) {
+            if !adoption::diff(have, want, &desired.name, live, plan) {
                 return false;
             }
         }
@@ -321,9 +321,11 @@ pub(super) fn restart_for_settings(desired: &Deployment, plan: &mut Plan) {
     });
 }
 
-/// Creates the deployment's network when it is missing.
+/// Creates the deployment's network when it is missing and pgspec owns
+/// it; an existing network the spec names that is missing is a plan error
+/// (`networks::absent_errors`).
 fn create_network_step(network_exists: bool, want: &Container) -> Option<Step> {
-    (!network_exists && !want.network.is_empty()).then(|| {
+    (!network_exists && !want.network.is_empty() && !want.network_external).then(|| {
         Step::Docker(DockerStep::CreateNetwork {
             name: want.network.clone(),
         })
@@ -339,6 +341,7 @@ fn network_steps(network_exists: bool, want: &Container) -> Vec<Step> {
     steps.push(Step::Docker(DockerStep::ConnectNetwork {
         network: want.network.clone(),
         container: want.name.clone(),
+        aliases: networks::deployment_aliases(want).to_vec(),
     }));
     steps
 }

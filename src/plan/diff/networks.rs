@@ -21,25 +21,59 @@ pub(super) struct Joins {
 /// Plan errors for the networks of the spec that do not exist; returns
 /// whether there were any.
 pub(super) fn absent_errors(want: &Container, live: &Deployment, plan: &mut Plan) -> bool {
-    let absent = live
+    let mut absent: Vec<&str> = live
         .container
         .as_ref()
-        .map(|container| container.absent_networks.as_slice())
+        .map(|container| {
+            container
+                .absent_networks
+                .iter()
+                .map(String::as_str)
+                .collect()
+        })
         .unwrap_or_default();
-    for network in absent {
+    let deployment_network_exists = live
+        .container
+        .as_ref()
+        .is_some_and(|container| container.network_exists);
+    if want.network_external
+        && !deployment_network_exists
+        && !absent.contains(&want.network.as_str())
+    {
+        absent.insert(0, &want.network);
+    }
+    for network in &absent {
+        let (field, creates) = if *network == want.network {
+            ("postgres.network", "and never creates it".to_owned())
+        } else if want.network_external {
+            ("postgres.networks", "and never creates them".to_owned())
+        } else {
+            (
+                "postgres.networks",
+                format!("but creates only its own (`{}`)", want.network),
+            )
+        };
         plan.errors.push(PlanError {
             address: address::container(&want.name),
             message: format!(
-                "network `{network}` does not exist: pgspec joins the networks in \
-                 `postgres.networks` but creates only its own (`{own}`). Create it (`docker \
-                 network create {network}`, or start the Compose project that defines it; \
-                 Compose names a network `<project>_<network>` unless it sets `name:`) and \
-                 plan again",
-                own = want.network,
+                "network `{network}` does not exist: pgspec joins the networks in `{field}` \
+                 {creates}. Create it (`docker network create {network}`, or start the \
+                 Compose project that defines it; Compose names a network \
+                 `<project>_<network>` unless it sets `name:`) and plan again",
             ),
         });
     }
     !absent.is_empty()
+}
+
+/// The aliases the container answers to on the deployment's network:
+/// those of `postgres.network`, kept as an entry of `networks`.
+pub(super) fn deployment_aliases(want: &Container) -> &[String] {
+    want.networks
+        .iter()
+        .find(|network| network.name == want.network)
+        .map(|network| network.aliases.as_slice())
+        .unwrap_or_default()
 }
 
 /// The changes and steps that attach `have` to every network `want`
@@ -49,6 +83,11 @@ pub(super) fn absent_errors(want: &Container, live: &Deployment, plan: &mut Plan
 pub(super) fn joins(have: &Container, want: &Container) -> Joins {
     let mut joins = Joins::default();
     for wanted in &want.networks {
+        // Joining the deployment's network is the `network` change, its
+        // aliases given as it connects; only missing aliases are a join.
+        if wanted.name == want.network && have.network != want.network {
+            continue;
+        }
         let field = format!("networks.{}", wanted.name);
         match have
             .networks

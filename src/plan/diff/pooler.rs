@@ -113,6 +113,7 @@ pub(super) fn diff(
         steps.push(Step::Docker(DockerStep::ConnectNetwork {
             network: server.network.clone(),
             container: name.clone(),
+            aliases: Vec::new(),
         }));
     }
     let mut config_changes = setting_changes(have, want, &config);

@@ -16,9 +16,9 @@ use crate::model::{
 };
 use crate::secret::Secret;
 use crate::spec::file::{
-    BackupSpec, DefaultObjectKind, ExtensionEntry, GrantSpec, IndexColumn, IndexSpec, NullsOrder,
-    ObjectSelection, PoolMode, PoolerSpec, RetentionSpec, SchemaEntry, SettingValue, SortOrder,
-    SpecFile,
+    BackupSpec, DefaultObjectKind, ExtensionEntry, GrantSpec, IndexColumn, IndexSpec, NetworkEntry,
+    NullsOrder, ObjectSelection, PoolMode, PoolerSpec, RetentionSpec, SchemaEntry, SettingValue,
+    SortOrder, SpecFile,
 };
 use crate::spec::load::Loaded;
 use crate::sql::{quote_ident, quote_literal};
@@ -48,9 +48,21 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
             .and_then(|superuser| superuser.name.clone())
             .unwrap_or_else(|| "postgres".to_owned());
         let reservations = resources.reservations.clone().unwrap_or_default();
-        let mut networks: Vec<NetworkAttachment> = postgres
-            .networks
-            .iter()
+        let own_network = format!("{}-net", file.name);
+        let network = postgres
+            .network
+            .as_ref()
+            .map_or(own_network.as_str(), NetworkEntry::name)
+            .to_owned();
+        // The deployment's network is joined with its aliases like any
+        // other: an entry of `networks` under its name.
+        let network_aliases = postgres
+            .network
+            .as_ref()
+            .filter(|entry| !entry.aliases().is_empty());
+        let mut networks: Vec<NetworkAttachment> = network_aliases
+            .into_iter()
+            .chain(&postgres.networks)
             .map(|entry| {
                 let mut aliases = entry.aliases().to_vec();
                 aliases.sort();
@@ -109,8 +121,10 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
             data_kind: String::new(),
             data_major: None,
             volume_exists: true,
-            network: format!("{}-net", file.name),
+            network_external: network != own_network,
+            network,
             network_exists: true,
+            adopted: false,
             networks,
             absent_networks: Vec::new(),
             volume_users: Vec::new(),

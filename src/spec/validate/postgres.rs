@@ -32,6 +32,7 @@ impl Checker<'_> {
             None => {
                 let container_only = [
                     ("container_name", postgres.container_name.is_some()),
+                    ("network", postgres.network.is_some()),
                     ("networks", !postgres.networks.is_empty()),
                     ("port", postgres.port.is_some()),
                     ("bind_address", postgres.bind_address.is_some()),
@@ -66,7 +67,7 @@ impl Checker<'_> {
         if let Some(name) = &postgres.container_name {
             self.check_container_name(file, name);
         }
-        self.check_networks(file, &postgres.networks);
+        self.check_networks(file, postgres.network.as_ref(), &postgres.networks);
         if let Some(resources) = &postgres.resources {
             self.check_resources(resources);
         }
@@ -122,78 +123,112 @@ impl Checker<'_> {
         }
     }
 
-    /// The networks the container joins: existing ones others own, each
-    /// named once, with aliases that are host names.
-    fn check_networks(&mut self, file: &SpecFile, networks: &[NetworkEntry]) {
+    /// The deployment's network and the networks the container joins
+    /// besides it: existing ones others own, each named once, with aliases
+    /// that are host names.
+    fn check_networks(
+        &mut self,
+        file: &SpecFile,
+        network: Option<&NetworkEntry>,
+        networks: &[NetworkEntry],
+    ) {
         let own = format!("{}-net", file.name);
+        let deployment_network = network.map_or(own.as_str(), NetworkEntry::name);
+        if let Some(entry) = network
+            && self.check_network_entry("postgres.network", entry)
+            && entry.name() == "bridge"
+        {
+            self.error(
+                &network_path("postgres.network", entry),
+                "Docker's default `bridge` network resolves no names: the pooler and backup \
+                 containers could not reach the server on it",
+            )
+            .help = Some(
+                "name a user-defined network (`docker network create …`, or a Compose \
+                 project's network), or leave `network` out for pgspec's own"
+                    .to_owned(),
+            );
+        }
         let mut seen = BTreeSet::new();
         for (index, entry) in networks.iter().enumerate() {
             let item = join_index("postgres.networks", index);
-            let path = match entry {
-                NetworkEntry::Name(_) => item.clone(),
-                NetworkEntry::Full(_) => join_key(&item, "name"),
-            };
-            let name = entry.name();
-            if !is_docker_name(name) {
-                self.error(
-                    &path,
-                    format!(
-                        "network name `{}` is not a valid Docker name",
-                        name.escape_debug()
-                    ),
-                );
+            if !self.check_network_entry(&item, entry) {
                 continue;
             }
-            if name == own {
+            let path = network_path(&item, entry);
+            let name = entry.name();
+            if name == deployment_network {
+                let what = if network.is_some() {
+                    "the deployment's network (`postgres.network`)"
+                } else {
+                    "the deployment's own network"
+                };
                 self.error(
                     &path,
-                    format!(
-                        "`{own}` is the deployment's own network, which the container always joins"
-                    ),
+                    format!("`{name}` is {what}, which the container always joins"),
                 )
                 .help = Some(
-                    "list only the networks pgspec does not create; the pooler and backup \
-                     containers reach the server on its own network"
-                        .to_owned(),
-                );
-            } else if matches!(name, "host" | "none") {
-                self.error(
-                    &path,
-                    format!("the container cannot join network `{name}` beside other networks"),
-                )
-                .help = Some(
-                    "`host` and `none` are network modes, not networks to join; pgspec publishes \
-                     the server's port instead"
-                        .to_owned(),
-                );
-            } else if name == "bridge" && !entry.aliases().is_empty() {
-                self.error(
-                    &join_key(&item, "aliases"),
-                    "Docker's default `bridge` network resolves no names, so it takes no aliases",
-                )
-                .help = Some(
-                    "join a user-defined network (`docker network create …`, or a Compose \
-                     project's network) to be reached by an alias"
+                    "list only the networks the server joins besides the deployment's; give \
+                     the deployment's network its aliases under `postgres.network`"
                         .to_owned(),
                 );
             }
             if !seen.insert(name) {
                 self.error(&path, format!("network `{name}` is listed twice"));
             }
-            for (alias_index, alias) in entry.aliases().iter().enumerate() {
-                if !is_docker_name(alias) {
-                    self.error(
-                        &join_index(&join_key(&item, "aliases"), alias_index),
-                        format!("alias `{}` is not a valid host name", alias.escape_debug()),
-                    )
-                    .help = Some(
-                        "an alias is a name other containers on the network resolve: letters, \
-                         digits, `_`, `.` and `-`, starting with a letter or digit"
-                            .to_owned(),
-                    );
-                }
+        }
+    }
+
+    /// One network entry: a Docker name the container can join, with
+    /// aliases that are host names. Returns whether the name is valid.
+    fn check_network_entry(&mut self, item: &str, entry: &NetworkEntry) -> bool {
+        let path = network_path(item, entry);
+        let name = entry.name();
+        if !is_docker_name(name) {
+            self.error(
+                &path,
+                format!(
+                    "network name `{}` is not a valid Docker name",
+                    name.escape_debug()
+                ),
+            );
+            return false;
+        }
+        if matches!(name, "host" | "none") {
+            self.error(
+                &path,
+                format!("the container cannot join network `{name}` beside other networks"),
+            )
+            .help = Some(
+                "`host` and `none` are network modes, not networks to join; pgspec publishes \
+                 the server's port instead"
+                    .to_owned(),
+            );
+        } else if name == "bridge" && !entry.aliases().is_empty() {
+            self.error(
+                &join_key(item, "aliases"),
+                "Docker's default `bridge` network resolves no names, so it takes no aliases",
+            )
+            .help = Some(
+                "join a user-defined network (`docker network create …`, or a Compose \
+                 project's network) to be reached by an alias"
+                    .to_owned(),
+            );
+        }
+        for (alias_index, alias) in entry.aliases().iter().enumerate() {
+            if !is_docker_name(alias) {
+                self.error(
+                    &join_index(&join_key(item, "aliases"), alias_index),
+                    format!("alias `{}` is not a valid host name", alias.escape_debug()),
+                )
+                .help = Some(
+                    "an alias is a name other containers on the network resolve: letters, \
+                     digits, `_`, `.` and `-`, starting with a letter or digit"
+                        .to_owned(),
+                );
             }
         }
+        true
     }
 
     /// Limits and reservations: what the engine accepts, and no reservation
@@ -273,5 +308,13 @@ impl Checker<'_> {
                 );
             }
         }
+    }
+}
+
+/// Where a network entry's name is: the item itself, or its `name` key.
+fn network_path(item: &str, entry: &NetworkEntry) -> String {
+    match entry {
+        NetworkEntry::Name(_) => item.to_owned(),
+        NetworkEntry::Full(_) => join_key(item, "name"),
     }
 }

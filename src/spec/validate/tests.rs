@@ -404,6 +404,65 @@ fn compose_fields_are_checked() {
 }
 
 #[test]
+fn an_existing_network_replaces_the_deployments_own() {
+    let validated = validate(
+        "version: 1\nname: ffe\npostgres:\n  image: postgres:16\n  \
+         network: { name: ffe_default, aliases: [postgres] }\n  networks: [monitoring]\n",
+    )
+    .expect("valid");
+    let container = validated.spec.deployment.container.expect("container");
+    assert_eq!(container.network, "ffe_default");
+    assert!(container.network_external);
+    // Its aliases are joined like any network's.
+    assert_eq!(
+        container.networks,
+        [
+            crate::model::NetworkAttachment {
+                name: "ffe_default".to_owned(),
+                aliases: vec!["postgres".to_owned()],
+            },
+            crate::model::NetworkAttachment {
+                name: "monitoring".to_owned(),
+                aliases: Vec::new(),
+            },
+        ]
+    );
+    // Naming the own network is the default, spelled out.
+    let own =
+        validate("version: 1\nname: ffe\npostgres:\n  image: postgres:16\n  network: ffe-net\n")
+            .expect("valid");
+    let container = own.spec.deployment.container.expect("container");
+    assert_eq!(container.network, "ffe-net");
+    assert!(!container.network_external);
+
+    let errors = messages(
+        "version: 1\nname: ffe\npostgres:\n  image: postgres:16\n  network: bridge\n  \
+         networks: [ffe-net]\n",
+    );
+    assert_eq!(
+        errors,
+        [
+            "error: Docker's default `bridge` network resolves no names: the pooler and backup \
+             containers could not reach the server on it",
+        ],
+        "the own network may be joined beside another deployment network"
+    );
+    let errors = messages(
+        "version: 1\nname: ffe\npostgres:\n  image: postgres:16\n  network: app\n  \
+         networks: [{ name: app, aliases: [db] }]\n",
+    );
+    assert_eq!(
+        errors,
+        [
+            "error: `app` is the deployment's network (`postgres.network`), which the container \
+          always joins"
+        ]
+    );
+    let errors = messages("version: 1\nname: ext\npostgres:\n  network: app-net\n");
+    assert_eq!(errors, ["error: `postgres.network` needs `postgres.image`"]);
+}
+
+#[test]
 fn compose_fields_need_the_container() {
     let errors =
         messages("version: 1\nname: ext\npostgres:\n  container_name: db\n  networks: [app-net]\n");
