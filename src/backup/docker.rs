@@ -328,7 +328,7 @@ pub struct VerifyTarget<'a> {
 }
 
 /// A name no other object has: deployment, purpose, time and process.
-fn scratch_name(deployment: &str) -> String {
+pub(super) fn scratch_name(deployment: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos())
@@ -355,7 +355,7 @@ pub async fn verify(
     let name = scratch_name(target.deployment);
     // Interrupted, the scratch objects are removed all the same.
     let result = tokio::select! {
-        result = verify_in(docker, target, &name, id) => result,
+        result = verify_in(docker, target, &name, "verify", id) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     let cleanup = remove_scratch(docker, &name).await;
@@ -364,15 +364,19 @@ pub async fn verify(
     Ok(report)
 }
 
-async fn verify_in(
+/// Restores a backup into scratch container `name` on the new volume
+/// `name` and checks it; both carry `org.pgspec.role` `role`. The caller
+/// removes them.
+pub(super) async fn verify_in(
     docker: &Docker,
     target: &VerifyTarget<'_>,
     name: &str,
+    role: &str,
     id: Option<&str>,
 ) -> anyhow::Result<Report> {
     let mut scratch_labels = object_labels(target.deployment);
-    scratch_labels.insert(labels::ROLE.to_owned(), "verify".to_owned());
-    objects::create_volume(docker, target.deployment, name, &[(labels::ROLE, "verify")])
+    scratch_labels.insert(labels::ROLE.to_owned(), role.to_owned());
+    objects::create_volume(docker, target.deployment, name, &[(labels::ROLE, role)])
         .await
         .context("cannot create the scratch volume")?;
     // The scratch data directory goes where the image keeps PGDATA.
@@ -451,7 +455,7 @@ async fn verify_in(
 
 /// Removes the scratch container (with force: it holds nothing of value)
 /// and then its volume.
-async fn remove_scratch(docker: &Docker, name: &str) -> anyhow::Result<()> {
+pub(super) async fn remove_scratch(docker: &Docker, name: &str) -> anyhow::Result<()> {
     // Its anonymous volumes go with it; the scratch volume goes next.
     containers::remove_throwaway(docker, name).await?;
     Ok(objects::remove_volume(docker, name).await?)

@@ -41,6 +41,7 @@ pub mod agent;
 pub mod docker;
 pub mod manifest;
 pub mod prune;
+pub mod restore;
 pub mod text;
 
 pub use crate::model::backup::{

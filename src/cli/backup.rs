@@ -33,6 +33,11 @@ pub enum BackupCommand {
     /// Restore a backup (default: the newest good one) into a scratch
     /// container and check it; exit 1 when anything does not match.
     Verify(VerifyArgs),
+    /// Restore a backup: the whole server (restored and checked beside it,
+    /// then swapped in after a typed confirmation, its former data kept in
+    /// a new volume), one database (`--database`, the one it replaces kept
+    /// under a new name), or one database into a new one (`--into`).
+    Restore(super::restore::RestoreArgs),
     /// Runs inside the backup container.
     #[command(hide = true)]
     Agent(AgentArgs),
@@ -94,6 +99,25 @@ pub enum AgentCommand {
         #[arg(long)]
         deployment: String,
     },
+    /// Restore one database of a backup into a new database on the server.
+    RestoreDatabase {
+        #[arg(long)]
+        deployment: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = backup::SERVER_PORT)]
+        port: u16,
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        into: String,
+        #[arg(long)]
+        owner: Option<String>,
+    },
     /// Restore a backup into the local server and print the report.
     Check {
         #[arg(long)]
@@ -117,12 +141,15 @@ pub fn run(args: &BackupArgs, color: bool) -> anyhow::Result<Exit> {
         BackupCommand::Run(run) => runtime.block_on(run_now(run, color)),
         BackupCommand::List(list) => runtime.block_on(list_backups(list, color)),
         BackupCommand::Verify(verify) => runtime.block_on(verify_backup(verify, color)),
+        BackupCommand::Restore(restore) => {
+            runtime.block_on(super::restore::restore(restore, color))
+        }
         BackupCommand::Agent(agent) => runtime.block_on(run_agent(&agent.command)),
     }
 }
 
 /// The spec, which must have a managed server and a `backup` section.
-fn backup_spec(file: &Path, color: bool) -> anyhow::Result<Desired> {
+pub(super) fn backup_spec(file: &Path, color: bool) -> anyhow::Result<Desired> {
     let spec = super::load_spec(file, color)?;
     if spec.deployment.backup.is_none() {
         bail!("`{}` has no `backup` section", file.display());
@@ -256,6 +283,33 @@ async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {
         }
         AgentCommand::List { deployment } => {
             print_json(&agent::list(&root, deployment)?)?;
+        }
+        AgentCommand::RestoreDatabase {
+            deployment,
+            user,
+            host,
+            port,
+            id,
+            database,
+            into,
+            owner,
+        } => {
+            let address = ServerAddress {
+                host: host.clone(),
+                port: *port,
+                user: user.clone(),
+            };
+            let restored = agent::restore_database(
+                &root,
+                deployment,
+                id.as_deref(),
+                database,
+                into,
+                owner.as_deref(),
+                &address,
+            )
+            .await?;
+            print_json(&restored)?;
         }
         AgentCommand::Check {
             deployment,

@@ -8,6 +8,7 @@ mod drift;
 mod import;
 mod plan;
 mod report;
+mod restore;
 mod schema;
 mod show;
 mod status;

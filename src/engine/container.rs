@@ -165,10 +165,9 @@ async fn run_state(docker: &Docker, name: &str) -> (bool, i64) {
     (running, restarts)
 }
 
-/// Stops a container (fast shutdown, with a timeout) and removes it with
-/// its anonymous volumes; named volumes stay, and a missing container is
-/// already gone.
-pub async fn stop_and_remove(docker: &Docker, name: &str) -> Result<(), EngineError> {
+/// Stops a container (fast shutdown, with a timeout); a stopped one stays
+/// stopped. Returns whether the container exists.
+pub async fn stop(docker: &Docker, name: &str) -> Result<bool, EngineError> {
     match docker
         .stop_container(
             name,
@@ -179,18 +178,25 @@ pub async fn stop_and_remove(docker: &Docker, name: &str) -> Result<(), EngineEr
         )
         .await
     {
-        Ok(()) => {}
-        Err(error) if is_not_found(&error) => return Ok(()),
+        Ok(()) => Ok(true),
+        Err(error) if is_not_found(&error) => Ok(false),
         // 304: already stopped.
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 304, ..
-        }) => {}
-        Err(source) => {
-            return Err(EngineError::Call {
-                what: format!("stop container `{name}`"),
-                source,
-            });
-        }
+        }) => Ok(true),
+        Err(source) => Err(EngineError::Call {
+            what: format!("stop container `{name}`"),
+            source,
+        }),
+    }
+}
+
+/// Stops a container (fast shutdown, with a timeout) and removes it with
+/// its anonymous volumes; named volumes stay, and a missing container is
+/// already gone.
+pub async fn stop_and_remove(docker: &Docker, name: &str) -> Result<(), EngineError> {
+    if !stop(docker, name).await? {
+        return Ok(());
     }
     docker
         .remove_container(

@@ -19,6 +19,7 @@ use super::manifest::{self, Entry};
 
 mod cron;
 mod files;
+mod restore;
 mod retention;
 mod scheduler;
 mod server;
@@ -29,6 +30,7 @@ mod verify;
 mod fixtures;
 
 pub use cron::period as cron_period;
+pub use restore::{Restored, pick as pick_for_database, restore_database};
 pub use scheduler::schedule;
 pub use server::ServerAddress;
 pub use take::once;

@@ -151,34 +151,7 @@ pub async fn check(
                 .await
                 .with_context(|| format!("cannot create database `{}`", database.name))?;
         }
-        let restored = if manifest.format == "plain" {
-            run_tool(
-                "psql",
-                &[
-                    "--no-psqlrc".to_owned(),
-                    "--quiet".to_owned(),
-                    "--no-password".to_owned(),
-                    "--set=ON_ERROR_STOP=1".to_owned(),
-                    format!("--file={}", dump.display()),
-                    format!("--dbname={}", address.conninfo(&database.name)),
-                ],
-            )
-            .await
-            .map(|_| "psql ran the dump without errors".to_owned())
-        } else {
-            run_tool(
-                "pg_restore",
-                &[
-                    "--exit-on-error".to_owned(),
-                    "--no-password".to_owned(),
-                    format!("--dbname={}", address.conninfo(&database.name)),
-                    dump.display().to_string(),
-                ],
-            )
-            .await
-            .map(|_| "pg_restore finished without errors".to_owned())
-        };
-        match restored {
+        match restore_dump(address, &manifest.format, &dump, &database.name).await {
             Ok(detail) => report.push(format!("{subject} restore"), true, detail),
             Err(error) => {
                 report.push(format!("{subject} restore"), false, format!("{error:#}"));
@@ -192,6 +165,44 @@ pub async fn check(
         report.push(format!("{subject} rows"), ok, detail);
     }
     Ok(report)
+}
+
+/// Restores one database's dump of `format` into the existing database
+/// `into` with the image's own tools: psql for plain SQL, pg_restore for
+/// the archive formats, stopping at the first error.
+pub(super) async fn restore_dump(
+    address: &ServerAddress,
+    format: &str,
+    dump: &Path,
+    into: &str,
+) -> anyhow::Result<String> {
+    if format == "plain" {
+        run_tool(
+            "psql",
+            &[
+                "--no-psqlrc".to_owned(),
+                "--quiet".to_owned(),
+                "--no-password".to_owned(),
+                "--set=ON_ERROR_STOP=1".to_owned(),
+                format!("--file={}", dump.display()),
+                format!("--dbname={}", address.conninfo(into)),
+            ],
+        )
+        .await
+        .map(|_| "psql ran the dump without errors".to_owned())
+    } else {
+        run_tool(
+            "pg_restore",
+            &[
+                "--exit-on-error".to_owned(),
+                "--no-password".to_owned(),
+                format!("--dbname={}", address.conninfo(into)),
+                dump.display().to_string(),
+            ],
+        )
+        .await
+        .map(|_| "pg_restore finished without errors".to_owned())
+    }
 }
 
 async fn check_files(
