@@ -95,6 +95,26 @@ fn image_change_replaces_and_resources_update_in_place() {
     );
 }
 
+/// The ledger's server on PostgreSQL 15 with its data, and the spec's
+/// image of 17 local.
+const LEDGER_ON_15: &str = r#"{ "name": "ledger",
+     "container": { "name": "ledger-postgres", "image": "postgres:15.8", "port": 5433,
+                    "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
+                    "data_mount": "/var/lib/postgresql/data", "pgdata": "/var/lib/postgresql/data", "data_kind": "volume", "superuser": "postgres",
+                    "state": "running", "data_major": 15, "volume_exists": true,
+                    "nano_cpus": 4000000000, "memory_bytes": 8589934592, "network": "ledger-net", "network_exists": true },
+     "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17, "pgdata": "/var/lib/postgresql/17/docker", "volumes": ["/var/lib/postgresql"] } },
+     "server": { "version_num": 150008, "data_directory": "/var/lib/postgresql/data" } }"#;
+
+#[test]
+fn a_declared_major_upgrade_moves_the_data_then_replaces_the_container() {
+    let spec = container_only_spec!().replace(
+        "  superuser:",
+        "  upgrade: { method: dump-restore }\n  superuser:",
+    );
+    check("major_upgrade_declared", &spec, LEDGER_ON_15);
+}
+
 #[test]
 fn major_version_change_is_refused() {
     check(

@@ -60,6 +60,15 @@ pub async fn run(
         } => {
             objects::connect_network(docker, network, container, aliases).await?;
         }
+        DockerStep::UpgradeData {
+            container,
+            from_major,
+            kept,
+            ..
+        } => {
+            super::upgrade::upgrade_data(docker, deployment, container, *from_major, kept, target)
+                .await?
+        }
         DockerStep::MarkAdopted {
             container,
             deployment,

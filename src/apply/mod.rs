@@ -15,6 +15,7 @@ pub mod hint;
 pub mod pooler;
 mod progress;
 pub mod sql;
+pub mod upgrade;
 
 use std::time::Duration;
 
@@ -183,6 +184,7 @@ pub fn verb(kind: ActionKind) -> &'static str {
         ActionKind::Update => "update",
         ActionKind::Adopt => "adopt",
         ActionKind::Replace => "replace",
+        ActionKind::Upgrade => "upgrade",
         ActionKind::Delete => "delete",
         ActionKind::Restart => "restart",
     }
@@ -194,6 +196,7 @@ fn progressive(kind: ActionKind) -> &'static str {
         ActionKind::Update => "updating",
         ActionKind::Adopt => "adopting",
         ActionKind::Replace => "replacing",
+        ActionKind::Upgrade => "upgrading",
         ActionKind::Delete => "destroying",
         ActionKind::Restart => "restarting",
     }
@@ -206,6 +209,7 @@ pub fn past(kind: ActionKind) -> &'static str {
         ActionKind::Update => "updated",
         ActionKind::Adopt => "adopted",
         ActionKind::Replace => "replaced",
+        ActionKind::Upgrade => "upgraded",
         ActionKind::Delete => "destroyed",
         ActionKind::Restart => "restarted",
     }

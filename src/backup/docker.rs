@@ -374,58 +374,20 @@ pub(super) async fn verify_in(
     role: &str,
     id: Option<&str>,
 ) -> anyhow::Result<Report> {
-    let mut scratch_labels = object_labels(target.deployment);
-    scratch_labels.insert(labels::ROLE.to_owned(), role.to_owned());
-    objects::create_volume(docker, target.deployment, name, &[(labels::ROLE, role)])
-        .await
-        .context("cannot create the scratch volume")?;
-    // The scratch data directory goes where the image keeps PGDATA.
-    let layout = image::inspect(docker, target.image)
-        .await?
-        .with_context(|| format!("image `{}` is not local", target.image))?
-        .data_layout();
     // The scratch server's password is made up here and used once.
     let password = hex::encode(Sha256::digest(format!("{name}-{:?}", SystemTime::now())));
-    let body = ContainerCreateBody {
-        image: Some(target.image.to_owned()),
-        env: Some(vec![
-            format!("POSTGRES_USER={}", target.superuser),
-            format!("POSTGRES_PASSWORD_FILE={PASSWORD_FILE}"),
-            "POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256 --auth-local=trust".to_owned(),
-            format!("PGPASSFILE={PGPASS_PATH}"),
-            format!("PGDATA={}", layout.pgdata),
-        ]),
-        labels: Some(scratch_labels),
-        host_config: Some(HostConfig {
-            mounts: Some(vec![
-                Mount {
-                    target: Some(layout.mount.clone()),
-                    source: Some(name.to_owned()),
-                    typ: Some(MountType::VOLUME),
-                    ..Mount::default()
-                },
-                destination_mount(target.destination, true),
-            ]),
-            // Nothing outside needs to reach a scratch server.
-            network_mode: Some("none".to_owned()),
-            ..HostConfig::default()
-        }),
-        ..ContainerCreateBody::default()
-    };
-    containers::create(docker, name, body)
-        .await
-        .context("cannot create the scratch container")?;
-    let binary = agent_binary().await?;
-    let pgpass = pgpass_line(&password);
-    let files = [
-        Entry::file(AGENT_PATH, 0o755, &binary),
-        Entry::file(PASSWORD_FILE, 0o600, password.as_bytes()),
-        Entry::file(PGPASS_PATH, 0o600, pgpass.as_bytes()),
-    ];
-    upload(docker, name, &files).await?;
-    containers::start(docker, name)
-        .await
-        .context("cannot start the scratch container")?;
+    create_scratch(
+        docker,
+        &Scratch {
+            target,
+            name,
+            role,
+            network: None,
+            password: &password,
+            mount_destination: true,
+        },
+    )
+    .await?;
     let mut arguments = vec![
         "check",
         "--deployment",
@@ -438,16 +400,109 @@ pub(super) async fn verify_in(
     if let Some(id) = id {
         arguments.extend(["--id", id]);
     }
-    let output = containers::exec(docker, name, &agent_command(&arguments), true).await?;
+    exec_agent_json(docker, name, &arguments, "the restore check").await
+}
+
+/// A scratch server: a container of the image, initialised like the
+/// server pgspec runs, on a new volume of the same name.
+pub struct Scratch<'a> {
+    /// The deployment, the image, the superuser and the backup destination
+    /// (mounted read-only at `BACKUP_MOUNT`).
+    pub target: &'a VerifyTarget<'a>,
+    pub name: &'a str,
+    /// `org.pgspec.role` of the container and the volume.
+    pub role: &'a str,
+    /// A network to join (the deployment's, to reach the old server of an
+    /// upgrade); none otherwise.
+    pub network: Option<&'a str>,
+    /// The superuser's password, also in the agent's password file.
+    pub password: &'a str,
+    /// Mount the backup destination (read-only) for a restore.
+    pub mount_destination: bool,
+}
+
+/// Creates the scratch volume and container, copies the agent in, and
+/// starts it; the caller removes both.
+pub async fn create_scratch(docker: &Docker, scratch: &Scratch<'_>) -> anyhow::Result<()> {
+    let target = scratch.target;
+    let name = scratch.name;
+    let mut scratch_labels = object_labels(target.deployment);
+    scratch_labels.insert(labels::ROLE.to_owned(), scratch.role.to_owned());
+    objects::create_volume(
+        docker,
+        target.deployment,
+        name,
+        &[(labels::ROLE, scratch.role)],
+    )
+    .await
+    .context("cannot create the scratch volume")?;
+    // The scratch data directory goes where the image keeps PGDATA.
+    let layout = image::inspect(docker, target.image)
+        .await?
+        .with_context(|| format!("image `{}` is not local", target.image))?
+        .data_layout();
+    let mut mounts = vec![Mount {
+        target: Some(layout.mount.clone()),
+        source: Some(name.to_owned()),
+        typ: Some(MountType::VOLUME),
+        ..Mount::default()
+    }];
+    if scratch.mount_destination {
+        mounts.push(destination_mount(target.destination, true));
+    }
+    let body = ContainerCreateBody {
+        image: Some(target.image.to_owned()),
+        env: Some(vec![
+            format!("POSTGRES_USER={}", target.superuser),
+            format!("POSTGRES_PASSWORD_FILE={PASSWORD_FILE}"),
+            "POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256 --auth-local=trust".to_owned(),
+            format!("PGPASSFILE={PGPASS_PATH}"),
+            format!("PGDATA={}", layout.pgdata),
+        ]),
+        labels: Some(scratch_labels),
+        host_config: Some(HostConfig {
+            mounts: Some(mounts),
+            // Nothing outside needs to reach a scratch server.
+            network_mode: Some(scratch.network.unwrap_or("none").to_owned()),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    containers::create(docker, name, body)
+        .await
+        .context("cannot create the scratch container")?;
+    let binary = agent_binary().await?;
+    let pgpass = pgpass_line(scratch.password);
+    let files = [
+        Entry::file(AGENT_PATH, 0o755, &binary),
+        Entry::file(PASSWORD_FILE, 0o600, scratch.password.as_bytes()),
+        Entry::file(PGPASS_PATH, 0o600, pgpass.as_bytes()),
+    ];
+    upload(docker, name, &files).await?;
+    containers::start(docker, name)
+        .await
+        .context("cannot start the scratch container")?;
+    Ok(())
+}
+
+/// Runs the agent in a container, with its output forwarded; fails on a
+/// non-zero exit and returns the JSON it printed, decoded.
+pub async fn exec_agent_json<T: serde::de::DeserializeOwned>(
+    docker: &Docker,
+    name: &str,
+    arguments: &[&str],
+    what: &str,
+) -> anyhow::Result<T> {
+    let output = containers::exec(docker, name, &agent_command(arguments), true).await?;
     if output.code != 0 {
         bail!(
-            "the restore check in scratch container `{name}` failed (exit code {}, output above)",
+            "{what} in container `{name}` failed (exit code {}, output above)",
             output.code
         );
     }
     serde_json::from_str(&output.stdout).with_context(|| {
         format!(
-            "cannot read the restore check's report from scratch container `{name}`: {}",
+            "cannot read the answer of {what} from container `{name}`: {}",
             output.stderr.trim()
         )
     })
@@ -455,7 +510,7 @@ pub(super) async fn verify_in(
 
 /// Removes the scratch container (with force: it holds nothing of value)
 /// and then its volume.
-pub(super) async fn remove_scratch(docker: &Docker, name: &str) -> anyhow::Result<()> {
+pub async fn remove_scratch(docker: &Docker, name: &str) -> anyhow::Result<()> {
     // Its anonymous volumes go with it; the scratch volume goes next.
     containers::remove_throwaway(docker, name).await?;
     Ok(objects::remove_volume(docker, name).await?)

@@ -90,10 +90,16 @@ pub struct Swap<'a> {
     pub image: &'a str,
     /// The live data volume, as the spec names it.
     pub volume: &'a str,
-    /// Where the image keeps its data directory inside the volume,
+    /// Where the data directory is inside the volume after the swap,
     /// relative to the volume's root (`` for PGDATA at the mount,
     /// `18/docker` for the layout of PostgreSQL 18).
     pub pgdata_in_volume: &'a str,
+    /// Where it is in the data the volume held before (another layout
+    /// after a major upgrade).
+    pub kept_pgdata_in_volume: &'a str,
+    /// Carry `postgresql.conf` over too: only between servers of one major
+    /// version, whose configuration files have the same settings.
+    pub carry_settings: bool,
     pub names: &'a RestoreNames,
 }
 
@@ -109,19 +115,22 @@ pub enum SwapError {
 }
 
 /// The script of the swap container. `$1` is the data directory's path
-/// inside the volume. Exit 10: the copy that keeps the live data failed
-/// (the live volume is untouched); any other failure came after.
+/// inside the volume after the swap, `$2` inside the data kept, `$3` the
+/// configuration files carried over. Exit 10: the copy that keeps the live
+/// data failed (the live volume is untouched); any other failure came
+/// after.
 const SWAP_SCRIPT: &str = r#"set -u
 rel="$1"
+kept="$2"
 cp -a /live/. /kept/ || exit 10
 sync || exit 10
 set -e
 find /live -mindepth 1 -delete
 cp -a /restored/. /live/
-for file in postgresql.conf postgresql.auto.conf pg_hba.conf pg_ident.conf; do
-  if [ -f "/kept/$rel/$file" ]; then cp -a "/kept/$rel/$file" "/live/$rel/$file"; fi
+for file in $3; do
+  if [ -f "/kept/$kept/$file" ]; then cp -a "/kept/$kept/$file" "/live/$rel/$file"; fi
 done
-for file in /kept/"$rel"/*.crt /kept/"$rel"/*.key /kept/"$rel"/*.pem /kept/"$rel"/pgspec.*; do
+for file in /kept/"$kept"/*.crt /kept/"$kept"/*.key /kept/"$kept"/*.pem /kept/"$kept"/pgspec.*; do
   if [ -f "$file" ]; then cp -a "$file" "/live/$rel/"; fi
 done
 sync
@@ -157,6 +166,13 @@ pub async fn swap(docker: &Docker, swap: &Swap<'_>) -> Result<(), SwapError> {
             SWAP_SCRIPT.to_owned(),
             "swap".to_owned(),
             swap.pgdata_in_volume.to_owned(),
+            swap.kept_pgdata_in_volume.to_owned(),
+            if swap.carry_settings {
+                "postgresql.conf postgresql.auto.conf pg_hba.conf pg_ident.conf"
+            } else {
+                "postgresql.auto.conf pg_hba.conf pg_ident.conf"
+            }
+            .to_owned(),
         ]),
         host_config: Some(HostConfig {
             mounts: Some(vec![

@@ -118,6 +118,20 @@ pub enum AgentCommand {
         #[arg(long)]
         owner: Option<String>,
     },
+    /// Copy the server at `--from` into the local one (a major upgrade).
+    UpgradeCopy {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value_t = backup::SERVER_PORT)]
+        port: u16,
+        #[arg(long, default_value = "/var/run/postgresql")]
+        socket: String,
+        /// Only check what can be known before writes stop.
+        #[arg(long)]
+        check: bool,
+    },
     /// Restore a backup into the local server and print the report.
     Check {
         #[arg(long)]
@@ -310,6 +324,25 @@ async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {
             )
             .await?;
             print_json(&restored)?;
+        }
+        AgentCommand::UpgradeCopy {
+            from,
+            user,
+            port,
+            socket,
+            check,
+        } => {
+            let old = ServerAddress {
+                host: from.clone(),
+                port: *port,
+                user: user.clone(),
+            };
+            let local = ServerAddress {
+                host: "127.0.0.1".to_owned(),
+                port: backup::SERVER_PORT,
+                user: user.clone(),
+            };
+            print_json(&agent::upgrade_copy(&old, &local, socket, *check).await?)?;
         }
         AgentCommand::Check {
             deployment,

@@ -529,6 +529,8 @@ async fn whole(
         image: &want.image,
         volume: &want.volume,
         pgdata_in_volume: &pgdata_in_volume,
+        kept_pgdata_in_volume: &pgdata_in_volume,
+        carry_settings: true,
         names: &names,
     };
     match backup::restore::swap(docker, &swap).await {

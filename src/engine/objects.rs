@@ -6,7 +6,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::RemoveVolumeOptions;
 
-use super::{Docker, EngineError, found, is_not_found, object_labels};
+use super::{Docker, EngineError, found, is_not_found, labels, object_labels};
 
 /// Whether a volume exists.
 pub async fn volume_exists(docker: &Docker, name: &str) -> Result<bool, EngineError> {
@@ -15,6 +15,16 @@ pub async fn volume_exists(docker: &Docker, name: &str) -> Result<bool, EngineEr
         &format!("inspect volume `{name}`"),
     )?
     .is_some())
+}
+
+/// The `org.pgspec.role` label of a volume; `None` when the volume does
+/// not exist, empty when it has no role.
+pub async fn volume_role(docker: &Docker, name: &str) -> Result<Option<String>, EngineError> {
+    Ok(found(
+        docker.inspect_volume(name).await,
+        &format!("inspect volume `{name}`"),
+    )?
+    .map(|volume| volume.labels.get(labels::ROLE).cloned().unwrap_or_default()))
 }
 
 /// Whether a network exists.

@@ -242,6 +242,7 @@ fn container_from_inspect(
         },
         network_external: false,
         adopted: false,
+        upgrade: None,
         network_exists: false,
         networks,
         absent_networks: Vec::new(),

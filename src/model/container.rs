@@ -19,6 +19,21 @@ pub fn adopted_mark(deployment: &str) -> String {
     format!("managed by pgspec; deployment={deployment}\n")
 }
 
+/// How a major version upgrade moves the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeMethod {
+    /// The new image's pg_dump and pg_restore, from the old server into a
+    /// new one.
+    DumpRestore,
+}
+
+/// The volume that keeps the data of major version `major` after an
+/// upgrade moved the volume on.
+pub fn upgrade_kept_volume(volume: &str, major: u32) -> String {
+    format!("{volume}-pg{major}")
+}
+
 /// A local Docker image.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Image {
@@ -130,6 +145,10 @@ pub struct Container {
     /// live: empty when it is not attached.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub network: String,
+    /// Desired only: how a change of major version moves the data
+    /// (`postgres.upgrade`); none refuses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeMethod>,
     /// Desired only: `network` is an existing network the spec names, which
     /// pgspec joins but never creates; its aliases, if any, are an entry of
     /// `networks` under the same name.

@@ -25,7 +25,8 @@ mod settings;
 
 pub use backup::{Backup, BackupAgent, BackupDestination, BackupSchedule};
 pub use container::{
-    ADOPTED_MARK, Container, ContainerState, Image, NetworkAttachment, adopted_mark,
+    ADOPTED_MARK, Container, ContainerState, Image, NetworkAttachment, UpgradeMethod, adopted_mark,
+    upgrade_kept_volume,
 };
 pub use databases::{
     Acl, AclObject, Database, Extension, Grant, GrantTarget, PRELOADED_EXTENSIONS, Schema,

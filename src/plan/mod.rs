@@ -99,7 +99,7 @@ impl Summary {
                 ActionKind::Create => summary.add += 1,
                 // Adopting changes nothing but what an update would.
                 ActionKind::Update | ActionKind::Adopt => summary.change += 1,
-                ActionKind::Replace => summary.replace += 1,
+                ActionKind::Replace | ActionKind::Upgrade => summary.replace += 1,
                 ActionKind::Delete => summary.destroy += 1,
                 ActionKind::Restart => summary.restart += 1,
             }
@@ -201,6 +201,9 @@ pub enum ActionKind {
     /// the deployment's: joined to its network and updated in place, never
     /// restarted or recreated.
     Adopt,
+    /// The data moves to another PostgreSQL major version (a declared
+    /// upgrade); the container is replaced by the action after it.
+    Upgrade,
     Replace,
     Delete,
     Restart,
@@ -349,6 +352,20 @@ pub enum DockerStep {
     MarkAdopted {
         container: String,
         deployment: String,
+    },
+    /// A declared major version upgrade of the data on the container's
+    /// volume (`dump-restore`): a scratch server of the new image on a new
+    /// volume, on the deployment's network; the extensions the old server
+    /// has checked against the new image; the old server made read-only;
+    /// the roles and every database copied with the new image's tools and
+    /// compared (row counts, sequence values); then, with both servers
+    /// stopped, the volume's data kept in `kept` and replaced by the new
+    /// server's. The old container stays, stopped, for the replace after it.
+    UpgradeData {
+        container: Box<Container>,
+        from_major: u32,
+        to_major: u32,
+        kept: String,
     },
     /// Before anything of the live container is touched: pull and inspect
     /// the image, read where it keeps its data directory, check the major

@@ -59,6 +59,7 @@ fn symbol(kind: ActionKind) -> &'static str {
         ActionKind::Create => "+",
         ActionKind::Update | ActionKind::Adopt => "~",
         ActionKind::Replace => "-/+",
+        ActionKind::Upgrade => "^",
         ActionKind::Delete => "-",
         ActionKind::Restart => "↻",
     }
@@ -70,6 +71,7 @@ pub(crate) fn verb(kind: ActionKind) -> &'static str {
         ActionKind::Update => "will be updated in place",
         ActionKind::Adopt => "will be adopted",
         ActionKind::Replace => "must be replaced",
+        ActionKind::Upgrade => "will be upgraded",
         ActionKind::Delete => "will be destroyed",
         ActionKind::Restart => "will be restarted",
     }
@@ -92,7 +94,7 @@ fn paint_kind(paint: Paint, kind: ActionKind, text: &str) -> String {
     match kind {
         ActionKind::Create => paint.green(text),
         ActionKind::Update | ActionKind::Adopt | ActionKind::Restart => paint.yellow(text),
-        ActionKind::Replace | ActionKind::Delete => paint.red(text),
+        ActionKind::Replace | ActionKind::Upgrade | ActionKind::Delete => paint.red(text),
     }
 }
 
@@ -376,6 +378,21 @@ fn docker_line(call: &DockerStep) -> String {
     match call {
         DockerStep::CreateVolume { name } => format!("create volume `{name}`"),
         DockerStep::CreateNetwork { name } => format!("create network `{name}`"),
+        DockerStep::UpgradeData {
+            container,
+            from_major,
+            to_major,
+            kept,
+        } => format!(
+            "upgrade the data of volume `{volume}` from PostgreSQL {from_major} to {to_major} by \
+             dump and restore: a scratch server of `{image}` on a new volume; the old server's \
+             extensions checked against it; the old server read-only while the new image's \
+             pg_dumpall and pg_dump copy the roles and every database; row counts and sequence \
+             values compared; both servers stopped, the volume's data kept in volume `{kept}` \
+             and replaced by the new server's",
+            volume = container.volume,
+            image = container.image,
+        ),
         DockerStep::MarkAdopted { container, .. } => format!(
             "write the adoption mark `{}` into the data directory of `{container}`",
             crate::model::ADOPTED_MARK

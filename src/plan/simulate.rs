@@ -135,6 +135,12 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
                     container.networks.sort();
                 }
             }
+            DockerStep::UpgradeData { to_major, .. } => {
+                if let Some(container) = &mut next.container {
+                    container.data_major = Some(*to_major);
+                    container.state = ContainerState::Stopped;
+                }
+            }
             DockerStep::CreateVolume { .. }
             | DockerStep::PrepareContainer { .. }
             | DockerStep::VerifyData { .. }

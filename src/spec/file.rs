@@ -98,6 +98,11 @@ pub struct PostgresSpec {
     /// Resource limits of the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourcesSpec>,
+    /// How a change of `image` to another PostgreSQL major version moves
+    /// the data. Read only when the major version changes; without it such
+    /// a change is a plan error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeSpec>,
     /// The bootstrap superuser.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superuser: Option<SuperuserSpec>,
@@ -147,6 +152,18 @@ pub struct ReservationsSpec {
     /// down to only under memory pressure. At most `memory`, at least 6MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+}
+
+/// A declared major version upgrade.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeSpec {
+    /// `dump-restore`: the new image's `pg_dump` copies the roles and every
+    /// database from the old server, read-only for the copy, into a new
+    /// server; row counts and sequence values are compared, then the new
+    /// server takes the volume and the old data is kept in the volume
+    /// `<volume>-pg<old major>` for rollback.
+    pub method: crate::model::UpgradeMethod,
 }
 
 /// A network the server container joins: a name, or a name with aliases.

@@ -24,6 +24,7 @@ mod retention;
 mod scheduler;
 mod server;
 mod take;
+mod upgrade;
 mod verify;
 
 #[cfg(test)]
@@ -34,6 +35,7 @@ pub use restore::{Restored, pick as pick_for_database, restore_database};
 pub use scheduler::schedule;
 pub use server::ServerAddress;
 pub use take::once;
+pub use upgrade::copy as upgrade_copy;
 pub use verify::{Check, Report, check};
 
 /// The backups of a deployment in a destination, newest first, plus

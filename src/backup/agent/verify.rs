@@ -39,7 +39,7 @@ impl Report {
         self.checks.iter().all(|check| check.ok)
     }
 
-    fn push(&mut self, subject: impl Into<String>, ok: bool, detail: impl Into<String>) {
+    pub(super) fn push(&mut self, subject: impl Into<String>, ok: bool, detail: impl Into<String>) {
         self.checks.push(Check {
             subject: subject.into(),
             ok,
@@ -253,7 +253,7 @@ fn file_problems(expected: &[FileEntry], found: &[FileEntry]) -> Vec<String> {
     problems
 }
 
-async fn wait_ready(address: &ServerAddress) -> anyhow::Result<()> {
+pub(super) async fn wait_ready(address: &ServerAddress) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     loop {
         match address.connect("postgres").await {
@@ -271,7 +271,7 @@ async fn wait_ready(address: &ServerAddress) -> anyhow::Result<()> {
 /// Runs `pg_dumpall --globals-only` output. The scratch server already has
 /// its superuser, so `role "<superuser>" already exists` is expected; any
 /// other error fails the check.
-async fn restore_globals(address: &ServerAddress, file: &Path) -> (bool, String) {
+pub(super) async fn restore_globals(address: &ServerAddress, file: &Path) -> (bool, String) {
     let result = tokio::process::Command::new("psql")
         .args([
             "--no-psqlrc".to_owned(),

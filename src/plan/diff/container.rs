@@ -46,6 +46,13 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
         return false;
     }
     if let Some(error) = major_version_error(want, live) {
+        let have = live
+            .container
+            .as_ref()
+            .filter(|container| container.state != ContainerState::Missing);
+        if let (Some(method), Some(have), Some(majors)) = (want.upgrade, have, majors(want, live)) {
+            return super::upgrade::plan_upgrade(have, want, method, majors, live, plan);
+        }
         plan.errors.push(PlanError {
             address: address.clone(),
             message: error,
@@ -409,7 +416,7 @@ pub fn unproven_message(have: &Container, want: &Container, reason: &str) -> Str
 }
 
 /// The steps that create and start a container and wait for the server.
-fn start_steps(want: &Container) -> Vec<Step> {
+pub(super) fn start_steps(want: &Container) -> Vec<Step> {
     vec![
         Step::Docker(DockerStep::CreateContainer {
             container: Box::new(want.clone()),
@@ -450,17 +457,25 @@ fn resources_beyond_engine(want: &Container, live: &Deployment) -> Option<String
     None
 }
 
+/// The data directory's major version and the image's, when both are
+/// known.
+fn majors(want: &Container, live: &Deployment) -> Option<(u32, u32)> {
+    let data_major = live.container.as_ref()?.data_major?;
+    let image_major = live.images.get(&want.image)?.pg_major?;
+    Some((data_major, image_major))
+}
+
 /// Refuses a change of PostgreSQL major version on an existing data
 /// directory.
 fn major_version_error(want: &Container, live: &Deployment) -> Option<String> {
-    let data_major = live.container.as_ref()?.data_major?;
-    let image_major = live.images.get(&want.image)?.pg_major?;
+    let (data_major, image_major) = majors(want, live)?;
     (data_major != image_major).then(|| {
         format!(
             "image `{}` runs PostgreSQL {image_major} but the data directory on volume `{}` \
              was created by PostgreSQL {data_major}; a major version change needs an upgrade \
-             (pg_dump/pg_restore into a new volume, or pg_upgrade) and pgspec will not start \
-             a different major version on existing data",
+             and pgspec will not start a different major version on existing data. Declare \
+             one (`postgres.upgrade: {{ method: dump-restore }}`) for pgspec to copy the data \
+             into a server of the new version, keeping the old data for rollback",
             want.image, want.volume
         )
     })

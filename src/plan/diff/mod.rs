@@ -25,6 +25,7 @@ mod requires;
 mod roles;
 mod schemas;
 pub mod settings;
+mod upgrade;
 use container::diff_container;
 pub use container::format_bytes;
 pub use container::unproven_message;

@@ -121,6 +121,7 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
             data_kind: String::new(),
             data_major: None,
             volume_exists: true,
+            upgrade: postgres.upgrade.as_ref().map(|upgrade| upgrade.method),
             network_external: network != own_network,
             network,
             network_exists: true,

@@ -38,6 +38,7 @@ impl Checker<'_> {
                     ("bind_address", postgres.bind_address.is_some()),
                     ("volume", postgres.volume.is_some()),
                     ("resources", postgres.resources.is_some()),
+                    ("upgrade", postgres.upgrade.is_some()),
                     ("superuser", postgres.superuser.is_some()),
                 ];
                 for (field, set) in container_only {

@@ -363,7 +363,7 @@ pub fn simulate(next: &mut Deployment, database: &str, name: &str, action: &Acti
                     .insert(index_key(&index.schema, name), index);
             }
         }
-        ActionKind::Adopt | ActionKind::Restart => {}
+        ActionKind::Adopt | ActionKind::Upgrade | ActionKind::Restart => {}
     }
 }
 

@@ -1,0 +1,210 @@
+//! A declared major version upgrade (`postgres.upgrade`): the plan of a
+//! spec whose image runs another PostgreSQL major version than the data
+//! directory on the volume. Two container actions: the data moves to the
+//! new major version (`UpgradeData`, which keeps the old data in a volume
+//! of its own), then the container is replaced by one of the new image,
+//! as any replace. Without the declaration the change stays a plan error.
+
+use crate::model::address::ObjectKind;
+use crate::model::{Container, Deployment, UpgradeMethod, address, upgrade_kept_volume};
+use crate::plan::{Action, ActionKind, Change, DockerStep, Plan, PlanError, Risk, Step};
+
+use super::adoption;
+use super::container::{replace_changes, start_steps};
+
+/// Plans the upgrade of `have`'s data to `to_major`; returns whether the
+/// plan can go on into the server.
+pub(super) fn plan_upgrade(
+    have: &Container,
+    want: &Container,
+    method: UpgradeMethod,
+    (from_major, to_major): (u32, u32),
+    live: &Deployment,
+    plan: &mut Plan,
+) -> bool {
+    let address = address::container(&want.name);
+    let mut refuse = |message: String| {
+        plan.errors.push(PlanError {
+            address: address.clone(),
+            message,
+        });
+        false
+    };
+    if to_major < from_major {
+        return refuse(format!(
+            "image `{}` runs PostgreSQL {to_major}, older than the data directory's \
+             {from_major}: PostgreSQL cannot move data to an older major version; restore a \
+             backup taken with {to_major} instead",
+            want.image
+        ));
+    }
+    if !adoption::belongs(have, want) {
+        return refuse(format!(
+            "container `{}` was not created by pgspec nor adopted: apply the spec with its \
+             current image first, so that pgspec adopts it, then change the image",
+            have.name
+        ));
+    }
+    let server_data_directory = live
+        .server
+        .as_ref()
+        .and_then(|server| server.data_directory.as_deref());
+    if let Some(reason) = have
+        .data_home()
+        .unproven(&want.volume, server_data_directory)
+    {
+        return refuse(super::container::unproven_message(have, want, &reason));
+    }
+    let kept = upgrade_kept_volume(&want.volume, from_major);
+    let UpgradeMethod::DumpRestore = method;
+    plan.actions.push(Action {
+        address: address.clone(),
+        object: ObjectKind::Container,
+        kind: ActionKind::Upgrade,
+        reason: format!(
+            "PostgreSQL {from_major} -> {to_major} by dump and restore, as \
+             `postgres.upgrade` declares: writes stop for the copy (the old server is \
+             read-only until it stops), the time pg_dump and pg_restore take for every \
+             database; the old data is kept in volume `{kept}`, never written to again nor \
+             removed by pgspec (to roll back: `postgres.image` back to the old image and \
+             `postgres.volume: {kept}`)"
+        ),
+        risk: Risk {
+            locks: vec!["every table against writes, for the copy".to_owned()],
+            restart: true,
+            reconnects: true,
+        },
+        changes: vec![
+            Change::new(
+                "major",
+                Some(from_major.to_string()),
+                Some(to_major.to_string()),
+            ),
+            Change::new("kept", None, Some(format!("volume `{kept}`"))),
+        ],
+        steps: vec![Step::Docker(DockerStep::UpgradeData {
+            container: Box::new(want.clone()),
+            from_major,
+            to_major,
+            kept,
+        })],
+    });
+    let mut steps = vec![Step::Docker(DockerStep::RemoveContainer {
+        name: want.name.clone(),
+    })];
+    steps.extend(start_steps(want));
+    plan.actions.push(Action {
+        address,
+        object: ObjectKind::Container,
+        kind: ActionKind::Replace,
+        reason: format!(
+            "the container of PostgreSQL {from_major} makes way for one of `{}` on the \
+             upgraded data",
+            want.image
+        ),
+        risk: Risk {
+            locks: Vec::new(),
+            restart: true,
+            reconnects: true,
+        },
+        changes: replace_changes(have, want),
+        steps,
+    });
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContainerState, DiffOptions, Image};
+
+    const DATA: &str = "/var/lib/postgresql/data";
+
+    fn desired(image: &str) -> Deployment {
+        Deployment {
+            name: "ledger".to_owned(),
+            container: Some(Container {
+                name: "ledger-postgres".to_owned(),
+                image: image.to_owned(),
+                port: 5432,
+                bind_address: "127.0.0.1".to_owned(),
+                volume: "ledger-pgdata".to_owned(),
+                superuser: "postgres".to_owned(),
+                network: "ledger-net".to_owned(),
+                restart_policy: "unless-stopped".to_owned(),
+                health_check: Container::server_health_check("postgres"),
+                upgrade: Some(UpgradeMethod::DumpRestore),
+                ..Container::default()
+            }),
+            ..Deployment::default()
+        }
+    }
+
+    /// The server on `major`, with every image local.
+    fn live(major: u32) -> Deployment {
+        let mut live = desired(&format!("postgres:{major}"));
+        if let Some(container) = &mut live.container {
+            container.upgrade = None;
+            container.data_mount = DATA.to_owned();
+            container.pgdata = DATA.to_owned();
+            container.data_kind = "volume".to_owned();
+            container.state = ContainerState::Running;
+            container.data_major = Some(major);
+            container.volume_exists = true;
+            container.network_exists = true;
+            container.config_hash = container.creation_hash();
+        }
+        live.images = [15, 17]
+            .map(|major| {
+                (
+                    format!("postgres:{major}"),
+                    Image {
+                        id: format!("sha256:{major}"),
+                        pg_major: Some(major),
+                        pgdata: Some(DATA.to_owned()),
+                        volumes: vec![DATA.to_owned()],
+                    },
+                )
+            })
+            .into();
+        live.server = Some(crate::model::ServerInfo {
+            version_num: major * 10_000,
+            data_directory: Some(DATA.to_owned()),
+            ..crate::model::ServerInfo::default()
+        });
+        live
+    }
+
+    #[test]
+    fn an_upgrade_moves_the_data_then_replaces_the_container_and_converges() {
+        let want = desired("postgres:17");
+        let before = live(15);
+        let plan = crate::plan::diff(&want, &before, &DiffOptions::default());
+        assert!(plan.errors.is_empty(), "{:?}", plan.errors);
+        let kinds: Vec<ActionKind> = plan.actions.iter().map(|action| action.kind).collect();
+        assert_eq!(kinds, [ActionKind::Upgrade, ActionKind::Replace]);
+        let after = crate::plan::simulate(&before, &plan);
+        let again = crate::plan::diff(&want, &after, &DiffOptions::default());
+        assert!(again.errors.is_empty(), "{:?}", again.errors);
+        assert!(again.actions.is_empty(), "{:?}", again.actions);
+    }
+
+    #[test]
+    fn no_upgrade_goes_to_an_older_major_version_or_without_the_declaration() {
+        let plan = crate::plan::diff(&desired("postgres:15"), &live(17), &DiffOptions::default());
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert!(
+            plan.errors[0]
+                .message
+                .contains("older than the data directory's 17")
+        );
+
+        let mut undeclared = desired("postgres:17");
+        if let Some(container) = &mut undeclared.container {
+            container.upgrade = None;
+        }
+        let plan = crate::plan::diff(&undeclared, &live(15), &DiffOptions::default());
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert!(plan.errors[0].message.contains("Declare one"));
+    }
+}
