@@ -69,6 +69,7 @@ pub async fn upgrade_data(
         containers::start(docker, &want.name).await?;
         super::docker::wait_ready(docker, &want.name, target).await?;
     }
+    enough_space(docker, &want.name, &old.pgdata, target).await?;
     let new = super::data::with_image_layout(docker, want).await?;
     let password = match &want.superuser_password {
         Some(secret) => secret
@@ -158,6 +159,55 @@ pub async fn upgrade_data(
             want.volume
         ))),
     }
+}
+
+/// The upgrade writes the databases twice more on the engine's volume
+/// storage (the new server's copy, and the old data kept): refuse before
+/// anything changes when the file system of the data directory has less
+/// room than that.
+async fn enough_space(
+    docker: &Docker,
+    container: &str,
+    pgdata: &str,
+    target: &Target,
+) -> anyhow::Result<()> {
+    let client = target.connect().await?;
+    let size: i64 = client
+        .query_one(
+            "SELECT coalesce(sum(pg_database_size(oid)), 0)::int8 FROM pg_database",
+            &[],
+        )
+        .await
+        .context("cannot read the databases' sizes")?
+        .get(0);
+    let command = ["df", "-Pk", pgdata].map(str::to_owned);
+    let output = containers::exec(docker, container, &command, false).await?;
+    let available = free_kib(&output.stdout).map(|kib| kib.saturating_mul(1024));
+    let Some(available) = available.filter(|_| output.code == 0) else {
+        tracing::warn!(
+            container,
+            "cannot read the free space of the data directory; the upgrade goes on without \
+             that check"
+        );
+        return Ok(());
+    };
+    let needed = u64::try_from(size).unwrap_or_default().saturating_mul(2);
+    if available < needed {
+        bail!(
+            "the upgrade needs about {} free on the file system of the data volume (the new \
+             server's copy and the old data kept, twice the databases' {}), and {} is free; \
+             nothing was changed",
+            crate::model::notation::human_size(needed),
+            crate::model::notation::human_size(needed / 2),
+            crate::model::notation::human_size(available)
+        );
+    }
+    Ok(())
+}
+
+/// The available KiB in `df -P` output.
+fn free_kib(df: &str) -> Option<u64> {
+    df.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// The checks, the read-only switch and the copy.
@@ -263,4 +313,17 @@ async fn writable_again(target: &Target, reload: bool) -> anyhow::Result<()> {
             .context("cannot reload the old server's configuration")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_space_is_read_from_df() {
+        let df = "Filesystem     1024-blocks     Used Available Capacity Mounted on\n\
+                  /dev/vda         263174212 48213312 201533292      20% /var/lib/postgresql/data\n";
+        assert_eq!(free_kib(df), Some(201_533_292));
+        assert_eq!(free_kib("nothing"), None);
+    }
 }

@@ -21,7 +21,7 @@ pub mod notation;
 mod pooler;
 pub mod privileges;
 mod roles;
-mod settings;
+pub mod settings;
 
 pub use backup::{Backup, BackupAgent, BackupDestination, BackupSchedule};
 pub use container::{

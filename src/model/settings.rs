@@ -45,3 +45,41 @@ pub struct Setting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_value: Option<String>,
 }
+
+/// Server settings a major version removed: the version, the setting, and
+/// what takes its place. A server of that version or later refuses to
+/// start with one in its configuration.
+const REMOVED: &[(u32, &str, &str)] = &[
+    (16, "force_parallel_mode", "renamed `debug_parallel_query`"),
+    (
+        16,
+        "promote_trigger_file",
+        "use `pg_ctl promote` or `pg_promote()`",
+    ),
+    (
+        16,
+        "vacuum_defer_cleanup_age",
+        "use `hot_standby_feedback` or a replication slot",
+    ),
+    (17, "old_snapshot_threshold", "no replacement"),
+    (17, "db_user_namespace", "no replacement"),
+    (17, "trace_recovery_messages", "no replacement"),
+];
+
+/// The settings among `names` that a major version after `from` and up to
+/// `to` removed, with the version and what takes their place.
+pub fn removed_between<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    from: u32,
+    to: u32,
+) -> Vec<(&'a str, u32, &'static str)> {
+    names
+        .into_iter()
+        .filter_map(|name| {
+            REMOVED
+                .iter()
+                .find(|(major, removed, _)| *removed == name && *major > from && *major <= to)
+                .map(|(major, _, instead)| (name, *major, *instead))
+        })
+        .collect()
+}

@@ -51,7 +51,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
             .as_ref()
             .filter(|container| container.state != ContainerState::Missing);
         if let (Some(method), Some(have), Some(majors)) = (want.upgrade, have, majors(want, live)) {
-            return super::upgrade::plan_upgrade(have, want, method, majors, live, plan);
+            return super::upgrade::plan_upgrade(desired, have, want, method, majors, live, plan);
         }
         plan.errors.push(PlanError {
             address: address.clone(),

@@ -15,6 +15,7 @@ use super::container::{replace_changes, start_steps};
 /// Plans the upgrade of `have`'s data to `to_major`; returns whether the
 /// plan can go on into the server.
 pub(super) fn plan_upgrade(
+    desired: &Deployment,
     have: &Container,
     want: &Container,
     method: UpgradeMethod,
@@ -36,6 +37,24 @@ pub(super) fn plan_upgrade(
              {from_major}: PostgreSQL cannot move data to an older major version; restore a \
              backup taken with {to_major} instead",
             want.image
+        ));
+    }
+    let removed = crate::model::settings::removed_between(
+        desired.settings.keys().map(String::as_str),
+        from_major,
+        to_major,
+    );
+    if !removed.is_empty() {
+        let listed: Vec<String> = removed
+            .iter()
+            .map(|(name, major, instead)| {
+                format!("`{name}` (removed in PostgreSQL {major}; {instead})")
+            })
+            .collect();
+        return refuse(format!(
+            "the spec sets {} that PostgreSQL {to_major} does not have: the new server would \
+             not start with it. Take it out of `postgres.settings` first",
+            listed.join(", ")
         ));
     }
     if !adoption::belongs(have, want) {
@@ -206,5 +225,30 @@ mod tests {
         let plan = crate::plan::diff(&undeclared, &live(15), &DiffOptions::default());
         assert!(plan.actions.is_empty(), "{:?}", plan.actions);
         assert!(plan.errors[0].message.contains("Declare one"));
+    }
+
+    #[test]
+    fn a_setting_the_new_major_version_removed_is_a_plan_error() {
+        let mut want = desired("postgres:17");
+        want.settings.insert(
+            "old_snapshot_threshold".to_owned(),
+            crate::model::Setting::default(),
+        );
+        let plan = crate::plan::diff(&want, &live(15), &DiffOptions::default());
+        assert!(
+            !plan
+                .actions
+                .iter()
+                .any(|action| action.kind == ActionKind::Upgrade),
+            "{:?}",
+            plan.actions
+        );
+        assert!(
+            plan.errors.iter().any(|error| error
+                .message
+                .contains("`old_snapshot_threshold` (removed in PostgreSQL 17; no replacement)")),
+            "{:?}",
+            plan.errors
+        );
     }
 }
