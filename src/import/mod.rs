@@ -232,6 +232,10 @@ impl Importer<'_> {
             databases,
             backup,
             monitoring: None,
+            // Client authentication rules are not imported yet: the
+            // server's own file stays in force without an `access` section.
+            access: None,
+            access_lockout: None,
             prune: false,
         };
         Imported {

@@ -111,6 +111,7 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
             volume_exists: true,
             network: format!("{}-net", file.name),
             network_exists: true,
+            network_subnet: String::new(),
             networks,
             absent_networks: Vec::new(),
             volume_users: Vec::new(),
@@ -206,6 +207,7 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
                 .backup
                 .as_ref()
                 .map(|backup| lower_backup(file, backup, base)),
+            access: super::access::lower_access(file),
             ..Deployment::default()
         },
         connection,
