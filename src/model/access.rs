@@ -75,6 +75,10 @@ pub const OPTIONS: &[&str] = &[
     "radiusports",
 ];
 
+/// Options whose value is a password: never written into a spec, which
+/// plans show.
+pub const SECRET_OPTIONS: &[&str] = &["ldapbindpasswd", "radiussecrets"];
+
 /// Options the server fills in for a method when the file leaves them out,
 /// and reports in `pg_hba_file_rules` as if written: compared as though the
 /// spec had written them.

@@ -716,12 +716,12 @@ impl AccessNames {
     }
 }
 
-/// Whether `access` rules may refuse pgspec's own connection.
+/// Whether `access` rules may refuse pgspec's own connection: `refuse`
+/// (the default) makes such rules a plan error; `allow` applies them, after
+/// which pgspec cannot connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AccessLockout {
-    /// Such rules are a plan error (the default).
     Refuse,
-    /// Such rules are meant: pgspec applies them and cannot connect after.
     Allow,
 }

@@ -49,12 +49,13 @@ pub fn diff(desired: &Deployment, live: &Deployment, plan: &mut Plan) {
             error.line, error.message
         ));
     }
-    let reason = if live.access.is_none() {
-        "declared in the spec; the server's rules are read once it runs"
-    } else if have.errors.is_empty() {
-        "the server's rules differ from the spec"
-    } else {
-        "the server's file holds lines it rejects, and its rules differ from the spec"
+    let reason = match (live.access.is_some(), have.rules == rules) {
+        (false, _) => "declared in the spec; the server's rules are read once it runs",
+        (true, false) if have.errors.is_empty() => "the server's rules differ from the spec",
+        (true, false) => {
+            "the server's file holds lines it rejects, and its rules differ from the spec"
+        }
+        (true, true) => "the server's file holds lines it rejects",
     };
     plan.actions.push(Action {
         address,

@@ -99,6 +99,14 @@ impl Checker<'_> {
                     OPTIONS.iter().copied(),
                 );
             }
+            if access::SECRET_OPTIONS.contains(&name.as_str()) {
+                self.error(&option_path, format!("`{name}` holds a secret"))
+                    .help = Some(
+                    "pgspec shows rules in plans and would print it; keep this rule out of the \
+                     spec until options can be secret references"
+                        .to_owned(),
+                );
+            }
             if self.check_no_control(&option_path, value, "option value") && value.contains('"') {
                 self.error(&option_path, "an option value cannot hold `\"`");
             }
