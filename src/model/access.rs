@@ -388,6 +388,21 @@ fn address_matches(address: Option<&str>, from: Option<&Cidr>) -> bool {
     }
 }
 
+/// Whether a database or user name can be written in a rule without
+/// quotes: letters, digits and `_ $ . -`, and for a user a leading `+`
+/// (the members of a role).
+pub fn is_plain_name(name: &str, user: bool) -> bool {
+    let bare = if user {
+        name.strip_prefix('+').unwrap_or(name)
+    } else {
+        name
+    };
+    !bare.is_empty()
+        && bare.chars().all(|character| {
+            character.is_ascii_alphanumeric() || matches!(character, '_' | '$' | '.' | '-')
+        })
+}
+
 /// Whether `address` is the loopback interface (a port published there is
 /// reachable from this host only).
 pub fn is_loopback(address: &str) -> bool {

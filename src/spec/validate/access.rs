@@ -121,15 +121,7 @@ impl Checker<'_> {
             return;
         }
         for name in names {
-            let bare = if users {
-                name.strip_prefix('+').unwrap_or(name)
-            } else {
-                name.as_str()
-            };
-            let plain = !bare.is_empty()
-                && bare.chars().all(|character| {
-                    character.is_ascii_alphanumeric() || matches!(character, '_' | '$' | '.' | '-')
-                });
+            let plain = access::is_plain_name(name, users);
             if name.starts_with('@') {
                 self.error(path, format!("`{name}` names a file of names"))
                     .help = Some(
