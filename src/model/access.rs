@@ -290,6 +290,9 @@ pub struct Client<'a> {
     /// client known only by the network it is on (every address of it is
     /// taken to be the client's).
     pub from: Option<Cidr>,
+    /// A network the server is attached to (the deployment's), for
+    /// `samenet`; `None` when unknown.
+    pub server_network: Option<Cidr>,
     pub ssl: bool,
     pub database: &'a str,
     pub user: &'a str,
@@ -323,8 +326,9 @@ const PASSWORD_METHODS: &[&str] = &[
 /// The verdict of `rules` on `client`, as the server reaches it: the first
 /// rule whose type, database, user and address match decides. `member` says
 /// whether a user is a member of a group (for `+group`). Rules the guard
-/// cannot evaluate without the network (host names, `samehost`,
-/// `samenet`) and `samerole` are taken not to match.
+/// cannot evaluate without the network (host names, `samehost`, `samenet`
+/// beyond the server's known network) and `samerole` are taken not to
+/// match.
 pub fn verdict(
     rules: &[AccessRule],
     client: &Client<'_>,
@@ -334,7 +338,7 @@ pub fn verdict(
         if !type_matches(&rule.kind, client)
             || !database_matches(&rule.databases, client)
             || !user_matches(&rule.users, client.user, member)
-            || !address_matches(rule.address.as_deref(), client.from.as_ref())
+            || !address_matches(rule.address.as_deref(), client)
         {
             continue;
         }
@@ -377,12 +381,15 @@ fn user_matches(users: &[String], user: &str, member: &dyn Fn(&str, &str) -> boo
     })
 }
 
-fn address_matches(address: Option<&str>, from: Option<&Cidr>) -> bool {
-    let Some(from) = from else {
+fn address_matches(address: Option<&str>, client: &Client<'_>) -> bool {
+    let Some(from) = &client.from else {
         return address.is_none();
     };
     match address {
         Some("all") => true,
+        Some("samenet") => client
+            .server_network
+            .is_some_and(|network| network.covers(from)),
         Some(address) => Cidr::parse(address).is_some_and(|network| network.covers(from)),
         None => false,
     }
@@ -502,6 +509,7 @@ mod tests {
         let from = Cidr::parse("172.18.0.1/32");
         let client = |user, database| Client {
             from,
+            server_network: None,
             ssl: false,
             database,
             user,
@@ -540,6 +548,19 @@ mod tests {
                 rule: 0,
                 method: "peer".to_owned()
             }
+        );
+        let samenet = [rule("host", "all", "all", Some("samenet"), "md5")];
+        assert_eq!(
+            verdict(&samenet, &client("postgres", "app"), &no_groups),
+            Verdict::Unmatched
+        );
+        let on_the_network = Client {
+            server_network: Cidr::parse("172.18.0.0/16"),
+            ..client("postgres", "app")
+        };
+        assert_eq!(
+            verdict(&samenet, &on_the_network, &no_groups),
+            Verdict::Admitted { rule: 0 }
         );
     }
 }

@@ -96,6 +96,10 @@ fn guard_lockout(
             Err(_) => return,
         },
     };
+    let server_network = live
+        .container
+        .as_ref()
+        .and_then(|container| Cidr::parse(&container.network_subnet));
     let mut databases = vec![session.database.as_str()];
     databases.extend(desired.databases.keys().map(String::as_str));
     databases.dedup();
@@ -103,6 +107,7 @@ fn guard_lockout(
     for database in databases {
         let client = Client {
             from,
+            server_network,
             ssl: session.ssl,
             database,
             user: &session.user,
@@ -150,6 +155,7 @@ fn guard_services(desired: &Deployment, live: &Deployment, rules: &[AccessRule],
             for database in &databases {
                 let client = Client {
                     from: Some(network),
+                    server_network: Some(network),
                     ssl: false,
                     database,
                     user,
