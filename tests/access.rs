@@ -1,7 +1,9 @@
 //! Issue 17: client authentication rules against real servers (PostgreSQL
 //! 15 and 17), one scenario per major: threadr's rules (adapted to the
 //! deployment's network) converge and plan empty; a client a `reject` rule
-//! names is refused; a rule edited by hand in the live file is drift and
+//! names is refused; rules that would refuse pgspec itself are a plan
+//! error and apply writes nothing; a rule edited by hand in the live file
+//! is drift and
 //! apply restores it; a rule the server rejects leaves the old file in
 //! force, byte for byte, and apply fails saying why.
 
@@ -174,6 +176,28 @@ async fn access_rules_converge_and_guard_the_file(major: u32) {
         .expect("read hba_file")
         .get(0);
     assert_eq!(restored, written);
+
+    // Rules that would refuse pgspec's own connection are a plan error
+    // naming the way out; nothing is written.
+    let lockout = work.write(
+        "lockout.yaml",
+        &spec(
+            &name,
+            major,
+            port,
+            "access:\n  - { type: host, database: all, user: postgres, address: all, method: reject }\n",
+        ),
+    );
+    let refused = run(&["plan", "-f", arg(&lockout)]).expect(1);
+    assert!(
+        refused.stdout.contains("these rules would lock pgspec out")
+            && refused.stdout.contains("access_lockout: allow"),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    run(&["apply", "-f", arg(&lockout), "--auto-approve"]).expect(1);
+    run(&["drift", "-f", arg(&good)]).expect(0);
 
     // `map` is an option of the spec's format, but the server takes it only
     // for ident, peer, gss, sspi and cert: apply fails, the file is the one
