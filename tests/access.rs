@@ -3,9 +3,8 @@
 //! deployment's network) converge and plan empty; a client a `reject` rule
 //! names is refused; rules that would refuse pgspec itself are a plan
 //! error and apply writes nothing; a rule edited by hand in the live file
-//! is drift and
-//! apply restores it; a rule the server rejects leaves the old file in
-//! force, byte for byte, and apply fails saying why.
+//! is drift and apply restores it; a rule the server rejects leaves the old
+//! file in force, byte for byte, and apply fails saying why.
 
 mod common;
 
