@@ -464,6 +464,14 @@ async fn container_deployment(major: u32) {
         text.contains("- { name: nightly, schedule: \"0 2 * * *\", format: plain }"),
         "{text}"
     );
+    // Issue 17: the server's client authentication rules, as the image
+    // wrote them, round-trip too.
+    assert!(
+        text.contains(
+            "- { type: host, database: all, user: all, address: all, method: scram-sha-256 }"
+        ),
+        "{text}"
+    );
     assert!(!text.contains(&superuser_password), "{text}");
     let printed = variables(&run.stderr);
     let passwords: BTreeMap<String, String> = [

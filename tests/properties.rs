@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use pgspec::model::DiffOptions;
+use pgspec::model::access;
 use pgspec::model::{
     Acl, AclObject, AvailableExtension, Container, ContainerState, Database, Deployment, Extension,
     Grant, GrantTarget, PasswordState, Role, Schema, ServerInfo, Setting,
@@ -505,6 +506,35 @@ fn container(state: ContainerState, memory_gib: i64, image: &str) -> Container {
     }
 }
 
+/// Client authentication rules from a small pool, some not in the
+/// server's notation (`fd00:0::/8`) or missing an option the server adds
+/// (`cert`), so that convergence goes through the canonical form.
+fn access_rules() -> impl Strategy<Value = Option<access::Access>> {
+    let rule = |kind: &str, user: &str, address: Option<&str>, method: &str| access::AccessRule {
+        kind: kind.to_owned(),
+        databases: vec!["all".to_owned()],
+        users: vec![user.to_owned()],
+        address: address.map(str::to_owned),
+        method: method.to_owned(),
+        options: Default::default(),
+    };
+    let pool = vec![
+        rule("local", "postgres", None, "peer"),
+        rule("host", "app", Some("10.0.0.0/8"), "scram-sha-256"),
+        rule("host", "app", Some("fd00:0::/8"), "md5"),
+        rule("hostssl", "+staff", Some("all"), "cert"),
+        rule("host", "all", Some("all"), "scram-sha-256"),
+    ];
+    proptest::option::of(
+        proptest::collection::vec(proptest::sample::select(pool), 0..4).prop_map(|rules| {
+            access::Access {
+                rules,
+                ..access::Access::default()
+            }
+        }),
+    )
+}
+
 fn deployments() -> impl Strategy<Value = (Deployment, Deployment, DiffOptions)> {
     (
         databases(desired_extension(), false),
@@ -527,6 +557,7 @@ fn deployments() -> impl Strategy<Value = (Deployment, Deployment, DiffOptions)>
             1..3i64,
             proptest::sample::select(&["postgres:17.1", "postgres:17.2"][..]),
         )),
+        (access_rules(), access_rules()),
     )
         .prop_map(
             |(
@@ -535,6 +566,7 @@ fn deployments() -> impl Strategy<Value = (Deployment, Deployment, DiffOptions)>
                 prune,
                 (desired_settings, live_settings, desired_roles, live_roles),
                 live_container,
+                (desired_access, live_access),
             )| {
                 let desired = Deployment {
                     name: "prop".to_owned(),
@@ -542,6 +574,7 @@ fn deployments() -> impl Strategy<Value = (Deployment, Deployment, DiffOptions)>
                     settings: desired_settings,
                     roles: desired_roles,
                     databases: desired_databases,
+                    access: desired_access,
                     ..Deployment::default()
                 };
                 let live = Deployment {
@@ -557,6 +590,14 @@ fn deployments() -> impl Strategy<Value = (Deployment, Deployment, DiffOptions)>
                     settings: live_settings,
                     roles: live_roles,
                     databases: live_databases,
+                    access: live_access.map(|access| access::Access {
+                        rules: access
+                            .rules
+                            .iter()
+                            .map(access::AccessRule::canonical)
+                            .collect(),
+                        ..access
+                    }),
                     server: Some(server()),
                     ..Deployment::default()
                 };

@@ -32,6 +32,15 @@ fn independent_errors_are_all_reported() {
     insta::assert_snapshot!(rendered);
 }
 
+/// Issue 17: client authentication rules are checked where they are
+/// written: the type, method and options by name, addresses as CIDRs, no
+/// address on a `local` rule and one on every other, `peer` on local
+/// rules only, names pgspec can write without quotes.
+#[test]
+fn access_rules_are_checked_field_by_field() {
+    insta::assert_snapshot!(rendered_errors("access_rules"));
+}
+
 #[test]
 fn yaml_syntax_error_keeps_line_and_column() {
     insta::assert_snapshot!(rendered_errors("yaml_syntax"));

@@ -8,6 +8,7 @@
 //! PostgreSQL again under the lock and runs only what was reviewed: anything
 //! new is shown and approved again, or refuses a saved plan.
 
+mod access;
 pub mod data;
 pub mod docker;
 pub mod hint;
@@ -474,6 +475,10 @@ impl Run<'_> {
                 progress::watched(&self.target, Some(database), run)
                     .await
                     .map(|_| ())
+            }
+            Step::WriteAccessRules { container, rules } => {
+                let docker = self.connections.engine()?;
+                access::write(docker, container, rules, &self.target).await
             }
             Step::Docker(call) => {
                 let docker = self.connections.engine()?;

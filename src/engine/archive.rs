@@ -103,6 +103,8 @@ pub struct EntryInfo {
     pub path: String,
     pub uid: u64,
     pub gid: u64,
+    /// Permission bits (`0o600`).
+    pub mode: u32,
     pub mtime: Option<u64>,
     pub regular: bool,
 }
@@ -124,6 +126,7 @@ pub fn entries(archive: &[u8]) -> Vec<EntryInfo> {
                     .unwrap_or_default(),
                 uid: header.uid().unwrap_or(0),
                 gid: header.gid().unwrap_or(0),
+                mode: header.mode().unwrap_or(0) & 0o7777,
                 mtime: header.mtime().ok(),
                 regular: header.entry_type() == tar::EntryType::Regular,
             }
@@ -192,6 +195,7 @@ mod tests {
                 path: "etc/pgbouncer/userlist.txt".to_owned(),
                 uid: 70,
                 gid: 71,
+                mode: 0o600,
                 mtime: Some(1_700_000_000),
                 regular: true,
             }]

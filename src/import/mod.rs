@@ -24,6 +24,7 @@ use std::collections::BTreeSet;
 use crate::live::all::{ContainerSurvey, Survey};
 use crate::spec::file::{ConnectionSpec, SecretRef, SpecFile};
 
+mod access;
 mod container;
 mod databases;
 mod grants;
@@ -194,6 +195,7 @@ impl Importer<'_> {
         let databases = self.databases();
         let backup = self.backup(&databases);
         let pooler = self.pooler(&databases);
+        let access = self.access();
 
         let mut header = vec![
             format!("yaml-language-server: $schema={}", self.options.schema_url),
@@ -206,7 +208,7 @@ impl Importer<'_> {
             "Imported: the container, settings written with ALTER SYSTEM, roles with their \
              attributes, memberships and settings, databases with owners, settings, \
              extensions, schemas, grants, default privileges and indexes, the pooler and backup \
-             schedules."
+             schedules, and the client authentication rules of a server container."
                 .to_owned(),
             "Not imported (no place in a spec, or not reconciled yet): per-role settings inside \
              one database, membership options (ADMIN, INHERIT, SET), column privileges, \
@@ -232,6 +234,8 @@ impl Importer<'_> {
             databases,
             backup,
             monitoring: None,
+            access,
+            access_lockout: None,
             prune: false,
         };
         Imported {

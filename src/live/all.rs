@@ -319,7 +319,8 @@ pub async fn observe_all(target: &Target, databases: &[String]) -> Result<Survey
             "SELECT (SELECT rolname::text FROM pg_roles WHERE oid = 10), current_user::text, \
                     has_table_privilege('pg_catalog.pg_authid', 'SELECT'), \
                     has_table_privilege('pg_catalog.pg_file_settings', 'SELECT'), \
-                    pg_encoding_to_char(t.encoding)::text, t.datcollate::text \
+                    pg_encoding_to_char(t.encoding)::text, t.datcollate::text, \
+                    has_function_privilege('pg_catalog.pg_hba_file_rules()', 'EXECUTE') \
              FROM pg_database t WHERE t.datname = 'template1'",
             &[],
         )
@@ -329,6 +330,7 @@ pub async fn observe_all(target: &Target, databases: &[String]) -> Result<Survey
     let current_user: String = row.get(1);
     let authid: bool = row.get(2);
     let file_settings: bool = row.get(3);
+    let hba_rules: bool = row.get(6);
 
     let passwords = if authid {
         let rows = client
@@ -426,9 +428,14 @@ pub async fn observe_all(target: &Target, databases: &[String]) -> Result<Survey
             },
         );
     }
+    // The client authentication rules, where the role may read them.
+    if hba_rules {
+        scope.access = Some(crate::model::access::Access::default());
+    }
     let observed = postgres::observe(target, &scope).await?;
     let mut deployment = Deployment {
         name: String::new(),
+        access: observed.access,
         settings: observed.settings,
         roles: observed.roles,
         databases: observed.databases,

@@ -194,6 +194,10 @@ fn container_from_inspect(
         .and_then(|settings| settings.networks.clone())
         .unwrap_or_default();
     let attached = endpoints.contains_key(&want.network);
+    let network_subnet = endpoints
+        .get(&want.network)
+        .and_then(|endpoint| subnet(endpoint.ip_address.as_deref()?, endpoint.ip_prefix_len?))
+        .unwrap_or_default();
     // The deployment's network is compared as one of `networks` too when
     // the spec gives the container aliases there.
     let own = if want
@@ -244,6 +248,7 @@ fn container_from_inspect(
         adopted: false,
         upgrade: None,
         network_exists: false,
+        network_subnet,
         networks,
         absent_networks: Vec::new(),
         volume_users: Vec::new(),
@@ -258,6 +263,28 @@ fn container_from_inspect(
         health,
         config_hash: labels.get(labels::CONFIG_HASH).cloned().unwrap_or_default(),
     }
+}
+
+/// The network of an endpoint's address and prefix length:
+/// `172.18.0.2` and 16 give `172.18.0.0/16`.
+fn subnet(address: &str, prefix: i64) -> Option<String> {
+    let address: std::net::IpAddr = address.parse().ok()?;
+    let prefix = u8::try_from(prefix).ok()?;
+    let network = match address {
+        std::net::IpAddr::V4(ip) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            std::net::IpAddr::V4((u32::from(ip) & mask).into())
+        }
+        std::net::IpAddr::V6(ip) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            std::net::IpAddr::V6((u128::from(ip) & mask).into())
+        }
+    };
+    Some(format!("{network}/{prefix}"))
 }
 
 /// The networks a container is attached to besides `own`, with the

@@ -216,6 +216,7 @@ pub async fn observe(
             live.settings = observed.settings;
             live.roles = observed.roles;
             live.databases = observed.databases;
+            live.access = observed.access;
         }
         // A stopped or missing container explains an unreachable server;
         // the plan starts it and plans the rest afterwards.

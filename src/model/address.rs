@@ -33,6 +33,8 @@ pub enum ObjectKind {
     Pooler,
     /// `backup.NAME`: the backup container and its destination.
     Backup,
+    /// `access.pg_hba`: the client authentication rules.
+    Access,
 }
 
 impl ObjectKind {
@@ -54,6 +56,7 @@ impl ObjectKind {
             "default_privilege" => ObjectKind::DefaultPrivilege,
             "pooler" => ObjectKind::Pooler,
             "backup" => ObjectKind::Backup,
+            "access" => ObjectKind::Access,
             _ => return None,
         })
     }
@@ -152,6 +155,11 @@ pub fn default_privilege(
         name(for_role),
         name(grantee)
     )
+}
+
+/// The client authentication rules: `access.pg_hba`.
+pub fn access() -> String {
+    "access.pg_hba".to_owned()
 }
 
 pub fn pooler(deployment: &str) -> String {

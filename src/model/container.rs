@@ -159,6 +159,10 @@ pub struct Container {
     /// (see [`ADOPTED_MARK`]), naming this deployment.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+    /// Live only: the deployment network's subnet (`172.18.0.0/16`), as
+    /// the server's attachment to it has it; empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub network_subnet: String,
     /// Live only: whether the deployment's network exists.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub network_exists: bool,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod access;
 pub mod address;
 pub mod backup;
 mod container;
@@ -97,6 +98,10 @@ pub struct Deployment {
     pub pooler: Option<Pooler>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<Backup>,
+    /// Client authentication rules (`pg_hba.conf`); `None` on the desired
+    /// side leaves the server's file alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<access::Access>,
     /// What the live server is (version, available extensions). Empty on the
     /// desired side.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -308,6 +308,15 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mark: Option<String>,
     },
+    /// Write the client authentication rules into the file the server
+    /// reads (its `hba_file`, asked at apply time) in `container`, have
+    /// the server check the file (`pg_hba_file_rules`), and reload it; a
+    /// file the server rejects is replaced by the one it had, byte for
+    /// byte, and nothing is reloaded.
+    WriteAccessRules {
+        container: String,
+        rules: Vec<crate::model::access::AccessRule>,
+    },
     /// A Docker Engine call.
     Docker(DockerStep),
 }

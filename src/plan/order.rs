@@ -1,5 +1,5 @@
 //! Dependency order: container → settings → roles → databases → schemas →
-//! extensions → indexes → grants → pooler → backups, then deletions in the
+//! extensions → indexes → grants → access rules → pooler → backups, then deletions in the
 //! reverse order, then restarts.
 
 use crate::model::address::ObjectKind;
@@ -17,8 +17,9 @@ fn phase(object: ObjectKind) -> u8 {
         ObjectKind::Extension => 6,
         ObjectKind::Index => 7,
         ObjectKind::Grant | ObjectKind::DefaultPrivilege => 8,
-        ObjectKind::Pooler => 9,
-        ObjectKind::Backup => 10,
+        ObjectKind::Access => 9,
+        ObjectKind::Pooler => 10,
+        ObjectKind::Backup => 11,
     }
 }
 

@@ -351,6 +351,17 @@ pub fn step_lines(step: &Step) -> Vec<String> {
             }
             lines
         }
+        Step::WriteAccessRules { container, rules } => vec![
+            format!(
+                "docker: write the server's `hba_file` in container `{container}` ({} {})",
+                rules.len(),
+                if rules.len() == 1 { "rule" } else { "rules" }
+            ),
+            "sql: SELECT … FROM pg_hba_file_rules WHERE error IS NOT NULL (a rejected file is \
+             put back as it was)"
+                .to_owned(),
+            "sql: SELECT pg_reload_conf()".to_owned(),
+        ],
         Step::Docker(call) => vec![format!("docker: {}", docker_line(call))],
     }
 }

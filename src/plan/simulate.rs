@@ -36,6 +36,7 @@ pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
             ObjectKind::Index => super::diff::indexes::simulate(&mut next, first, last, action),
             ObjectKind::Grant => inside::grant(&mut next, &path, action),
             ObjectKind::DefaultPrivilege => inside::default_privilege(&mut next, &path, action),
+            ObjectKind::Access => super::diff::access::simulate(&mut next, action),
         }
     }
     next

@@ -40,6 +40,19 @@ pub struct SpecFile {
     /// What `pgspec status` judges the live deployment against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<MonitoringSpec>,
+    /// Client authentication rules (`pg_hba.conf`), in order: the first
+    /// rule whose type, database, user and address match a connection
+    /// decides its method. With this section pgspec owns the whole file
+    /// (what the server has and the spec does not is drift); without it
+    /// the server's file is left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Vec<AccessRuleSpec>>,
+    /// `allow`: the `access` rules may refuse pgspec's own connection (the
+    /// superuser from this host through the published port). Without it
+    /// such rules are a plan error, since pgspec could not plan or apply
+    /// anything afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_lockout: Option<AccessLockout>,
     /// Remove objects that pgspec created and the spec no longer lists.
     /// Objects pgspec did not create are never removed, and nothing that holds
     /// data (databases, tables, volumes) is ever dropped.
@@ -686,4 +699,58 @@ impl Percent {
             Percent::Text(text) => crate::model::monitoring::parse_percent(text),
         }
     }
+}
+
+/// One client authentication rule: a line of `pg_hba.conf`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRuleSpec {
+    /// `local` (Unix socket), `host` (TCP, with or without TLS), `hostssl`,
+    /// `hostnossl`, `hostgssenc` or `hostnogssenc`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Database names, or `all`, `sameuser`, `samerole`, `replication`
+    /// (physical replication connections).
+    pub database: AccessNames,
+    /// Role names, `+group` for the members of a role, or `all`.
+    pub user: AccessNames,
+    /// Where clients connect from: a CIDR (`10.0.0.0/8`, `::1/128`), `all`,
+    /// `samehost`, `samenet` or a host name. Not on `local` rules; required
+    /// on every other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `scram-sha-256`, `md5`, `password`, `trust`, `reject`, `peer` (local
+    /// only), `ident`, `cert`, `gss`, `sspi`, `ldap`, `radius`, `pam` or `bsd`.
+    pub method: String,
+    /// Method options (`map`, `clientcert`, `ldapserver`, ...), written as
+    /// `name=value` after the method.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// One name or a list of names.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AccessNames {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl AccessNames {
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            AccessNames::One(name) => vec![name.clone()],
+            AccessNames::Many(names) => names.clone(),
+        }
+    }
+}
+
+/// Whether `access` rules may refuse pgspec's own connection: `refuse`
+/// (the default) makes such rules a plan error; `allow` applies them, after
+/// which pgspec cannot connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLockout {
+    Refuse,
+    Allow,
 }

@@ -17,6 +17,7 @@ use crate::model::{
 };
 use crate::secret::SecretValue;
 
+mod access;
 mod canonical;
 mod grants;
 mod indexes;
@@ -270,6 +271,8 @@ pub struct Observed {
     pub settings: BTreeMap<String, Setting>,
     pub roles: BTreeMap<String, Role>,
     pub databases: BTreeMap<String, Database>,
+    /// The client authentication rules, read when the spec has `access`.
+    pub access: Option<crate::model::access::Access>,
 }
 
 /// Reads the server and every database the desired deployment names.
@@ -364,12 +367,20 @@ async fn observe_unbounded(
     }
     // One connection answers these in a pipeline: each query is sent
     // without waiting for the one before it.
-    let (database_settings, database_acls, settings, (mut roles, password_checks)) = tokio::try_join!(
-        settings::observe_databases(&client, &maintenance),
-        grants::observe_databases(&client, &maintenance),
-        settings::observe(&client, &maintenance, desired, file_settings),
-        roles::observe(&client, &maintenance, &access, desired),
-    )?;
+    let access_rules = async {
+        match &desired.access {
+            Some(_) => access::observe(&client, &maintenance).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (database_settings, database_acls, settings, (mut roles, password_checks), access_rules) =
+        tokio::try_join!(
+            settings::observe_databases(&client, &maintenance),
+            grants::observe_databases(&client, &maintenance),
+            settings::observe(&client, &maintenance, desired, file_settings),
+            roles::observe(&client, &maintenance, &access, desired),
+            access_rules,
+        )?;
     drop(client);
     // Checking passwords is CPU work; it runs on other threads while the
     // databases are read.
@@ -440,6 +451,7 @@ async fn observe_unbounded(
         settings,
         roles,
         databases,
+        access: access_rules,
     })
 }
 

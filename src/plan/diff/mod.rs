@@ -9,6 +9,7 @@ use crate::model::address::ObjectKind;
 use crate::model::{self, Database, Deployment, Extension, address, managed_mark};
 use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step};
 
+pub mod access;
 mod adoption;
 pub mod backup;
 mod container;
@@ -44,7 +45,9 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
         settings::diff(&with_libraries, live, &mut plan);
         roles::diff(desired, live, options, &mut plan);
         diff_databases(desired, live, options, &mut plan);
+        access::diff(desired, live, &mut plan);
     }
+    access::listening_notes(desired, &mut plan);
     backup::diff(desired, live, options, &mut plan);
     pooler::diff(desired, live, options, &mut plan);
     container::restart_for_settings(desired, &mut plan);

@@ -114,6 +114,7 @@ impl Checker<'_> {
         if let Some(monitoring) = &file.monitoring {
             self.check_monitoring(monitoring);
         }
+        self.check_access(file);
     }
 
     /// Empty names, names PostgreSQL would truncate, and names with

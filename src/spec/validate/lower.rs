@@ -126,6 +126,7 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
             network,
             network_exists: true,
             adopted: false,
+            network_subnet: String::new(),
             networks,
             absent_networks: Vec::new(),
             volume_users: Vec::new(),
@@ -221,6 +222,7 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
                 .backup
                 .as_ref()
                 .map(|backup| lower_backup(file, backup, base)),
+            access: super::access::lower_access(file),
             ..Deployment::default()
         },
         connection,

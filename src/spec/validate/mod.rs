@@ -11,6 +11,7 @@
 //! `settings`, `roles`, `databases`, `indexes`, `pooler`, `backup`), all
 //! methods of the one `checker::Checker`; `lower` builds the model.
 
+mod access;
 mod backup;
 mod checker;
 mod databases;
