@@ -195,6 +195,45 @@ async fn status_of_a_deployment(major: u32) {
         .expect("role app");
     assert_eq!(app["limit"], 10);
     assert_eq!(line(&report, "role", "app")["level"], "green");
+    // The data directory's file system, as `df` in the container sees it.
+    let docker = common::docker().await;
+    let df = pgspec::engine::container::exec(
+        &docker,
+        &format!("{}-postgres", deployment.name),
+        &["df", "-P", "-k", "/var/lib/postgresql/data"].map(str::to_owned),
+        false,
+    )
+    .await
+    .expect("df in the server container");
+    let fields: Vec<u64> = df
+        .stdout
+        .lines()
+        .nth(1)
+        .expect("a line of df")
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .map(|field| field.parse::<u64>().expect("a number of KiB") * 1024)
+        .collect();
+    let disk = &report["facts"]["disk"];
+    assert_eq!(disk["size_bytes"], fields[0], "{report:#}");
+    let available = disk["available_bytes"].as_u64().expect("available");
+    // Other tests write to the same file system meanwhile.
+    assert!(
+        available.abs_diff(fields[2]) < 512 * 1024 * 1024,
+        "status {available}, df {}",
+        fields[2]
+    );
+    let free =
+        available as f64 * 100.0 / (disk["used_bytes"].as_u64().expect("used") + available) as f64;
+    let expected = if free < 10.0 {
+        "red"
+    } else if free < 20.0 {
+        "yellow"
+    } else {
+        "green"
+    };
+    assert_eq!(line(&report, "disk", "data directory")["level"], expected);
     let pooler = &report["facts"]["pooler"];
     assert_eq!(pooler["max_client_conn"], 500, "{report:#}");
     assert_eq!(line(&report, "pooler", "clients")["level"], "green");
@@ -293,9 +332,48 @@ fn backup_age_against_the_schedule() {
             .as_str()
             .expect("a good backup")
             .to_owned();
+        let verified = "yearly verified";
+        assert_eq!(line(&report, "backup", verified)["level"], "yellow");
+
+        // A verification is recorded in the manifest: passed is green...
+        deployment
+            .pgspec(&["backup", "verify", "-f", &spec])
+            .expect(0);
+        let report = deployment.status_json(&spec, 0);
+        let line_of = |report: &Value| line(report, "backup", verified).clone();
+        assert_eq!(line_of(&report)["level"], "green", "{report:#}");
+        let recorded = &report["facts"]["backups"][0]["last_verification"];
+        assert_eq!(recorded["backup"], id.as_str());
+        assert_eq!(recorded["failed"], 0);
+        assert!(recorded["checks"].as_u64().expect("checks") > 0);
+
+        // ... and a failed one red, exit 2 (recorded as `backup verify`
+        // records it, through the agent in the backup container).
+        let docker = common::docker().await;
+        let failed = pgspec::backup::docker::agent_command(&[
+            "verified",
+            "--deployment",
+            &deployment.name,
+            "--id",
+            &id,
+            "--checks",
+            "3",
+            "--failed",
+            "1",
+        ]);
+        let output = pgspec::engine::container::exec(
+            &docker,
+            &format!("{}-backup", deployment.name),
+            &failed,
+            false,
+        )
+        .await
+        .expect("exec the agent");
+        assert_eq!(output.code, 0, "{}", output.stderr);
+        let report = deployment.status_json(&spec, 2);
+        assert_eq!(line_of(&report)["level"], "red", "{report:#}");
 
         // The same backup, as if taken in 2020: more than two years old.
-        let docker = common::docker().await;
         let script = format!(
             "sed -i 's/\"started_at\": *\"[^\"]*\"/\"started_at\": \"2020-01-01T03:00:00Z\"/' \
              /backups/{id}/manifest.json"

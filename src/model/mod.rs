@@ -30,7 +30,7 @@ pub use databases::{
 };
 pub use desired::{Connection, Desired, DiffOptions};
 pub use indexes::{Index, IndexCheck, IndexStamp, index_key, stamp_hash};
-pub use monitoring::{Monitoring, Threshold, Thresholds};
+pub use monitoring::{FreeThreshold, Monitoring, Threshold, Thresholds};
 pub use pooler::{Pooler, PoolerUser};
 pub use roles::{MAX_SCRAM_ITERATIONS, Membership, PasswordState, Role};
 pub use settings::{Setting, is_known_setting, known_settings};

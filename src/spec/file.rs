@@ -627,6 +627,11 @@ pub struct ThresholdsSpec {
     /// connection limit (default warn `70%`, critical `90%`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<PercentThresholdSpec>,
+    /// Free space on the data directory's file system, as a share of it:
+    /// yellow below `warn`, red below `critical` (default warn `20%`,
+    /// critical `10%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free: Option<PercentThresholdSpec>,
 }
 
 /// A share of a limit: yellow from `warn`, red from `critical`.
