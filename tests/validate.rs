@@ -58,6 +58,13 @@ fn monitoring_thresholds_are_percentages_in_order() {
     insta::assert_snapshot!(rendered_errors("monitoring_percent"));
 }
 
+/// Issue 25: `monitoring.exporter` needs a pooler for its pooler exporter,
+/// a port in range, and a role of its own.
+#[test]
+fn monitoring_exporter_is_checked() {
+    insta::assert_snapshot!(rendered_errors("monitoring_exporter"));
+}
+
 #[test]
 fn monitoring_thresholds_lower_with_defaults_for_the_rest() {
     let text = "version: 1\nname: ledger\npostgres:\n  connection: { host: localhost }\n\

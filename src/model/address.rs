@@ -33,6 +33,8 @@ pub enum ObjectKind {
     Pooler,
     /// `backup.NAME`: the backup container and its destination.
     Backup,
+    /// `exporter.NAME`: a metrics exporter container.
+    Exporter,
 }
 
 impl ObjectKind {
@@ -54,6 +56,7 @@ impl ObjectKind {
             "default_privilege" => ObjectKind::DefaultPrivilege,
             "pooler" => ObjectKind::Pooler,
             "backup" => ObjectKind::Backup,
+            "exporter" => ObjectKind::Exporter,
             _ => return None,
         })
     }
@@ -152,6 +155,14 @@ pub fn default_privilege(
         name(for_role),
         name(grantee)
     )
+}
+
+/// `exporter.<deployment>-postgres-exporter`.
+pub fn exporter(
+    deployment: &str,
+    kind: crate::model::monitoring::exporter::ExporterKind,
+) -> String {
+    format!("exporter.{}", name(&kind.container(deployment)))
 }
 
 pub fn pooler(deployment: &str) -> String {

@@ -94,6 +94,9 @@ pub struct Deployment {
     pub pooler: Option<Pooler>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<Backup>,
+    /// Metrics exporters (`monitoring.exporter`), by what they export.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exporters: BTreeMap<monitoring::exporter::ExporterKind, monitoring::exporter::Exporter>,
     /// What the live server is (version, available extensions). Empty on the
     /// desired side.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,6 +19,8 @@ fn phase(object: ObjectKind) -> u8 {
         ObjectKind::Grant | ObjectKind::DefaultPrivilege => 8,
         ObjectKind::Pooler => 9,
         ObjectKind::Backup => 10,
+        // After the pooler (whose `stats_users` it needs) and the roles.
+        ObjectKind::Exporter => 11,
     }
 }
 

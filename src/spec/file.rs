@@ -617,6 +617,46 @@ pub struct MonitoringSpec {
     /// Where `pgspec status` turns a line yellow or red.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<ThresholdsSpec>,
+    /// Metrics exporters pgspec runs as containers on the deployment
+    /// network, logging in as a monitoring role it creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exporter: Option<ExporterSpec>,
+}
+
+/// `monitoring.exporter`: a PostgreSQL metrics exporter (and one for
+/// PgBouncer when there is a pooler), each `<name>-postgres-exporter` or
+/// `<name>-pgbouncer-exporter`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExporterSpec {
+    /// Image of the server's exporter, with prometheus-community's
+    /// postgres_exporter contract: `DATA_SOURCE_URI`, `DATA_SOURCE_USER`,
+    /// `DATA_SOURCE_PASS_FILE`, `/metrics` on port 9187.
+    pub image: String,
+    /// Image of the pooler's exporter, run when it is set and the spec has a
+    /// pooler: `PGBOUNCER_HOST`, `PGBOUNCER_PORT`, `PGBOUNCER_USER` (Debian's
+    /// prometheus-pgbouncer-exporter) and libpq's `PGHOST`, `PGPORT`,
+    /// `PGUSER`, `PGDATABASE`, `PGPASSFILE`; `/metrics` on port 9127.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler_image: Option<String>,
+    /// Host port for the server exporter's `/metrics`; left out, it is
+    /// reached on the deployment network only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// Host port for the pooler exporter's `/metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler_port: Option<i64>,
+    /// Host address the ports are published on (default `127.0.0.1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_address: Option<String>,
+    /// The role the exporters log in as (default `pgspec_monitor`): LOGIN,
+    /// a member of `pg_monitor`, nothing else. pgspec creates it; it must
+    /// not be one of `roles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The role's password; the exporters read it from a file pgspec writes
+    /// into their containers, never from their environment.
+    pub password: SecretRef,
 }
 
 /// Thresholds of `pgspec status`; what is left out keeps pgspec's default.

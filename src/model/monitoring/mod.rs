@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod exporter;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the `pgspec status --json` document.

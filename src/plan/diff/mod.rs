@@ -12,6 +12,7 @@ use crate::plan::{Action, ActionKind, Change, Note, Plan, PlanError, Risk, Step}
 mod adoption;
 pub mod backup;
 mod container;
+pub mod exporter;
 mod networks;
 
 use crate::model::DiffOptions;
@@ -46,6 +47,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
     }
     backup::diff(desired, live, options, &mut plan);
     pooler::diff(desired, live, options, &mut plan);
+    exporter::diff(desired, live, options, &mut plan);
     container::restart_for_settings(desired, &mut plan);
     super::order::sort(&mut plan);
     // Each action's kind of object is set where it is built; its address

@@ -2,11 +2,17 @@
 //! `pgspec status`.
 
 use super::checker::Checker;
+use crate::model::monitoring::exporter::{DEFAULT_ROLE, Exporter, ExporterKind};
+use crate::model::{Deployment, Role};
 use crate::model::{FreeThreshold, Monitoring, Threshold};
-use crate::spec::file::{MonitoringSpec, PercentThresholdSpec};
+use crate::secret::Secret;
+use crate::spec::file::{ExporterSpec, MonitoringSpec, PercentThresholdSpec, SpecFile};
 
 impl Checker<'_> {
-    pub(super) fn check_monitoring(&mut self, monitoring: &MonitoringSpec) {
+    pub(super) fn check_monitoring(&mut self, file: &SpecFile, monitoring: &MonitoringSpec) {
+        if let Some(exporter) = &monitoring.exporter {
+            self.check_exporter(file, exporter);
+        }
         let Some(thresholds) = &monitoring.thresholds else {
             return;
         };
@@ -33,6 +39,69 @@ impl Checker<'_> {
                 disk_free,
                 default,
                 Direction::Falling,
+            );
+        }
+    }
+
+    fn check_exporter(&mut self, file: &SpecFile, exporter: &ExporterSpec) {
+        let path = "monitoring.exporter";
+        if exporter.image.trim().is_empty() {
+            self.error(&format!("{path}.image"), "image is empty");
+        }
+        if file
+            .postgres
+            .as_ref()
+            .and_then(|postgres| postgres.image.as_ref())
+            .is_none()
+        {
+            self.error(path, "`monitoring.exporter` needs `postgres.image`")
+                .help = Some(
+                "the exporters run beside the server container pgspec manages and reach it by \
+                 name on the deployment's network"
+                    .to_owned(),
+            );
+        }
+        self.check_port(&format!("{path}.port"), exporter.port);
+        self.check_port(&format!("{path}.pooler_port"), exporter.pooler_port);
+        match exporter.pooler_image.as_deref().map(str::trim) {
+            Some("") => {
+                self.error(&format!("{path}.pooler_image"), "image is empty");
+            }
+            Some(_) if file.pooler.is_none() => {
+                self.error(
+                    &format!("{path}.pooler_image"),
+                    "a pooler exporter needs a `pooler`",
+                );
+            }
+            None if exporter.pooler_port.is_some() => {
+                self.error(
+                    &format!("{path}.pooler_port"),
+                    "`pooler_port` publishes the pooler exporter, which needs `pooler_image`",
+                );
+            }
+            _ => {}
+        }
+        if let (Some(port), Some(pooler_port)) = (exporter.port, exporter.pooler_port)
+            && port == pooler_port
+        {
+            self.error(
+                &format!("{path}.pooler_port"),
+                format!("both exporters publish port {port}"),
+            );
+        }
+        let role = exporter.role.as_deref().unwrap_or(DEFAULT_ROLE);
+        if exporter.role.is_some() {
+            self.check_identifier(&format!("{path}.role"), role, "role");
+        }
+        if file.roles.iter().any(|declared| declared.name == role) {
+            self.error(
+                &format!("{path}.role"),
+                format!("role `{role}` is declared in `roles` too"),
+            )
+            .help = Some(
+                "pgspec creates the monitoring role with LOGIN and pg_monitor only; name a role \
+                 `roles` does not declare"
+                    .to_owned(),
             );
         }
     }
@@ -129,4 +198,61 @@ pub(super) fn lower_monitoring(monitoring: Option<&MonitoringSpec>) -> Monitorin
         };
     }
     lowered
+}
+
+/// The exporters of `monitoring.exporter`, their monitoring role (LOGIN, a
+/// member of `pg_monitor`, nothing else) and, for the pooler's exporter,
+/// PgBouncer's `stats_users`. Only called on a checked spec.
+pub(super) fn lower_exporter(
+    monitoring: Option<&MonitoringSpec>,
+    base: &std::path::Path,
+    deployment: &mut Deployment,
+) {
+    let Some(spec) = monitoring.and_then(|monitoring| monitoring.exporter.as_ref()) else {
+        return;
+    };
+    let role = spec.role.clone().unwrap_or_else(|| DEFAULT_ROLE.to_owned());
+    let password = Secret::from_ref(&spec.password, base);
+    let bind_address = spec
+        .bind_address
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let port = |port: Option<i64>| port.and_then(|port| u16::try_from(port).ok());
+    let exporter = |kind, image: &str, port| Exporter {
+        kind,
+        image: image.to_owned(),
+        port,
+        bind_address: bind_address.clone(),
+        role: role.clone(),
+        password: Some(password.clone()),
+        state: Default::default(),
+        image_id: String::new(),
+        config_hash: String::new(),
+        password_matches: None,
+    };
+    deployment.exporters.insert(
+        ExporterKind::Postgres,
+        exporter(ExporterKind::Postgres, &spec.image, port(spec.port)),
+    );
+    if let (Some(image), Some(pooler)) = (&spec.pooler_image, &mut deployment.pooler) {
+        deployment.exporters.insert(
+            ExporterKind::Pgbouncer,
+            exporter(ExporterKind::Pgbouncer, image, port(spec.pooler_port)),
+        );
+        pooler
+            .settings
+            .insert("stats_users".to_owned(), role.clone());
+    }
+    deployment.roles.insert(
+        role.clone(),
+        Role {
+            name: role,
+            login: true,
+            inherit: true,
+            connection_limit: -1,
+            password: Some(password),
+            member_of: vec!["pg_monitor".to_owned()],
+            ..Role::default()
+        },
+    );
 }
