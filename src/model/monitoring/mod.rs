@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 pub mod exporter;
+pub mod rules;
 
 use serde::{Deserialize, Serialize};
 
