@@ -367,6 +367,21 @@ async fn exporters(deployment: &Deployment, client: &tokio_postgres::Client) {
         .pgspec(&["apply", "-f", &spec, "--auto-approve"])
         .expect(0);
     deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+    // status shows the exporters' containers.
+    let report = deployment.status_json(&spec, 0);
+    for (role, kind) in [
+        ("postgres exporter", "postgres"),
+        ("pgbouncer exporter", "pgbouncer"),
+    ] {
+        let item = format!("{role} {}-{kind}-exporter", deployment.name);
+        let shown = line(&report, "container", &item);
+        // Yellow would be a restart: the exporter came up before what it reads.
+        assert_ne!(shown["level"], "red", "{report:#}");
+        assert!(
+            shown["text"].as_str().expect("text").starts_with("running"),
+            "{report:#}"
+        );
+    }
 
     let member: bool = client
         .query_one(

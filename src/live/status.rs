@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 use crate::engine::{self, Docker, EngineError};
 use crate::live::pooler::{CONSOLE_TIMEOUT, admin_target, chain, rows};
 use crate::live::{Connections, ObserveError, Target};
+use crate::model::monitoring::exporter::ExporterKind;
 use crate::model::monitoring::{
     ContainerFacts, DiskFacts, PoolFacts, PoolerFacts, RoleConnections, ServerFacts, StatusFacts,
 };
@@ -74,7 +75,7 @@ pub async fn read(
     Ok(facts)
 }
 
-/// The server, pooler and backup containers the spec runs.
+/// The server, pooler, backup and exporter containers the spec runs.
 async fn containers(
     docker: &Docker,
     desired: &Deployment,
@@ -88,6 +89,13 @@ async fn containers(
     }
     if desired.backup.is_some() {
         wanted.push(("backup", backup::container_name(&desired.name)));
+    }
+    for kind in desired.exporters.keys() {
+        let role = match kind {
+            ExporterKind::Postgres => "postgres exporter",
+            ExporterKind::Pgbouncer => "pgbouncer exporter",
+        };
+        wanted.push((role, kind.container(&desired.name)));
     }
     let inspections = wanted
         .iter()

@@ -163,7 +163,8 @@ pub const QUERY_CRITICAL_SECONDS: f64 = 900.0;
 /// One container of the deployment as the engine reports it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerFacts {
-    /// `server`, `pooler` or `backup`.
+    /// `server`, `pooler`, `backup`, `postgres exporter` or
+    /// `pgbouncer exporter`.
     pub role: String,
     pub name: String,
     /// The engine's state (`running`, `exited`, ...), `missing` when there
