@@ -56,6 +56,22 @@ declare -A DERIVED=(
 )
 # <<< derived
 ALL=(postgres:15 postgres:17 pgbouncer:1 postgres:latest pgbouncer:community)
+# >>> derived (kept out of the other images' build hash, so adding these
+# rebuilds nothing that exists)
+# The metrics exporters `monitoring.exporter` runs, from Debian's packages:
+#   pgspec-test/exporters:1           bookworm, prometheus-postgres-exporter +
+#                                     prometheus-pgbouncer-exporter (the base,
+#                                     no entrypoint of its own)
+#   pgspec-test/postgres-exporter:1   prometheus-community's postgres_exporter:
+#                                     DATA_SOURCE_URI/USER/PASS_FILE, :9187
+#   pgspec-test/pgbouncer-exporter:1  Debian's Python pgbouncer exporter:
+#                                     PGBOUNCER_HOST/PORT/USER, libpq's
+#                                     PGPASSFILE, :9127
+RECIPE[exporters:1]="bookworm|prometheus-postgres-exporter,prometheus-pgbouncer-exporter|exporters.txt"
+DERIVED[postgres-exporter:1]="exporters:1|dockerfile_postgres_exporter|"
+DERIVED[pgbouncer-exporter:1]="exporters:1|dockerfile_pgbouncer_exporter|"
+ALL+=(exporters:1 postgres-exporter:1 pgbouncer-exporter:1)
+# <<< derived
 
 force=
 want=()
@@ -368,6 +384,48 @@ dockerfile_pgbouncer_community() {
 		EXPOSE 6432
 		ENTRYPOINT ["/entrypoint.sh"]
 		CMD ["pgbouncer", "/etc/pgbouncer/pgbouncer.ini"]
+	EOF
+}
+
+# The exporters' base is a debootstrap image with no config of its own
+# but a CMD: build_one's Dockerfile is FROM and LABEL alone for it (no `case`
+# branch sets one, and the other images' hash must not move for it).
+eval "$(declare -f build_one | sed '1s/^build_one /build_one_rootfs /')"
+build_one() {
+	if [[ "$1" != exporters:* ]]; then
+		build_one_rootfs "$@"
+		return
+	fi
+	set +u
+	build_one_rootfs "$@"
+	# a command, so that the derived images can `docker create` it
+	printf 'FROM %s\nCMD ["/bin/sh"]\n' "$REPO/$1" |
+		DOCKER_BUILDKIT=0 "$DOCKER" build --quiet --tag "$REPO/$1" -
+}
+
+# The exporters run as the `prometheus` user Debian's packages make; pgspec
+# hands them the monitoring role's password as a file they can read.
+dockerfile_postgres_exporter() {
+	cat <<-EOF
+		ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+		USER prometheus
+		EXPOSE 9187
+		ENTRYPOINT ["/usr/bin/prometheus-postgres-exporter"]
+	EOF
+}
+
+# Debian's exporter (1.7) reads SHOW STATS's `total_requests`, which
+# PgBouncer renamed `total_query_count` in 1.8: without the new name it fails
+# before it serves anything.
+dockerfile_pgbouncer_exporter() {
+	local collectors=/usr/lib/python3/dist-packages/prometheus_pgbouncer_exporter/collectors.py
+	cat <<-EOF
+		RUN sed -i "s/'total_requests': (/'total_query_count': (/" $collectors \\
+			&& grep -q "'total_query_count'" $collectors
+		ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+		USER prometheus
+		EXPOSE 9127
+		ENTRYPOINT ["/usr/bin/prometheus-pgbouncer-exporter", "--licence-location", "/dev/null"]
 	EOF
 }
 # <<< derived

@@ -12,6 +12,8 @@ use serde_json::Value;
 const PASSWORD_ENV: &str = "PGSPEC_IT_STATUS_PASSWORD";
 const ROLE_PASSWORD_ENV: &str = "PGSPEC_IT_STATUS_ROLE_PASSWORD";
 const POOLER_IMAGE: &str = "pgspec-test/pgbouncer:1";
+const MONITOR_PASSWORD_ENV: &str = "PGSPEC_IT_STATUS_MONITOR_PASSWORD";
+const MONITOR_PASSWORD: &str = "monitor:secret-of-the-exporters";
 
 struct Deployment {
     name: String,
@@ -27,6 +29,10 @@ impl Deployment {
     fn new(major: u32) -> Deployment {
         let name = unique_name("status");
         let mut cleanup = Cleanup::default();
+        cleanup
+            .containers
+            .push(format!("{name}-pgbouncer-exporter"));
+        cleanup.containers.push(format!("{name}-postgres-exporter"));
         cleanup.containers.push(format!("{name}-pgbouncer"));
         cleanup.containers.push(format!("{name}-postgres"));
         cleanup.containers.push(format!("{name}-backup"));
@@ -84,6 +90,7 @@ impl Deployment {
             &[
                 (PASSWORD_ENV, self.password.as_str()),
                 (ROLE_PASSWORD_ENV, "status test role"),
+                (MONITOR_PASSWORD_ENV, MONITOR_PASSWORD),
                 ("NO_COLOR", "1"),
             ],
         )
@@ -195,6 +202,45 @@ async fn status_of_a_deployment(major: u32) {
         .expect("role app");
     assert_eq!(app["limit"], 10);
     assert_eq!(line(&report, "role", "app")["level"], "green");
+    // The data directory's file system, as `df` in the container sees it.
+    let docker = common::docker().await;
+    let df = pgspec::engine::container::exec(
+        &docker,
+        &format!("{}-postgres", deployment.name),
+        &["df", "-P", "-k", "/var/lib/postgresql/data"].map(str::to_owned),
+        false,
+    )
+    .await
+    .expect("df in the server container");
+    let fields: Vec<u64> = df
+        .stdout
+        .lines()
+        .nth(1)
+        .expect("a line of df")
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .map(|field| field.parse::<u64>().expect("a number of KiB") * 1024)
+        .collect();
+    let disk = &report["facts"]["disk"];
+    assert_eq!(disk["size_bytes"], fields[0], "{report:#}");
+    let available = disk["available_bytes"].as_u64().expect("available");
+    // Other tests write to the same file system meanwhile.
+    assert!(
+        available.abs_diff(fields[2]) < 512 * 1024 * 1024,
+        "status {available}, df {}",
+        fields[2]
+    );
+    let free =
+        available as f64 * 100.0 / (disk["used_bytes"].as_u64().expect("used") + available) as f64;
+    let expected = if free < 10.0 {
+        "red"
+    } else if free < 20.0 {
+        "yellow"
+    } else {
+        "green"
+    };
+    assert_eq!(line(&report, "disk", "data directory")["level"], expected);
     let pooler = &report["facts"]["pooler"];
     assert_eq!(pooler["max_client_conn"], 500, "{report:#}");
     assert_eq!(line(&report, "pooler", "clients")["level"], "green");
@@ -266,6 +312,136 @@ async fn status_of_a_deployment(major: u32) {
         .expect("pools");
     assert_eq!(pools[0]["pool_size"], 5, "{report:#}");
     assert_eq!(report["facts"]["pooler"]["clients"], 1, "{report:#}");
+    drop(pooled);
+
+    exporters(&deployment, &client).await;
+}
+
+/// `GET /metrics` on a published exporter, retried for a while: an exporter
+/// answers a moment after its container starts. Returns the body once
+/// `wanted` is in it.
+fn metrics(port: u16, wanted: &str) -> String {
+    use std::io::{Read, Write};
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        let body = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+            stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            let mut body = String::new();
+            stream.read_to_string(&mut body)?;
+            Ok(body)
+        });
+        match body {
+            Ok(body) if body.lines().any(|line| line.starts_with(wanted)) => return body,
+            Ok(body) => last = body,
+            Err(error) => last = error.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("no `{wanted}` on port {port} within 60 s; last answer:\n{last}");
+}
+
+/// `monitoring.exporter` on the same deployment: both exporters serve the
+/// server's and PgBouncer's numbers, the monitoring role is in `pg_monitor`
+/// with its password nowhere in what the engine shows, a stopped exporter
+/// is drift that apply repairs, and a re-plan is empty.
+async fn exporters(deployment: &Deployment, client: &tokio_postgres::Client) {
+    let (port, pooler_port) = (free_port(), free_port());
+    let spec = deployment.spec(
+        "exporter.yaml",
+        &format!(
+            "monitoring:\n  exporter:\n    image: pgspec-test/postgres-exporter:1\n    \
+             pooler_image: pgspec-test/pgbouncer-exporter:1\n    port: {port}\n    \
+             pooler_port: {pooler_port}\n    password: {{ env: {MONITOR_PASSWORD_ENV} }}\n"
+        ),
+    );
+    let plan = deployment.pgspec(&["plan", "-f", &spec]).expect(0);
+    assert!(
+        plan.stdout
+            .contains(&format!("+ exporter.{}-postgres-exporter", deployment.name)),
+        "{}",
+        plan.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+    // status shows the exporters' containers.
+    let report = deployment.status_json(&spec, 0);
+    for (role, kind) in [
+        ("postgres exporter", "postgres"),
+        ("pgbouncer exporter", "pgbouncer"),
+    ] {
+        let item = format!("{role} {}-{kind}-exporter", deployment.name);
+        let shown = line(&report, "container", &item);
+        // Yellow would be a restart: the exporter came up before what it reads.
+        assert_ne!(shown["level"], "red", "{report:#}");
+        assert!(
+            shown["text"].as_str().expect("text").starts_with("running"),
+            "{report:#}"
+        );
+    }
+
+    let member: bool = client
+        .query_one(
+            "SELECT pg_has_role('pgspec_monitor', 'pg_monitor', 'MEMBER')",
+            &[],
+        )
+        .await
+        .expect("membership")
+        .get(0);
+    assert!(member);
+    // The server's exporter is up and counts connections.
+    let body = metrics(port, "pg_up 1");
+    assert!(
+        body.lines()
+            .any(|line| line.starts_with("pg_stat_activity_count{")),
+        "{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|line| line.starts_with("pg_settings_max_connections") && line.ends_with(" 100")),
+        "{body}"
+    );
+    // PgBouncer's exporter reads the admin console as a stats user.
+    let body = metrics(pooler_port, "pgbouncer_");
+    assert!(
+        body.lines()
+            .any(|line| line.starts_with("pgbouncer_pool_size{")
+                || line.starts_with("pgbouncer_databases ")),
+        "{body}"
+    );
+
+    // The password is in a file, not in what `docker inspect` shows.
+    let docker = common::docker().await;
+    for kind in ["postgres", "pgbouncer"] {
+        let name = format!("{}-{kind}-exporter", deployment.name);
+        let inspect = docker
+            .inspect_container(&name, None)
+            .await
+            .expect("inspect the exporter");
+        let shown = serde_json::to_string(&inspect).expect("inspect as JSON");
+        assert!(!shown.contains("secret"), "{name}: {shown}");
+    }
+
+    // A stopped exporter is drift; apply starts it again.
+    let name = format!("{}-postgres-exporter", deployment.name);
+    docker
+        .stop_container(&name, None)
+        .await
+        .expect("stop the exporter");
+    let drift = deployment.pgspec(&["drift", "-f", &spec]).expect(2);
+    assert!(
+        drift.stdout.contains("~ state = stopped -> running"),
+        "{}",
+        drift.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+    metrics(port, "pg_up 1");
 }
 
 /// The last good backup against its schedule: none yet is yellow, a fresh
@@ -293,9 +469,48 @@ fn backup_age_against_the_schedule() {
             .as_str()
             .expect("a good backup")
             .to_owned();
+        let verified = "yearly verified";
+        assert_eq!(line(&report, "backup", verified)["level"], "yellow");
+
+        // A verification is recorded in the manifest: passed is green...
+        deployment
+            .pgspec(&["backup", "verify", "-f", &spec])
+            .expect(0);
+        let report = deployment.status_json(&spec, 0);
+        let line_of = |report: &Value| line(report, "backup", verified).clone();
+        assert_eq!(line_of(&report)["level"], "green", "{report:#}");
+        let recorded = &report["facts"]["backups"][0]["last_verification"];
+        assert_eq!(recorded["backup"], id.as_str());
+        assert_eq!(recorded["failed"], 0);
+        assert!(recorded["checks"].as_u64().expect("checks") > 0);
+
+        // ... and a failed one red, exit 2 (recorded as `backup verify`
+        // records it, through the agent in the backup container).
+        let docker = common::docker().await;
+        let failed = pgspec::backup::docker::agent_command(&[
+            "verified",
+            "--deployment",
+            &deployment.name,
+            "--id",
+            &id,
+            "--checks",
+            "3",
+            "--failed",
+            "1",
+        ]);
+        let output = pgspec::engine::container::exec(
+            &docker,
+            &format!("{}-backup", deployment.name),
+            &failed,
+            false,
+        )
+        .await
+        .expect("exec the agent");
+        assert_eq!(output.code, 0, "{}", output.stderr);
+        let report = deployment.status_json(&spec, 2);
+        assert_eq!(line_of(&report)["level"], "red", "{report:#}");
 
         // The same backup, as if taken in 2020: more than two years old.
-        let docker = common::docker().await;
         let script = format!(
             "sed -i 's/\"started_at\": *\"[^\"]*\"/\"started_at\": \"2020-01-01T03:00:00Z\"/' \
              /backups/{id}/manifest.json"

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use pgspec::model::Thresholds;
 use pgspec::model::monitoring::{
-    BackupFacts, ContainerFacts, PoolFacts, PoolerFacts, RoleConnections, ServerFacts, StatusFacts,
-    evaluate,
+    BackupFacts, ContainerFacts, DiskFacts, PoolFacts, PoolerFacts, RoleConnections, ServerFacts,
+    StatusFacts, VerificationFacts, evaluate,
 };
 
 fn facts() -> StatusFacts {
@@ -66,6 +66,14 @@ fn facts() -> StatusFacts {
             ]),
         }),
         server_error: None,
+        disk: Some(DiskFacts {
+            path: "/var/lib/postgresql/data".to_owned(),
+            mount: "/var/lib/postgresql/data".to_owned(),
+            size_bytes: 107_374_182_400,
+            used_bytes: 90_000_000_000,
+            available_bytes: 12_000_000_000,
+        }),
+        disk_error: None,
         pooler: Some(PoolerFacts {
             clients: 120,
             max_client_conn: 1000,
@@ -86,6 +94,13 @@ fn facts() -> StatusFacts {
                 period_seconds: Some(86_400),
                 last_good: Some("20260102T020000Z-nightly".to_owned()),
                 last_good_age_seconds: Some(36_000),
+                last_verification: Some(VerificationFacts {
+                    backup: "20260102T020000Z-nightly".to_owned(),
+                    ok: true,
+                    failed: 0,
+                    checks: 5,
+                    age_seconds: Some(30_000),
+                }),
             },
             BackupFacts {
                 schedule: "roles".to_owned(),
@@ -93,6 +108,13 @@ fn facts() -> StatusFacts {
                 period_seconds: Some(3600),
                 last_good: Some("20260101T000000Z-roles".to_owned()),
                 last_good_age_seconds: Some(8000),
+                last_verification: Some(VerificationFacts {
+                    backup: "20260101T000000Z-roles".to_owned(),
+                    ok: false,
+                    failed: 1,
+                    checks: 2,
+                    age_seconds: Some(7000),
+                }),
             },
         ],
         backups_error: None,

@@ -67,10 +67,17 @@ fn monitoring_thresholds_are_percentages_in_order() {
     insta::assert_snapshot!(rendered_errors("monitoring_percent"));
 }
 
+/// Issue 25: `monitoring.exporter` needs a pooler for its pooler exporter,
+/// a port in range, and a role of its own.
+#[test]
+fn monitoring_exporter_is_checked() {
+    insta::assert_snapshot!(rendered_errors("monitoring_exporter"));
+}
+
 #[test]
 fn monitoring_thresholds_lower_with_defaults_for_the_rest() {
     let text = "version: 1\nname: ledger\npostgres:\n  connection: { host: localhost }\n\
-                monitoring: { thresholds: { connections: { warn: 50% } } }\n";
+                monitoring: { thresholds: { connections: { warn: 50% }, disk_free: { critical: 5% } } }\n";
     let spec = spec::load_str(Path::new("spec.yaml"), text)
         .and_then(|loaded| loaded.validate())
         .expect("valid")
@@ -79,6 +86,11 @@ fn monitoring_thresholds_lower_with_defaults_for_the_rest() {
     assert_eq!(
         (connections.warn_percent, connections.critical_percent),
         (50.0, 90.0)
+    );
+    let disk_free = spec.monitoring.thresholds.disk_free;
+    assert_eq!(
+        (disk_free.warn_percent, disk_free.critical_percent),
+        (20.0, 5.0)
     );
 }
 

@@ -117,6 +117,29 @@ pub async fn run(
         }
         DockerStep::StartPooler { name } => super::pooler::start(docker, name, target).await?,
         DockerStep::ReloadPooler { name } => super::pooler::reload(docker, name, target).await?,
+        DockerStep::CreateExporter {
+            name,
+            exporter,
+            network,
+            environment,
+            config_hash,
+        } => {
+            super::exporter::create(
+                docker,
+                deployment,
+                name,
+                exporter,
+                network,
+                environment,
+                config_hash,
+            )
+            .await?;
+        }
+        DockerStep::WriteExporterPassword { name, secret } => {
+            super::exporter::write_password(docker, name, secret).await?;
+        }
+        DockerStep::RestartExporter { name } => containers::restart(docker, name).await?,
+        DockerStep::RemoveExporter { name } => containers::stop_and_remove(docker, name).await?,
         DockerStep::CheckBackupAgent { image } => {
             crate::backup::docker::check_agent_starts(docker, deployment, image).await?;
         }

@@ -13,6 +13,7 @@ pub mod data;
 pub mod docker;
 pub mod hint;
 
+mod exporter;
 pub mod pooler;
 mod progress;
 pub mod sql;

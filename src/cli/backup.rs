@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use super::{Exit, SpecArg};
 use crate::backup::agent::{self, ServerAddress};
-use crate::backup::manifest::{Entry, Manifest, Status};
+use crate::backup::manifest::{Entry, Manifest, Status, Verification};
 use crate::backup::{self, AgentConfig, CONFIG_PATH};
 use crate::engine::container::ExecOutput;
 use crate::model::Desired;
@@ -147,6 +147,17 @@ pub enum AgentCommand {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Record what `backup verify` found in the backup's manifest.
+    Verified {
+        #[arg(long)]
+        deployment: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        checks: u64,
+        #[arg(long)]
+        failed: u64,
+    },
 }
 
 pub fn run(args: &BackupArgs, color: bool) -> anyhow::Result<Exit> {
@@ -273,6 +284,7 @@ async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
     } else {
         output::stdout(&backup::text::report_text(&report))?;
     }
+    record_verification(&docker, &spec, &report).await;
     if !report.ok() {
         let failed = report.checks.iter().filter(|check| !check.ok).count();
         bail!(
@@ -282,6 +294,50 @@ async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
         );
     }
     Ok(Exit::Success)
+}
+
+/// Writes the result of a verification into the backup's manifest, through
+/// the backup container's agent (the scratch container had the destination
+/// read-only), so that `status` shows it. A backup container that cannot
+/// write it is a warning: the verification itself stands.
+async fn record_verification(
+    docker: &crate::engine::Docker,
+    spec: &crate::model::Desired,
+    report: &backup::agent::Report,
+) {
+    let checks = report.checks.len().to_string();
+    let failed = report
+        .checks
+        .iter()
+        .filter(|check| !check.ok)
+        .count()
+        .to_string();
+    let name = &spec.deployment.name;
+    let schedules = spec
+        .deployment
+        .backup
+        .as_ref()
+        .map(|backup| &backup.schedules);
+    let arguments = [
+        "verified",
+        "--deployment",
+        name,
+        "--id",
+        &report.id,
+        "--checks",
+        &checks,
+        "--failed",
+        &failed,
+    ];
+    let outcome = match backup::docker::exec_agent(docker, name, schedules, &arguments).await {
+        Ok(output) if output.code == 0 => return,
+        Ok(output) => output.stderr.trim().to_owned(),
+        Err(error) => format!("{error:#}"),
+    };
+    output::status(&format!(
+        "warning: the result was not recorded in the backup's manifest ({outcome}); \
+         `pgspec status` does not show it"
+    ));
 }
 
 async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {
@@ -358,6 +414,21 @@ async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {
                 user: user.clone(),
             };
             print_json(&agent::check(&root, deployment, id.as_deref(), &address, socket).await?)?;
+        }
+        AgentCommand::Verified {
+            deployment,
+            id,
+            checks,
+            failed,
+        } => {
+            let verification = Verification {
+                verified_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                ok: *failed == 0,
+                checks: *checks,
+                failed: *failed,
+                pgspec_version: env!("CARGO_PKG_VERSION").to_owned(),
+            };
+            agent::record_verification(&root, deployment, id, verification)?;
         }
     }
     Ok(Exit::Success)

@@ -6,6 +6,7 @@ mod backup;
 mod completions;
 mod drift;
 mod import;
+mod monitoring;
 mod plan;
 mod report;
 mod restore;
@@ -65,6 +66,8 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Show the live deployment, each line green, yellow or red (exit 2 on red).
     Status(status::StatusArgs),
+    /// Monitoring: Prometheus alert rules from the spec's thresholds.
+    Monitoring(monitoring::MonitoringArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff).
@@ -111,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Backup(args) => backup::run(&args, colors.stderr),
         Command::Status(args) => runtime()?.block_on(status::run(&args, colors)),
         Command::Import(args) => runtime()?.block_on(import::run(&args)),
+        Command::Monitoring(args) => monitoring::run(&args, colors.stderr),
         Command::Completions(args) => completions::completions(&args),
         Command::Man => completions::man(),
     }

@@ -13,7 +13,7 @@ use crate::backup::manifest::{Entry, Status as ManifestStatus};
 use crate::cli::{Exit, SpecArg, load_spec, open};
 use crate::diag::printable;
 use crate::live::status;
-use crate::model::monitoring::BackupFacts;
+use crate::model::monitoring::{BackupFacts, VerificationFacts};
 use crate::model::monitoring::{Level, StatusReport, evaluate};
 use crate::model::{BackupSchedule, Desired};
 use crate::output::{self, Colors};
@@ -146,9 +146,31 @@ fn newest_good(
                 period_seconds: cron_period(&schedule.cron, now),
                 last_good: newest.map(|(_, manifest)| manifest.id.clone()),
                 last_good_age_seconds: newest.map(|(started, _)| (now - started).num_seconds()),
+                last_verification: last_verification(&schedule.name, entries, now),
             }
         })
         .collect()
+}
+
+/// The newest verification recorded in a manifest of the schedule.
+fn last_verification(
+    schedule: &str,
+    entries: &[Entry],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<VerificationFacts> {
+    entries
+        .iter()
+        .filter_map(|entry| entry.manifest.as_ref())
+        .filter(|manifest| manifest.schedule == schedule)
+        .filter_map(|manifest| Some((manifest, manifest.verification.as_ref()?)))
+        .max_by_key(|(_, verification)| verification.at())
+        .map(|(manifest, verification)| VerificationFacts {
+            backup: manifest.id.clone(),
+            ok: verification.ok,
+            failed: verification.failed,
+            checks: verification.checks,
+            age_seconds: verification.at().map(|at| (now - at).num_seconds()),
+        })
 }
 
 /// One line per item: level, what, value. Names come from the live side,

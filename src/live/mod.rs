@@ -8,6 +8,7 @@
 pub mod all;
 pub mod backup;
 pub mod docker;
+pub mod exporter;
 pub mod pooler;
 pub mod postgres;
 pub mod status;
@@ -166,8 +167,14 @@ pub async fn observe(
             None => Ok(None),
         }
     };
-    let (docker_result, postgres_result, pooler_result) =
-        tokio::join!(docker_side, postgres_side, pooler_side);
+    let exporter_side = async {
+        match docker {
+            Some(docker) => exporter::observe(docker, desired).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (docker_result, postgres_result, pooler_result, exporter_result) =
+        tokio::join!(docker_side, postgres_side, pooler_side, exporter_side);
 
     let mut live = Deployment {
         name: desired.name.clone(),
@@ -189,6 +196,10 @@ pub async fn observe(
     if let Some(observed) = pooler_result? {
         live.pooler = Some(observed.pooler);
         live.images.extend(observed.images);
+    }
+    if let Some((exporters, images)) = exporter_result? {
+        live.exporters = exporters;
+        live.images.extend(images);
     }
     // The spec may move the server to another port (or address); until apply
     // has replaced the container it still listens where it was published.

@@ -11,8 +11,9 @@ use tokio_postgres::Client;
 use crate::engine::{self, Docker, EngineError};
 use crate::live::pooler::{CONSOLE_TIMEOUT, admin_target, chain, rows};
 use crate::live::{Connections, ObserveError, Target};
+use crate::model::monitoring::exporter::ExporterKind;
 use crate::model::monitoring::{
-    ContainerFacts, PoolFacts, PoolerFacts, RoleConnections, ServerFacts, StatusFacts,
+    ContainerFacts, DiskFacts, PoolFacts, PoolerFacts, RoleConnections, ServerFacts, StatusFacts,
 };
 use crate::model::{Deployment, backup};
 
@@ -46,11 +47,22 @@ pub async fn read(
             _ => None,
         }
     };
-    let (containers, server, pooler) = tokio::join!(containers, server, pooler);
+    let disk = async {
+        match (&connections.engine, &desired.container) {
+            (Some(docker), Some(server)) => Some(disk(docker, &server.name).await),
+            _ => None,
+        }
+    };
+    let (containers, server, pooler, disk) = tokio::join!(containers, server, pooler, disk);
     let mut facts = StatusFacts {
         containers: containers?,
         ..StatusFacts::default()
     };
+    match disk {
+        Some(Ok(Some(disk))) => facts.disk = Some(disk),
+        Some(Err(error)) => facts.disk_error = Some(error),
+        Some(Ok(None)) | None => {}
+    }
     match server {
         Ok(server) => facts.server = Some(server),
         Err(error) => facts.server_error = Some(chain(&error)),
@@ -63,7 +75,7 @@ pub async fn read(
     Ok(facts)
 }
 
-/// The server, pooler and backup containers the spec runs.
+/// The server, pooler, backup and exporter containers the spec runs.
 async fn containers(
     docker: &Docker,
     desired: &Deployment,
@@ -77,6 +89,13 @@ async fn containers(
     }
     if desired.backup.is_some() {
         wanted.push(("backup", backup::container_name(&desired.name)));
+    }
+    for kind in desired.exporters.keys() {
+        let role = match kind {
+            ExporterKind::Postgres => "postgres exporter",
+            ExporterKind::Pgbouncer => "pgbouncer exporter",
+        };
+        wanted.push((role, kind.container(&desired.name)));
     }
     let inspections = wanted
         .iter()
@@ -116,6 +135,61 @@ async fn containers(
             }
         })
         .collect())
+}
+
+/// How long `df` in the server container may take.
+pub const DISK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The file system of the data directory: `df -P -k` on the server
+/// container's `PGDATA` (the image's, else the official image's default),
+/// run in the container, so it measures the volume PostgreSQL writes to.
+/// `None` when the container is not running (its own line is red then).
+async fn disk(docker: &Docker, name: &str) -> Result<Option<DiskFacts>, String> {
+    let read = async {
+        let Some(inspect) = engine::container::inspect(docker, name)
+            .await
+            .map_err(|error| error.to_string())?
+        else {
+            return Ok(None);
+        };
+        let running = inspect
+            .state
+            .as_ref()
+            .and_then(|state| state.running)
+            .unwrap_or(false);
+        if !running {
+            return Ok(None);
+        }
+        let pgdata = inspect
+            .config
+            .and_then(|config| config.env)
+            .unwrap_or_default()
+            .iter()
+            .find_map(|variable| variable.strip_prefix("PGDATA=").map(str::to_owned))
+            .filter(|pgdata| pgdata.starts_with('/'))
+            .unwrap_or_else(|| crate::model::data::DEFAULT_PGDATA.to_owned());
+        let command = ["df", "-P", "-k", "--", &pgdata].map(str::to_owned);
+        let output = engine::container::exec(docker, name, &command, false)
+            .await
+            .map_err(|error| error.to_string())?;
+        if output.code != 0 {
+            return Err(format!(
+                "`df` on {pgdata} in container `{name}` failed: {}",
+                output.stderr.trim()
+            ));
+        }
+        DiskFacts::from_df(&pgdata, &output.stdout)
+            .map(Some)
+            .ok_or_else(|| format!("cannot read what `df` printed: {}", output.stdout.trim()))
+    };
+    tokio::time::timeout(DISK_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "`df` in container `{name}` did not answer within {} s",
+                DISK_TIMEOUT.as_secs()
+            ))
+        })
 }
 
 /// The server's facts, within [`SERVER_TIMEOUT`].

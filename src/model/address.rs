@@ -35,6 +35,8 @@ pub enum ObjectKind {
     Backup,
     /// `access.pg_hba`: the client authentication rules.
     Access,
+    /// `exporter.NAME`: a metrics exporter container.
+    Exporter,
 }
 
 impl ObjectKind {
@@ -57,6 +59,7 @@ impl ObjectKind {
             "pooler" => ObjectKind::Pooler,
             "backup" => ObjectKind::Backup,
             "access" => ObjectKind::Access,
+            "exporter" => ObjectKind::Exporter,
             _ => return None,
         })
     }
@@ -160,6 +163,14 @@ pub fn default_privilege(
 /// The client authentication rules: `access.pg_hba`.
 pub fn access() -> String {
     "access.pg_hba".to_owned()
+}
+
+/// `exporter.<deployment>-postgres-exporter`.
+pub fn exporter(
+    deployment: &str,
+    kind: crate::model::monitoring::exporter::ExporterKind,
+) -> String {
+    format!("exporter.{}", name(&kind.container(deployment)))
 }
 
 pub fn pooler(deployment: &str) -> String {

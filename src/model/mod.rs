@@ -34,7 +34,7 @@ pub use databases::{
 };
 pub use desired::{Connection, Desired, DiffOptions};
 pub use indexes::{Index, IndexCheck, IndexStamp, index_key, stamp_hash};
-pub use monitoring::{Monitoring, Threshold, Thresholds};
+pub use monitoring::{FreeThreshold, Monitoring, Threshold, Thresholds};
 pub use pooler::{Pooler, PoolerUser};
 pub use roles::{MAX_SCRAM_ITERATIONS, Membership, PasswordState, Role};
 pub use settings::{Setting, is_known_setting, known_settings};
@@ -102,6 +102,9 @@ pub struct Deployment {
     /// side leaves the server's file alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<access::Access>,
+    /// Metrics exporters (`monitoring.exporter`), by what they export.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exporters: BTreeMap<monitoring::exporter::ExporterKind, monitoring::exporter::Exporter>,
     /// What the live server is (version, available extensions). Empty on the
     /// desired side.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -468,6 +468,31 @@ pub enum DockerStep {
     RemovePooler {
         name: String,
     },
+    /// Create a metrics exporter container, stopped, on the deployment
+    /// network, with `environment` (no password in it) and the
+    /// `org.pgspec.config-hash` label.
+    CreateExporter {
+        name: String,
+        exporter: Box<crate::model::monitoring::exporter::Exporter>,
+        network: String,
+        environment: Vec<String>,
+        config_hash: String,
+    },
+    /// Write the monitoring role's password into the exporter container as
+    /// files only the exporter's user may read; the plan holds the reference.
+    WriteExporterPassword {
+        name: String,
+        secret: crate::secret::Secret,
+    },
+    /// Start the exporter container, or restart it when it runs, so that it
+    /// reads its password file again.
+    RestartExporter {
+        name: String,
+    },
+    /// Stop and remove an exporter container; it holds no data.
+    RemoveExporter {
+        name: String,
+    },
 }
 
 /// Everything PgBouncer's configuration is made of; `apply::pooler` renders

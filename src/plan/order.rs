@@ -20,6 +20,8 @@ fn phase(object: ObjectKind) -> u8 {
         ObjectKind::Access => 9,
         ObjectKind::Pooler => 10,
         ObjectKind::Backup => 11,
+        // After the pooler (whose `stats_users` it needs) and the roles.
+        ObjectKind::Exporter => 12,
     }
 }
 

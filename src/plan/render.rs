@@ -528,7 +528,25 @@ fn docker_line(call: &DockerStep) -> String {
         DockerStep::ReloadPooler { name } => {
             format!("RELOAD through the admin console of `{name}` (clients stay connected)")
         }
-        DockerStep::RemovePooler { name } => format!("stop container `{name}` and remove it"),
+        DockerStep::RemovePooler { name } | DockerStep::RemoveExporter { name } => {
+            format!("stop container `{name}` and remove it")
+        }
+        DockerStep::CreateExporter {
+            name,
+            exporter,
+            network,
+            ..
+        } => format!(
+            "create container `{name}` from `{}` ({} -> {}, network `{network}`, logging in as `{}`)",
+            exporter.image,
+            exporter.published(),
+            exporter.kind.listen_port(),
+            exporter.role
+        ),
+        DockerStep::WriteExporterPassword { name, .. } => format!(
+            "write the monitoring role's password into `{name}` as files only the exporter's user reads"
+        ),
+        DockerStep::RestartExporter { name } => format!("start (or restart) container `{name}`"),
     }
 }
 

@@ -24,6 +24,7 @@ pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
             ObjectKind::Container => simulate_container(&mut next, action),
             ObjectKind::Backup => super::diff::backup::simulate(&mut next, action),
             ObjectKind::Pooler => pooler::simulate(&mut next, action),
+            ObjectKind::Exporter => super::diff::exporter::simulate(&mut next, action),
             ObjectKind::Setting => inside::setting(&mut next, last, action),
             ObjectKind::Role => inside::role(&mut next, last, action),
             ObjectKind::Membership => inside::membership(&mut next, first, last),
@@ -154,7 +155,11 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
             | DockerStep::WritePoolerConfig { .. }
             | DockerStep::StartPooler { .. }
             | DockerStep::ReloadPooler { .. }
-            | DockerStep::RemovePooler { .. } => {}
+            | DockerStep::RemovePooler { .. }
+            | DockerStep::CreateExporter { .. }
+            | DockerStep::WriteExporterPassword { .. }
+            | DockerStep::RestartExporter { .. }
+            | DockerStep::RemoveExporter { .. } => {}
         }
     }
 }

@@ -13,9 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
-use super::manifest::{self, Entry};
+use super::manifest::{self, Entry, MANIFEST_FILE, Verification};
 
 mod cron;
 mod files;
@@ -53,6 +53,35 @@ pub fn list(root: &Path, deployment: &str) -> anyhow::Result<Vec<Entry>> {
         .collect())
 }
 
+/// Records what `backup verify` found in the manifest of backup `id` of
+/// `deployment`, written anew through a rename as when the backup was taken.
+/// Only a backup this deployment's list holds is touched.
+pub fn record_verification(
+    root: &Path,
+    deployment: &str,
+    id: &str,
+    verification: Verification,
+) -> anyhow::Result<()> {
+    let Some(entry) = list(root, deployment)?
+        .into_iter()
+        .find(|entry| entry.id == id)
+    else {
+        bail!("no backup `{id}` of deployment `{deployment}` in the destination");
+    };
+    let Some(mut manifest) = entry.manifest else {
+        bail!("backup `{id}` has no manifest: it was cut off before it finished");
+    };
+    manifest.verification = Some(verification);
+    let mut text = serde_json::to_string_pretty(&manifest).context("cannot encode the manifest")?;
+    text.push('\n');
+    let directory = root.join(&entry.id);
+    let partial = directory.join(format!("{MANIFEST_FILE}.partial"));
+    std::fs::write(&partial, text)
+        .with_context(|| format!("cannot write `{}`", partial.display()))?;
+    let path = directory.join(MANIFEST_FILE);
+    std::fs::rename(&partial, &path).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
 /// The destination directory inside a container.
 pub fn root() -> PathBuf {
     PathBuf::from(super::BACKUP_MOUNT)
@@ -87,6 +116,36 @@ mod tests {
                 ("20260101T000000Z-nightly".to_owned(), Status::Ok),
                 ("20260104T000000Z-nightly".to_owned(), Status::Incomplete),
             ]
+        );
+    }
+
+    #[test]
+    fn a_verification_is_recorded_in_the_manifest() {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let root = root.path();
+        write_backup(root, "20260101T000000Z-nightly", "ledger", Status::Ok);
+        write_backup(root, "20260102T000000Z-nightly", "another", Status::Ok);
+        let verification = Verification {
+            verified_at: "2026-01-05T10:00:00Z".to_owned(),
+            ok: false,
+            checks: 3,
+            failed: 1,
+            pgspec_version: "0".to_owned(),
+        };
+        record_verification(
+            root,
+            "ledger",
+            "20260101T000000Z-nightly",
+            verification.clone(),
+        )
+        .expect("record");
+        let listed = list(root, "ledger").expect("list");
+        let manifest = listed[0].manifest.as_ref().expect("a manifest");
+        assert_eq!(manifest.verification.as_ref(), Some(&verification));
+        assert_eq!(manifest.status, Status::Ok);
+        // Another deployment's backup is not touched.
+        assert!(
+            record_verification(root, "ledger", "20260102T000000Z-nightly", verification).is_err()
         );
     }
 }

@@ -171,6 +171,7 @@ fn start_manifest(
         databases: Vec::new(),
         files: Vec::new(),
         size_bytes: 0,
+        verification: None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod access;
 mod adoption;
 pub mod backup;
 mod container;
+pub mod exporter;
 mod networks;
 
 use crate::model::DiffOptions;
@@ -50,6 +51,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
     access::listening_notes(desired, &mut plan);
     backup::diff(desired, live, options, &mut plan);
     pooler::diff(desired, live, options, &mut plan);
+    exporter::diff(desired, live, options, &mut plan);
     container::restart_for_settings(desired, &mut plan);
     super::order::sort(&mut plan);
     // Each action's kind of object is set where it is built; its address

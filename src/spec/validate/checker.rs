@@ -112,7 +112,7 @@ impl Checker<'_> {
             self.check_backup(file, backup);
         }
         if let Some(monitoring) = &file.monitoring {
-            self.check_monitoring(monitoring);
+            self.check_monitoring(file, monitoring);
         }
         self.check_access(file);
     }

@@ -209,22 +209,24 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
         })
         .unwrap_or_default();
 
+    let mut deployment = Deployment {
+        name: file.name.clone(),
+        container,
+        settings,
+        roles,
+        databases,
+        pooler: file.pooler.as_ref().map(lower_pooler),
+        backup: file
+            .backup
+            .as_ref()
+            .map(|backup| lower_backup(file, backup, base)),
+        access: super::access::lower_access(file),
+        ..Deployment::default()
+    };
+    super::monitoring::lower_exporter(file.monitoring.as_ref(), base, &mut deployment);
     Desired {
         path: loaded.path.clone(),
-        deployment: Deployment {
-            name: file.name.clone(),
-            container,
-            settings,
-            roles,
-            databases,
-            pooler: file.pooler.as_ref().map(lower_pooler),
-            backup: file
-                .backup
-                .as_ref()
-                .map(|backup| lower_backup(file, backup, base)),
-            access: super::access::lower_access(file),
-            ..Deployment::default()
-        },
+        deployment,
         connection,
         options: DiffOptions { prune: file.prune },
         monitoring: super::monitoring::lower_monitoring(file.monitoring.as_ref()),

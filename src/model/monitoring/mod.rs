@@ -7,6 +7,9 @@
 
 use std::collections::BTreeMap;
 
+pub mod exporter;
+pub mod rules;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the `pgspec status --json` document.
@@ -24,6 +27,9 @@ pub struct Thresholds {
     /// Connections in use against `max_connections` and a role's
     /// connection limit.
     pub connections: Threshold,
+    /// Free space left on the data directory's file system.
+    #[serde(default)]
+    pub disk_free: FreeThreshold,
 }
 
 impl Default for Thresholds {
@@ -34,8 +40,52 @@ impl Default for Thresholds {
                 warn_percent: 70.0,
                 critical_percent: 90.0,
             },
+            disk_free: FreeThreshold::default(),
         }
     }
+}
+
+/// A share of a file system still free: yellow below `warn_percent`, red
+/// below `critical_percent`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FreeThreshold {
+    pub warn_percent: f64,
+    pub critical_percent: f64,
+}
+
+impl Default for FreeThreshold {
+    /// Yellow under 20 % free (the crawl-ledger runbook warns at 80 % used),
+    /// red under 10 % (the feedback-engine runbook alerts there): red while
+    /// a tenth is left still leaves time to grow the volume before
+    /// PostgreSQL stops writing.
+    fn default() -> Self {
+        FreeThreshold {
+            warn_percent: 20.0,
+            critical_percent: 10.0,
+        }
+    }
+}
+
+impl FreeThreshold {
+    /// The level of `available` out of `total`.
+    pub fn level(&self, available: u64, total: u64) -> Level {
+        let percent = free_percent(available, total);
+        if percent < self.critical_percent {
+            Level::Red
+        } else if percent < self.warn_percent {
+            Level::Yellow
+        } else {
+            Level::Green
+        }
+    }
+}
+
+/// `available` as a percentage of `total`; none left when `total` is 0.
+pub fn free_percent(available: u64, total: u64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    available as f64 * 100.0 / total as f64
 }
 
 /// A share of a limit: yellow from `warn_percent`, red from
@@ -113,7 +163,8 @@ pub const QUERY_CRITICAL_SECONDS: f64 = 900.0;
 /// One container of the deployment as the engine reports it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerFacts {
-    /// `server`, `pooler` or `backup`.
+    /// `server`, `pooler`, `backup`, `postgres exporter` or
+    /// `pgbouncer exporter`.
     pub role: String,
     pub name: String,
     /// The engine's state (`running`, `exited`, ...), `missing` when there
@@ -196,6 +247,70 @@ pub struct BackupFacts {
     pub last_good: Option<String>,
     /// Its age, in seconds.
     pub last_good_age_seconds: Option<i64>,
+    /// The newest `backup verify` of a backup of this schedule.
+    #[serde(default)]
+    pub last_verification: Option<VerificationFacts>,
+}
+
+/// A `backup verify` as the backup's manifest records it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerificationFacts {
+    /// The backup verified.
+    pub backup: String,
+    pub ok: bool,
+    /// Checks that failed, of `checks`.
+    pub failed: u64,
+    pub checks: u64,
+    /// How long ago it ran, in seconds.
+    pub age_seconds: Option<i64>,
+}
+
+/// The file system of the server's data directory, as `df -P` inside the
+/// server container reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiskFacts {
+    /// The data directory (`PGDATA`).
+    pub path: String,
+    /// Where its file system is mounted in the container.
+    pub mount: String,
+    pub size_bytes: u64,
+    pub used_bytes: u64,
+    /// What PostgreSQL can still write (blocks reserved for root left out).
+    pub available_bytes: u64,
+}
+
+impl DiskFacts {
+    /// The space PostgreSQL can use: used plus available, as `df` counts
+    /// its `Capacity`.
+    pub fn usable_bytes(&self) -> u64 {
+        self.used_bytes.saturating_add(self.available_bytes)
+    }
+
+    /// Reads `df -P -k` output: the line after the header, counted from
+    /// its `Capacity` column so that a device name with spaces still parses.
+    pub fn from_df(path: &str, output: &str) -> Option<DiskFacts> {
+        let line = output
+            .lines()
+            .skip(1)
+            .find(|line| !line.trim().is_empty())?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let capacity = fields
+            .iter()
+            .enumerate()
+            .skip(4)
+            .find(|(_, field)| field.ends_with('%'))?
+            .0;
+        let kib = |index: usize| -> Option<u64> {
+            fields.get(index)?.parse::<u64>().ok()?.checked_mul(1024)
+        };
+        Some(DiskFacts {
+            path: path.to_owned(),
+            mount: fields[capacity + 1..].join(" "),
+            size_bytes: kib(capacity - 3)?,
+            used_bytes: kib(capacity - 2)?,
+            available_bytes: kib(capacity - 1)?,
+        })
+    }
 }
 
 /// Everything `status` read.
@@ -205,6 +320,12 @@ pub struct StatusFacts {
     pub server: Option<ServerFacts>,
     /// Why the server could not be read, when it could not.
     pub server_error: Option<String>,
+    /// The data directory's file system, when the server container runs.
+    #[serde(default)]
+    pub disk: Option<DiskFacts>,
+    /// Why it could not be read, when it could not.
+    #[serde(default)]
+    pub disk_error: Option<String>,
     /// The pooler's admin console, when the spec has a pooler.
     pub pooler: Option<PoolerFacts>,
     /// Why the admin console could not be read, when it could not.
@@ -261,6 +382,12 @@ pub fn evaluate(deployment: &str, facts: StatusFacts, thresholds: &Thresholds) -
     if let Some(server) = &facts.server {
         server_lines(server, thresholds, &mut lines);
     }
+    if let Some(error) = &facts.disk_error {
+        lines.push(line("disk", "data directory", Level::Red, error.clone()));
+    }
+    if let Some(disk) = &facts.disk {
+        lines.push(disk_line(disk, &thresholds.disk_free));
+    }
     if let Some(error) = &facts.pooler_error {
         lines.push(line("pooler", "admin console", Level::Red, error.clone()));
     }
@@ -272,6 +399,9 @@ pub fn evaluate(deployment: &str, facts: StatusFacts, thresholds: &Thresholds) -
     }
     for backup in &facts.backups {
         lines.push(backup_line(backup));
+        if backup.last_good.is_some() || backup.last_verification.is_some() {
+            lines.push(verification_line(backup));
+        }
     }
     let level = lines
         .iter()
@@ -478,6 +608,68 @@ fn backup_line(backup: &BackupFacts) -> StatusLine {
     )
 }
 
+/// The data directory's file system against the free-space threshold.
+fn disk_line(disk: &DiskFacts, threshold: &FreeThreshold) -> StatusLine {
+    let usable = disk.usable_bytes();
+    line(
+        "disk",
+        "data directory",
+        threshold.level(disk.available_bytes, usable),
+        format!(
+            "{} free of {} ({:.0} %) at {}{}",
+            crate::model::notation::human_size(disk.available_bytes),
+            crate::model::notation::human_size(usable),
+            free_percent(disk.available_bytes, usable),
+            disk.path,
+            if disk.mount == disk.path || disk.mount.is_empty() {
+                String::new()
+            } else {
+                format!(" (file system mounted at {})", disk.mount)
+            }
+        ),
+    )
+}
+
+/// The newest verification of a schedule's backups: red when it failed,
+/// yellow when none was ever verified (a backup nobody restored is a hope,
+/// not a backup), green otherwise.
+fn verification_line(backup: &BackupFacts) -> StatusLine {
+    let item = format!("{} verified", backup.schedule);
+    let Some(verification) = &backup.last_verification else {
+        return line(
+            "backup",
+            &item,
+            Level::Yellow,
+            "never verified; `pgspec backup verify` restores the newest good backup".to_owned(),
+        );
+    };
+    let age = verification
+        .age_seconds
+        .map(|age| format!(" {} ago", duration_text(age as f64)))
+        .unwrap_or_default();
+    if verification.ok {
+        line(
+            "backup",
+            &item,
+            Level::Green,
+            format!(
+                "passed{age} ({}, {} checks)",
+                verification.backup, verification.checks
+            ),
+        )
+    } else {
+        line(
+            "backup",
+            &item,
+            Level::Red,
+            format!(
+                "FAILED{age} ({}, {} of {} checks failed)",
+                verification.backup, verification.failed, verification.checks
+            ),
+        )
+    }
+}
+
 fn age_line(item: &str, seconds: Option<f64>, warn: f64, critical: f64) -> StatusLine {
     match seconds {
         None => line("server", item, Level::Green, "none running".to_owned()),
@@ -522,195 +714,4 @@ pub fn duration_text(seconds: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn defaults() -> Threshold {
-        Thresholds::default().connections
-    }
-
-    #[test]
-    fn connection_levels_follow_the_runbook_defaults() {
-        let threshold = defaults();
-        assert_eq!(threshold.level(69, 100), Level::Green);
-        assert_eq!(threshold.level(70, 100), Level::Yellow);
-        assert_eq!(threshold.level(89, 100), Level::Yellow);
-        assert_eq!(threshold.level(90, 100), Level::Red);
-        assert_eq!(threshold.level(120, 100), Level::Red);
-    }
-
-    #[test]
-    fn no_limit_is_green_and_a_zero_limit_in_use_is_red() {
-        assert_eq!(defaults().level(500, -1), Level::Green);
-        assert_eq!(defaults().level(0, 0), Level::Green);
-        assert_eq!(defaults().level(1, 0), Level::Red);
-    }
-
-    #[test]
-    fn percentages_parse_with_or_without_the_sign() {
-        assert_eq!(parse_percent("70%"), Ok(70.0));
-        assert_eq!(parse_percent(" 12.5 % "), Ok(12.5));
-        assert_eq!(parse_percent("90"), Ok(90.0));
-        assert!(parse_percent("120%").is_err());
-        assert!(parse_percent("lots").is_err());
-        assert!(parse_percent("-1%").is_err());
-    }
-
-    fn server() -> ServerFacts {
-        ServerFacts {
-            version: "17.2".to_owned(),
-            uptime_seconds: 3700,
-            max_connections: 10,
-            connections_by_state: BTreeMap::from([
-                ("idle".to_owned(), 2),
-                ("active".to_owned(), 1),
-            ]),
-            roles: vec![RoleConnections {
-                role: "app".to_owned(),
-                connections: 2,
-                limit: Some(2),
-            }],
-            longest_query_seconds: Some(2.0),
-            longest_transaction_seconds: None,
-            deadlocks: 0,
-            database_sizes: BTreeMap::from([("app".to_owned(), 7_700_000)]),
-        }
-    }
-
-    #[test]
-    fn the_worst_line_sets_the_level() {
-        let facts = StatusFacts {
-            server: Some(server()),
-            ..StatusFacts::default()
-        };
-        let report = evaluate("demo", facts, &Thresholds::default());
-        // The role at its limit is red; the server at 30 % is green.
-        assert_eq!(report.level, Level::Red);
-        let levels: Vec<_> = report
-            .lines
-            .iter()
-            .map(|line| (line.item.as_str(), line.level))
-            .collect();
-        assert!(levels.contains(&("max_connections", Level::Green)));
-        assert!(levels.contains(&("app", Level::Red)));
-    }
-
-    #[test]
-    fn the_spec_thresholds_replace_the_defaults() {
-        let mut facts = StatusFacts {
-            server: Some(server()),
-            ..StatusFacts::default()
-        };
-        facts.server.as_mut().unwrap().roles.clear();
-        let low = Thresholds {
-            connections: Threshold {
-                warn_percent: 5.0,
-                critical_percent: 10.0,
-            },
-        };
-        assert_eq!(
-            evaluate("demo", facts.clone(), &Thresholds::default()).level,
-            Level::Green
-        );
-        assert_eq!(evaluate("demo", facts, &low).level, Level::Red);
-    }
-
-    #[test]
-    fn containers_are_judged_by_state_health_and_restarts() {
-        let running = ContainerFacts {
-            role: "server".to_owned(),
-            name: "demo-postgres".to_owned(),
-            state: "running".to_owned(),
-            health: Some("healthy".to_owned()),
-            restarts: 0,
-            image: "postgres:17".to_owned(),
-        };
-        assert_eq!(container_line(&running).level, Level::Green);
-        let restarted = ContainerFacts {
-            restarts: 3,
-            ..running.clone()
-        };
-        assert_eq!(container_line(&restarted).level, Level::Yellow);
-        let unhealthy = ContainerFacts {
-            health: Some("unhealthy".to_owned()),
-            ..running.clone()
-        };
-        assert_eq!(container_line(&unhealthy).level, Level::Red);
-        let exited = ContainerFacts {
-            state: "exited".to_owned(),
-            ..running
-        };
-        assert_eq!(container_line(&exited).level, Level::Red);
-    }
-
-    #[test]
-    fn pools_are_judged_by_their_size_and_waiting_clients() {
-        let pool = PoolFacts {
-            database: "app".to_owned(),
-            user: "app".to_owned(),
-            clients: 3,
-            waiting: 0,
-            servers: 2,
-            pool_size: Some(20),
-        };
-        let pooler = PoolerFacts {
-            clients: 3,
-            max_client_conn: 100,
-            pools: vec![pool.clone()],
-        };
-        let judge = |pooler: PoolerFacts| {
-            let mut lines = Vec::new();
-            pooler_lines(&pooler, &Thresholds::default(), &mut lines);
-            lines.iter().map(|line| line.level).collect::<Vec<_>>()
-        };
-        assert_eq!(judge(pooler.clone()), [Level::Green, Level::Green]);
-        let waiting = PoolerFacts {
-            pools: vec![PoolFacts {
-                waiting: 1,
-                ..pool.clone()
-            }],
-            ..pooler.clone()
-        };
-        assert_eq!(judge(waiting), [Level::Green, Level::Yellow]);
-        let full = PoolerFacts {
-            clients: 95,
-            pools: vec![PoolFacts {
-                servers: 20,
-                ..pool
-            }],
-            ..pooler
-        };
-        assert_eq!(judge(full), [Level::Red, Level::Red]);
-    }
-
-    #[test]
-    fn backups_age_against_their_period() {
-        let daily = |age: Option<i64>| BackupFacts {
-            schedule: "nightly".to_owned(),
-            cron: "0 2 * * *".to_owned(),
-            period_seconds: Some(86_400),
-            last_good: age.map(|_| "20260102T020000Z-nightly".to_owned()),
-            last_good_age_seconds: age,
-        };
-        let level = |age| backup_line(&daily(age)).level;
-        assert_eq!(level(Some(3600)), Level::Green);
-        // One period plus a tenth of it.
-        assert_eq!(level(Some(86_400 + 8640)), Level::Green);
-        assert_eq!(level(Some(86_400 + 8641)), Level::Yellow);
-        assert_eq!(level(Some(2 * 86_400 + 8641)), Level::Red);
-        assert_eq!(level(None), Level::Yellow);
-        assert_eq!(backup_grace(900), BACKUP_GRACE_MIN_SECONDS);
-    }
-
-    #[test]
-    fn ages_and_sizes_read_like_people_write_them() {
-        assert_eq!(duration_text(12.4), "12 s");
-        assert_eq!(duration_text(3700.0), "1 h 1 min");
-        assert_eq!(duration_text(200_000.0), "2 d 7 h");
-        assert_eq!(crate::model::notation::human_size(7_700_000), "7.3 MiB");
-        assert_eq!(
-            age_line("q", Some(61.0), QUERY_WARN_SECONDS, QUERY_CRITICAL_SECONDS).level,
-            Level::Yellow
-        );
-    }
-}
+mod tests;

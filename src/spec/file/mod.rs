@@ -11,6 +11,12 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod access;
+mod monitoring;
+
+pub use access::{AccessLockout, AccessNames, AccessRuleSpec};
+pub use monitoring::{ExporterSpec, MonitoringSpec, Percent, PercentThresholdSpec, ThresholdsSpec};
+
 /// A pgspec deployment spec.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -650,107 +656,4 @@ pub fn json_schema() -> String {
         .unwrap_or_else(|error| panic!("the schema always serializes: {error}"));
     text.push('\n');
     text
-}
-
-/// The `monitoring` section.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MonitoringSpec {
-    /// Where `pgspec status` turns a line yellow or red.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thresholds: Option<ThresholdsSpec>,
-}
-
-/// Thresholds of `pgspec status`; what is left out keeps pgspec's default.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ThresholdsSpec {
-    /// Connections in use against `max_connections` and each role's
-    /// connection limit (default warn `70%`, critical `90%`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connections: Option<PercentThresholdSpec>,
-}
-
-/// A share of a limit: yellow from `warn`, red from `critical`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PercentThresholdSpec {
-    /// A percentage such as `70%`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warn: Option<Percent>,
-    /// A percentage such as `90%`, at least `warn`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub critical: Option<Percent>,
-}
-
-/// A percentage: `70%`, or a bare number of percent.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum Percent {
-    Number(f64),
-    Text(String),
-}
-
-impl Percent {
-    /// The number of percent, or why it is not one.
-    pub fn value(&self) -> Result<f64, String> {
-        match self {
-            Percent::Number(number) => crate::model::monitoring::parse_percent(&number.to_string()),
-            Percent::Text(text) => crate::model::monitoring::parse_percent(text),
-        }
-    }
-}
-
-/// One client authentication rule: a line of `pg_hba.conf`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AccessRuleSpec {
-    /// `local` (Unix socket), `host` (TCP, with or without TLS), `hostssl`,
-    /// `hostnossl`, `hostgssenc` or `hostnogssenc`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Database names, or `all`, `sameuser`, `samerole`, `replication`
-    /// (physical replication connections).
-    pub database: AccessNames,
-    /// Role names, `+group` for the members of a role, or `all`.
-    pub user: AccessNames,
-    /// Where clients connect from: a CIDR (`10.0.0.0/8`, `::1/128`), `all`,
-    /// `samehost`, `samenet` or a host name. Not on `local` rules; required
-    /// on every other.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
-    /// `scram-sha-256`, `md5`, `password`, `trust`, `reject`, `peer` (local
-    /// only), `ident`, `cert`, `gss`, `sspi`, `ldap`, `radius`, `pam` or `bsd`.
-    pub method: String,
-    /// Method options (`map`, `clientcert`, `ldapserver`, ...), written as
-    /// `name=value` after the method.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub options: BTreeMap<String, String>,
-}
-
-/// One name or a list of names.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum AccessNames {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl AccessNames {
-    pub fn names(&self) -> Vec<String> {
-        match self {
-            AccessNames::One(name) => vec![name.clone()],
-            AccessNames::Many(names) => names.clone(),
-        }
-    }
-}
-
-/// Whether `access` rules may refuse pgspec's own connection: `refuse`
-/// (the default) makes such rules a plan error; `allow` applies them, after
-/// which pgspec cannot connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessLockout {
-    Refuse,
-    Allow,
 }
