@@ -15,6 +15,7 @@ pub mod hint;
 pub mod pooler;
 mod progress;
 pub mod sql;
+pub mod tls;
 
 use std::time::Duration;
 

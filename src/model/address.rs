@@ -33,6 +33,9 @@ pub enum ObjectKind {
     Pooler,
     /// `backup.NAME`: the backup container and its destination.
     Backup,
+    /// `tls.CONTAINER`: the server's certificate, key and CA in its data
+    /// directory.
+    Tls,
 }
 
 impl ObjectKind {
@@ -54,6 +57,7 @@ impl ObjectKind {
             "default_privilege" => ObjectKind::DefaultPrivilege,
             "pooler" => ObjectKind::Pooler,
             "backup" => ObjectKind::Backup,
+            "tls" => ObjectKind::Tls,
             _ => return None,
         })
     }
@@ -77,6 +81,11 @@ pub fn name(name: &str) -> String {
 
 pub fn container(container: &str) -> String {
     format!("container.{}", name(container))
+}
+
+/// The server's certificate files: `tls.CONTAINER`.
+pub fn tls(container: &str) -> String {
+    format!("tls.{}", name(container))
 }
 
 pub fn setting(setting: &str) -> String {

@@ -22,6 +22,7 @@ mod pooler;
 pub mod privileges;
 mod roles;
 mod settings;
+pub mod tls;
 
 pub use backup::{Backup, BackupAgent, BackupDestination, BackupSchedule};
 pub use container::{Container, ContainerState, Image, NetworkAttachment};
@@ -34,6 +35,7 @@ pub use monitoring::{Monitoring, Threshold, Thresholds};
 pub use pooler::{Pooler, PoolerUser};
 pub use roles::{MAX_SCRAM_ITERATIONS, Membership, PasswordState, Role};
 pub use settings::{Setting, is_known_setting, known_settings};
+pub use tls::{CertificateInfo, Tls, TlsFiles, TlsSource};
 
 /// Labels pgspec puts on the Docker objects it creates.
 pub mod labels {
@@ -94,6 +96,9 @@ pub struct Deployment {
     pub pooler: Option<Pooler>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<Backup>,
+    /// The server's TLS (`postgres.tls`); `None` leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
     /// What the live server is (version, available extensions). Empty on the
     /// desired side.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -430,6 +430,16 @@ pub enum DockerStep {
     RemovePooler {
         name: String,
     },
+    /// Write the server's certificate, key and CA into `pgspec-tls` in the
+    /// data directory of container `name`, owned by the server's user and
+    /// the keys readable by it alone. A generated certificate is issued at
+    /// apply time by the CA kept there (made first when there is none);
+    /// files are read from the spec's references at apply time. The plan
+    /// holds only references.
+    WriteTls {
+        name: String,
+        source: Box<crate::model::TlsSource>,
+    },
 }
 
 /// Everything PgBouncer's configuration is made of; `apply::pooler` renders

@@ -25,6 +25,7 @@ mod requires;
 mod roles;
 mod schemas;
 pub mod settings;
+pub mod tls;
 use container::diff_container;
 pub use container::format_bytes;
 pub use container::unproven_message;
@@ -40,6 +41,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
     let server_known = diff_container(desired, live, &mut plan);
     if server_known {
         let with_libraries = preload::with_libraries(desired, live);
+        tls::diff(desired, live, &mut plan);
         settings::diff(&with_libraries, live, &mut plan);
         roles::diff(desired, live, options, &mut plan);
         diff_databases(desired, live, options, &mut plan);

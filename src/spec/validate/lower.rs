@@ -124,7 +124,7 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
         }
     });
 
-    let settings = postgres
+    let mut settings: BTreeMap<String, Setting> = postgres
         .settings
         .iter()
         .map(|(name, value)| {
@@ -137,6 +137,17 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
             )
         })
         .collect();
+
+    let tls = match (&postgres.tls, &container) {
+        (Some(tls), Some(container)) => Some(super::tls::lower_tls(
+            tls,
+            &container.name,
+            &crate::model::tls::published_host(&container.bind_address),
+            base,
+            &mut settings,
+        )),
+        _ => None,
+    };
 
     let roles = file
         .roles
@@ -190,6 +201,8 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
                 .as_ref()
                 .map(|password| Secret::from_ref(password, base)),
             database: connection.database.clone(),
+            sslmode: connection.sslmode.clone(),
+            sslrootcert: connection.sslrootcert.as_ref().map(|path| base.join(path)),
         })
         .unwrap_or_default();
 
@@ -206,6 +219,7 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
                 .backup
                 .as_ref()
                 .map(|backup| lower_backup(file, backup, base)),
+            tls,
             ..Deployment::default()
         },
         connection,

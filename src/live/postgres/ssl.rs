@@ -1,0 +1,424 @@
+//! TLS of pgspec's own connections, with libpq's `sslmode`s.
+//!
+//! The TLS stack is rustls (through tokio-postgres-rustls) with the *ring*
+//! provider: no system OpenSSL, so the same static binary runs on the host
+//! and, as the backup agent, inside any server image. tokio-postgres knows
+//! only `disable`, `prefer` and `require`; `verify-ca` and `verify-full`
+//! are `require` plus the verifier here, which checks the chain against
+//! `sslrootcert` (or the CA pgspec generated for the server), and for
+//! `verify-full` the host name too. `prefer` and `require` encrypt without
+//! checking the certificate, as libpq does.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::SslMode as WireMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::engine::{Docker, files};
+use crate::live::ObserveError;
+use crate::live::tls::pem_certificates;
+
+/// libpq's `sslmode`, but `allow`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    /// TLS when the server offers it, the certificate unchecked.
+    #[default]
+    Prefer,
+    /// TLS, the certificate unchecked.
+    Require,
+    /// TLS, the certificate signed by the root certificate.
+    VerifyCa,
+    /// TLS, the certificate signed by the root certificate and valid for
+    /// the host name.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(text: &str) -> Option<SslMode> {
+        Some(match text {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether the server's certificate is checked.
+    pub fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// A CA certificate pgspec generated, read from the server container's
+/// data directory when a connection first needs it.
+#[derive(Clone)]
+pub struct GeneratedCa {
+    pub docker: Docker,
+    pub container: String,
+    read: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl GeneratedCa {
+    pub fn new(docker: Docker, container: String) -> GeneratedCa {
+        GeneratedCa {
+            docker,
+            container,
+            read: Arc::default(),
+        }
+    }
+
+    /// The CA's path in the container: in its data directory (`PGDATA`).
+    async fn path(&self) -> Result<String, ObserveError> {
+        let inspect = crate::engine::container::inspect(&self.docker, &self.container).await?;
+        let env = inspect
+            .and_then(|inspect| inspect.config)
+            .and_then(|config| config.env)
+            .unwrap_or_default();
+        let pgdata = crate::engine::image::env_value(&env, "PGDATA")
+            .filter(|pgdata| pgdata.starts_with('/'))
+            .unwrap_or(crate::model::data::DEFAULT_PGDATA);
+        Ok(format!(
+            "{}/{}",
+            pgdata.trim_end_matches('/'),
+            crate::model::tls::CA_FILE
+        ))
+    }
+
+    async fn pem(&self) -> Result<Vec<u8>, ObserveError> {
+        if let Ok(read) = self.read.lock()
+            && let Some(pem) = read.as_ref()
+        {
+            return Ok(pem.clone());
+        }
+        let path = self.path().await?;
+        let pem = files::read_file(&self.docker, &self.container, &path)
+            .await?
+            .filter(|pem| !pem.is_empty())
+            .ok_or_else(|| {
+                ObserveError::Connection(format!(
+                    "sslmode needs a root certificate, and container `{}` holds no CA pgspec \
+                     generated yet; connect with `sslmode: prefer` until the first apply has \
+                     written it, or give `sslrootcert`",
+                    self.container
+                ))
+            })?;
+        if let Ok(mut read) = self.read.lock() {
+            *read = Some(pem.clone());
+        }
+        Ok(pem)
+    }
+}
+
+/// How a connection uses TLS.
+#[derive(Clone, Default)]
+pub struct Ssl {
+    pub mode: SslMode,
+    /// `sslrootcert`: the CA file the server's certificate is checked
+    /// against.
+    pub root_cert: Option<PathBuf>,
+    /// The CA pgspec generated, used without `root_cert`.
+    pub generated_ca: Option<GeneratedCa>,
+}
+
+impl Ssl {
+    /// The mode tokio-postgres negotiates with, and the connector.
+    pub async fn connector(&self) -> Result<(WireMode, MakeRustlsConnect), ObserveError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (wire, inner) = match self.mode {
+            SslMode::Disable => (WireMode::Disable, None),
+            SslMode::Prefer => (WireMode::Prefer, None),
+            SslMode::Require => (WireMode::Require, None),
+            SslMode::VerifyCa | SslMode::VerifyFull => {
+                let pem = self.root_pem().await?;
+                let mut roots = RootCertStore::empty();
+                for der in pem_certificates(&pem) {
+                    roots.add(CertificateDer::from(der)).map_err(|error| {
+                        ObserveError::Connection(format!("the root certificate: {error}"))
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(ObserveError::Connection(
+                        "the root certificate file holds no PEM certificate".to_owned(),
+                    ));
+                }
+                let verifier =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|error| {
+                            ObserveError::Connection(format!("the root certificate: {error}"))
+                        })?;
+                (WireMode::Require, Some(verifier))
+            }
+        };
+        let verifier = Verifier {
+            inner,
+            check_name: self.mode == SslMode::VerifyFull,
+            provider: provider.clone(),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| ObserveError::Connection(format!("TLS: {error}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        Ok((wire, MakeRustlsConnect::new(config)))
+    }
+
+    async fn root_pem(&self) -> Result<Vec<u8>, ObserveError> {
+        if let Some(path) = &self.root_cert {
+            return std::fs::read(path).map_err(|error| {
+                ObserveError::Connection(format!(
+                    "cannot read sslrootcert `{}`: {error}",
+                    path.display()
+                ))
+            });
+        }
+        match &self.generated_ca {
+            Some(ca) => ca.pem().await,
+            None => Err(ObserveError::Connection(format!(
+                "sslmode `{}` needs a root certificate: give `sslrootcert` (or PGSSLROOTCERT)",
+                self.mode.as_str()
+            ))),
+        }
+    }
+}
+
+/// Checks the chain with `inner` (none: accepts any certificate, for
+/// `prefer` and `require`) and the host name only with `check_name`.
+/// Handshake signatures are always checked.
+#[derive(Debug)]
+struct Verifier {
+    inner: Option<Arc<WebPkiServerVerifier>>,
+    check_name: bool,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(inner) = &self.inner else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A libpq URL without its `sslmode` and `sslrootcert`, which
+/// tokio-postgres does not take (it knows no `verify-*`), and their values:
+/// `(rest, sslmode, sslrootcert)`. Both URI (`postgresql://…?sslmode=…`)
+/// and key/value (`host=… sslmode=…`) forms.
+pub fn split_ssl_params(url: &str) -> (String, Option<String>, Option<String>) {
+    let (mut mode, mut root) = (None, None);
+    let mut take = |key: &str, value: String| match key {
+        "sslmode" => {
+            mode = Some(value);
+            true
+        }
+        "sslrootcert" => {
+            root = Some(value);
+            true
+        }
+        _ => false,
+    };
+    let trimmed = url.trim();
+    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        let Some((base, query)) = trimmed.split_once('?') else {
+            return (trimmed.to_owned(), None, None);
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                !take(key, percent_decode(value))
+            })
+            .collect();
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return (rest, mode, root);
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for (key, value, raw) in key_values(trimmed) {
+        if !take(&key, value) {
+            kept.push(raw);
+        }
+    }
+    (kept.join(" "), mode, root)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%'
+            && let Some(hex) = text.get(index + 1..index + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            index += 3;
+            continue;
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `key=value` pairs of a libpq key/value string: key, unquoted value,
+/// and the pair as written.
+fn key_values(text: &str) -> Vec<(String, String, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut pairs = Vec::new();
+    let mut index = 0;
+    let skip_space = |index: &mut usize| {
+        while *index < chars.len() && chars[*index].is_whitespace() {
+            *index += 1;
+        }
+    };
+    loop {
+        skip_space(&mut index);
+        if index >= chars.len() {
+            break;
+        }
+        let start = index;
+        let mut key = String::new();
+        while index < chars.len() && chars[index] != '=' && !chars[index].is_whitespace() {
+            key.push(chars[index]);
+            index += 1;
+        }
+        skip_space(&mut index);
+        if index < chars.len() && chars[index] == '=' {
+            index += 1;
+        }
+        skip_space(&mut index);
+        let mut value = String::new();
+        if index < chars.len() && chars[index] == '\'' {
+            index += 1;
+            while index < chars.len() && chars[index] != '\'' {
+                if chars[index] == '\\' && index + 1 < chars.len() {
+                    index += 1;
+                }
+                value.push(chars[index]);
+                index += 1;
+            }
+            index += 1;
+        } else {
+            while index < chars.len() && !chars[index].is_whitespace() {
+                if chars[index] == '\\' && index + 1 < chars.len() {
+                    index += 1;
+                }
+                value.push(chars[index]);
+                index += 1;
+            }
+        }
+        let raw: String = chars[start..index.min(chars.len())].iter().collect();
+        pairs.push((key, value, raw));
+    }
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_taken_out_of_both_url_forms() {
+        assert_eq!(
+            split_ssl_params(
+                "postgresql://u:p@db:5432/app?sslmode=verify-full&connect_timeout=5&sslrootcert=%2Fetc%2Fca.crt"
+            ),
+            (
+                "postgresql://u:p@db:5432/app?connect_timeout=5".to_owned(),
+                Some("verify-full".to_owned()),
+                Some("/etc/ca.crt".to_owned())
+            )
+        );
+        assert_eq!(
+            split_ssl_params("postgres://db/app?sslmode=require"),
+            (
+                "postgres://db/app".to_owned(),
+                Some("require".to_owned()),
+                None
+            )
+        );
+        assert_eq!(
+            split_ssl_params("host=db password='a b\\'c' sslmode = verify-ca sslrootcert='/x y'"),
+            (
+                "host=db password='a b\\'c'".to_owned(),
+                Some("verify-ca".to_owned()),
+                Some("/x y".to_owned())
+            )
+        );
+        assert_eq!(
+            split_ssl_params("postgresql://db/app"),
+            ("postgresql://db/app".to_owned(), None, None)
+        );
+    }
+}
