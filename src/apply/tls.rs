@@ -126,6 +126,69 @@ pub async fn write(
     .await
 }
 
+/// The certificate, key and CA the pooler serves its clients with: the
+/// spec's files, or the server's generated ones, read from the data
+/// directory of the server container `server`.
+pub async fn pooler_pems(
+    docker: &Docker,
+    source: &TlsSource,
+    server: &str,
+) -> anyhow::Result<TlsPems> {
+    match source {
+        TlsSource::Files {
+            certificate,
+            key,
+            ca,
+        } => {
+            let certificate = certificate
+                .resolve()
+                .context("cannot read the TLS certificate")?;
+            let key = key.resolve().context("cannot read the TLS key")?;
+            let ca = match ca {
+                Some(ca) => Some(with_newline(
+                    ca.resolve()
+                        .context("cannot read the TLS CA certificate")?
+                        .expose(),
+                )),
+                None => None,
+            };
+            Ok(TlsPems {
+                certificate: with_newline(certificate.expose()),
+                key: with_newline(key.expose()),
+                ca,
+                ca_key: None,
+            })
+        }
+        TlsSource::SelfSigned { .. } => {
+            let inspect = crate::engine::container::inspect(docker, server)
+                .await?
+                .with_context(|| format!("there is no container `{server}`"))?;
+            let env = inspect
+                .config
+                .and_then(|config| config.env)
+                .unwrap_or_default();
+            let pgdata = crate::engine::image::env_value(&env, "PGDATA")
+                .unwrap_or(crate::model::data::DEFAULT_PGDATA)
+                .trim_end_matches('/')
+                .to_owned();
+            let read = |file: &'static str| {
+                let path = format!("{pgdata}/{file}");
+                async move {
+                    files::read_text(docker, server, &path)
+                        .await
+                        .with_context(|| format!("cannot read `{path}` in container `{server}`"))
+                }
+            };
+            Ok(TlsPems {
+                certificate: read(CERT_FILE).await?,
+                key: read(KEY_FILE).await?,
+                ca: Some(read(CA_FILE).await?),
+                ca_key: None,
+            })
+        }
+    }
+}
+
 fn with_newline(pem: &str) -> String {
     format!("{}\n", pem.trim_end())
 }

@@ -458,6 +458,11 @@ pub struct PoolerConfig {
     pub admin_user: String,
     /// Roles whose SCRAM verifiers go into the auth file.
     pub users: Vec<String>,
+    /// Where the server's certificate and key come from, when it has TLS:
+    /// the same files go into the pooler (a generated one copied from the
+    /// server's data directory at apply time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Box<crate::model::TlsSource>>,
 }
 
 #[cfg(test)]

@@ -489,7 +489,8 @@ fn docker_line(call: &DockerStep) -> String {
         DockerStep::RemovePooler { name } => format!("stop container `{name}` and remove it"),
         DockerStep::WriteTls { name, source } => match source.as_ref() {
             crate::model::TlsSource::SelfSigned { .. } => format!(
-                "issue a server certificate with pgspec's CA in `{name}` (the CA made first when                  there is none) and write it with its key into `{}` in the data directory",
+                "issue a server certificate with pgspec's CA in `{name}` (the CA made first when \
+                 there is none) and write it with its key into `{}` in the data directory",
                 crate::model::tls::TLS_DIRECTORY
             ),
             crate::model::TlsSource::Files {

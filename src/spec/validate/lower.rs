@@ -142,6 +142,9 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
         (Some(tls), Some(container)) => Some(super::tls::lower_tls(
             tls,
             &container.name,
+            file.pooler
+                .as_ref()
+                .map(|_| format!("{}-pgbouncer", file.name)),
             &crate::model::tls::published_host(&container.bind_address),
             base,
             &mut settings,
@@ -214,7 +217,13 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
             settings,
             roles,
             databases,
-            pooler: file.pooler.as_ref().map(lower_pooler),
+            pooler: file.pooler.as_ref().map(|pooler| {
+                let mut pooler = lower_pooler(pooler);
+                if let Some(tls) = &tls {
+                    pooler.settings.extend(Pooler::tls_settings(tls.require));
+                }
+                pooler
+            }),
             backup: file
                 .backup
                 .as_ref()

@@ -141,7 +141,8 @@ impl Checker<'_> {
 
 /// The names a generated certificate is valid for: the container's name
 /// (how the pooler and backup containers reach the server), `localhost`,
-/// the address pgspec connects to, and the spec's `names`; sorted.
+/// the address pgspec connects to, and the spec's `names` (and the pooler
+/// container's name, which serves the same certificate); sorted.
 pub fn generated_names(container: &str, published_host: &str, extra: &[String]) -> Vec<String> {
     let mut names: Vec<String> = [container, "localhost", published_host]
         .into_iter()
@@ -158,6 +159,7 @@ pub fn generated_names(container: &str, published_host: &str, extra: &[String]) 
 pub(super) fn lower_tls(
     tls: &TlsSpec,
     container: &str,
+    pooler: Option<String>,
     published_host: &str,
     base: &Path,
     settings: &mut BTreeMap<String, Setting>,
@@ -169,7 +171,11 @@ pub(super) fn lower_tls(
             ca: tls.ca.as_ref().map(|ca| Secret::from_ref(ca, base)),
         },
         _ => TlsSource::SelfSigned {
-            names: generated_names(container, published_host, &tls.names),
+            names: generated_names(
+                container,
+                published_host,
+                &tls.names.iter().cloned().chain(pooler).collect::<Vec<_>>(),
+            ),
         },
     };
     let mut set = |name: &str, value: &str| {
