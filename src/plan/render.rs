@@ -498,7 +498,8 @@ fn docker_line(call: &DockerStep) -> String {
                 key,
                 ca,
             } => format!(
-                "write the certificate from {}, the key from {}{} into `{}` in the data directory                  of `{name}` (key mode 0600, owned by the server's user)",
+                "write the certificate from {}, the key from {}{} into `{}` in the data directory \
+                 of `{name}` (key mode 0600, owned by the server's user)",
                 certificate.describe(),
                 key.describe(),
                 ca.as_ref()

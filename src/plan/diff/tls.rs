@@ -77,6 +77,17 @@ pub fn diff(desired: &Deployment, live: &Deployment, plan: &mut Plan) {
     } else if let (TlsSource::Files { .. }, Some(have)) = (source, have) {
         note_expiry(&address, &have.certificate, "the certificate", plan);
     }
+    if want.require {
+        // TODO(access): `require` becomes `hostssl` rules (and `hostnossl
+        // … reject`) in the `access` section's pg_hba; until that is wired,
+        // the server itself still accepts clients without TLS.
+        plan.notes.push(Note {
+            address: address.clone(),
+            message: "`require` is enforced by the pooler (client_tls_sslmode = require); the \
+                      server refuses clients without TLS only through `hostssl` access rules"
+                .to_owned(),
+        });
+    }
     let Some(reason) = reason else { return };
     let kind = if have.is_some() {
         ActionKind::Update
