@@ -160,17 +160,7 @@ pub async fn pooler_pems(
             })
         }
         TlsSource::SelfSigned { .. } => {
-            let inspect = crate::engine::container::inspect(docker, server)
-                .await?
-                .with_context(|| format!("there is no container `{server}`"))?;
-            let env = inspect
-                .config
-                .and_then(|config| config.env)
-                .unwrap_or_default();
-            let pgdata = crate::engine::image::env_value(&env, "PGDATA")
-                .unwrap_or(crate::model::data::DEFAULT_PGDATA)
-                .trim_end_matches('/')
-                .to_owned();
+            let pgdata = crate::live::tls::data_directory(docker, server).await?;
             let read = |file: &'static str| {
                 let path = format!("{pgdata}/{file}");
                 async move {

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::engine::{Docker, files};
+use crate::engine::{Docker, EngineError, files};
 use crate::live::ObserveError;
 use crate::model::tls::{CA_FILE, CERT_FILE, EXPIRY_WARNING_DAYS, KEY_FILE, TLS_DIRECTORY};
 use crate::model::{CertificateInfo, Tls, TlsFiles, TlsSource};
@@ -123,6 +123,31 @@ pub async fn observe(
         installed,
         ..observe_spec_only(desired)?
     })
+}
+
+/// The data directory of container `container`: its `PGDATA`.
+pub async fn data_directory(docker: &Docker, container: &str) -> Result<String, EngineError> {
+    let inspect = crate::engine::container::inspect(docker, container).await?;
+    let env = inspect
+        .and_then(|inspect| inspect.config)
+        .and_then(|config| config.env)
+        .unwrap_or_default();
+    Ok(crate::engine::image::env_value(&env, "PGDATA")
+        .filter(|pgdata| pgdata.starts_with('/'))
+        .unwrap_or(crate::model::data::DEFAULT_PGDATA)
+        .trim_end_matches('/')
+        .to_owned())
+}
+
+/// The server certificate in the data directory of `container`, if any.
+pub async fn installed_certificate(
+    docker: &Docker,
+    container: &str,
+) -> Result<Option<CertificateInfo>, EngineError> {
+    let path = format!("{}/{CERT_FILE}", data_directory(docker, container).await?);
+    Ok(files::read_file(docker, container, &path)
+        .await?
+        .and_then(|pem| certificate_info(&pem, now()).ok()))
 }
 
 /// The spec's certificate files alone, for a server whose container does

@@ -88,19 +88,8 @@ impl GeneratedCa {
 
     /// The CA's path in the container: in its data directory (`PGDATA`).
     async fn path(&self) -> Result<String, ObserveError> {
-        let inspect = crate::engine::container::inspect(&self.docker, &self.container).await?;
-        let env = inspect
-            .and_then(|inspect| inspect.config)
-            .and_then(|config| config.env)
-            .unwrap_or_default();
-        let pgdata = crate::engine::image::env_value(&env, "PGDATA")
-            .filter(|pgdata| pgdata.starts_with('/'))
-            .unwrap_or(crate::model::data::DEFAULT_PGDATA);
-        Ok(format!(
-            "{}/{}",
-            pgdata.trim_end_matches('/'),
-            crate::model::tls::CA_FILE
-        ))
+        let pgdata = crate::live::tls::data_directory(&self.docker, &self.container).await?;
+        Ok(format!("{pgdata}/{}", crate::model::tls::CA_FILE))
     }
 
     async fn pem(&self) -> Result<Vec<u8>, ObserveError> {
