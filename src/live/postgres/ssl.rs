@@ -377,6 +377,46 @@ fn key_values(text: &str) -> Vec<(String, String, String)> {
 mod tests {
     use super::*;
 
+    /// The target of a spec whose connection URL is read from a file.
+    fn resolve(
+        url: &str,
+        mode: Option<&str>,
+    ) -> Result<crate::live::Target, crate::live::ObserveError> {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let file = directory.path().join("url");
+        std::fs::write(&file, url).expect("write the URL");
+        let desired = crate::model::Desired {
+            path: "spec.yaml".into(),
+            deployment: crate::model::Deployment::default(),
+            connection: crate::model::Connection {
+                url: Some(crate::secret::Secret {
+                    reference: crate::secret::SecretRef::File(file),
+                }),
+                sslmode: mode.map(str::to_owned),
+                ..crate::model::Connection::default()
+            },
+            options: crate::model::DiffOptions::default(),
+            monitoring: crate::model::Monitoring::default(),
+        };
+        crate::live::Target::resolve(&desired)
+    }
+
+    #[test]
+    fn an_sslmode_in_the_url_is_honoured_and_the_spec_field_wins() {
+        let target = resolve(
+            "postgresql://app@db.internal:6543/app?sslmode=verify-full&sslrootcert=/etc/ca.crt",
+            None,
+        )
+        .expect("resolves");
+        assert_eq!(target.ssl.mode, SslMode::VerifyFull);
+        assert_eq!(target.ssl.root_cert, Some(PathBuf::from("/etc/ca.crt")));
+        assert_eq!((target.host.as_str(), target.port), ("db.internal", 6543));
+        let target = resolve("host=db sslmode=verify-ca", Some("require")).expect("resolves");
+        assert_eq!(target.ssl.mode, SslMode::Require);
+        // Not one of libpq's modes: an error, never a quiet `prefer`.
+        assert!(resolve("postgresql://db/app?sslmode=verify_full", None).is_err());
+    }
+
     #[test]
     fn sslmode_and_sslrootcert_are_taken_out_of_both_url_forms() {
         assert_eq!(
