@@ -1,72 +1,18 @@
-//! TLS of pgspec's own connections, with libpq's `sslmode`s.
-//!
-//! The TLS stack is rustls (through tokio-postgres-rustls) with the *ring*
-//! provider: no system OpenSSL, so the same static binary runs on the host
-//! and, as the backup agent, inside any server image. tokio-postgres knows
-//! only `disable`, `prefer` and `require`; `verify-ca` and `verify-full`
-//! are `require` plus the verifier here, which checks the chain against
-//! `sslrootcert` (or the CA pgspec generated for the server), and for
-//! `verify-full` the host name too. `prefer` and `require` encrypt without
-//! checking the certificate, as libpq does.
+//! TLS of pgspec's own connections: where `sslmode` and `sslrootcert` come
+//! from (the spec, the URL, PGSSLMODE and PGSSLROOTCERT) and the root
+//! certificate, a file or the CA pgspec generated for the server. The
+//! connector itself is `crate::tls`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode as WireMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::engine::{Docker, files};
 use crate::live::ObserveError;
 use crate::live::tls::pem_certificates;
-
-/// libpq's `sslmode`, but `allow`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SslMode {
-    Disable,
-    /// TLS when the server offers it, the certificate unchecked.
-    #[default]
-    Prefer,
-    /// TLS, the certificate unchecked.
-    Require,
-    /// TLS, the certificate signed by the root certificate.
-    VerifyCa,
-    /// TLS, the certificate signed by the root certificate and valid for
-    /// the host name.
-    VerifyFull,
-}
-
-impl SslMode {
-    pub fn parse(text: &str) -> Option<SslMode> {
-        Some(match text {
-            "disable" => SslMode::Disable,
-            "prefer" => SslMode::Prefer,
-            "require" => SslMode::Require,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-full" => SslMode::VerifyFull,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-
-    /// Whether the server's certificate is checked.
-    pub fn verifies(self) -> bool {
-        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
-    }
-}
+pub use crate::tls::SslMode;
 
 /// A CA certificate pgspec generated, read from the server container's
 /// data directory when a connection first needs it.
@@ -131,45 +77,18 @@ pub struct Ssl {
 impl Ssl {
     /// The mode tokio-postgres negotiates with, and the connector.
     pub async fn connector(&self) -> Result<(WireMode, MakeRustlsConnect), ObserveError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let (wire, inner) = match self.mode {
-            SslMode::Disable => (WireMode::Disable, None),
-            SslMode::Prefer => (WireMode::Prefer, None),
-            SslMode::Require => (WireMode::Require, None),
-            SslMode::VerifyCa | SslMode::VerifyFull => {
-                let pem = self.root_pem().await?;
-                let mut roots = RootCertStore::empty();
-                for der in pem_certificates(&pem) {
-                    roots.add(CertificateDer::from(der)).map_err(|error| {
-                        ObserveError::Connection(format!("the root certificate: {error}"))
-                    })?;
-                }
-                if roots.is_empty() {
-                    return Err(ObserveError::Connection(
-                        "the root certificate file holds no PEM certificate".to_owned(),
-                    ));
-                }
-                let verifier =
-                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|error| {
-                            ObserveError::Connection(format!("the root certificate: {error}"))
-                        })?;
-                (WireMode::Require, Some(verifier))
+        let roots = if self.mode.verifies() {
+            let roots = pem_certificates(&self.root_pem().await?);
+            if roots.is_empty() {
+                return Err(ObserveError::Connection(
+                    "the root certificate file holds no PEM certificate".to_owned(),
+                ));
             }
+            roots
+        } else {
+            Vec::new()
         };
-        let verifier = Verifier {
-            inner,
-            check_name: self.mode == SslMode::VerifyFull,
-            provider: provider.clone(),
-        };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| ObserveError::Connection(format!("TLS: {error}")))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        Ok((wire, MakeRustlsConnect::new(config)))
+        crate::tls::connector(self.mode, roots).map_err(ObserveError::Connection)
     }
 
     async fn root_pem(&self) -> Result<Vec<u8>, ObserveError> {
@@ -188,71 +107,6 @@ impl Ssl {
                 self.mode.as_str()
             ))),
         }
-    }
-}
-
-/// Checks the chain with `inner` (none: accepts any certificate, for
-/// `prefer` and `require`) and the host name only with `check_name`.
-/// Handshake signatures are always checked.
-#[derive(Debug)]
-struct Verifier {
-    inner: Option<Arc<WebPkiServerVerifier>>,
-    check_name: bool,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(inner) = &self.inner else {
-            return Ok(ServerCertVerified::assertion());
-        };
-        match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
