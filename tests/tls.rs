@@ -203,6 +203,14 @@ async fn tls_lifecycle(major: u32) {
         .await;
     assert_eq!(ssl, "t");
 
+    // Status shows the certificate and its days to expiry.
+    let status = deployment.pgspec(&["status", "-f", &generated], "");
+    assert!(
+        status.stdout.contains("certificate") && status.stdout.contains("(in 39"),
+        "{}",
+        status.stdout
+    );
+
     // pgspec verifies the server against the CA it generated...
     let verified = deployment.spec(
         major,
