@@ -20,4 +20,5 @@ pub mod plan;
 pub mod secret;
 pub mod spec;
 pub mod sql;
+pub mod tls;
 pub mod units;

@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("secret", &[]),
     ("units", &[]),
     ("output", &[]),
+    ("tls", &[]),
     // The deployment as plain data.
     ("model", &["secret", "sql", "units"]),
     // The Docker Engine, for everyone who talks to it.
@@ -24,13 +25,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("plan", &["model", "secret", "sql", "units", "diag"]),
     ("spec", &["model", "secret", "sql", "units", "diag"]),
     // Reading the world.
-    ("live", &["engine", "model", "secret", "sql", "units"]),
+    (
+        "live",
+        &["engine", "model", "secret", "sql", "tls", "units"],
+    ),
     ("lock", &["engine", "live", "model"]),
     // Changing it.
     (
         "backup",
         &[
-            "engine", "model", "output", "secret", "sql", "units", "diag",
+            "engine", "model", "output", "secret", "sql", "tls", "units", "diag",
         ],
     ),
     (
@@ -46,7 +50,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "cli",
         &[
             "apply", "backup", "diag", "engine", "import", "live", "lock", "model", "output",
-            "plan", "secret", "spec", "sql", "units",
+            "plan", "secret", "spec", "sql", "tls", "units",
         ],
     ),
 ];

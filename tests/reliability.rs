@@ -680,8 +680,8 @@ fn assert_no_secret_in_output(command: &str, run: &common::Run, secrets: &[&str]
 
 /// No secret reaches Docker or the logs: the inspect output, labels
 /// included, of every container, volume and network pgspec made for a
-/// deployment with a pooler and a backup schedule holds none of the
-/// deployment's passwords, and neither does anything pgspec prints while it
+/// deployment with a pooler, a backup schedule and TLS holds none of the
+/// deployment's passwords nor its TLS key, and neither does anything pgspec prints while it
 /// creates them and later changes a role's password, at trace level
 /// (`RUST_LOG=trace` and `-vvv`, so the HTTP and PostgreSQL client crates
 /// would log their requests and statements if they could).
@@ -696,6 +696,7 @@ fn secrets_stay_out_of_docker_inspect() {
     };
 
     const ROLE_PASSWORD_ENV: &str = "PGSPEC_IT_RELIABILITY_ROLE_PASSWORD";
+    const TLS_KEY_ENV: &str = "PGSPEC_IT_RELIABILITY_TLS_KEY";
     common::block_on(async {
         let docker = docker().await;
         let mut owned = Owned::new("inspect");
@@ -711,10 +712,20 @@ fn secrets_stay_out_of_docker_inspect() {
         let role_password = format!("role-{}", unique_name("secret"));
         let file_password = format!("file-{}", unique_name("secret"));
         let password_file = owned.work.write("reporting.password", &file_password);
+        // A TLS certificate from a file, its key from the environment.
+        let tls_key = rcgen::KeyPair::generate().expect("TLS key");
+        let tls_certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .and_then(|params| params.self_signed(&tls_key))
+            .expect("TLS certificate");
+        let certificate_file = owned.work.write("server.crt", &tls_certificate.pem());
+        let tls_key = tls_key.serialize_pem();
+        // Any line of the key's body, and the PEM label itself.
+        let key_line = tls_key.lines().nth(1).expect("a PEM body").to_owned();
         let text = format!(
             "version: 1\nname: {name}\n\
              postgres:\n  image: {image}\n  port: {port}\n  \
-             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
+             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n  \
+             tls: {{ certificate: {{ file: '{certificate}' }}, key: {{ env: {TLS_KEY_ENV} }} }}\n\
              pooler:\n  image: pgspec-test/pgbouncer:1\n  port: {pooler_port}\n\
              roles:\n  \
              - {{ name: app_user, login: true, password: {{ env: {ROLE_PASSWORD_ENV} }} }}\n  \
@@ -726,6 +737,7 @@ fn secrets_stay_out_of_docker_inspect() {
             port = owned.port,
             pooler_port = free_port(),
             file = arg(&password_file),
+            certificate = arg(&certificate_file),
         );
         let spec = arg(&owned.work.write("spec.yaml", &text)).to_owned();
         let new_role_password = format!("role-{}", unique_name("secret"));
@@ -734,6 +746,8 @@ fn secrets_stay_out_of_docker_inspect() {
             role_password.as_str(),
             new_role_password.as_str(),
             file_password.as_str(),
+            key_line.as_str(),
+            "PRIVATE KEY",
         ];
         let apply = ["apply", "-f", &spec, "--auto-approve", "-vvv"];
         let plan = ["plan", "-f", &spec, "--detailed-exitcode", "-vvv"];
@@ -751,6 +765,7 @@ fn secrets_stay_out_of_docker_inspect() {
         ] {
             let env = [
                 (ROLE_PASSWORD_ENV, password.as_str()),
+                (TLS_KEY_ENV, tls_key.as_str()),
                 ("RUST_LOG", "trace"),
             ];
             let run = owned.pgspec(args, &env);

@@ -275,16 +275,20 @@ async fn seed_end_to_end(seed: &'static Seed) {
                 expected.push((*address).to_owned());
             }
             Change::PoolerSet { sql } => {
-                let (client, connection) = tokio_postgres::Config::new()
-                    .host("127.0.0.1")
-                    .port(run.pooler_port)
-                    .user("postgres")
-                    .password(run.superuser_password())
-                    .dbname("pgbouncer")
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .expect("PgBouncer's admin console");
-                tokio::spawn(connection);
+                // TLS when PgBouncer offers it (a seed may require it).
+                let client = pgspec::live::Target {
+                    host: "127.0.0.1".to_owned(),
+                    port: run.pooler_port,
+                    user: "postgres".to_owned(),
+                    password: Some(pgspec::secret::SecretValue::from_env_value(
+                        run.superuser_password().to_owned(),
+                    )),
+                    database: "pgbouncer".to_owned(),
+                    ssl: Default::default(),
+                }
+                .connect()
+                .await
+                .expect("PgBouncer's admin console");
                 client.simple_query(sql).await.expect("SET on the console");
                 expected.push(format!("pooler.{}-pgbouncer", run.name));
             }

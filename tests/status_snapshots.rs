@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use pgspec::model::Thresholds;
 use pgspec::model::monitoring::{
-    BackupFacts, ContainerFacts, DiskFacts, PoolFacts, PoolerFacts, RoleConnections, ServerFacts,
-    StatusFacts, VerificationFacts, evaluate,
+    BackupFacts, CertificateFacts, ContainerFacts, DiskFacts, PoolFacts, PoolerFacts,
+    RoleConnections, ServerFacts, StatusFacts, VerificationFacts, evaluate,
 };
 
 fn facts() -> StatusFacts {
@@ -118,6 +118,12 @@ fn facts() -> StatusFacts {
             },
         ],
         backups_error: None,
+        certificate: Some(CertificateFacts {
+            subject: "CN=ledger-postgres".to_owned(),
+            fingerprint: "SHA256:0123456789abcdef".to_owned(),
+            expires: "2026-01-22".to_owned(),
+            days_left: 20,
+        }),
     }
 }
 

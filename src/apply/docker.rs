@@ -143,6 +143,9 @@ pub async fn run(
         DockerStep::CheckBackupAgent { image } => {
             crate::backup::docker::check_agent_starts(docker, deployment, image).await?;
         }
+        DockerStep::WriteTls { name, source } => {
+            super::tls::write(docker, name, source, target).await?;
+        }
         DockerStep::CreateBackupContainer { backup } => {
             crate::backup::docker::create_container(docker, deployment, backup).await?;
         }

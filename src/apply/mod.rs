@@ -17,6 +17,7 @@ mod exporter;
 pub mod pooler;
 mod progress;
 pub mod sql;
+pub mod tls;
 pub mod upgrade;
 
 use std::time::Duration;

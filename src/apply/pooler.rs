@@ -236,12 +236,34 @@ pub async fn write_config(
     let mtime = previous.map_or(now, |previous| now.max(previous + 1));
     let ini = ini(deployment, config).context("cannot write pgbouncer.ini")?;
     let auth = auth_file(&verifiers).context("cannot write the pooler's auth file")?;
-    // The configuration readable by all, the auth file by its owner only.
-    let entries = [
+    let tls = match config.tls.as_deref() {
+        Some(source) => Some(super::tls::pooler_pems(docker, source, &config.server_host).await?),
+        None => None,
+    };
+    // The configuration readable by all, the auth file and the key by
+    // their owner only.
+    let mut entries = vec![
         Entry::file(CONFIG_FILE, 0o644, ini.as_bytes()),
         Entry::file(AUTH_FILE, 0o600, auth.as_bytes()),
-    ]
-    .map(|entry| entry.owned_by(uid, gid).modified_at(mtime));
+    ];
+    if let Some(pems) = &tls {
+        entries.push(Entry::file(
+            Pooler::TLS_CERT_FILE,
+            0o644,
+            pems.certificate.as_bytes(),
+        ));
+        entries.push(Entry::file(
+            Pooler::TLS_KEY_FILE,
+            0o600,
+            pems.key.as_bytes(),
+        ));
+        let ca = pems.ca.as_deref().unwrap_or(&pems.certificate);
+        entries.push(Entry::file(Pooler::TLS_CA_FILE, 0o644, ca.as_bytes()));
+    }
+    let entries: Vec<Entry<'_>> = entries
+        .into_iter()
+        .map(|entry| entry.owned_by(uid, gid).modified_at(mtime))
+        .collect();
     files::upload_entries(docker, name, &entries, "the PgBouncer configuration").await
 }
 
@@ -333,6 +355,7 @@ mod tests {
             ]),
             admin_user: "postgres".to_owned(),
             users: vec!["ffe_user".to_owned(), "postgres".to_owned()],
+            tls: None,
         };
         let text = ini("ffe", &config).expect("plain names");
         assert!(

@@ -203,6 +203,7 @@ pub fn container_target(container: &Container) -> Target {
         user: container.superuser.clone(),
         password: None,
         database: "postgres".to_owned(),
+        ssl: Default::default(),
     }
 }
 

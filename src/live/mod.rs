@@ -12,6 +12,7 @@ pub mod exporter;
 pub mod pooler;
 pub mod postgres;
 pub mod status;
+pub mod tls;
 
 use crate::engine::EngineError;
 use crate::model::Desired;
@@ -66,6 +67,10 @@ pub enum ObserveError {
     /// The connection settings are unusable.
     #[error("invalid connection settings: {0}")]
     Connection(String),
+    /// A certificate or key the spec names cannot be used; `what` names
+    /// where it is, never what it holds.
+    #[error("the TLS file in {what} cannot be used: {message}")]
+    Certificate { what: String, message: String },
 }
 
 impl ObserveError {
@@ -115,11 +120,25 @@ impl Connections {
     /// Resolves the target and connects to the engine when the spec has a
     /// container.
     pub async fn open(spec: &Desired) -> Result<Connections, ObserveError> {
-        let target = Target::resolve(spec)?;
+        let mut target = Target::resolve(spec)?;
         let engine = match &spec.deployment.container {
             Some(_) => Some(crate::engine::connect().await?),
             None => None,
         };
+        // `verify-ca` and `verify-full` without a root certificate check
+        // the server against the CA pgspec generated for it, read from the
+        // container (whoever controls the engine controls the server too).
+        if let (Some(engine), Some(container), Some(tls)) =
+            (&engine, &spec.deployment.container, &spec.deployment.tls)
+            && target.ssl.mode.verifies()
+            && target.ssl.root_cert.is_none()
+            && matches!(tls.source, Some(crate::model::TlsSource::SelfSigned { .. }))
+        {
+            target.ssl.generated_ca = Some(postgres::ssl::GeneratedCa::new(
+                engine.clone(),
+                container.name.clone(),
+            ));
+        }
         Ok(Connections { target, engine })
     }
 
@@ -193,6 +212,20 @@ pub async fn observe(
         }
         None => true,
     };
+    if let (Some(docker), Some(tls), Some(container)) = (docker, &desired.tls, &live.container)
+        && container.state != ContainerState::Missing
+    {
+        let pgdata = if container.pgdata.is_empty() {
+            crate::model::data::DEFAULT_PGDATA
+        } else {
+            container.pgdata.as_str()
+        };
+        live.tls = Some(tls::observe(docker, &container.name, pgdata, tls).await?);
+    } else if let Some(tls) = &desired.tls {
+        // No container yet: the spec's files are read all the same, so a
+        // certificate that cannot be used stops the plan that creates it.
+        live.tls = Some(tls::observe_spec_only(tls)?);
+    }
     if let Some(observed) = pooler_result? {
         live.pooler = Some(observed.pooler);
         live.images.extend(observed.images);

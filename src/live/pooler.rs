@@ -129,6 +129,12 @@ pub async fn observe(
         None => {}
     }
     pooler.users = auth;
+    if desired.tls.is_some() {
+        pooler.tls_fingerprint = engine::files::read_file(docker, &name, Pooler::TLS_CERT_FILE)
+            .await?
+            .and_then(|pem| crate::live::tls::certificate_info(&pem, 0).ok())
+            .map(|certificate| certificate.fingerprint);
+    }
     Ok(Some(Observed { pooler, images }))
 }
 

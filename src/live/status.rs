@@ -13,7 +13,8 @@ use crate::live::pooler::{CONSOLE_TIMEOUT, admin_target, chain, rows};
 use crate::live::{Connections, ObserveError, Target};
 use crate::model::monitoring::exporter::ExporterKind;
 use crate::model::monitoring::{
-    ContainerFacts, DiskFacts, PoolFacts, PoolerFacts, RoleConnections, ServerFacts, StatusFacts,
+    CertificateFacts, ContainerFacts, DiskFacts, PoolFacts, PoolerFacts, RoleConnections,
+    ServerFacts, StatusFacts,
 };
 use crate::model::{Deployment, backup};
 
@@ -71,6 +72,18 @@ pub async fn read(
         Some(Ok(pooler)) => facts.pooler = Some(pooler),
         Some(Err(error)) => facts.pooler_error = Some(error),
         None => {}
+    }
+    if let (Some(docker), Some(_), Some(container)) =
+        (&connections.engine, &desired.tls, &desired.container)
+    {
+        facts.certificate = crate::live::tls::installed_certificate(docker, &container.name)
+            .await?
+            .map(|certificate| CertificateFacts {
+                subject: certificate.subject.clone(),
+                fingerprint: certificate.short_fingerprint(),
+                expires: certificate.expiry_date(),
+                days_left: (certificate.not_after - crate::live::tls::now()).div_euclid(86_400),
+            });
     }
     Ok(facts)
 }

@@ -37,6 +37,9 @@ pub enum ObjectKind {
     Access,
     /// `exporter.NAME`: a metrics exporter container.
     Exporter,
+    /// `tls.CONTAINER`: the server's certificate, key and CA in its data
+    /// directory.
+    Tls,
 }
 
 impl ObjectKind {
@@ -60,6 +63,7 @@ impl ObjectKind {
             "backup" => ObjectKind::Backup,
             "access" => ObjectKind::Access,
             "exporter" => ObjectKind::Exporter,
+            "tls" => ObjectKind::Tls,
             _ => return None,
         })
     }
@@ -83,6 +87,11 @@ pub fn name(name: &str) -> String {
 
 pub fn container(container: &str) -> String {
     format!("container.{}", name(container))
+}
+
+/// The server's certificate files: `tls.CONTAINER`.
+pub fn tls(container: &str) -> String {
+    format!("tls.{}", name(container))
 }
 
 pub fn setting(setting: &str) -> String {

@@ -41,6 +41,13 @@ pub struct Connection {
     pub password: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// libpq's `sslmode`: `disable`, `prefer`, `require`, `verify-ca` or
+    /// `verify-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<String>,
+    /// The CA certificate file the server's certificate is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslrootcert: Option<PathBuf>,
 }
 
 /// Policy for the diff.

@@ -23,6 +23,7 @@ mod pooler;
 pub mod privileges;
 mod roles;
 pub mod settings;
+pub mod tls;
 
 pub use backup::{Backup, BackupAgent, BackupDestination, BackupSchedule};
 pub use container::{
@@ -38,6 +39,7 @@ pub use monitoring::{FreeThreshold, Monitoring, Threshold, Thresholds};
 pub use pooler::{Pooler, PoolerUser};
 pub use roles::{MAX_SCRAM_ITERATIONS, Membership, PasswordState, Role};
 pub use settings::{Setting, is_known_setting, known_settings};
+pub use tls::{CertificateInfo, Tls, TlsFiles, TlsSource};
 
 /// Labels pgspec puts on the Docker objects it creates.
 pub mod labels {
@@ -105,6 +107,9 @@ pub struct Deployment {
     /// Metrics exporters (`monitoring.exporter`), by what they export.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub exporters: BTreeMap<monitoring::exporter::ExporterKind, monitoring::exporter::Exporter>,
+    /// The server's TLS (`postgres.tls`); `None` leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
     /// What the live server is (version, available extensions). Empty on the
     /// desired side.
     #[serde(default, skip_serializing_if = "Option::is_none")]

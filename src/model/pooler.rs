@@ -35,6 +35,10 @@ pub struct Pooler {
     /// container; `settings` and `databases` are then unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_error: Option<String>,
+    /// Live only: the SHA-256 fingerprint of the TLS certificate in the
+    /// container ([`Pooler::TLS_CERT_FILE`]), when the server has TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
     /// Live only: the roles of the auth file and the roles the pooler should
     /// serve, each with the state of its SCRAM verifier.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -44,6 +48,33 @@ pub struct Pooler {
 impl Pooler {
     /// PgBouncer's auth file inside the pooler container.
     pub const AUTH_FILE: &'static str = "/etc/pgbouncer/userlist.txt";
+    /// The server's certificate and key, which PgBouncer serves its clients
+    /// with too (`client_tls_cert_file`, `client_tls_key_file`).
+    pub const TLS_CERT_FILE: &'static str = "/etc/pgbouncer/server.crt";
+    pub const TLS_KEY_FILE: &'static str = "/etc/pgbouncer/server.key";
+    /// A CA file PgBouncer loads for both sides (it fails to start without
+    /// one): the server's CA, or its certificate when the spec names no CA.
+    /// With `prefer` and `require` nothing is checked against it.
+    pub const TLS_CA_FILE: &'static str = "/etc/pgbouncer/ca.crt";
+
+    /// The TLS settings PgBouncer gets when the server has TLS: clients may
+    /// use it (must, with `require`), with the server's certificate, and
+    /// PgBouncer uses TLS to the server when it offers it (must, with
+    /// `require`).
+    pub fn tls_settings(require: bool) -> BTreeMap<String, String> {
+        let mode = if require { "require" } else { "prefer" };
+        [
+            ("client_tls_sslmode", mode),
+            ("client_tls_cert_file", Self::TLS_CERT_FILE),
+            ("client_tls_key_file", Self::TLS_KEY_FILE),
+            ("client_tls_ca_file", Self::TLS_CA_FILE),
+            ("server_tls_sslmode", mode),
+            ("server_tls_ca_file", Self::TLS_CA_FILE),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+    }
 
     /// The settings pgspec writes whatever the spec says, as `SHOW CONFIG`
     /// reports them. Only those PgBouncer can change online are listed, so a

@@ -493,6 +493,16 @@ pub enum DockerStep {
     RemoveExporter {
         name: String,
     },
+    /// Write the server's certificate, key and CA into `pgspec-tls` in the
+    /// data directory of container `name`, owned by the server's user and
+    /// the keys readable by it alone. A generated certificate is issued at
+    /// apply time by the CA kept there (made first when there is none);
+    /// files are read from the spec's references at apply time. The plan
+    /// holds only references.
+    WriteTls {
+        name: String,
+        source: Box<crate::model::TlsSource>,
+    },
 }
 
 /// Everything PgBouncer's configuration is made of; `apply::pooler` renders
@@ -511,6 +521,11 @@ pub struct PoolerConfig {
     pub admin_user: String,
     /// Roles whose SCRAM verifiers go into the auth file.
     pub users: Vec<String>,
+    /// Where the server's certificate and key come from, when it has TLS:
+    /// the same files go into the pooler (a generated one copied from the
+    /// server's data directory at apply time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Box<crate::model::TlsSource>>,
 }
 
 #[cfg(test)]

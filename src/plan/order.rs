@@ -1,5 +1,5 @@
-//! Dependency order: container → settings → roles → databases → schemas →
-//! extensions → indexes → grants → access rules → pooler → backups, then deletions in the
+//! Dependency order: container → TLS files → settings → roles → databases → schemas →
+//! extensions → indexes → grants → access rules → pooler → backups → exporters, then deletions in the
 //! reverse order, then restarts.
 
 use crate::model::address::ObjectKind;
@@ -9,19 +9,21 @@ use crate::plan::{Action, ActionKind, Plan};
 fn phase(object: ObjectKind) -> u8 {
     match object {
         ObjectKind::Container => 0,
-        ObjectKind::Setting => 1,
-        ObjectKind::Role => 2,
-        ObjectKind::Membership => 3,
-        ObjectKind::Database => 4,
-        ObjectKind::Schema => 5,
-        ObjectKind::Extension => 6,
-        ObjectKind::Index => 7,
-        ObjectKind::Grant | ObjectKind::DefaultPrivilege => 8,
-        ObjectKind::Access => 9,
-        ObjectKind::Pooler => 10,
-        ObjectKind::Backup => 11,
+        // The files exist before `ssl_cert_file` names them.
+        ObjectKind::Tls => 1,
+        ObjectKind::Setting => 2,
+        ObjectKind::Role => 3,
+        ObjectKind::Membership => 4,
+        ObjectKind::Database => 5,
+        ObjectKind::Schema => 6,
+        ObjectKind::Extension => 7,
+        ObjectKind::Index => 8,
+        ObjectKind::Grant | ObjectKind::DefaultPrivilege => 9,
+        ObjectKind::Access => 10,
+        ObjectKind::Pooler => 11,
+        ObjectKind::Backup => 12,
         // After the pooler (whose `stats_users` it needs) and the roles.
-        ObjectKind::Exporter => 12,
+        ObjectKind::Exporter => 13,
     }
 }
 

@@ -547,6 +547,27 @@ fn docker_line(call: &DockerStep) -> String {
             "write the monitoring role's password into `{name}` as files only the exporter's user reads"
         ),
         DockerStep::RestartExporter { name } => format!("start (or restart) container `{name}`"),
+        DockerStep::WriteTls { name, source } => match source.as_ref() {
+            crate::model::TlsSource::SelfSigned { .. } => format!(
+                "issue a server certificate with pgspec's CA in `{name}` (the CA made first when \
+                 there is none) and write it with its key into `{}` in the data directory",
+                crate::model::tls::TLS_DIRECTORY
+            ),
+            crate::model::TlsSource::Files {
+                certificate,
+                key,
+                ca,
+            } => format!(
+                "write the certificate from {}, the key from {}{} into `{}` in the data directory \
+                 of `{name}` (key mode 0600, owned by the server's user)",
+                certificate.describe(),
+                key.describe(),
+                ca.as_ref()
+                    .map(|ca| format!(" and the CA from {}", ca.describe()))
+                    .unwrap_or_default(),
+                crate::model::tls::TLS_DIRECTORY
+            ),
+        },
     }
 }
 

@@ -23,6 +23,7 @@ pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
         match action.object {
             ObjectKind::Container => simulate_container(&mut next, action),
             ObjectKind::Backup => super::diff::backup::simulate(&mut next, action),
+            ObjectKind::Tls => super::diff::tls::simulate(&mut next, action),
             ObjectKind::Pooler => pooler::simulate(&mut next, action),
             ObjectKind::Exporter => super::diff::exporter::simulate(&mut next, action),
             ObjectKind::Setting => inside::setting(&mut next, last, action),
@@ -160,6 +161,8 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
             | DockerStep::WriteExporterPassword { .. }
             | DockerStep::RestartExporter { .. }
             | DockerStep::RemoveExporter { .. } => {}
+            // Simulated with the certificate's address.
+            DockerStep::WriteTls { .. } => {}
         }
     }
 }

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::backup::PGPASS_PATH;
 use crate::sql::quote_literal;
@@ -46,7 +46,13 @@ impl ServerAddress {
         if let Some(password) = pgpass_password().await {
             config.password(password);
         }
-        let (client, connection) = config.connect(NoTls).await.with_context(|| {
+        // TLS when the server offers it, as pg_dump (libpq's `prefer`)
+        // does: a server that refuses clients without TLS still serves the
+        // agent.
+        let (mode, tls) = crate::tls::connector(crate::tls::SslMode::Prefer, Vec::new())
+            .map_err(anyhow::Error::msg)?;
+        config.ssl_mode(mode);
+        let (client, connection) = config.connect(tls).await.with_context(|| {
             format!(
                 "cannot connect to database `{database}` on `{}:{}`",
                 self.host, self.port

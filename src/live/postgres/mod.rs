@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt, stream};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use crate::live::ObserveError;
 use crate::model::Desired;
@@ -24,6 +24,7 @@ mod indexes;
 mod password;
 mod roles;
 mod settings;
+pub mod ssl;
 
 /// How many databases are read at once.
 const CONCURRENT_DATABASES: usize = 8;
@@ -58,6 +59,8 @@ pub struct Target {
     /// The maintenance database: cluster-wide statements and the apply lock
     /// live here.
     pub database: String,
+    /// TLS: `sslmode` and the root certificate.
+    pub ssl: ssl::Ssl,
 }
 
 impl std::fmt::Debug for Target {
@@ -92,7 +95,14 @@ impl Target {
             user: env("USER").unwrap_or_else(|| "postgres".to_owned()),
             password: None,
             database: "postgres".to_owned(),
+            ssl: ssl::Ssl::default(),
         };
+        if let Some(mode) = env("PGSSLMODE") {
+            target.ssl.mode = ssl_mode(&mode, "PGSSLMODE")?;
+        }
+        if let Some(root) = env("PGSSLROOTCERT") {
+            target.ssl.root_cert = Some(root.into());
+        }
         if let Some(host) = env("PGHOST") {
             target.host = host;
         }
@@ -143,6 +153,12 @@ impl Target {
         if let Some(database) = &connection.database {
             target.database = database.clone();
         }
+        if let Some(mode) = &connection.sslmode {
+            target.ssl.mode = ssl_mode(mode, "postgres.connection.sslmode")?;
+        }
+        if let Some(root) = &connection.sslrootcert {
+            target.ssl.root_cert = Some(root.clone());
+        }
         if let Some(secret) = &connection.password {
             target.password = Some(secret.resolve().map_err(|source| ObserveError::Secret {
                 purpose: "connection password",
@@ -157,8 +173,18 @@ impl Target {
         Ok(target)
     }
 
-    /// Takes host, port, user, password and database from a libpq URL.
+    /// Takes host, port, user, password, database, `sslmode` and
+    /// `sslrootcert` from a libpq URL.
     fn apply_url(&mut self, url: &str) -> Result<(), ObserveError> {
+        // tokio-postgres knows no `verify-*` mode: the TLS parameters are
+        // read here, never dropped.
+        let (url, mode, root) = ssl::split_ssl_params(url);
+        if let Some(mode) = mode {
+            self.ssl.mode = ssl_mode(&mode, "the connection URL's sslmode")?;
+        }
+        if let Some(root) = root {
+            self.ssl.root_cert = Some(root.into());
+        }
         let config: Config = url.parse().map_err(|_| {
             // The URL may hold a password: never echo it.
             ObserveError::Connection("the connection URL is not a valid libpq URL".to_owned())
@@ -216,8 +242,10 @@ impl Target {
     /// Opens a connection and drives it on the runtime; gives up after
     /// [`CONNECT_TIMEOUT`].
     pub async fn connect(&self) -> Result<Client, ObserveError> {
-        let config = self.config();
-        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls));
+        let mut config = self.config();
+        let (mode, tls) = self.ssl.connector().await?;
+        config.ssl_mode(mode);
+        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls));
         let (client, connection) = connecting
             .await
             .map_err(|_| ObserveError::PostgresSilent {
@@ -255,13 +283,18 @@ impl Target {
     }
 }
 
+fn ssl_mode(text: &str, source: &str) -> Result<ssl::SslMode, ObserveError> {
+    ssl::SslMode::parse(text).ok_or_else(|| {
+        ObserveError::Connection(format!(
+            "{source} `{}` is not one of disable, prefer, require, verify-ca, verify-full",
+            text.escape_debug()
+        ))
+    })
+}
+
 /// The address to reach a port published on `bind_address` from this host.
 pub fn published_host(bind_address: &str) -> String {
-    match bind_address {
-        "0.0.0.0" | "" => "127.0.0.1".to_owned(),
-        "::" => "::1".to_owned(),
-        address => address.to_owned(),
-    }
+    crate::model::tls::published_host(bind_address)
 }
 
 /// What `observe` read from PostgreSQL.

@@ -336,6 +336,21 @@ pub struct StatusFacts {
     /// Why the backup agent could not list backups, when it could not.
     #[serde(default)]
     pub backups_error: Option<String>,
+    /// The server's TLS certificate, when the spec has `postgres.tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateFacts>,
+}
+
+/// The server certificate in the data directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CertificateFacts {
+    pub subject: String,
+    /// `SHA256:` and the first 16 hex digits.
+    pub fingerprint: String,
+    /// The last day it is valid, `2027-01-31`.
+    pub expires: String,
+    /// Whole days until it expires, negative once it has.
+    pub days_left: i64,
 }
 
 /// One judged line.
@@ -403,6 +418,9 @@ pub fn evaluate(deployment: &str, facts: StatusFacts, thresholds: &Thresholds) -
             lines.push(verification_line(backup));
         }
     }
+    if let Some(certificate) = &facts.certificate {
+        lines.push(certificate_line(certificate));
+    }
     let level = lines
         .iter()
         .map(|line| line.level)
@@ -416,6 +434,33 @@ pub fn evaluate(deployment: &str, facts: StatusFacts, thresholds: &Thresholds) -
         lines,
         facts,
     }
+}
+
+/// Red once expired, yellow within [`crate::model::tls::EXPIRY_WARNING_DAYS`].
+fn certificate_line(certificate: &CertificateFacts) -> StatusLine {
+    let days = certificate.days_left;
+    let (level, when) = if days < 0 {
+        (Level::Red, format!("expired on {}", certificate.expires))
+    } else if days < crate::model::tls::EXPIRY_WARNING_DAYS {
+        (
+            Level::Yellow,
+            format!("expires on {} (in {days} days)", certificate.expires),
+        )
+    } else {
+        (
+            Level::Green,
+            format!("expires on {} (in {days} days)", certificate.expires),
+        )
+    };
+    line(
+        "tls",
+        "certificate",
+        level,
+        format!(
+            "{when}, {} {}",
+            certificate.subject, certificate.fingerprint
+        ),
+    )
 }
 
 fn container_line(container: &ContainerFacts) -> StatusLine {

@@ -27,6 +27,7 @@ mod requires;
 mod roles;
 mod schemas;
 pub mod settings;
+pub mod tls;
 mod upgrade;
 use container::diff_container;
 pub use container::format_bytes;
@@ -43,6 +44,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
     let server_known = diff_container(desired, live, &mut plan);
     if server_known {
         let with_libraries = preload::with_libraries(desired, live);
+        tls::diff(desired, live, &mut plan);
         settings::diff(&with_libraries, live, &mut plan);
         roles::diff(desired, live, options, &mut plan);
         diff_databases(desired, live, options, &mut plan);

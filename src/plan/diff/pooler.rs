@@ -119,6 +119,7 @@ pub(super) fn diff(
     let mut config_changes = setting_changes(have, want, &config);
     config_changes.extend(database_changes(desired, have, want));
     config_changes.extend(user_changes(desired, have, &config, plan));
+    config_changes.extend(tls_change(desired, live, have, plan));
     let stopped = have.state == ContainerState::Stopped;
     if stopped {
         changes.push(Change::new(
@@ -154,6 +155,41 @@ pub(super) fn diff(
         changes,
         steps,
     });
+}
+
+/// The server's certificate, when the pooler serves another one (or none),
+/// or when this plan writes the server's anew.
+fn tls_change(
+    desired: &Deployment,
+    live: &Deployment,
+    have: &Pooler,
+    plan: &Plan,
+) -> Option<Change> {
+    let container = desired.container.as_ref()?;
+    desired.tls.as_ref()?;
+    if have.state != ContainerState::Running {
+        return None;
+    }
+    let server = live.tls.as_ref().and_then(|tls| {
+        tls.wanted
+            .as_ref()
+            .or(tls.installed.as_ref())
+            .map(|files| files.certificate.fingerprint.clone())
+    });
+    let rewritten = plan
+        .actions
+        .iter()
+        .any(|action| action.address == address::tls(&container.name));
+    if !rewritten && server.is_some() && have.tls_fingerprint == server {
+        return None;
+    }
+    let short =
+        |fingerprint: &String| format!("SHA256:{}", &fingerprint[..fingerprint.len().min(16)]);
+    Some(Change::new(
+        "tls_certificate",
+        have.tls_fingerprint.as_ref().map(short),
+        Some("the server's".to_owned()),
+    ))
 }
 
 /// A pooler container pgspec made and the spec no longer declares: removed
@@ -209,6 +245,11 @@ fn config(desired: &Deployment, want: &Pooler) -> PoolerConfig {
             .map(|server| server.superuser.clone())
             .unwrap_or_default(),
         users: desired.pooler_users(),
+        tls: desired
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.source.clone())
+            .map(Box::new),
     }
 }
 

@@ -24,7 +24,16 @@ pub(super) fn simulate(next: &mut Deployment, action: &Action) {
                 });
             }
             DockerStep::WritePoolerConfig { config, .. } => {
+                let server_certificate = next.tls.as_ref().and_then(|tls| {
+                    tls.wanted
+                        .as_ref()
+                        .or(tls.installed.as_ref())
+                        .map(|files| files.certificate.fingerprint.clone())
+                });
                 if let Some(pooler) = &mut next.pooler {
+                    if config.tls.is_some() {
+                        pooler.tls_fingerprint = server_certificate;
+                    }
                     pooler.settings.extend(config.settings.clone());
                     pooler.databases = config.databases.clone();
                     pooler.users = config

@@ -132,6 +132,55 @@ pub struct PostgresSpec {
     /// Server settings (`ALTER SYSTEM`), in PostgreSQL's units.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, SettingValue>,
+    /// TLS for the server's clients: a certificate and key (or one pgspec
+    /// generates), kept in the data directory; the `ssl*` settings follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// The server's TLS. Give `certificate` and `key`, or `generate`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// The server certificate (PEM, the chain after it), from a file or an
+    /// environment variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<SecretRef>,
+    /// Its private key (PEM). Written into the data directory with mode
+    /// 0600, owned by the server's user; never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SecretRef>,
+    /// A CA certificate (PEM) client certificates are checked against
+    /// (`ssl_ca_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<SecretRef>,
+    /// `self-signed`: pgspec makes a CA and a server certificate it signs,
+    /// for development. The CA stays in the data directory, and pgspec
+    /// verifies the server against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<TlsGenerate>,
+    /// More names for a generated certificate, besides the container's
+    /// name, `localhost` and the published address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Clients without TLS are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require: Option<bool>,
+    /// `ssl_min_protocol_version`: `TLSv1.2` (the server's default) or
+    /// `TLSv1.3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_protocol_version: Option<String>,
+    /// `ssl_ciphers`: OpenSSL's cipher list for TLS 1.2 and before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphers: Option<String>,
+}
+
+/// How pgspec generates a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum TlsGenerate {
+    /// A CA of its own and a server certificate it signs.
+    #[serde(rename = "self-signed")]
+    SelfSigned,
 }
 
 /// Container resource limits.
@@ -258,6 +307,16 @@ pub struct ConnectionSpec {
     /// Maintenance database pgspec connects to first (default `postgres`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// libpq's `sslmode`: `disable`, `prefer` (the default: TLS when the
+    /// server offers it), `require`, `verify-ca` or `verify-full`. Overrides
+    /// PGSSLMODE and an `sslmode` in `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<String>,
+    /// The CA certificate (PEM file, relative to the spec) the server's
+    /// certificate is checked against. Without it, `verify-ca` and
+    /// `verify-full` use the CA pgspec generated for the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslrootcert: Option<PathBuf>,
 }
 
 /// A setting value as written: `256MB`, `1s`, `200`, `on`, `[a, b]`.

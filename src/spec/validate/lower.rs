@@ -140,7 +140,7 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
         }
     });
 
-    let settings = postgres
+    let mut settings: BTreeMap<String, Setting> = postgres
         .settings
         .iter()
         .map(|(name, value)| {
@@ -153,6 +153,20 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
             )
         })
         .collect();
+
+    let tls = match (&postgres.tls, &container) {
+        (Some(tls), Some(container)) => Some(super::tls::lower_tls(
+            tls,
+            &container.name,
+            file.pooler
+                .as_ref()
+                .map(|_| format!("{}-pgbouncer", file.name)),
+            &crate::model::tls::published_host(&container.bind_address),
+            base,
+            &mut settings,
+        )),
+        _ => None,
+    };
 
     let roles = file
         .roles
@@ -206,6 +220,8 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
                 .as_ref()
                 .map(|password| Secret::from_ref(password, base)),
             database: connection.database.clone(),
+            sslmode: connection.sslmode.clone(),
+            sslrootcert: connection.sslrootcert.as_ref().map(|path| base.join(path)),
         })
         .unwrap_or_default();
 
@@ -215,12 +231,19 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
         settings,
         roles,
         databases,
-        pooler: file.pooler.as_ref().map(lower_pooler),
+        pooler: file.pooler.as_ref().map(|pooler| {
+            let mut pooler = lower_pooler(pooler);
+            if let Some(tls) = &tls {
+                pooler.settings.extend(Pooler::tls_settings(tls.require));
+            }
+            pooler
+        }),
         backup: file
             .backup
             .as_ref()
             .map(|backup| lower_backup(file, backup, base)),
         access: super::access::lower_access(file),
+        tls,
         ..Deployment::default()
     };
     super::monitoring::lower_exporter(file.monitoring.as_ref(), base, &mut deployment);

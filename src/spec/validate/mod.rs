@@ -24,6 +24,9 @@ mod roles;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod tls;
+#[cfg(test)]
+mod tls_tests;
 
 use crate::diag::Diagnostics;
 use crate::model::Desired;

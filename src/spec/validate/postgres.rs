@@ -81,6 +81,7 @@ impl Checker<'_> {
             self.check_port("postgres.connection.port", connection.port);
         }
         self.check_settings("postgres.settings", &postgres.settings);
+        self.check_tls(file);
     }
 }
 
