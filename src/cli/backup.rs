@@ -94,6 +94,11 @@ pub enum AgentCommand {
         #[arg(long)]
         deployment: String,
     },
+    /// Print the state of the deployment's WAL archive.
+    Archive {
+        #[arg(long)]
+        deployment: String,
+    },
     /// Restore a backup into the local server and print the report.
     Check {
         #[arg(long)]
@@ -108,6 +113,20 @@ pub enum AgentCommand {
         socket: String,
         #[arg(long)]
         id: Option<String>,
+    },
+    /// Prepare an empty data directory for point-in-time recovery from the
+    /// archive and print what was prepared.
+    Recover {
+        #[arg(long)]
+        deployment: String,
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// `latest`, `time:<RFC 3339>` or `lsn:<LSN>`.
+        #[arg(long, default_value = "latest")]
+        target: String,
+        /// The server's operating-system user, who owns the data directory.
+        #[arg(long, default_value = "postgres")]
+        owner: String,
     },
 }
 
@@ -196,7 +215,30 @@ async fn list_backups(args: &ListArgs, color: bool) -> anyhow::Result<Exit> {
     let entries: Vec<Entry> =
         serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")?;
     output::stdout(&backup::text::list_table(&entries))?;
+    if crate::live::backup::streams_wal(&spec.deployment) {
+        output::stdout(&archive_lines(&spec, &entries).await?)?;
+    }
     Ok(Exit::Success)
+}
+
+/// The recoverable window and the recovery-point lag, for a spec that
+/// streams WAL.
+async fn archive_lines(spec: &Desired, entries: &[Entry]) -> anyhow::Result<String> {
+    let output = exec_agent(spec, &["archive", "--deployment", &spec.deployment.name]).await?;
+    let state: backup::text::ArchiveState = if output.code == 0 {
+        serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")?
+    } else {
+        Default::default()
+    };
+    let connections = super::open(spec).await?;
+    let archiver =
+        crate::live::backup::observe_archiver(&connections.target, &spec.deployment.name)
+            .await
+            .ok();
+    Ok(format!(
+        "\n{}",
+        backup::text::archive_text(entries, &state, archiver.as_ref())
+    ))
 }
 
 async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
@@ -257,6 +299,9 @@ async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {
         AgentCommand::List { deployment } => {
             print_json(&agent::list(&root, deployment)?)?;
         }
+        AgentCommand::Archive { deployment } => {
+            print_json(&agent::archive_state(&root, deployment))?;
+        }
         AgentCommand::Check {
             deployment,
             user,
@@ -271,6 +316,15 @@ async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {
                 user: user.clone(),
             };
             print_json(&agent::check(&root, deployment, id.as_deref(), &address, socket).await?)?;
+        }
+        AgentCommand::Recover {
+            deployment,
+            pgdata,
+            target,
+            owner,
+        } => {
+            let target = agent::RecoveryTarget::parse_argument(target)?;
+            print_json(&agent::prepare_recovery(&root, deployment, pgdata, &target, owner).await?)?;
         }
     }
     Ok(Exit::Success)

@@ -71,6 +71,7 @@ pub async fn observe(
             password_matches: password_matches(docker, desired).await?,
         }),
         destination_exists,
+        ..Backup::default()
     }))
 }
 
@@ -100,4 +101,56 @@ async fn password_matches(
     Ok(Some(
         backup::password_from_pgpass(&text).as_deref() == Some(password.expose()),
     ))
+}
+
+/// Reads the WAL archiver's replication slot and how far behind the server
+/// its archive is: caught up when `pg_receivewal` has flushed everything
+/// the server wrote, else the walsender's `flush_lag`.
+pub async fn observe_archiver(
+    target: &crate::live::Target,
+    deployment: &str,
+) -> Result<crate::model::Archiver, ObserveError> {
+    let client = target.connect_to_read().await?;
+    let row = client
+        .query_opt(
+            "SELECT s.active, \
+                    (pg_current_wal_lsn() - coalesce(r.flush_lsn, s.restart_lsn))::bigint, \
+                    extract(epoch FROM r.flush_lag)::float8 \
+             FROM pg_replication_slots s \
+             LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid \
+             WHERE s.slot_name = $1",
+            &[&backup::slot_name(deployment)],
+        )
+        .await
+        .map_err(|source| ObserveError::Query {
+            database: "postgres".to_owned(),
+            what: "the WAL archiver's replication slot",
+            source,
+        })?;
+    let Some(row) = row else {
+        return Ok(crate::model::Archiver::default());
+    };
+    let active: bool = row.get(0);
+    let lag_bytes: Option<i64> = row.get(1);
+    let flush_lag: Option<f64> = row.get(2);
+    Ok(crate::model::Archiver {
+        slot_exists: true,
+        active,
+        lag_bytes,
+        lag_seconds: match (active, lag_bytes) {
+            (true, Some(bytes)) if bytes <= 0 => Some(0.0),
+            (true, _) => flush_lag,
+            (false, _) => None,
+        },
+    })
+}
+
+/// Whether the desired backup streams WAL (has a `physical` schedule).
+pub fn streams_wal(desired: &Deployment) -> bool {
+    desired.backup.as_ref().is_some_and(|backup| {
+        backup
+            .schedules
+            .values()
+            .any(|schedule| schedule.kind == "physical")
+    })
 }

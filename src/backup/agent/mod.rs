@@ -19,6 +19,8 @@ use super::manifest::{self, Entry};
 
 mod cron;
 mod files;
+mod physical;
+mod recover;
 mod retention;
 mod scheduler;
 mod server;
@@ -29,6 +31,8 @@ mod verify;
 mod fixtures;
 
 pub use cron::period as cron_period;
+pub use physical::archive_state;
+pub use recover::{Prepared, RECOVERY_WAL, RecoveryTarget, prepare as prepare_recovery};
 pub use scheduler::schedule;
 pub use server::ServerAddress;
 pub use take::once;

@@ -30,6 +30,19 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
         config.deployment,
         schedules.describe()
     ));
+    // WAL streaming runs beside the schedules for as long as the agent
+    // does; its `pg_receivewal` is killed with the task.
+    let _archiver = config
+        .schedules
+        .values()
+        .any(|schedule| schedule.kind == "physical")
+        .then(|| {
+            let config = config.clone();
+            let root = root.to_path_buf();
+            AbortOnDrop(tokio::spawn(async move {
+                super::physical::archive(&config, &root).await;
+            }))
+        });
     let mut after = Utc::now();
     loop {
         let Next { due, stuck } = schedules.next_after(after);
@@ -70,5 +83,14 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
         }
         // Never the same minute twice, even when the clock lags the timer.
         after = next.max(Utc::now());
+    }
+}
+
+/// A task aborted when dropped, so the archiver ends with the scheduler.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
