@@ -106,3 +106,65 @@ fn stopped_backup_container_is_started() {
         &live(&format!(r#""backup": {{ {LIVE_SCHEDULES} {agent} }}"#)),
     );
 }
+
+/// Base backups and WAL streaming with a one-hour recovery point (#19).
+const PHYSICAL_SPEC: &str = r#"
+version: 1
+name: ledger
+postgres:
+  image: postgres:17.2
+  port: 5433
+  superuser: { password: { env: LEDGER_PG_PASSWORD } }
+databases:
+  - name: crawl
+backup:
+  schedules:
+    - { name: base, schedule: "0 3 * * *", kind: physical }
+  max_lag: 1h
+  destination: { volume: ledger-backups }
+"#;
+
+fn live_physical(archiver: &str) -> String {
+    live(&format!(
+        r#""backup": {{
+  "destination": {{ "volume": "ledger-backups" }},
+  "schedules": {{
+    "base": {{ "name": "base", "cron": "0 3 * * *", "kind": "physical", "format": "tar",
+              "databases": [] }} }},
+  "archiver": {archiver},
+  {LIVE_AGENT} }}"#
+    ))
+}
+
+#[test]
+fn streaming_archiver_within_max_lag_is_in_sync() {
+    check(
+        "backup_archiver_in_sync",
+        PHYSICAL_SPEC,
+        &live_physical(
+            r#"{ "slot_exists": true, "active": true, "lag_bytes": 0, "lag_seconds": 0.0 }"#,
+        ),
+    );
+}
+
+#[test]
+fn stopped_archiver_is_drift() {
+    check(
+        "backup_archiver_stopped",
+        PHYSICAL_SPEC,
+        &live_physical(
+            r#"{ "slot_exists": true, "active": false, "lag_bytes": 4096, "lag_seconds": null }"#,
+        ),
+    );
+}
+
+#[test]
+fn archive_lagging_beyond_max_lag_is_drift() {
+    check(
+        "backup_archiver_lagging",
+        PHYSICAL_SPEC,
+        &live_physical(
+            r#"{ "slot_exists": true, "active": true, "lag_bytes": 99999, "lag_seconds": 5400.0 }"#,
+        ),
+    );
+}
