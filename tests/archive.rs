@@ -61,11 +61,15 @@ impl Deployment {
         arg(&self.work.write("spec.yaml", &text)).to_owned()
     }
 
-    /// Base backups once a year (only `backup run` takes one here), WAL
-    /// streamed all along, at most an hour behind.
+    /// Base backups and dumps once a year (only `backup run` takes them
+    /// here), each with a yearly restore test (run at once through the
+    /// agent's hidden `verify-now`), WAL streamed all along, at most an
+    /// hour behind.
     fn physical_spec(&self) -> String {
         self.write_spec(&format!(
-            "backup:\n  schedules:\n    - {{ name: base, schedule: \"0 3 1 1 *\", kind: physical }}\n  \
+            "backup:\n  schedules:\n    \
+             - {{ name: base, schedule: \"0 3 1 1 *\", kind: physical, verify: \"0 4 1 1 *\" }}\n    \
+             - {{ name: nightly, schedule: \"0 2 1 1 *\", verify: \"0 5 1 1 *\" }}\n  \
              max_lag: 1h\n  destination: {{ volume: {}-backups }}\n",
             self.name
         ))
@@ -157,6 +161,7 @@ async fn archive_and_recover(major: u32) {
         .expect(0);
     let run = deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
     assert!(run.stdout.contains(" ok (physical tar"), "{}", run.stdout);
+    assert!(run.stdout.contains(" ok (full custom"), "{}", run.stdout);
 
     // The archiver streams on its own slot.
     let slot = format!("pgspec_{}", name.replace('-', "_"));
@@ -329,6 +334,72 @@ async fn archive_and_recover(major: u32) {
         .pgspec(&["backup", "list", "-f", &spec])
         .expect(0);
     assert!(list.stdout.contains("recoverable"), "{}", list.stdout);
+    assert!(
+        list.stdout.contains("recovery-point lag: "),
+        "{}",
+        list.stdout
+    );
+
+    // Scheduled restore tests, run now: a base backup recovers and opens,
+    // a dump restores with every row count; both are recorded and listed.
+    for schedule in ["base", "nightly"] {
+        let report = deployment
+            .exec(
+                &docker,
+                &backup,
+                &format!("/opt/pgspec/bin/pgspec backup agent verify-now --schedule {schedule}"),
+            )
+            .await;
+        let report: serde_json::Value = serde_json::from_str(&report).expect("a report");
+        let checks = report["checks"].as_array().expect("checks");
+        assert!(
+            checks.iter().all(|check| check["ok"] == true),
+            "{schedule}: {report}"
+        );
+    }
+    let list = deployment
+        .pgspec(&["backup", "list", "-f", &spec])
+        .expect(0);
+    assert!(
+        list.stdout.contains("last restore test of `base`: backup ")
+            && list
+                .stdout
+                .contains("last restore test of `nightly`: backup "),
+        "{}",
+        list.stdout
+    );
+    assert!(!list.stdout.contains("FAILED"), "{}", list.stdout);
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+
+    // A damaged base backup fails its restore test, and drift says so.
+    deployment
+        .exec(
+            &docker,
+            &backup,
+            "cd /backups && for d in *-base; do printf x >> \"$d/base.tar\"; done",
+        )
+        .await;
+    let report = deployment
+        .exec(
+            &docker,
+            &backup,
+            "/opt/pgspec/bin/pgspec backup agent verify-now --schedule base",
+        )
+        .await;
+    assert!(report.contains("\"ok\": false"), "{report}");
+    let list = deployment
+        .pgspec(&["backup", "list", "-f", &spec])
+        .expect(0);
+    assert!(list.stdout.contains("FAILED"), "{}", list.stdout);
+    let drift = deployment.pgspec(&["drift", "-f", &spec]);
+    assert_eq!(drift.code, 2, "{}\n{}", drift.stdout, drift.stderr);
+    assert!(
+        drift
+            .stdout
+            .contains("restore test of schedule `base` failed"),
+        "{}",
+        drift.stdout
+    );
     drop(deployment);
 }
 

@@ -168,3 +168,29 @@ fn archive_lagging_beyond_max_lag_is_drift() {
         ),
     );
 }
+
+/// A failed scheduled restore test and an overdue one are drift that apply
+/// cannot fix: an action without steps (#19).
+#[test]
+fn failed_and_overdue_restore_tests_are_drift() {
+    let spec = PHYSICAL_SPEC.replace(
+        "kind: physical }",
+        "kind: physical, verify: \"0 4 1 * *\" }\n    - { name: nightly, schedule: \"0 2 * * *\", verify: \"0 5 1 * *\" }",
+    );
+    let live = live(&format!(
+        r#""backup": {{
+  "destination": {{ "volume": "ledger-backups" }},
+  "schedules": {{
+    "base": {{ "name": "base", "cron": "0 3 * * *", "kind": "physical", "format": "tar",
+              "databases": [], "verify": "0 4 1 * *" }},
+    "nightly": {{ "name": "nightly", "cron": "0 2 * * *", "kind": "full", "format": "custom",
+                 "databases": ["crawl"], "verify": "0 5 1 * *" }} }},
+  "archiver": {{ "slot_exists": true, "active": true, "lag_bytes": 0, "lag_seconds": 0.0 }},
+  "restore_tests": {{
+    "base": {{ "backup": "20261130T030000Z-base", "verified_at": "2026-12-01T04:10:00Z",
+              "ok": false, "overdue": false }},
+    "nightly": {{ "backup": "20261130T020000Z-nightly", "overdue": true }} }},
+  {LIVE_AGENT} }}"#
+    ));
+    check("backup_restore_tests_drift", &spec, &live);
+}

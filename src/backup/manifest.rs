@@ -88,6 +88,30 @@ pub struct Manifest {
     pub databases: Vec<DatabaseEntry>,
     pub files: Vec<FileEntry>,
     pub size_bytes: u64,
+    /// The last `pgspec backup verify` of this backup, recorded after it
+    /// (the manifest is otherwise written once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// What a `pgspec backup verify` found, as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// RFC 3339, UTC: when the verification finished.
+    pub verified_at: String,
+    pub ok: bool,
+    pub checks: u64,
+    pub failed: u64,
+    pub pgspec_version: String,
+}
+
+impl Verification {
+    /// When it finished, or `None` when the text is not RFC 3339.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.verified_at)
+            .ok()
+            .map(|time| time.with_timezone(&Utc))
+    }
 }
 
 impl Manifest {
@@ -194,6 +218,7 @@ pub(crate) fn sample(started: DateTime<Utc>, deployment: &str, status: Status) -
         databases: Vec::new(),
         files: Vec::new(),
         size_bytes: 0,
+        verification: None,
     }
 }
 

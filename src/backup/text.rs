@@ -66,6 +66,44 @@ pub fn archive_text(
     text
 }
 
+/// The last restore test of each schedule, as `backup list` prints it
+/// under its table; empty when none was recorded.
+pub fn restore_test_lines(entries: &[Entry]) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut text = String::new();
+    for manifest in entries.iter().filter_map(|entry| entry.manifest.as_ref()) {
+        let Some(verification) = &manifest.verification else {
+            continue;
+        };
+        if !seen.insert(manifest.schedule.clone()) {
+            continue;
+        }
+        text.push_str(&format!(
+            "last restore test of `{}`: backup {} {} at {} UTC ({})\n",
+            manifest.schedule,
+            manifest.id,
+            if verification.ok { "ok" } else { "FAILED" },
+            verification
+                .verified_at
+                .replace('T', " ")
+                .trim_end_matches('Z'),
+            if verification.ok {
+                format!("{} check(s)", verification.checks)
+            } else {
+                format!(
+                    "{} of {} check(s) failed",
+                    verification.failed, verification.checks
+                )
+            }
+        ));
+    }
+    if text.is_empty() {
+        text
+    } else {
+        format!("\n{text}")
+    }
+}
+
 /// The `backup list` table.
 pub fn list_table(entries: &[Entry]) -> String {
     let mut rows = vec![[

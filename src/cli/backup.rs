@@ -94,6 +94,19 @@ pub enum AgentCommand {
         #[arg(long)]
         deployment: String,
     },
+    /// Run a schedule's restore test now (as its `verify` cron would) and
+    /// record it in the tested backup's manifest; prints the report.
+    VerifyNow {
+        #[arg(long, default_value = CONFIG_PATH)]
+        config: PathBuf,
+        #[arg(long)]
+        schedule: String,
+    },
+    /// Print the last restore test of each schedule that has one.
+    RestoreTests {
+        #[arg(long, default_value = CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Print the state of the deployment's WAL archive.
     Archive {
         #[arg(long)]
@@ -215,6 +228,7 @@ async fn list_backups(args: &ListArgs, color: bool) -> anyhow::Result<Exit> {
     let entries: Vec<Entry> =
         serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")?;
     output::stdout(&backup::text::list_table(&entries))?;
+    output::stdout(&backup::text::restore_test_lines(&entries))?;
     if crate::live::backup::streams_wal(&spec.deployment) {
         output::stdout(&archive_lines(&spec, &entries).await?)?;
     }
@@ -298,6 +312,14 @@ async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {
         }
         AgentCommand::List { deployment } => {
             print_json(&agent::list(&root, deployment)?)?;
+        }
+        AgentCommand::VerifyNow { config, schedule } => {
+            let config = read_config(config).await?;
+            print_json(&agent::verify_now(&config, schedule, &root).await?)?;
+        }
+        AgentCommand::RestoreTests { config } => {
+            let config = read_config(config).await?;
+            print_json(&agent::restore_tests(&config, &root, chrono::Utc::now())?)?;
         }
         AgentCommand::Archive { deployment } => {
             print_json(&agent::archive_state(&root, deployment))?;

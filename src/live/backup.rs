@@ -51,7 +51,18 @@ pub async fn observe(
     } else {
         networks.into_iter().next().unwrap_or_default()
     };
+    let running = inspect
+        .state
+        .as_ref()
+        .and_then(|state| state.running)
+        .unwrap_or(false);
+    let restore_tests = if running && tests_restores(desired) {
+        read_restore_tests(docker, &name).await
+    } else {
+        Default::default()
+    };
     Ok(Some(Backup {
+        restore_tests,
         destination: backup::parse_destination_label(&label(labels::DESTINATION))
             .unwrap_or_default(),
         schedules: backup::schedules_from_labels(&container_labels),
@@ -153,4 +164,37 @@ pub fn streams_wal(desired: &Deployment) -> bool {
             .values()
             .any(|schedule| schedule.kind == "physical")
     })
+}
+
+/// Whether a desired schedule has a scheduled restore test (`verify`).
+fn tests_restores(desired: &Deployment) -> bool {
+    desired.backup.as_ref().is_some_and(|backup| {
+        backup
+            .schedules
+            .values()
+            .any(|schedule| schedule.verify.is_some())
+    })
+}
+
+/// The last restore test of each schedule, as the running agent reads them
+/// from the manifests (`backup agent restore-tests`, which only reads);
+/// empty, so no drift, when the agent cannot say.
+async fn read_restore_tests(
+    docker: &Docker,
+    container: &str,
+) -> std::collections::BTreeMap<String, crate::model::RestoreTest> {
+    let command = [backup::AGENT_PATH, "backup", "agent", "restore-tests"]
+        .map(str::to_owned)
+        .to_vec();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        crate::engine::container::exec(docker, container, &command, false),
+    )
+    .await;
+    match answer {
+        Ok(Ok(output)) if output.code == 0 => {
+            serde_json::from_str(&output.stdout).unwrap_or_default()
+        }
+        _ => Default::default(),
+    }
 }

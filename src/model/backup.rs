@@ -30,6 +30,26 @@ pub struct Backup {
     /// backup has a `physical` schedule and the server answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archiver: Option<Archiver>,
+    /// Live only: the last restore test of each schedule that has one
+    /// (`verify`), as the agent reads it from the manifests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restore_tests: BTreeMap<String, RestoreTest>,
+}
+
+/// The last scheduled restore test of a schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreTest {
+    /// The newest successful backup of the schedule.
+    pub backup: String,
+    /// When the newest recorded test (of any of the schedule's backups)
+    /// finished, and whether it passed; `None` when none was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    /// A test was due (its `verify` time passed more than an hour ago,
+    /// after the schedule had a backup) and none was recorded since.
+    pub overdue: bool,
 }
 
 /// What the server says about the WAL archiver (`pg_receivewal` in the

@@ -23,7 +23,7 @@ pub mod privileges;
 mod roles;
 mod settings;
 
-pub use backup::{Archiver, Backup, BackupAgent, BackupDestination, BackupSchedule};
+pub use backup::{Archiver, Backup, BackupAgent, BackupDestination, BackupSchedule, RestoreTest};
 pub use container::{
     ADOPTED_MARK, Container, ContainerState, Image, NetworkAttachment, adopted_mark,
 };

@@ -13,15 +13,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
-use super::manifest::{self, Entry};
+use super::manifest::{self, Entry, MANIFEST_FILE, Verification};
 
 mod cron;
 mod files;
 mod physical;
 mod recover;
 mod retention;
+mod scheduled;
 mod scheduler;
 mod server;
 mod take;
@@ -33,6 +34,7 @@ mod fixtures;
 pub use cron::period as cron_period;
 pub use physical::archive_state;
 pub use recover::{Prepared, RECOVERY_WAL, RecoveryTarget, prepare as prepare_recovery};
+pub use scheduled::{restore_tests, verify_now};
 pub use scheduler::schedule;
 pub use server::ServerAddress;
 pub use take::once;
@@ -51,6 +53,35 @@ pub fn list(root: &Path, deployment: &str) -> anyhow::Result<Vec<Entry>> {
                 .is_none_or(|manifest| manifest.deployment == deployment)
         })
         .collect())
+}
+
+/// Records what `backup verify` found in the manifest of backup `id` of
+/// `deployment`, written anew through a rename as when the backup was taken.
+/// Only a backup this deployment's list holds is touched.
+pub fn record_verification(
+    root: &Path,
+    deployment: &str,
+    id: &str,
+    verification: Verification,
+) -> anyhow::Result<()> {
+    let Some(entry) = list(root, deployment)?
+        .into_iter()
+        .find(|entry| entry.id == id)
+    else {
+        bail!("no backup `{id}` of deployment `{deployment}` in the destination");
+    };
+    let Some(mut manifest) = entry.manifest else {
+        bail!("backup `{id}` has no manifest: it was cut off before it finished");
+    };
+    manifest.verification = Some(verification);
+    let mut text = serde_json::to_string_pretty(&manifest).context("cannot encode the manifest")?;
+    text.push('\n');
+    let directory = root.join(&entry.id);
+    let partial = directory.join(format!("{MANIFEST_FILE}.partial"));
+    std::fs::write(&partial, text)
+        .with_context(|| format!("cannot write `{}`", partial.display()))?;
+    let path = directory.join(MANIFEST_FILE);
+    std::fs::rename(&partial, &path).with_context(|| format!("cannot write `{}`", path.display()))
 }
 
 /// The destination directory inside a container.

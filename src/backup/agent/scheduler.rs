@@ -43,6 +43,16 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
                 super::physical::archive(&config, &root).await;
             }))
         });
+    let _restore_tests = config
+        .schedules
+        .values()
+        .any(|schedule| schedule.verify.is_some())
+        .then(|| {
+            AbortOnDrop(tokio::spawn(super::scheduled::run_schedules(
+                config.clone(),
+                root.to_path_buf(),
+            )))
+        });
     let mut after = Utc::now();
     loop {
         let Next { due, stuck } = schedules.next_after(after);

@@ -54,7 +54,7 @@ fn names(config: &AgentConfig) -> String {
 
 /// Holds the destination's lock file; backups and pruning never overlap,
 /// whether started by the schedule or by `backup run`.
-async fn lock_destination(root: &Path) -> anyhow::Result<std::fs::File> {
+pub(super) async fn lock_destination(root: &Path) -> anyhow::Result<std::fs::File> {
     let path = root.join(".pgspec-backup.lock");
     tokio::task::spawn_blocking(move || {
         let file = std::fs::OpenOptions::new()
@@ -180,6 +180,7 @@ fn start_manifest(
         databases: Vec::new(),
         files: Vec::new(),
         size_bytes: 0,
+        verification: None,
     }
 }
 

@@ -194,7 +194,7 @@ pub async fn check(
     Ok(report)
 }
 
-async fn check_files(
+pub(super) async fn check_files(
     directory: &Path,
     manifest: &Manifest,
     report: &mut Report,

@@ -208,19 +208,64 @@ pub(super) fn diff(
             )],
             steps,
         });
-    } else if let Some((reason, change)) = archiver_drift(want, have) {
-        plan.actions.push(Action {
-            address,
-            object: ObjectKind::Backup,
-            kind: ActionKind::Update,
-            reason,
-            risk: Risk::none(),
-            changes: vec![change],
-            steps: vec![Step::Docker(DockerStep::RestartContainer {
+    } else {
+        let mut findings = Vec::new();
+        let mut steps = Vec::new();
+        if let Some(finding) = archiver_drift(want, have) {
+            findings.push(finding);
+            steps.push(Step::Docker(DockerStep::RestartContainer {
                 name: want_agent.name.clone(),
-            })],
-        });
+            }));
+        }
+        findings.extend(restore_test_drift(want, have));
+        if !findings.is_empty() {
+            let (reasons, changes): (Vec<String>, Vec<Change>) = findings.into_iter().unzip();
+            plan.actions.push(Action {
+                address,
+                object: ObjectKind::Backup,
+                kind: ActionKind::Update,
+                reason: reasons.join("; "),
+                risk: Risk::none(),
+                changes,
+                steps,
+            });
+        }
     }
+}
+
+/// Scheduled restore tests that failed, or are overdue. Apply cannot fix
+/// them: the finding stays until a test passes (`backup agent verify-now`
+/// runs one at once).
+fn restore_test_drift(want: &Backup, have: &Backup) -> Vec<(String, Change)> {
+    let mut findings = Vec::new();
+    for (name, schedule) in &want.schedules {
+        if schedule.verify.is_none() {
+            continue;
+        }
+        let Some(test) = have.restore_tests.get(name) else {
+            continue;
+        };
+        let field = format!("schedules.{name}.restore_test");
+        if test.ok == Some(false) {
+            findings.push((
+                format!(
+                    "the last restore test of schedule `{name}` failed{}; `pgspec backup \
+                     list` shows it and `pgspec backup verify` says why",
+                    test.verified_at
+                        .as_deref()
+                        .map(|at| format!(" ({at})"))
+                        .unwrap_or_default()
+                ),
+                Change::new(&field, Some("failed".to_owned()), Some("ok".to_owned())),
+            ));
+        } else if test.overdue {
+            findings.push((
+                format!("schedule `{name}` has had no restore test since its `verify` time passed"),
+                Change::new(&field, Some("overdue".to_owned()), Some("ok".to_owned())),
+            ));
+        }
+    }
+    findings
 }
 
 /// WAL streaming that is not what the spec asks: an archiver that has
