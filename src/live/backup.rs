@@ -122,6 +122,27 @@ pub async fn observe_archiver(
     deployment: &str,
 ) -> Result<crate::model::Archiver, ObserveError> {
     let client = target.connect_to_read().await?;
+    // A backup container just (re)started needs a moment before its
+    // `pg_receivewal` streams: an inactive slot is read again for a few
+    // seconds before it counts as stopped.
+    let mut attempts = 0;
+    loop {
+        let archiver = read_slot(&client, deployment).await?;
+        attempts += 1;
+        if archiver.active || attempts >= ARCHIVER_ATTEMPTS {
+            return Ok(archiver);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// How often an inactive slot is read, half a second apart.
+const ARCHIVER_ATTEMPTS: u32 = 12;
+
+async fn read_slot(
+    client: &tokio_postgres::Client,
+    deployment: &str,
+) -> Result<crate::model::Archiver, ObserveError> {
     let row = client
         .query_opt(
             "SELECT s.active, \

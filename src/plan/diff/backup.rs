@@ -281,13 +281,19 @@ fn archiver_drift(want: &Backup, have: &Backup) -> Option<(String, Change)> {
         return Some((
             format!(
                 "the WAL archiver is not streaming (replication slot `{}` {}), so nothing \
-                 written since can be recovered; the server keeps the WAL while the slot exists",
+                 written since can be recovered; the server keeps the WAL while the slot \
+                 exists. The backup container's log says why; `no pg_hba.conf entry for \
+                 replication connection` means the server needs `host replication {} all \
+                 scram-sha-256`",
                 crate::model::backup::slot_name(&have_name(have)),
                 if archiver.slot_exists {
                     "inactive"
                 } else {
                     "missing"
-                }
+                },
+                have.agent
+                    .as_ref()
+                    .map_or("postgres", |agent| agent.superuser.as_str())
             ),
             Change::new(
                 "archiver",
