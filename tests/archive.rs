@@ -400,6 +400,27 @@ async fn archive_and_recover(major: u32) {
         "{}",
         drift.stdout
     );
+
+    // Without a physical schedule the new agent drops the abandoned slot,
+    // which would otherwise keep every WAL segment on the server.
+    let dumps_only = deployment.write_spec(&format!(
+        "backup:\n  schedules:\n    - {{ name: nightly, schedule: \"0 2 1 1 *\" }}\n  \
+         destination: {{ volume: {name}-backups }}\n"
+    ));
+    deployment
+        .pgspec(&["apply", "-f", &dumps_only, "--auto-approve"])
+        .expect(0);
+    let slot_gone = || async {
+        client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .expect("read slots")
+            .is_none()
+    };
+    wait_for("the abandoned slot to be dropped", slot_gone).await;
     drop(deployment);
 }
 

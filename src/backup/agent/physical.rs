@@ -232,6 +232,39 @@ pub(super) async fn archive(config: &AgentConfig, root: &Path) {
     }
 }
 
+/// Drops the deployment's replication slot when no schedule streams WAL any
+/// more (a `physical` schedule was removed): an abandoned slot would keep
+/// every WAL segment on the server from then on. An active slot is left.
+pub(super) async fn drop_abandoned_slot(config: &AgentConfig) {
+    let address = ServerAddress {
+        host: config.server.clone(),
+        port: config.port,
+        user: config.superuser.clone(),
+    };
+    let slot = slot_name(&config.deployment);
+    let dropped = async {
+        let client = address.connect("postgres").await?;
+        let rows = client
+            .query(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND slot_type = 'physical' AND NOT active",
+                &[&slot],
+            )
+            .await
+            .context("cannot drop the replication slot")?;
+        anyhow::Ok(!rows.is_empty())
+    }
+    .await;
+    match dropped {
+        Ok(true) => crate::output::status(&format!(
+            "WAL archiver: no schedule streams WAL any more; replication slot `{slot}` dropped"
+        )),
+        Ok(false) => {}
+        // Quietly: most agents never had a slot.
+        Err(error) => tracing::debug!(%slot, "cannot check for an abandoned slot: {error:#}"),
+    }
+}
+
 async fn stream_once(
     address: &ServerAddress,
     directory: &Path,

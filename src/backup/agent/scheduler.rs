@@ -32,17 +32,21 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
     ));
     // WAL streaming runs beside the schedules for as long as the agent
     // does; its `pg_receivewal` is killed with the task.
-    let _archiver = config
+    let streams = config
         .schedules
         .values()
-        .any(|schedule| schedule.kind == "physical")
-        .then(|| {
-            let config = config.clone();
-            let root = root.to_path_buf();
-            AbortOnDrop(tokio::spawn(async move {
-                super::physical::archive(&config, &root).await;
-            }))
-        });
+        .any(|schedule| schedule.kind == "physical");
+    if !streams {
+        let config = config.clone();
+        tokio::spawn(async move { super::physical::drop_abandoned_slot(&config).await });
+    }
+    let _archiver = streams.then(|| {
+        let config = config.clone();
+        let root = root.to_path_buf();
+        AbortOnDrop(tokio::spawn(async move {
+            super::physical::archive(&config, &root).await;
+        }))
+    });
     let _restore_tests = config
         .schedules
         .values()
