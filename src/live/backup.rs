@@ -4,7 +4,10 @@
 //! destination volume exists.
 //!
 //! Invariant: only reads. Backups themselves are read by `pgspec backup
-//! list` through the agent, not here: a plan does not depend on them.
+//! list` through the agent, not here; the one exception is the outcome of
+//! the last scheduled restore test of each schedule that has one (the
+//! agent's read-only `restore-tests`), and the WAL archiver's replication
+//! slot, read from the server.
 
 use crate::engine::Docker;
 use crate::engine::labels as common_labels;
