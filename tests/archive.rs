@@ -321,6 +321,14 @@ async fn archive_and_recover(major: u32) {
         "{}",
         pgspec::engine::container::last_logs(&docker, &scratch).await
     );
+    // The WAL copied for the recovery went when it ended.
+    deployment
+        .exec(
+            &docker,
+            &scratch,
+            "test ! -e \"$PGDATA/pgspec_wal\" && test ! -e \"$PGDATA/recovery.signal\"",
+        )
+        .await;
     // Read-write after promotion.
     deployment
         .exec(

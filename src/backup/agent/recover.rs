@@ -2,8 +2,9 @@
 //! newest base backup before the target, unpacked; the archived WAL it
 //! needs copied beside it (`pgspec_wal/`, so the prepared volume needs no
 //! archive mounted); `restore_command`, the target and
-//! `recovery_target_action = 'promote'` in `postgresql.auto.conf`; and
-//! `recovery.signal`. A server started on it replays to exactly the
+//! `recovery_target_action = 'promote'` in `postgresql.auto.conf` (with a
+//! `recovery_end_command` that removes the copied WAL once recovery ends);
+//! and `recovery.signal`. A server started on it replays to exactly the
 //! target and opens read-write on a new timeline.
 
 use std::path::Path;
@@ -104,7 +105,8 @@ fn recovery_settings(backup: &str, target: &RecoveryTarget) -> String {
     let mut text = format!(
         "\n# pgspec: point-in-time recovery from backup {backup}; \
          remove these lines once the server has been promoted\n\
-         restore_command = 'cp {RECOVERY_WAL}/%f \"%p\"'\n"
+         restore_command = 'cp {RECOVERY_WAL}/%f \"%p\"'\n\
+         recovery_end_command = 'rm -rf {RECOVERY_WAL}'\n"
     );
     match target {
         RecoveryTarget::Latest => {}
@@ -331,6 +333,7 @@ mod tests {
             "{settings}"
         );
         assert!(settings.contains("recovery_target_action = 'promote'\n"));
+        assert!(settings.contains("recovery_end_command = 'rm -rf pgspec_wal'\n"));
         let lsn = recovery_settings("x", &RecoveryTarget::Lsn("0/3000060".to_owned()));
         assert!(lsn.contains("recovery_target_lsn = '0/3000060'\n"), "{lsn}");
         let latest = recovery_settings("x", &RecoveryTarget::Latest);
