@@ -106,3 +106,91 @@ fn stopped_backup_container_is_started() {
         &live(&format!(r#""backup": {{ {LIVE_SCHEDULES} {agent} }}"#)),
     );
 }
+
+/// Base backups and WAL streaming with a one-hour recovery point (#19).
+const PHYSICAL_SPEC: &str = r#"
+version: 1
+name: ledger
+postgres:
+  image: postgres:17.2
+  port: 5433
+  superuser: { password: { env: LEDGER_PG_PASSWORD } }
+databases:
+  - name: crawl
+backup:
+  schedules:
+    - { name: base, schedule: "0 3 * * *", kind: physical }
+  max_lag: 1h
+  destination: { volume: ledger-backups }
+"#;
+
+fn live_physical(archiver: &str) -> String {
+    live(&format!(
+        r#""backup": {{
+  "destination": {{ "volume": "ledger-backups" }},
+  "schedules": {{
+    "base": {{ "name": "base", "cron": "0 3 * * *", "kind": "physical", "format": "tar",
+              "databases": [] }} }},
+  "archiver": {archiver},
+  {LIVE_AGENT} }}"#
+    ))
+}
+
+#[test]
+fn streaming_archiver_within_max_lag_is_in_sync() {
+    check(
+        "backup_archiver_in_sync",
+        PHYSICAL_SPEC,
+        &live_physical(
+            r#"{ "slot_exists": true, "active": true, "lag_bytes": 0, "lag_seconds": 0.0 }"#,
+        ),
+    );
+}
+
+#[test]
+fn stopped_archiver_is_drift() {
+    check(
+        "backup_archiver_stopped",
+        PHYSICAL_SPEC,
+        &live_physical(
+            r#"{ "slot_exists": true, "active": false, "lag_bytes": 4096, "lag_seconds": null }"#,
+        ),
+    );
+}
+
+#[test]
+fn archive_lagging_beyond_max_lag_is_drift() {
+    check(
+        "backup_archiver_lagging",
+        PHYSICAL_SPEC,
+        &live_physical(
+            r#"{ "slot_exists": true, "active": true, "lag_bytes": 99999, "lag_seconds": 5400.0 }"#,
+        ),
+    );
+}
+
+/// A failed scheduled restore test and an overdue one are drift that apply
+/// cannot fix: an action without steps (#19).
+#[test]
+fn failed_and_overdue_restore_tests_are_drift() {
+    let spec = PHYSICAL_SPEC.replace(
+        "kind: physical }",
+        "kind: physical, verify: \"0 4 1 * *\" }\n    - { name: nightly, schedule: \"0 2 * * *\", verify: \"0 5 1 * *\" }",
+    );
+    let live = live(&format!(
+        r#""backup": {{
+  "destination": {{ "volume": "ledger-backups" }},
+  "schedules": {{
+    "base": {{ "name": "base", "cron": "0 3 * * *", "kind": "physical", "format": "tar",
+              "databases": [], "verify": "0 4 1 * *" }},
+    "nightly": {{ "name": "nightly", "cron": "0 2 * * *", "kind": "full", "format": "custom",
+                 "databases": ["crawl"], "verify": "0 5 1 * *" }} }},
+  "archiver": {{ "slot_exists": true, "active": true, "lag_bytes": 0, "lag_seconds": 0.0 }},
+  "restore_tests": {{
+    "base": {{ "backup": "20261130T030000Z-base", "verified_at": "2026-12-01T04:10:00Z",
+              "ok": false, "overdue": false }},
+    "nightly": {{ "backup": "20261130T020000Z-nightly", "overdue": true }} }},
+  {LIVE_AGENT} }}"#
+    ));
+    check("backup_restore_tests_drift", &spec, &live);
+}

@@ -313,3 +313,33 @@ fn carets_line_up_under_wide_characters() {
 fn a_misspelled_server_setting_is_caught_with_did_you_mean() {
     insta::assert_snapshot!(rendered_errors("misspelled_setting"));
 }
+
+/// Issue 19: one `physical` schedule, which takes no format or databases;
+/// `verify` is a cron expression; `max_lag` a duration, and only with WAL
+/// streaming.
+#[test]
+fn physical_backups_and_their_lag_are_checked() {
+    insta::assert_snapshot!(rendered_errors("physical_backup"));
+    insta::assert_snapshot!(rendered_errors("max_lag_without_physical"));
+}
+
+#[test]
+fn a_physical_schedule_lowers_to_a_tar_of_the_whole_cluster() {
+    let text = "version: 1\nname: threadr\npostgres:\n  image: postgres:17\n\
+                databases:\n  - name: threadr\n\
+                backup:\n  schedules:\n    - { name: base, schedule: \"0 3 * * *\", kind: physical, \
+                verify: \"0 4 1 * *\" }\n  max_lag: 1h\n  destination: { volume: b }\n";
+    let spec = spec::load_str(Path::new("spec.yaml"), text)
+        .and_then(|loaded| loaded.validate())
+        .expect("valid")
+        .spec;
+    let backup = spec.deployment.backup.expect("a backup");
+    let base = &backup.schedules["base"];
+    assert_eq!(
+        (base.kind.as_str(), base.format.as_str()),
+        ("physical", "tar")
+    );
+    assert!(base.databases.is_empty());
+    assert_eq!(base.verify.as_deref(), Some("0 4 1 * *"));
+    assert_eq!(backup.max_lag_seconds, Some(3600));
+}

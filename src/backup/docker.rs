@@ -515,3 +515,92 @@ pub async fn remove_scratch(docker: &Docker, name: &str) -> anyhow::Result<()> {
     containers::remove_throwaway(docker, name).await?;
     Ok(objects::remove_volume(docker, name).await?)
 }
+
+/// Prepares the empty volume `volume` for point-in-time recovery to
+/// `recovery`: in a throwaway container of the server's image, with the
+/// destination mounted read-only, the agent unpacks the newest base backup
+/// consistent before the target into the image's data directory, copies
+/// the archived WAL it needs beside it and writes the recovery settings
+/// and `recovery.signal` (see `backup::agent::prepare_recovery`). A server
+/// container of that image started on the volume then replays to exactly
+/// the target, promotes and opens read-write; it needs no archive mounted.
+/// The volume must exist and be empty; it is never removed here, and the
+/// throwaway container is removed whatever happened.
+pub async fn prepare_recovery(
+    docker: &Docker,
+    target: &VerifyTarget<'_>,
+    recovery: &super::agent::RecoveryTarget,
+    volume: &str,
+) -> anyhow::Result<super::agent::Prepared> {
+    if let BackupDestination::Volume(destination) = target.destination
+        && !objects::volume_exists(docker, destination).await?
+    {
+        bail!("backup volume `{destination}` does not exist, so there is nothing to recover from")
+    }
+    if !objects::volume_exists(docker, volume).await? {
+        bail!("volume `{volume}` does not exist; create it empty before preparing a recovery")
+    }
+    let layout = image::inspect(docker, target.image)
+        .await?
+        .with_context(|| format!("image `{}` is not local", target.image))?
+        .data_layout();
+    let name = format!("{}-recover", scratch_name(target.deployment));
+    containers::create_throwaway(
+        docker,
+        target.deployment,
+        &name,
+        "recover",
+        ContainerCreateBody {
+            image: Some(target.image.to_owned()),
+            entrypoint: Some(vec!["sleep".to_owned(), "86400".to_owned()]),
+            cmd: Some(Vec::new()),
+            user: Some("0:0".to_owned()),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![
+                    Mount {
+                        target: Some(layout.mount.clone()),
+                        source: Some(volume.to_owned()),
+                        typ: Some(MountType::VOLUME),
+                        ..Mount::default()
+                    },
+                    destination_mount(target.destination, true),
+                ]),
+                network_mode: Some("none".to_owned()),
+                ..HostConfig::default()
+            }),
+            ..ContainerCreateBody::default()
+        },
+    )
+    .await
+    .context("cannot create the recovery container")?;
+    let outcome = async {
+        let binary = agent_binary().await?;
+        upload(docker, &name, &[Entry::file(AGENT_PATH, 0o755, &binary)]).await?;
+        containers::start(docker, &name).await?;
+        let target_argument = recovery.argument();
+        let command = agent_command(&[
+            "recover",
+            "--deployment",
+            target.deployment,
+            "--pgdata",
+            &layout.pgdata,
+            "--target",
+            &target_argument,
+        ]);
+        let output = containers::exec(docker, &name, &command, true).await?;
+        if output.code != 0 {
+            bail!(
+                "preparing the recovery in `{name}` failed (exit code {}): {}",
+                output.code,
+                output.stderr.trim()
+            );
+        }
+        serde_json::from_str(&output.stdout)
+            .context("cannot read what the recovery preparation reported")
+    }
+    .await;
+    let removed = containers::remove_throwaway(docker, &name).await;
+    let prepared = outcome?;
+    removed?;
+    Ok(prepared)
+}

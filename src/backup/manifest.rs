@@ -82,6 +82,9 @@ pub struct Manifest {
     /// `pg_dumpall --globals-only` output, for `full` and `globals` kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub globals: Option<String>,
+    /// What a `physical` backup (`pg_basebackup`) covers of the WAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_backup: Option<BaseBackup>,
     pub databases: Vec<DatabaseEntry>,
     pub files: Vec<FileEntry>,
     pub size_bytes: u64,
@@ -118,6 +121,21 @@ impl Manifest {
             .ok()
             .map(|time| time.with_timezone(&Utc))
     }
+}
+
+/// The WAL a base backup needs, from `pg_basebackup`'s `backup_manifest`:
+/// recovery starts at `start_lsn` and is consistent from `end_lsn` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseBackup {
+    pub timeline: u32,
+    pub start_lsn: String,
+    pub end_lsn: String,
+    /// The WAL segment holding `start_lsn`: the oldest one this backup
+    /// needs, and the oldest retention keeps while the backup is kept.
+    pub start_wal: String,
+    pub wal_segment_bytes: u64,
+    /// `pg_control_system()`'s system identifier of the cluster backed up.
+    pub system_identifier: String,
 }
 
 /// A backup directory as `backup list` shows it.
@@ -196,6 +214,7 @@ pub(crate) fn sample(started: DateTime<Utc>, deployment: &str, status: Status) -
         server_version: "17.0".to_owned(),
         pgspec_version: "0".to_owned(),
         globals: None,
+        base_backup: None,
         databases: Vec::new(),
         files: Vec::new(),
         size_bytes: 0,

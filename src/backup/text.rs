@@ -5,6 +5,105 @@ use super::agent::Report;
 use super::manifest::{Entry, Manifest};
 pub use crate::model::notation::human_size;
 
+/// What the agent finds in a deployment's WAL archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchiveState {
+    /// The newest segment archived or being archived.
+    pub newest_segment: Option<String>,
+    /// When it was last written (RFC 3339, UTC).
+    pub newest_at: Option<String>,
+}
+
+/// The lines `backup list` adds for WAL streaming: the recoverable window,
+/// from the oldest kept base backup's end to the newest archived WAL, and
+/// the recovery-point lag the server reports for the archiver.
+pub fn archive_text(
+    entries: &[Entry],
+    state: &ArchiveState,
+    archiver: Option<&crate::model::Archiver>,
+) -> String {
+    let oldest = entries
+        .iter()
+        .filter_map(|entry| entry.manifest.as_ref())
+        .filter(|manifest| {
+            manifest.status == super::manifest::Status::Ok && manifest.base_backup.is_some()
+        })
+        .map(|manifest| manifest.finished_at.as_str())
+        .min();
+    let time = |text: &str| text.replace('T', " ").trim_end_matches('Z').to_owned();
+    let mut text = match (oldest, &state.newest_at) {
+        (Some(from), Some(to)) => format!(
+            "WAL archive: recoverable from {} to {} UTC (newest segment {})\n",
+            time(from),
+            time(to),
+            state.newest_segment.as_deref().unwrap_or("-")
+        ),
+        (None, _) => "WAL archive: nothing recoverable yet: no successful base backup\n".to_owned(),
+        (Some(_), None) => "WAL archive: nothing recoverable yet: no WAL archived\n".to_owned(),
+    };
+    text.push_str(&match archiver {
+        None => "recovery-point lag: unknown (the server's slot could not be read)\n".to_owned(),
+        Some(archiver) if !archiver.slot_exists => {
+            "recovery-point lag: unknown, the archiver's slot does not exist (archiver never \
+             started)\n"
+                .to_owned()
+        }
+        Some(archiver) if !archiver.active => {
+            "recovery-point lag: growing, the archiver is not streaming (slot inactive)\n"
+                .to_owned()
+        }
+        Some(archiver) => match archiver.lag_seconds {
+            Some(seconds) => format!(
+                "recovery-point lag: {seconds:.0} s ({} bytes of WAL not yet archived), streaming\n",
+                archiver.lag_bytes.unwrap_or(0).max(0)
+            ),
+            None => format!(
+                "recovery-point lag: {} bytes of WAL not yet archived, streaming\n",
+                archiver.lag_bytes.unwrap_or(0).max(0)
+            ),
+        },
+    });
+    text
+}
+
+/// The last restore test of each schedule, as `backup list` prints it
+/// under its table; empty when none was recorded.
+pub fn restore_test_lines(entries: &[Entry]) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut text = String::new();
+    for manifest in entries.iter().filter_map(|entry| entry.manifest.as_ref()) {
+        let Some(verification) = &manifest.verification else {
+            continue;
+        };
+        if !seen.insert(manifest.schedule.clone()) {
+            continue;
+        }
+        text.push_str(&format!(
+            "last restore test of `{}`: backup {} {} at {} UTC ({})\n",
+            manifest.schedule,
+            manifest.id,
+            if verification.ok { "ok" } else { "FAILED" },
+            verification
+                .verified_at
+                .replace('T', " ")
+                .trim_end_matches('Z'),
+            if verification.ok {
+                format!("{} check(s)", verification.checks)
+            } else {
+                format!(
+                    "{} of {} check(s) failed",
+                    verification.failed, verification.checks
+                )
+            }
+        ));
+    }
+    if text.is_empty() {
+        text
+    } else {
+        format!("\n{text}")
+    }
+}
+
 /// The `backup list` table.
 pub fn list_table(entries: &[Entry]) -> String {
     let mut rows = vec![[

@@ -132,6 +132,24 @@ pub enum AgentCommand {
         #[arg(long)]
         check: bool,
     },
+    /// Run a schedule's restore test now (as its `verify` cron would) and
+    /// record it in the tested backup's manifest; prints the report.
+    VerifyNow {
+        #[arg(long, default_value = CONFIG_PATH)]
+        config: PathBuf,
+        #[arg(long)]
+        schedule: String,
+    },
+    /// Print the last restore test of each schedule that has one.
+    RestoreTests {
+        #[arg(long, default_value = CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Print the state of the deployment's WAL archive.
+    Archive {
+        #[arg(long)]
+        deployment: String,
+    },
     /// Restore a backup into the local server and print the report.
     Check {
         #[arg(long)]
@@ -157,6 +175,20 @@ pub enum AgentCommand {
         checks: u64,
         #[arg(long)]
         failed: u64,
+    },
+    /// Prepare an empty data directory for point-in-time recovery from the
+    /// archive and print what was prepared.
+    Recover {
+        #[arg(long)]
+        deployment: String,
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// `latest`, `time:<RFC 3339>` or `lsn:<LSN>`.
+        #[arg(long, default_value = "latest")]
+        target: String,
+        /// The server's operating-system user, who owns the data directory.
+        #[arg(long, default_value = "postgres")]
+        owner: String,
     },
 }
 
@@ -248,7 +280,31 @@ async fn list_backups(args: &ListArgs, color: bool) -> anyhow::Result<Exit> {
     let entries: Vec<Entry> =
         serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")?;
     output::stdout(&backup::text::list_table(&entries))?;
+    output::stdout(&backup::text::restore_test_lines(&entries))?;
+    if crate::live::backup::streams_wal(&spec.deployment) {
+        output::stdout(&archive_lines(&spec, &entries).await?)?;
+    }
     Ok(Exit::Success)
+}
+
+/// The recoverable window and the recovery-point lag, for a spec that
+/// streams WAL.
+async fn archive_lines(spec: &Desired, entries: &[Entry]) -> anyhow::Result<String> {
+    let output = exec_agent(spec, &["archive", "--deployment", &spec.deployment.name]).await?;
+    let state: backup::text::ArchiveState = if output.code == 0 {
+        serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")?
+    } else {
+        Default::default()
+    };
+    let connections = super::open(spec).await?;
+    let archiver =
+        crate::live::backup::observe_archiver(&connections.target, &spec.deployment.name)
+            .await
+            .ok();
+    Ok(format!(
+        "\n{}",
+        backup::text::archive_text(entries, &state, archiver.as_ref())
+    ))
 }
 
 async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
@@ -400,6 +456,17 @@ async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {
             };
             print_json(&agent::upgrade_copy(&old, &local, socket, *check).await?)?;
         }
+        AgentCommand::VerifyNow { config, schedule } => {
+            let config = read_config(config).await?;
+            print_json(&agent::verify_now(&config, schedule, &root).await?)?;
+        }
+        AgentCommand::RestoreTests { config } => {
+            let config = read_config(config).await?;
+            print_json(&agent::restore_tests(&config, &root, chrono::Utc::now())?)?;
+        }
+        AgentCommand::Archive { deployment } => {
+            print_json(&agent::archive_state(&root, deployment))?;
+        }
         AgentCommand::Check {
             deployment,
             user,
@@ -429,6 +496,15 @@ async fn run_agent(command: &AgentCommand) -> anyhow::Result<Exit> {
                 pgspec_version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             agent::record_verification(&root, deployment, id, verification)?;
+        }
+        AgentCommand::Recover {
+            deployment,
+            pgdata,
+            target,
+            owner,
+        } => {
+            let target = agent::RecoveryTarget::parse_argument(target)?;
+            print_json(&agent::prepare_recovery(&root, deployment, pgdata, &target, owner).await?)?;
         }
     }
     Ok(Exit::Success)

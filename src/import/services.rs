@@ -158,7 +158,7 @@ impl Importer<'_> {
             .iter()
             .all(|schedule| format!("{:?}", retention(schedule)) == format!("{first_retention:?}"));
         let databases_of = |schedule: &BackupSchedule| {
-            if schedule.databases == all_databases {
+            if schedule.databases == all_databases || schedule.kind == "physical" {
                 Vec::new()
             } else {
                 schedule.databases.clone()
@@ -188,6 +188,7 @@ impl Importer<'_> {
                 spec.kind = backup_kind(&single.kind);
                 spec.format = backup_format(&single.format);
                 spec.databases = databases_of(single);
+                spec.verify = single.verify.clone();
             }
             _ => {
                 spec.schedules = schedules
@@ -203,6 +204,7 @@ impl Importer<'_> {
                         } else {
                             retention(schedule)
                         },
+                        verify: schedule.verify.clone(),
                     })
                     .collect();
             }
@@ -242,6 +244,7 @@ fn backup_kind(kind: &str) -> Option<BackupKind> {
         "data" => Some(BackupKind::Data),
         "schema" => Some(BackupKind::Schema),
         "globals" => Some(BackupKind::Globals),
+        "physical" => Some(BackupKind::Physical),
         _ => None,
     }
 }

@@ -253,6 +253,13 @@ pub async fn observe(
     };
     match postgres_result {
         Ok(observed) => {
+            // The archiver is read only when the server answered; unknown
+            // (and no drift) when the slot cannot be read.
+            if backup::streams_wal(desired)
+                && let Some(backup) = &mut live.backup
+            {
+                backup.archiver = backup::observe_archiver(target, &desired.name).await.ok();
+            }
             if let Some(container) = &mut live.container {
                 container.data_major = Some(observed.server.version_num / 10_000);
             }

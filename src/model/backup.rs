@@ -22,6 +22,71 @@ pub struct Backup {
     /// destination always counts as existing).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub destination_exists: bool,
+    /// The longest recovery-point lag the spec allows (`max_lag`), in
+    /// seconds, for a `physical` schedule's WAL streaming. Desired only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag_seconds: Option<u64>,
+    /// Live only: the WAL archiver's replication slot, when the desired
+    /// backup has a `physical` schedule and the server answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archiver: Option<Archiver>,
+    /// Live only: the last restore test of each schedule that has one
+    /// (`verify`), as the agent reads it from the manifests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restore_tests: BTreeMap<String, RestoreTest>,
+}
+
+/// The last scheduled restore test of a schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreTest {
+    /// The newest successful backup of the schedule.
+    pub backup: String,
+    /// When the newest recorded test (of any of the schedule's backups)
+    /// finished, and whether it passed; `None` when none was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    /// A test was due (its `verify` time passed more than an hour ago,
+    /// after the schedule had a backup) and none was recorded since.
+    pub overdue: bool,
+}
+
+/// What the server says about the WAL archiver (`pg_receivewal` in the
+/// backup container) through its replication slot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Archiver {
+    /// Whether the slot exists at all.
+    pub slot_exists: bool,
+    /// Whether a `pg_receivewal` is streaming from the slot now.
+    pub active: bool,
+    /// Bytes of WAL written on the server and not yet flushed by the
+    /// archiver (`pg_current_wal_lsn() - flush_lsn`, else `restart_lsn`).
+    pub lag_bytes: Option<i64>,
+    /// Seconds the archive is behind the server: 0 when it has everything,
+    /// else the walsender's `flush_lag`; `None` when unknown.
+    pub lag_seconds: Option<f64>,
+}
+
+/// The physical replication slot of a deployment's WAL archiver: the
+/// deployment's name in the characters a slot name allows.
+pub fn slot_name(deployment: &str) -> String {
+    let name: String = deployment
+        .chars()
+        .map(|character| match character {
+            'a'..='z' | '0'..='9' | '_' => character,
+            'A'..='Z' => character.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect();
+    let mut slot = format!("pgspec_{name}");
+    slot.truncate(63);
+    slot
+}
+
+/// Where the archiver keeps a deployment's WAL, below the destination.
+pub fn wal_directory(deployment: &str) -> String {
+    format!("{BACKUP_MOUNT}/wal/{deployment}")
 }
 
 /// The backup container (`<deployment>-backup`): the server's image, with
@@ -80,6 +145,10 @@ pub struct BackupSchedule {
     pub max_count: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_count: Option<i64>,
+    /// Cron expression of the scheduled restore test of this schedule's
+    /// newest backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
 }
 
 /// Where the agent binary is copied inside containers.
@@ -214,12 +283,20 @@ pub(crate) fn sample_schedule(cron: &str) -> BackupSchedule {
         retention_days: Some(30),
         max_count: None,
         min_count: Some(3),
+        verify: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_names_are_what_postgresql_accepts() {
+        assert_eq!(slot_name("threadr"), "pgspec_threadr");
+        assert_eq!(slot_name("Ish-Chat.v2"), "pgspec_ish_chat_v2");
+        assert_eq!(slot_name(&"x".repeat(100)).len(), 63);
+    }
 
     #[test]
     fn pgpass_round_trips_awkward_passwords() {

@@ -25,7 +25,7 @@ mod roles;
 pub mod settings;
 pub mod tls;
 
-pub use backup::{Backup, BackupAgent, BackupDestination, BackupSchedule};
+pub use backup::{Archiver, Backup, BackupAgent, BackupDestination, BackupSchedule, RestoreTest};
 pub use container::{
     ADOPTED_MARK, Container, ContainerState, Image, NetworkAttachment, UpgradeMethod, adopted_mark,
     upgrade_kept_volume,

@@ -19,8 +19,11 @@ use super::manifest::{self, Entry, MANIFEST_FILE, Verification};
 
 mod cron;
 mod files;
+mod physical;
+mod recover;
 mod restore;
 mod retention;
+mod scheduled;
 mod scheduler;
 mod server;
 mod take;
@@ -31,7 +34,10 @@ mod verify;
 mod fixtures;
 
 pub use cron::period as cron_period;
+pub use physical::archive_state;
+pub use recover::{Prepared, RECOVERY_WAL, RecoveryTarget, prepare as prepare_recovery};
 pub use restore::{Restored, pick as pick_for_database, restore_database};
+pub use scheduled::{restore_tests, verify_now};
 pub use scheduler::schedule;
 pub use server::ServerAddress;
 pub use take::once;

@@ -30,6 +30,33 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
         config.deployment,
         schedules.describe()
     ));
+    // WAL streaming runs beside the schedules for as long as the agent
+    // does; its `pg_receivewal` is killed with the task.
+    let streams = config
+        .schedules
+        .values()
+        .any(|schedule| schedule.kind == "physical");
+    if !streams {
+        let config = config.clone();
+        tokio::spawn(async move { super::physical::drop_abandoned_slot(&config).await });
+    }
+    let _archiver = streams.then(|| {
+        let config = config.clone();
+        let root = root.to_path_buf();
+        AbortOnDrop(tokio::spawn(async move {
+            super::physical::archive(&config, &root).await;
+        }))
+    });
+    let _restore_tests = config
+        .schedules
+        .values()
+        .any(|schedule| schedule.verify.is_some())
+        .then(|| {
+            AbortOnDrop(tokio::spawn(super::scheduled::run_schedules(
+                config.clone(),
+                root.to_path_buf(),
+            )))
+        });
     let mut after = Utc::now();
     loop {
         let Next { due, stuck } = schedules.next_after(after);
@@ -70,5 +97,14 @@ pub async fn schedule(config: &AgentConfig, root: &Path) -> anyhow::Result<()> {
         }
         // Never the same minute twice, even when the clock lags the timer.
         after = next.max(Utc::now());
+    }
+}
+
+/// A task aborted when dropped, so the archiver ends with the scheduler.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

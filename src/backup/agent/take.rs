@@ -54,7 +54,7 @@ fn names(config: &AgentConfig) -> String {
 
 /// Holds the destination's lock file; backups and pruning never overlap,
 /// whether started by the schedule or by `backup run`.
-async fn lock_destination(root: &Path) -> anyhow::Result<std::fs::File> {
+pub(super) async fn lock_destination(root: &Path) -> anyhow::Result<std::fs::File> {
     let path = root.join(".pgspec-backup.lock");
     tokio::task::spawn_blocking(move || {
         let file = std::fs::OpenOptions::new()
@@ -92,6 +92,14 @@ pub(super) async fn take_and_prune(
     let pruned = prune(config, schedule, root, &manifest.id).await?;
     for id in pruned {
         crate::output::status(&format!("backup `{id}`: removed by retention"));
+    }
+    if schedule.kind == "physical" {
+        let removed = super::physical::prune_wal(root, &config.deployment, &schedule.name).await?;
+        if removed > 0 {
+            crate::output::status(&format!(
+                "{removed} WAL segment(s) older than the oldest kept base backup removed"
+            ));
+        }
     }
     Ok(manifest)
 }
@@ -168,6 +176,7 @@ fn start_manifest(
         server_version: String::new(),
         pgspec_version: env!("CARGO_PKG_VERSION").to_owned(),
         globals: None,
+        base_backup: None,
         databases: Vec::new(),
         files: Vec::new(),
         size_bytes: 0,
@@ -239,6 +248,11 @@ async fn dump(
         .await
         .context("cannot read the server version")?
         .get(0);
+    if schedule.kind == "physical" {
+        manifest.base_backup =
+            Some(super::physical::base_backup(address, &maintenance, directory).await?);
+        return Ok(());
+    }
     if matches!(schedule.kind.as_str(), "full" | "globals") {
         let file = "globals.sql".to_owned();
         run_tool(

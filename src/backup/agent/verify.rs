@@ -205,7 +205,7 @@ pub(super) async fn restore_dump(
     }
 }
 
-async fn check_files(
+pub(super) async fn check_files(
     directory: &Path,
     manifest: &Manifest,
     report: &mut Report,

@@ -208,6 +208,136 @@ pub(super) fn diff(
             )],
             steps,
         });
+    } else {
+        let mut findings = Vec::new();
+        let mut steps = Vec::new();
+        if let Some(finding) = archiver_drift(want, have) {
+            findings.push(finding);
+            steps.push(Step::Docker(DockerStep::RestartContainer {
+                name: want_agent.name.clone(),
+            }));
+        }
+        findings.extend(restore_test_drift(want, have));
+        if !findings.is_empty() {
+            let (reasons, changes): (Vec<String>, Vec<Change>) = findings.into_iter().unzip();
+            plan.actions.push(Action {
+                address,
+                object: ObjectKind::Backup,
+                kind: ActionKind::Update,
+                reason: reasons.join("; "),
+                risk: Risk::none(),
+                changes,
+                steps,
+            });
+        }
+    }
+}
+
+/// Scheduled restore tests that failed, or are overdue. Apply cannot fix
+/// them: the finding stays until a test passes (`backup agent verify-now`
+/// runs one at once).
+fn restore_test_drift(want: &Backup, have: &Backup) -> Vec<(String, Change)> {
+    let mut findings = Vec::new();
+    for (name, schedule) in &want.schedules {
+        if schedule.verify.is_none() {
+            continue;
+        }
+        let Some(test) = have.restore_tests.get(name) else {
+            continue;
+        };
+        let field = format!("schedules.{name}.restore_test");
+        if test.ok == Some(false) {
+            findings.push((
+                format!(
+                    "the last restore test of schedule `{name}` failed{}; `pgspec backup \
+                     list` shows it and `pgspec backup verify` says why",
+                    test.verified_at
+                        .as_deref()
+                        .map(|at| format!(" ({at})"))
+                        .unwrap_or_default()
+                ),
+                Change::new(&field, Some("failed".to_owned()), Some("ok".to_owned())),
+            ));
+        } else if test.overdue {
+            findings.push((
+                format!("schedule `{name}` has had no restore test since its `verify` time passed"),
+                Change::new(&field, Some("overdue".to_owned()), Some("ok".to_owned())),
+            ));
+        }
+    }
+    findings
+}
+
+/// WAL streaming that is not what the spec asks: an archiver that has
+/// stopped (its slot missing or inactive), or one further behind than
+/// `max_lag`. A restart of the backup container restarts `pg_receivewal`.
+fn archiver_drift(want: &Backup, have: &Backup) -> Option<(String, Change)> {
+    let streams = want
+        .schedules
+        .values()
+        .any(|schedule| schedule.kind == "physical");
+    let archiver = have.archiver.as_ref().filter(|_| streams)?;
+    if !archiver.slot_exists || !archiver.active {
+        return Some((
+            format!(
+                "the WAL archiver is not streaming (replication slot `{}` {}), so nothing \
+                 written since can be recovered; the server keeps the WAL while the slot \
+                 exists. The backup container's log says why; `no pg_hba.conf entry for \
+                 replication connection` means the server needs `host replication {} all \
+                 scram-sha-256`",
+                crate::model::backup::slot_name(&have_name(have)),
+                if archiver.slot_exists {
+                    "inactive"
+                } else {
+                    "missing"
+                },
+                have.agent
+                    .as_ref()
+                    .map_or("postgres", |agent| agent.superuser.as_str())
+            ),
+            Change::new(
+                "archiver",
+                Some("stopped".to_owned()),
+                Some("streaming".to_owned()),
+            ),
+        ));
+    }
+    let (Some(max), Some(lag)) = (want.max_lag_seconds, archiver.lag_seconds) else {
+        return None;
+    };
+    (lag > max as f64).then(|| {
+        (
+            format!(
+                "the WAL archive is {} behind the server, more than `max_lag` allows",
+                seconds_text(lag)
+            ),
+            Change::new(
+                "recovery_point_lag",
+                Some(seconds_text(lag)),
+                Some(format!("<= {}", seconds_text(max as f64))),
+            ),
+        )
+    })
+}
+
+/// The deployment a live backup belongs to, from its container's name.
+fn have_name(have: &Backup) -> String {
+    have.agent
+        .as_ref()
+        .and_then(|agent| agent.name.strip_suffix("-backup"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Whole seconds, minutes or hours, as `max_lag` is written.
+fn seconds_text(seconds: f64) -> String {
+    let seconds = seconds.round() as u64;
+    if seconds >= 3600 && seconds.is_multiple_of(3600) {
+        format!("{}h", seconds / 3600)
+    } else if seconds >= 60 && seconds.is_multiple_of(60) {
+        format!("{}min", seconds / 60)
+    } else {
+        format!("{seconds}s")
     }
 }
 
@@ -237,7 +367,7 @@ fn retention_text(schedule: &BackupSchedule) -> String {
 }
 
 /// The fields of a schedule as plan lines, `schedules.<name>.<field>`.
-fn schedule_fields(schedule: &BackupSchedule) -> [(&'static str, String); 5] {
+fn schedule_fields(schedule: &BackupSchedule) -> [(&'static str, String); 6] {
     [
         ("cron", schedule.cron.clone()),
         ("kind", schedule.kind.clone()),
@@ -251,6 +381,13 @@ fn schedule_fields(schedule: &BackupSchedule) -> [(&'static str, String); 5] {
             },
         ),
         ("retention", retention_text(schedule)),
+        (
+            "verify",
+            schedule
+                .verify
+                .clone()
+                .unwrap_or_else(|| "(never)".to_owned()),
+        ),
     ]
 }
 
@@ -263,10 +400,14 @@ fn schedule_changes(
     for name in names {
         let old = have.get(name).map(schedule_fields);
         let new = want.get(name).map(schedule_fields);
-        for index in 0..5 {
+        for index in 0..6 {
             let old_value = old.as_ref().map(|fields| fields[index].1.clone());
             let new_value = new.as_ref().map(|fields| fields[index].1.clone());
-            if old_value != new_value {
+            let never = |value: &Option<String>| value.clone().unwrap_or("(never)".to_owned());
+            // A schedule without a restore test, added or removed, says
+            // nothing about one.
+            let quiet = index == 5 && never(&old_value) == never(&new_value);
+            if old_value != new_value && !quiet {
                 let field = old
                     .as_ref()
                     .or(new.as_ref())
@@ -321,6 +462,12 @@ pub fn simulate(next: &mut Deployment, action: &Action) {
                     .and_then(|backup| backup.agent.as_mut())
                 {
                     agent.running = true;
+                }
+            }
+            DockerStep::RestartContainer { .. } => {
+                // A restarted agent streams again.
+                if let Some(backup) = &mut next.backup {
+                    backup.archiver = None;
                 }
             }
             _ => {}

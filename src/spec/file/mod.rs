@@ -638,6 +638,15 @@ pub struct BackupSpec {
     pub destination: DestinationSpec,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<BackupScheduleSpec>,
+    /// Cron expression of a scheduled restore test of the single
+    /// schedule's newest backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
+    /// The recovery point objective of a `physical` schedule's WAL
+    /// streaming (`1h`, `15min`): an archive further behind, or an archiver
+    /// that has stopped, is drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag: Option<String>,
 }
 
 /// One named backup schedule.
@@ -656,6 +665,11 @@ pub struct BackupScheduleSpec {
     /// Overrides the backup section's retention for this schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionSpec>,
+    /// Cron expression of a scheduled restore test: the agent restores this
+    /// schedule's newest backup into a scratch server and records the
+    /// result in its manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -665,6 +679,10 @@ pub enum BackupKind {
     Data,
     Schema,
     Globals,
+    // Base backups with `pg_basebackup` on the schedule, and continuous WAL
+    // streaming with `pg_receivewal` (point-in-time recovery). A plain
+    // comment: a doc comment would split the schema's enum.
+    Physical,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

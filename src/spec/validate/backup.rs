@@ -46,6 +46,10 @@ impl Checker<'_> {
         if let Some(schedule) = &backup.schedule {
             self.check_cron("backup.schedule", schedule);
         }
+        if let Some(verify) = &backup.verify {
+            self.check_cron("backup.verify", verify);
+        }
+        self.check_physical(backup);
         self.check_retention("backup.retention", &backup.retention);
         match (&backup.destination.volume, &backup.destination.directory) {
             (Some(_), Some(_)) => {
@@ -101,7 +105,81 @@ impl Checker<'_> {
             self.check_duplicate(&mut seen, &name_path, &schedule.name, "backup schedule");
             self.check_cron(&join_key(&path, "schedule"), &schedule.schedule);
             self.check_retention(&join_key(&path, "retention"), &schedule.retention);
+            if let Some(verify) = &schedule.verify {
+                self.check_cron(&join_key(&path, "verify"), verify);
+            }
             check_databases(self, &join_key(&path, "databases"), &schedule.databases);
+        }
+    }
+
+    /// `physical` schedules: one per deployment (one WAL stream, one
+    /// replication slot), no dump format or databases; `max_lag` needs one.
+    fn check_physical(&mut self, backup: &BackupSpec) {
+        use crate::spec::file::BackupKind;
+        let single = backup.schedule.as_ref().map(|_| {
+            (
+                "backup".to_owned(),
+                backup.kind,
+                backup.format.is_some(),
+                !backup.databases.is_empty(),
+            )
+        });
+        let listed = backup
+            .schedules
+            .iter()
+            .enumerate()
+            .map(|(index, schedule)| {
+                (
+                    join_index("backup.schedules", index),
+                    schedule.kind.or(backup.kind),
+                    schedule.format.or(backup.format).is_some(),
+                    !schedule.databases.is_empty() || !backup.databases.is_empty(),
+                )
+            });
+        let mut physical = 0;
+        for (path, kind, format, databases) in single.into_iter().chain(listed) {
+            if kind != Some(BackupKind::Physical) {
+                continue;
+            }
+            physical += 1;
+            if physical == 2 {
+                self.error(
+                    &join_key(&path, "kind"),
+                    "only one schedule may be `physical`: a deployment has one WAL stream",
+                );
+            }
+            if format {
+                self.error(
+                    &join_key(&path, "format"),
+                    "a `physical` backup has no dump format: it is a `pg_basebackup` tar archive",
+                );
+            }
+            if databases {
+                self.error(
+                    &join_key(&path, "databases"),
+                    "a `physical` backup holds the whole cluster, not chosen databases",
+                );
+            }
+        }
+        if let Some(max_lag) = &backup.max_lag {
+            match units::parse_pg_time(max_lag, "s") {
+                Err(error) => self.error("backup.max_lag", error.message).help = error.help,
+                Ok(microseconds) if microseconds < 1_000_000.0 => {
+                    self.error("backup.max_lag", "`max_lag` must be at least `1s`");
+                }
+                Ok(_) if physical == 0 => {
+                    self.error(
+                        "backup.max_lag",
+                        "`max_lag` is the lag of WAL streaming, which needs a schedule of kind \
+                         `physical`",
+                    )
+                    .help = Some(
+                        "add a schedule `{ name: base, schedule: \"0 3 * * *\", kind: physical }`"
+                            .to_owned(),
+                    );
+                }
+                Ok(_) => {}
+            }
         }
     }
 }

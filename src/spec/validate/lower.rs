@@ -591,6 +591,7 @@ fn lower_backup(file: &SpecFile, backup: &BackupSpec, base: &Path) -> Backup {
             BackupKind::Data => "data",
             BackupKind::Schema => "schema",
             BackupKind::Globals => "globals",
+            BackupKind::Physical => "physical",
         }
         .to_owned()
     };
@@ -613,14 +614,27 @@ fn lower_backup(file: &SpecFile, backup: &BackupSpec, base: &Path) -> Backup {
                     kind,
                     format,
                     databases: &[String],
-                    retention: &Option<RetentionSpec>| {
+                    retention: &Option<RetentionSpec>,
+                    verify: &Option<String>| {
         let retention = retention.as_ref().or(backup.retention.as_ref());
+        let kind = kind_text(kind);
+        let physical = kind == "physical";
         BackupSchedule {
             name: name.to_owned(),
             cron: units::check_cron(cron).unwrap_or_else(|_| cron.trim().to_owned()),
-            kind: kind_text(kind),
-            format: format_text(format),
-            databases: if databases.is_empty() {
+            // A base backup is one tar archive of the whole cluster.
+            format: if physical {
+                "tar".to_owned()
+            } else {
+                format_text(format)
+            },
+            kind,
+            verify: verify
+                .as_ref()
+                .map(|cron| units::check_cron(cron).unwrap_or_else(|_| cron.trim().to_owned())),
+            databases: if physical {
+                Vec::new()
+            } else if databases.is_empty() {
                 section_databases.clone()
             } else {
                 sorted(databases)
@@ -634,7 +648,15 @@ fn lower_backup(file: &SpecFile, backup: &BackupSpec, base: &Path) -> Backup {
     if let Some(cron) = &backup.schedule {
         schedules.insert(
             "default".to_owned(),
-            schedule("default", cron, backup.kind, backup.format, &[], &None),
+            schedule(
+                "default",
+                cron,
+                backup.kind,
+                backup.format,
+                &[],
+                &None,
+                &backup.verify,
+            ),
         );
     }
     for entry in &backup.schedules {
@@ -647,12 +669,18 @@ fn lower_backup(file: &SpecFile, backup: &BackupSpec, base: &Path) -> Backup {
                 entry.format.or(backup.format),
                 &entry.databases,
                 &entry.retention,
+                &entry.verify,
             ),
         );
     }
     Backup {
         destination,
         schedules,
+        max_lag_seconds: backup
+            .max_lag
+            .as_deref()
+            .and_then(|text| units::parse_pg_time(text, "s").ok())
+            .map(|microseconds| (microseconds / 1_000_000.0).max(0.0) as u64),
         ..Backup::default()
     }
 }
