@@ -51,12 +51,17 @@ impl Deployment {
     /// Writes the spec with `tls` and `connection` (flow mappings) and
     /// returns its path.
     fn spec(&self, major: u32, tls: &str, connection: &str) -> String {
+        self.spec_with(major, tls, connection, "")
+    }
+
+    /// The spec with `sections` (top-level YAML) added.
+    fn spec_with(&self, major: u32, tls: &str, connection: &str, sections: &str) -> String {
         let pooler_image = if major == 15 { "1" } else { "community" };
         let text = format!(
             "version: 1\nname: {}\npostgres:\n  image: pgspec-test/postgres:{major}\n  \
              port: {}\n  superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n  \
              tls: {tls}\n  connection: {connection}\n\
-             pooler:\n  image: pgspec-test/pgbouncer:{pooler_image}\n  port: {}\n",
+             pooler:\n  image: pgspec-test/pgbouncer:{pooler_image}\n  port: {}\n{sections}",
             self.name, self.port, self.pooler_port
         );
         arg(&self.work.write("spec.yaml", &text)).to_owned()
@@ -303,6 +308,60 @@ async fn tls_lifecycle(major: u32) {
         )
         .await;
     assert_eq!(ssl, "t");
+
+    // `require` with access rules: the server itself refuses clients
+    // without TLS; pgspec, psql with TLS and the pooler still get in.
+    let required = deployment.spec_with(
+        major,
+        "{ generate: self-signed, require: true }",
+        "{}",
+        "access:\n  - { type: local, database: all, user: all, method: trust }\n  \
+         - { type: host, database: all, user: all, address: all, method: scram-sha-256 }\n",
+    );
+    let plan = deployment.pgspec(&["plan", "-f", &required], "").expect(0);
+    assert!(
+        plan.stdout.contains("hostnossl all all all reject"),
+        "{}",
+        plan.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &required, "--auto-approve"], "")
+        .expect(0);
+    deployment
+        .pgspec(&["plan", "-f", &required, "--detailed-exitcode"], "")
+        .expect(0);
+    let refused = connect(deployment.port, &deployment.password, "postgres")
+        .await
+        .err()
+        .map(|error| format!("{error:?}"))
+        .unwrap_or_default();
+    assert!(refused.contains("no encryption"), "{refused}");
+    let ssl = exec(
+        &docker,
+        &container,
+        &format!(
+            "PGPASSWORD='{}' psql 'host=localhost user=postgres dbname=postgres sslmode=require' \
+             -tAc 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'",
+            deployment.password
+        ),
+    )
+    .await;
+    assert_eq!(ssl.trim(), "t");
+    let through_pooler = exec(
+        &docker,
+        &deployment.pooler(),
+        &format!(
+            "PGPASSWORD='{}' psql 'host=localhost port=6432 user=postgres dbname=postgres \
+             sslmode=require' -tAc 'SELECT 1'",
+            deployment.password
+        ),
+    )
+    .await;
+    assert_eq!(
+        through_pooler.trim(),
+        "1",
+        "the pooler reaches the server over TLS"
+    );
 }
 
 for_each_major!(tls, super::tls_lifecycle);

@@ -187,10 +187,30 @@ impl AccessRule {
     }
 }
 
-/// The rules the server should have: the spec's, as they are written. The
-/// one place later features (clients required to use TLS) transform them.
-pub fn effective_rules(access: &Access) -> Vec<AccessRule> {
-    access.rules.clone()
+/// The rules the server should have: the spec's, and with `require_tls`
+/// (`postgres.tls.require`) every `host` rule as `hostssl` behind a first
+/// rule refusing TCP clients without TLS, so none gets in without it.
+pub fn effective_rules(access: &Access, require_tls: bool) -> Vec<AccessRule> {
+    if !require_tls {
+        return access.rules.clone();
+    }
+    let refuse_plain = AccessRule {
+        kind: "hostnossl".to_owned(),
+        databases: vec!["all".to_owned()],
+        users: vec!["all".to_owned()],
+        address: Some("all".to_owned()),
+        method: "reject".to_owned(),
+        options: BTreeMap::new(),
+    };
+    std::iter::once(refuse_plain)
+        .chain(access.rules.iter().map(|rule| {
+            let mut rule = rule.clone();
+            if rule.kind == "host" {
+                rule.kind = "hostssl".to_owned();
+            }
+            rule
+        }))
+        .collect()
 }
 
 /// The file pgspec writes for `rules`: the header, then one line a rule.
@@ -438,6 +458,32 @@ mod tests {
             method: method.to_owned(),
             options: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn required_tls_turns_host_rules_into_hostssl_behind_a_refusal() {
+        let access = Access {
+            rules: vec![
+                rule("local", "all", "postgres", None, "peer"),
+                rule("host", "all", "app", Some("10.0.0.0/8"), "scram-sha-256"),
+                rule("hostssl", "all", "ops", Some("all"), "scram-sha-256"),
+            ],
+            ..Access::default()
+        };
+        assert_eq!(effective_rules(&access, false), access.rules);
+        let lines: Vec<String> = effective_rules(&access, true)
+            .iter()
+            .map(AccessRule::line)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "hostnossl all all all reject",
+                "local all postgres peer",
+                "hostssl all app 10.0.0.0/8 scram-sha-256",
+                "hostssl all ops all scram-sha-256",
+            ]
+        );
     }
 
     #[test]

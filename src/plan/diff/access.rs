@@ -31,7 +31,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, plan: &mut Plan) {
         });
         return;
     };
-    let rules: Vec<AccessRule> = effective_rules(want)
+    let rules: Vec<AccessRule> = effective_rules(want, requires_tls(desired))
         .iter()
         .map(AccessRule::canonical)
         .collect();
@@ -108,7 +108,9 @@ fn guard_lockout(
         let client = Client {
             from,
             server_network,
-            ssl: session.ssl,
+            // With `postgres.tls`, pgspec's next sessions use TLS: the
+            // certificate and `ssl` come before the rules in the plan.
+            ssl: session.ssl || desired.tls.is_some(),
             database,
             user: &session.user,
         };
@@ -156,7 +158,9 @@ fn guard_services(desired: &Deployment, live: &Deployment, rules: &[AccessRule],
                 let client = Client {
                     from: Some(network),
                     server_network: Some(network),
-                    ssl: false,
+                    // The pooler and the backup agent use TLS when the
+                    // server offers it.
+                    ssl: desired.tls.is_some(),
                     database,
                     user,
                 };
@@ -241,7 +245,7 @@ fn is_member(live: &Deployment, user: &str, group: &str) -> bool {
 /// narrows where clients may connect from.
 pub fn listening_notes(desired: &Deployment, plan: &mut Plan) {
     let open = desired.access.as_ref().is_none_or(|access| {
-        effective_rules(access)
+        effective_rules(access, requires_tls(desired))
             .iter()
             .filter(|rule| rule.kind != "local")
             .all(|rule| rule.address.as_deref() == Some("all"))
@@ -290,4 +294,9 @@ pub fn simulate(next: &mut Deployment, action: &Action) {
             access.errors.clear();
         }
     }
+}
+
+/// Whether the spec refuses clients without TLS (`postgres.tls.require`).
+pub fn requires_tls(desired: &Deployment) -> bool {
+    desired.tls.as_ref().is_some_and(|tls| tls.require)
 }

@@ -77,14 +77,16 @@ pub fn diff(desired: &Deployment, live: &Deployment, plan: &mut Plan) {
     } else if let (TlsSource::Files { .. }, Some(have)) = (source, have) {
         note_expiry(&address, &have.certificate, "the certificate", plan);
     }
-    if want.require {
-        // TODO(access): `require` becomes `hostssl` rules (and `hostnossl
-        // … reject`) in the `access` section's pg_hba; until that is wired,
-        // the server itself still accepts clients without TLS.
+    if want.require && desired.access.is_none() {
+        // With `access` rules, `require` makes them refuse clients without
+        // TLS (`model::access::effective_rules`); without, pgspec leaves
+        // the server's pg_hba.conf alone.
         plan.notes.push(Note {
             address: address.clone(),
             message: "`require` is enforced by the pooler (client_tls_sslmode = require); the \
-                      server refuses clients without TLS only through `hostssl` access rules"
+                      server refuses clients without TLS once the spec has `access` rules, \
+                      which pgspec then puts behind `hostnossl all all all reject` with its \
+                      `host` rules as `hostssl`"
                 .to_owned(),
         });
     }
