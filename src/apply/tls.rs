@@ -48,35 +48,12 @@ pub async fn write(
     let data_directory = data_directory(target).await?;
     let path = |file: &str| format!("{}/{file}", data_directory.trim_end_matches('/'));
     let pems = match source {
-        TlsSource::Files {
-            certificate,
-            key,
-            ca,
-        } => {
-            let certificate = certificate
-                .resolve()
-                .context("cannot read the TLS certificate")?;
-            let key = key.resolve().context("cannot read the TLS key")?;
-            let ca = match ca {
-                Some(ca) => Some(
-                    ca.resolve()
-                        .context("cannot read the TLS CA certificate")?
-                        .expose()
-                        .to_owned(),
-                ),
-                None => None,
-            };
-            certificate_info(certificate.expose().as_bytes(), now())
-                .map_err(|message| anyhow::anyhow!("the TLS certificate: {message}"))?;
-            if !key_matches(certificate.expose().as_bytes(), key.expose()) {
-                bail!("the TLS key does not belong to the certificate");
-            }
+        TlsSource::Files { .. } => {
+            let pems = file_pems(source)?;
             TlsPems {
-                certificate: with_newline(certificate.expose()),
-                key: with_newline(key.expose()),
                 // An empty file where a CA was: no CA is read back.
-                ca: Some(ca.as_deref().map(with_newline).unwrap_or_default()),
-                ca_key: None,
+                ca: Some(pems.ca.unwrap_or_default()),
+                ..pems
             }
         }
         TlsSource::SelfSigned { names } => {
@@ -126,6 +103,42 @@ pub async fn write(
     .await
 }
 
+/// The certificate, key and CA of `TlsSource::Files`, read from their
+/// references and checked to belong together; an error for a generated one.
+fn file_pems(source: &TlsSource) -> anyhow::Result<TlsPems> {
+    let TlsSource::Files {
+        certificate,
+        key,
+        ca,
+    } = source
+    else {
+        bail!("the TLS files are generated, not read from references");
+    };
+    let certificate = certificate
+        .resolve()
+        .context("cannot read the TLS certificate")?;
+    let key = key.resolve().context("cannot read the TLS key")?;
+    let ca = match ca {
+        Some(ca) => Some(with_newline(
+            ca.resolve()
+                .context("cannot read the TLS CA certificate")?
+                .expose(),
+        )),
+        None => None,
+    };
+    certificate_info(certificate.expose().as_bytes(), now())
+        .map_err(|message| anyhow::anyhow!("the TLS certificate: {message}"))?;
+    if !key_matches(certificate.expose().as_bytes(), key.expose()) {
+        bail!("the TLS key does not belong to the certificate");
+    }
+    Ok(TlsPems {
+        certificate: with_newline(certificate.expose()),
+        key: with_newline(key.expose()),
+        ca,
+        ca_key: None,
+    })
+}
+
 /// The certificate, key and CA the pooler serves its clients with: the
 /// spec's files, or the server's generated ones, read from the data
 /// directory of the server container `server`.
@@ -135,30 +148,7 @@ pub async fn pooler_pems(
     server: &str,
 ) -> anyhow::Result<TlsPems> {
     match source {
-        TlsSource::Files {
-            certificate,
-            key,
-            ca,
-        } => {
-            let certificate = certificate
-                .resolve()
-                .context("cannot read the TLS certificate")?;
-            let key = key.resolve().context("cannot read the TLS key")?;
-            let ca = match ca {
-                Some(ca) => Some(with_newline(
-                    ca.resolve()
-                        .context("cannot read the TLS CA certificate")?
-                        .expose(),
-                )),
-                None => None,
-            };
-            Ok(TlsPems {
-                certificate: with_newline(certificate.expose()),
-                key: with_newline(key.expose()),
-                ca,
-                ca_key: None,
-            })
-        }
+        TlsSource::Files { .. } => file_pems(source),
         TlsSource::SelfSigned { .. } => {
             let pgdata = crate::live::tls::data_directory(docker, server).await?;
             let read = |file: &'static str| {

@@ -353,6 +353,25 @@ fn network_steps(network_exists: bool, want: &Container) -> Vec<Step> {
     steps
 }
 
+/// Why a helper container (pooler, exporter) must be replaced for its
+/// image: another tag, or the same tag now naming another image than the
+/// one it runs (`running_id`).
+pub(super) fn image_change(
+    live: &Deployment,
+    (have, running_id): (&str, &str),
+    want: &str,
+) -> Option<Change> {
+    if have != want {
+        return Some(Change::new(
+            "image",
+            Some(have.to_owned()),
+            Some(want.to_owned()),
+        ));
+    }
+    // The tag now names another image (pulled or rebuilt since).
+    image_id_change(live, want, running_id)
+}
+
 /// A container still running an older image of its tag: the tag `image`
 /// was pulled or rebuilt since and names another image than the one the
 /// container runs (`running_id`). No change when either id is unknown.

@@ -71,18 +71,10 @@ pub(super) fn diff(
             });
             continue;
         };
-        let mut replace = Vec::new();
-        if have.image != want.image {
-            replace.push(Change::new(
-                "image",
-                Some(have.image.clone()),
-                Some(want.image.clone()),
-            ));
-        } else if let Some(change) =
-            super::container::image_id_change(live, &want.image, &have.image_id)
-        {
-            replace.push(change);
-        }
+        let mut replace: Vec<Change> =
+            super::container::image_change(live, (&have.image, &have.image_id), &want.image)
+                .into_iter()
+                .collect();
         if have.published() != want.published() {
             replace.push(Change::new(
                 "port",

@@ -292,19 +292,10 @@ fn created_fields(want: &Pooler, config: &PoolerConfig) -> Vec<Change> {
 
 /// Fields only a new container can change.
 fn replace_changes(have: &Pooler, want: &Pooler, live: &Deployment) -> Vec<Change> {
-    let mut changes = Vec::new();
-    if have.image != want.image {
-        changes.push(Change::new(
-            "image",
-            Some(have.image.clone()),
-            Some(want.image.clone()),
-        ));
-    } else if let Some(change) =
-        super::container::image_id_change(live, &want.image, &have.image_id)
-    {
-        // The tag now names another image (pulled or rebuilt since).
-        changes.push(change);
-    }
+    let mut changes: Vec<Change> =
+        super::container::image_change(live, (&have.image, &have.image_id), &want.image)
+            .into_iter()
+            .collect();
     if port_text(have) != port_text(want) {
         changes.push(Change::new(
             "port",
