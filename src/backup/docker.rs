@@ -328,7 +328,7 @@ pub struct VerifyTarget<'a> {
 }
 
 /// A name no other object has: deployment, purpose, time and process.
-pub(super) fn scratch_name(deployment: &str) -> String {
+fn scratch_name(deployment: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos())

@@ -62,6 +62,14 @@ pub async fn restore_beside(
     names: &RestoreNames,
     id: Option<&str>,
 ) -> anyhow::Result<Report> {
+    // The engine hands back an existing volume of the name instead of
+    // failing: one that exists is not this restore's to fill or remove.
+    if objects::volume_exists(docker, &names.scratch).await? {
+        bail!(
+            "volume `{}` exists; a restore uses only volumes it creates. Nothing was changed",
+            names.scratch
+        );
+    }
     let restored = tokio::select! {
         result = verify_in(docker, target, &names.scratch, RESTORE_ROLE, id) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -142,6 +150,17 @@ sync
 /// scratch volume is removed once its data is in place.
 pub async fn swap(docker: &Docker, swap: &Swap<'_>) -> Result<(), SwapError> {
     let names = swap.names;
+    // An existing volume would be handed back and mixed with the copy.
+    match objects::volume_exists(docker, &names.kept).await {
+        Ok(false) => {}
+        Ok(true) => {
+            return Err(SwapError::Untouched(anyhow::anyhow!(
+                "volume `{}` exists; the data is kept only in a volume the swap creates",
+                names.kept
+            )));
+        }
+        Err(error) => return Err(SwapError::Untouched(error.into())),
+    }
     objects::create_volume(
         docker,
         swap.deployment,
