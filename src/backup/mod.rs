@@ -43,6 +43,7 @@ pub mod manifest;
 pub mod prune;
 pub mod restore;
 pub mod text;
+pub mod window;
 
 pub use crate::model::backup::{
     AGENT_PATH, AgentConfig, BACKUP_MOUNT, CONFIG_PATH, PGPASS_PATH, SERVER_PORT, container_name,

@@ -8,38 +8,67 @@ pub use crate::model::notation::human_size;
 /// What the agent finds in a deployment's WAL archive.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArchiveState {
+    /// The oldest segment the archive holds.
+    #[serde(default)]
+    pub oldest_segment: Option<String>,
     /// The newest segment archived or being archived.
     pub newest_segment: Option<String>,
     /// When it was last written (RFC 3339, UTC).
     pub newest_at: Option<String>,
 }
 
+/// What `backup list --json` says about WAL streaming.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ArchiveReport {
+    /// The recoverable window, when there is one.
+    pub window: Option<super::window::Window>,
+    /// Why nothing is recoverable, when nothing is.
+    pub not_recoverable: Option<String>,
+    /// What the agent found in the archive.
+    pub archive: ArchiveState,
+    /// The archiver's slot as the server reports it; `None` when it could
+    /// not be read.
+    pub archiver: Option<crate::model::Archiver>,
+}
+
+/// The recoverable window and the archiver's lag, for `backup list --json`.
+pub fn archive_report(
+    entries: &[Entry],
+    state: &ArchiveState,
+    archiver: Option<&crate::model::Archiver>,
+) -> ArchiveReport {
+    let manifests: Vec<Manifest> = entries
+        .iter()
+        .filter_map(|entry| entry.manifest.clone())
+        .collect();
+    let window = super::window::recoverable_window(&manifests, state);
+    ArchiveReport {
+        not_recoverable: window.as_ref().err().map(ToString::to_string),
+        window: window.ok(),
+        archive: state.clone(),
+        archiver: archiver.cloned(),
+    }
+}
+
 /// The lines `backup list` adds for WAL streaming: the recoverable window,
-/// from the oldest kept base backup's end to the newest archived WAL, and
-/// the recovery-point lag the server reports for the archiver.
+/// from the end of the oldest base backup the archive carries forward to
+/// the newest archived WAL, and the recovery-point lag the server reports
+/// for the archiver.
 pub fn archive_text(
     entries: &[Entry],
     state: &ArchiveState,
     archiver: Option<&crate::model::Archiver>,
 ) -> String {
-    let oldest = entries
-        .iter()
-        .filter_map(|entry| entry.manifest.as_ref())
-        .filter(|manifest| {
-            manifest.status == super::manifest::Status::Ok && manifest.base_backup.is_some()
-        })
-        .map(|manifest| manifest.finished_at.as_str())
-        .min();
-    let time = |text: &str| text.replace('T', " ").trim_end_matches('Z').to_owned();
-    let mut text = match (oldest, &state.newest_at) {
-        (Some(from), Some(to)) => format!(
-            "WAL archive: recoverable from {} to {} UTC (newest segment {})\n",
-            time(from),
-            time(to),
-            state.newest_segment.as_deref().unwrap_or("-")
+    let report = archive_report(entries, state, archiver);
+    let mut text = match (&report.window, &report.not_recoverable) {
+        (Some(window), _) => format!(
+            "WAL archive: recoverable {}\n",
+            super::window::window_phrase(window)
         ),
-        (None, _) => "WAL archive: nothing recoverable yet: no successful base backup\n".to_owned(),
-        (Some(_), None) => "WAL archive: nothing recoverable yet: no WAL archived\n".to_owned(),
+        (None, why) => format!(
+            "WAL archive: nothing recoverable yet: {}\n",
+            why.as_deref().unwrap_or("unknown")
+        ),
     };
     text.push_str(&match archiver {
         None => "recovery-point lag: unknown (the server's slot could not be read)\n".to_owned(),

@@ -273,23 +273,45 @@ async fn list_backups(args: &ListArgs, color: bool) -> anyhow::Result<Exit> {
             output.stderr.trim()
         );
     }
-    if args.json {
-        output::stdout(&output.stdout)?;
-        return Ok(Exit::Success);
-    }
     let entries: Vec<Entry> =
         serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")?;
+    let streams = crate::live::backup::streams_wal(&spec.deployment);
+    if args.json {
+        let archive = if streams {
+            let (state, archiver) = archive_facts(&spec).await?;
+            Some(backup::text::archive_report(
+                &entries,
+                &state,
+                archiver.as_ref(),
+            ))
+        } else {
+            None
+        };
+        print_json(&serde_json::json!({
+            "format_version": 1,
+            "backups": entries,
+            "archive": archive,
+        }))?;
+        return Ok(Exit::Success);
+    }
     output::stdout(&backup::text::list_table(&entries))?;
     output::stdout(&backup::text::restore_test_lines(&entries))?;
-    if crate::live::backup::streams_wal(&spec.deployment) {
-        output::stdout(&archive_lines(&spec, &entries).await?)?;
+    if streams {
+        let (state, archiver) = archive_facts(&spec).await?;
+        output::stdout(&format!(
+            "\n{}",
+            backup::text::archive_text(&entries, &state, archiver.as_ref())
+        ))?;
     }
     Ok(Exit::Success)
 }
 
-/// The recoverable window and the recovery-point lag, for a spec that
+/// What the agent finds in the WAL archive and what the server says about
+/// the archiver's slot (`None` when it cannot be read), for a spec that
 /// streams WAL.
-async fn archive_lines(spec: &Desired, entries: &[Entry]) -> anyhow::Result<String> {
+pub(super) async fn archive_facts(
+    spec: &Desired,
+) -> anyhow::Result<(backup::text::ArchiveState, Option<crate::model::Archiver>)> {
     let output = exec_agent(spec, &["archive", "--deployment", &spec.deployment.name]).await?;
     let state: backup::text::ArchiveState = if output.code == 0 {
         serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")?
@@ -301,10 +323,7 @@ async fn archive_lines(spec: &Desired, entries: &[Entry]) -> anyhow::Result<Stri
         crate::live::backup::observe_archiver(&connections.target, &spec.deployment.name)
             .await
             .ok();
-    Ok(format!(
-        "\n{}",
-        backup::text::archive_text(entries, &state, archiver.as_ref())
-    ))
+    Ok((state, archiver))
 }
 
 async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {

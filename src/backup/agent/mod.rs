@@ -31,10 +31,10 @@ mod upgrade;
 mod verify;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 pub use cron::period as cron_period;
-pub use physical::archive_state;
+pub use physical::{archive_state, parse_lsn, segment_name};
 pub use recover::{Prepared, RECOVERY_WAL, RecoveryTarget, prepare as prepare_recovery};
 pub use restore::{Restored, pick as pick_for_database, restore_database};
 pub use scheduled::{restore_tests, verify_now};

@@ -313,23 +313,35 @@ async fn stream_once(
     Ok(status)
 }
 
-/// The newest archived segment (a complete one, or the one being written,
-/// `.partial`) and when it was last written, for `backup list`.
+/// The oldest and the newest archived segment (a complete one, or the one
+/// being written, `.partial`) and when the newest was last written, for
+/// `backup list` and the recoverable window.
 pub fn archive_state(root: &Path, deployment: &str) -> crate::backup::text::ArchiveState {
-    let newest = newest_segment(root, deployment);
+    let segments = segments(root, deployment);
+    let newest = segments
+        .iter()
+        .max_by(|left, right| position(&left.0).cmp(position(&right.0)));
+    let oldest = segments
+        .iter()
+        .min_by(|left, right| position(&left.0).cmp(position(&right.0)));
     crate::backup::text::ArchiveState {
-        newest_segment: newest.as_ref().map(|(name, _)| name.clone()),
+        oldest_segment: oldest.map(|(name, _)| name.clone()),
+        newest_segment: newest.map(|(name, _)| name.clone()),
         newest_at: newest.map(|(_, modified)| {
-            chrono::DateTime::<chrono::Utc>::from(modified)
+            chrono::DateTime::<chrono::Utc>::from(*modified)
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         }),
     }
 }
 
-fn newest_segment(root: &Path, deployment: &str) -> Option<(String, std::time::SystemTime)> {
+/// The archived segments (a partial one under its complete name) and when
+/// each was last written.
+fn segments(root: &Path, deployment: &str) -> Vec<(String, std::time::SystemTime)> {
     let directory = archive_directory(root, deployment);
-    std::fs::read_dir(directory)
-        .ok()?
+    let Ok(items) = std::fs::read_dir(directory) else {
+        return Vec::new();
+    };
+    items
         .filter_map(|item| {
             let item = item.ok()?;
             let name = item.file_name().into_string().ok()?;
@@ -337,7 +349,7 @@ fn newest_segment(root: &Path, deployment: &str) -> Option<(String, std::time::S
             is_segment(&segment).then_some(())?;
             Some((segment, item.metadata().ok()?.modified().ok()?))
         })
-        .max_by(|left, right| position(&left.0).cmp(position(&right.0)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::list;
 use super::physical::{archive_directory, parse_lsn};
 use super::server::run_tool;
-use crate::backup::manifest::{Manifest, Status};
+use crate::backup::manifest::Manifest;
 
 /// Where recovery should stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,29 +76,6 @@ pub struct Prepared {
 /// recovery replays; `restore_command` reads it relative to the data
 /// directory.
 pub const RECOVERY_WAL: &str = "pgspec_wal";
-
-/// The newest successful base backup from which `target` can be reached:
-/// one consistent before it (finished before the time, ended before the
-/// LSN).
-fn choose<'a>(manifests: &'a [Manifest], target: &RecoveryTarget) -> Option<&'a Manifest> {
-    manifests
-        .iter()
-        .filter(|manifest| manifest.status == Status::Ok)
-        .filter(|manifest| match (&manifest.base_backup, target) {
-            (None, _) => false,
-            (Some(_), RecoveryTarget::Latest) => true,
-            (Some(_), RecoveryTarget::Time(time)) => {
-                DateTime::parse_from_rfc3339(&manifest.finished_at).is_ok_and(|finished| {
-                    // Finished times are whole seconds, rounded down.
-                    finished.with_timezone(&Utc) + chrono::Duration::seconds(1) <= *time
-                })
-            }
-            (Some(base), RecoveryTarget::Lsn(lsn)) => {
-                matches!((parse_lsn(&base.end_lsn), parse_lsn(lsn)), (Ok(end), Ok(lsn)) if end <= lsn)
-            }
-        })
-        .max_by(|left, right| left.started().cmp(&right.started()))
-}
 
 /// The recovery settings appended to `postgresql.auto.conf`.
 fn recovery_settings(backup: &str, target: &RecoveryTarget) -> String {
@@ -160,17 +137,9 @@ pub async fn prepare(
         .into_iter()
         .filter_map(|entry| entry.manifest)
         .collect();
-    let Some(manifest) = choose(&manifests, target) else {
-        bail!(
-            "no successful base backup of `{deployment}` was consistent before {}; a `physical` \
-             schedule takes them",
-            match target {
-                RecoveryTarget::Latest => "now".to_owned(),
-                RecoveryTarget::Time(time) => time.to_rfc3339(),
-                RecoveryTarget::Lsn(lsn) => format!("LSN {lsn}"),
-            }
-        );
-    };
+    let archive = super::physical::archive_state(root, deployment);
+    let manifest = crate::backup::window::base_backup_for(deployment, &manifests, &archive, target)
+        .map_err(anyhow::Error::msg)?;
     let base = manifest
         .base_backup
         .as_ref()
@@ -259,64 +228,6 @@ pub async fn prepare(
 mod tests {
     use super::*;
     use crate::backup::agent::fixtures::at;
-    use crate::backup::manifest::{BaseBackup, sample};
-
-    fn base(started: &str, finished: &str, end_lsn: &str) -> Manifest {
-        let mut manifest = sample(at(started), "ledger", Status::Ok);
-        manifest.finished_at = finished.to_owned();
-        manifest.kind = "physical".to_owned();
-        manifest.base_backup = Some(BaseBackup {
-            timeline: 1,
-            start_lsn: "0/1000028".to_owned(),
-            end_lsn: end_lsn.to_owned(),
-            start_wal: "000000010000000000000001".to_owned(),
-            wal_segment_bytes: 16 << 20,
-            system_identifier: "1".to_owned(),
-        });
-        manifest
-    }
-
-    #[test]
-    fn the_newest_base_backup_consistent_before_the_target_is_chosen() {
-        let mut failed = base("2026-01-03T00:00:00Z", "2026-01-03T00:01:00Z", "0/9000000");
-        failed.status = Status::Failed;
-        let dump = sample(at("2026-01-02T12:00:00Z"), "ledger", Status::Ok);
-        let manifests = [
-            base("2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "0/3000000"),
-            base("2026-01-02T00:00:00Z", "2026-01-02T00:01:00Z", "0/5000000"),
-            failed,
-            dump,
-        ];
-        let chosen = |target: RecoveryTarget| choose(&manifests, &target).map(|m| m.id.clone());
-        let time = |text: &str| RecoveryTarget::Time(at(text));
-        assert_eq!(
-            chosen(RecoveryTarget::Latest).as_deref(),
-            Some("20260102T000000Z-nightly")
-        );
-        assert_eq!(
-            chosen(time("2026-01-02T00:00:30Z")).as_deref(),
-            Some("20260101T000000Z-nightly")
-        );
-        // Finished at 00:01:00 (rounded down): consistent by 00:01:01.
-        assert_eq!(
-            chosen(time("2026-01-02T00:01:00.5Z")).as_deref(),
-            Some("20260101T000000Z-nightly")
-        );
-        assert_eq!(
-            chosen(time("2026-01-02T00:01:01Z")).as_deref(),
-            Some("20260102T000000Z-nightly")
-        );
-        assert_eq!(chosen(time("2025-12-31T00:00:00Z")), None);
-        let lsn = |text: &str| RecoveryTarget::Lsn(text.to_owned());
-        assert_eq!(
-            chosen(lsn("0/4000000")).as_deref(),
-            Some("20260101T000000Z-nightly")
-        );
-        assert_eq!(
-            chosen(lsn("0/5000000")).as_deref(),
-            Some("20260102T000000Z-nightly")
-        );
-    }
 
     #[test]
     fn recovery_stops_at_the_target_and_promotes() {
