@@ -2,16 +2,17 @@
 //! and the PostgreSQL 15 and 17 test images (issue #19), one scenario per
 //! major: a `physical` schedule takes a base backup and streams WAL on its
 //! own slot; the archiver survives a restart of the backup container
-//! without a gap; `backup list` shows the recoverable window; a recovery
-//! prepared to a time between two commits restores exactly the rows
-//! committed before it.
+//! without a gap; `backup list` shows the recoverable window; `backup
+//! restore --to-time` a time between two commits brings back exactly the
+//! rows committed before it, keeps the former data in a volume it names,
+//! leaves nothing to plan, and the archiver goes on on the new timeline.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters::ListVolumesOptions;
 use common::{
     Cleanup, Workdir, arg, connect, docker, free_port, pgspec, postgres_image, unique_name,
 };
@@ -25,17 +26,17 @@ struct Deployment {
     password: String,
     image: String,
     work: Workdir,
-    _cleanup: Cleanup,
+    cleanup: Cleanup,
 }
 
 impl Deployment {
     fn new(major: u32) -> Deployment {
         let name = unique_name("arc");
         let mut cleanup = Cleanup::default();
-        for suffix in ["backup", "postgres", "recovered"] {
+        for suffix in ["backup", "postgres"] {
             cleanup.containers.push(format!("{name}-{suffix}"));
         }
-        for suffix in ["pgdata", "backups", "recovered"] {
+        for suffix in ["pgdata", "backups"] {
             cleanup.volumes.push(format!("{name}-{suffix}"));
         }
         cleanup.networks.push(format!("{name}-net"));
@@ -45,7 +46,7 @@ impl Deployment {
             work: Workdir::new(),
             image: postgres_image(major),
             name,
-            _cleanup: cleanup,
+            cleanup,
         }
     }
 
@@ -129,6 +130,59 @@ where
     }
 }
 
+/// The volumes whose names start with `prefix`.
+async fn volumes_named(docker: &Docker, prefix: &str) -> Vec<String> {
+    let listed = docker
+        .list_volumes(None::<ListVolumesOptions>)
+        .await
+        .expect("list volumes");
+    let mut names: Vec<String> = listed
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|volume| volume.name)
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The name between backquotes after `marker` in `text`.
+fn quoted_after(text: &str, marker: &str) -> String {
+    let rest = &text[text
+        .find(marker)
+        .unwrap_or_else(|| panic!("`{marker}` in:\n{text}"))
+        + marker.len()..];
+    let start = rest.find('`').expect("opening backquote") + 1;
+    let end = start + rest[start..].find('`').expect("closing backquote");
+    rest[start..end].to_owned()
+}
+
+/// Switches to a new WAL segment and waits until the archiver has
+/// everything written so far.
+async fn archive_everything(client: &tokio_postgres::Client, slot: &str) {
+    let written: String = client
+        .query_one(
+            "SELECT pg_current_wal_lsn()::text FROM (SELECT pg_switch_wal()) AS switched",
+            &[],
+        )
+        .await
+        .expect("switch the WAL segment")
+        .get(0);
+    let caught_up = || async {
+        client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND active AND restart_lsn >= $2::text::pg_lsn",
+                &[&slot, &written],
+            )
+            .await
+            .expect("read slots")
+            .is_some()
+    };
+    wait_for("the archiver to archive everything written", caught_up).await;
+}
+
 async fn archive_and_recover(major: u32) {
     // The recovery preparation copies the agent binary into a container:
     // pgspec's, not this test's. Every test of this file sets the same value.
@@ -140,7 +194,7 @@ async fn archive_and_recover(major: u32) {
         )
     };
     let docker = docker().await;
-    let deployment = Deployment::new(major);
+    let mut deployment = Deployment::new(major);
     let name = deployment.name.clone();
     let server = deployment.write_spec("");
     deployment
@@ -159,9 +213,6 @@ async fn archive_and_recover(major: u32) {
     deployment
         .pgspec(&["apply", "-f", &spec, "--auto-approve"])
         .expect(0);
-    let run = deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
-    assert!(run.stdout.contains(" ok (physical tar"), "{}", run.stdout);
-    assert!(run.stdout.contains(" ok (full custom"), "{}", run.stdout);
 
     // The archiver streams on its own slot.
     let slot = format!("pgspec_{}", name.replace('-', "_"));
@@ -176,6 +227,10 @@ async fn archive_and_recover(major: u32) {
             .is_some()
     };
     wait_for("the archiver's slot to be active", slot_active).await;
+    // Taken while the archiver streams, so the archive carries it forward.
+    let run = deployment.pgspec(&["backup", "run", "-f", &spec]).expect(0);
+    assert!(run.stdout.contains(" ok (physical tar"), "{}", run.stdout);
+    assert!(run.stdout.contains(" ok (full custom"), "{}", run.stdout);
     deployment.pgspec(&["drift", "-f", &spec]).expect(0);
 
     // Rows one second apart; the target lies between the second and third.
@@ -235,118 +290,134 @@ async fn archive_and_recover(major: u32) {
     };
     wait_for("the archiver to catch up after its restart", caught_up).await;
 
-    // A recovery to the target, into a volume of its own.
-    let volume = format!("{name}-recovered");
-    pgspec::engine::objects::create_volume(&docker, &name, &volume, &[])
-        .await
-        .expect("create the recovery volume");
-    let destination = pgspec::model::BackupDestination::Volume(format!("{name}-backups"));
-    let verify_target = pgspec::backup::docker::VerifyTarget {
-        deployment: &name,
-        image: &deployment.image,
-        superuser: "postgres",
-        destination: &destination,
-    };
-    let time = chrono::DateTime::parse_from_rfc3339(&target)
-        .expect("an RFC 3339 time")
-        .with_timezone(&chrono::Utc);
-    let prepared = pgspec::backup::docker::prepare_recovery(
-        &docker,
-        &verify_target,
-        &pgspec::backup::agent::RecoveryTarget::Time(time),
-        &volume,
-    )
-    .await
-    .expect("prepare the recovery");
-    assert!(prepared.backup.ends_with("-base"), "{prepared:?}");
-    assert!(prepared.wal_files > 0, "{prepared:?}");
-
-    // A scratch server on the prepared volume recovers and opens.
-    let layout = pgspec::engine::image::inspect(&docker, &deployment.image)
-        .await
-        .expect("inspect the image")
-        .expect("a local image")
-        .data_layout();
-    let scratch = format!("{name}-recovered");
-    pgspec::engine::container::create(
-        &docker,
-        &scratch,
-        ContainerCreateBody {
-            image: Some(deployment.image.clone()),
-            env: Some(vec![format!("PGDATA={}", layout.pgdata)]),
-            host_config: Some(HostConfig {
-                mounts: Some(vec![Mount {
-                    target: Some(layout.mount.clone()),
-                    source: Some(volume.clone()),
-                    typ: Some(MountType::VOLUME),
-                    ..Mount::default()
-                }]),
-                network_mode: Some("none".to_owned()),
-                ..HostConfig::default()
-            }),
-            ..ContainerCreateBody::default()
-        },
-    )
-    .await
-    .expect("create the scratch server");
-    pgspec::engine::container::start(&docker, &scratch)
-        .await
-        .expect("start the scratch server");
-    let psql = |sql: &str| {
-        format!("psql -X -At -h /var/run/postgresql -U postgres -d app -c \"{sql}\" 2>&1 || true")
-    };
-    let mut promoted = String::new();
-    let started = Instant::now();
-    while promoted.trim() != "f" {
-        assert!(
-            started.elapsed() < TIMEOUT,
-            "the recovered server did not open: {promoted}\n{}",
-            pgspec::engine::container::last_logs(&docker, &scratch).await
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        promoted = deployment
-            .exec(&docker, &scratch, &psql("SELECT pg_is_in_recovery()"))
-            .await;
-    }
-    let rows = deployment
-        .exec(
-            &docker,
-            &scratch,
-            &psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM events"),
-        )
-        .await;
-    assert_eq!(
-        rows.trim(),
-        "1,2",
-        "{}",
-        pgspec::engine::container::last_logs(&docker, &scratch).await
-    );
-    // The WAL copied for the recovery went when it ended.
-    deployment
-        .exec(
-            &docker,
-            &scratch,
-            "test ! -e \"$PGDATA/pgspec_wal\" && test ! -e \"$PGDATA/recovery.signal\"",
-        )
-        .await;
-    // Read-write after promotion.
-    deployment
-        .exec(
-            &docker,
-            &scratch,
-            &psql("INSERT INTO events VALUES (10, 'after')"),
-        )
-        .await;
-
+    archive_everything(&client, &slot).await;
     let list = deployment
         .pgspec(&["backup", "list", "-f", &spec])
         .expect(0);
-    assert!(list.stdout.contains("recoverable"), "{}", list.stdout);
     assert!(
-        list.stdout.contains("recovery-point lag: "),
+        list.stdout.contains("WAL archive: recoverable from ")
+            && list.stdout.contains("recovery-point lag: "),
         "{}",
         list.stdout
     );
+
+    // Targets outside the window, and combinations that make no sense,
+    // are refused before anything changes.
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["backup", "restore", "-f", spec.as_str()];
+        args.extend_from_slice(extra);
+        deployment.pgspec(&args)
+    };
+    let refused = restore(&["--to-time", &target, "--database", "app"]).expect(1);
+    assert!(
+        refused
+            .stderr
+            .contains("cannot be combined with --database"),
+        "{}",
+        refused.stderr
+    );
+    let refused = restore(&["--to-time", "2000-01-01 00:00:00+00", "--auto-approve"]).expect(1);
+    assert!(
+        refused
+            .stderr
+            .contains("is before the oldest base backup's end, outside the recoverable window"),
+        "{}",
+        refused.stderr
+    );
+    let refused = restore(&["--to-time", "2999-01-01 00:00:00+00", "--auto-approve"]).expect(1);
+    assert!(
+        refused.stderr.contains("is after the last archived WAL"),
+        "{}",
+        refused.stderr
+    );
+
+    // The whole server back to the target: rows 1 and 2, not 3 and 4.
+    let restored = restore(&["--to-time", &target, "--auto-approve"]);
+    let kept = quoted_after(&restored.stdout, "is kept in volume");
+    deployment.cleanup.volumes.push(kept.clone());
+    let restored = restored.expect(0);
+    assert!(
+        restored
+            .stdout
+            .contains(&format!("pgspec will restore deployment `{name}` to "))
+            && restored.stdout.contains(&format!(
+                "everything written after the target is only in `{kept}`"
+            )),
+        "{}",
+        restored.stdout
+    );
+    assert!(
+        restored.stdout.contains(&format!(
+            "is kept in the destination as `/backups/wal/{name}-before-restore-"
+        )),
+        "{}",
+        restored.stdout
+    );
+    let new_base = quoted_after(&restored.stdout, "New base backup");
+    assert_eq!(
+        volumes_named(&docker, &format!("{name}-pgdata-before-restore-")).await,
+        std::slice::from_ref(&kept)
+    );
+    assert!(
+        volumes_named(&docker, &format!("{name}-restore-"))
+            .await
+            .is_empty(),
+        "the scratch volume is gone once its data is in place"
+    );
+    let client = connect(deployment.port, &deployment.password, "app")
+        .await
+        .expect("connect to the restored server");
+    let rows: String = client
+        .query_one(
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM events",
+            &[],
+        )
+        .await
+        .expect("read the rows")
+        .get(0);
+    assert_eq!(rows, "1,2", "{}", restored.stderr);
+    let settings: String = client
+        .query_one(
+            "SELECT pg_is_in_recovery()::text || current_setting('restore_command') \
+                    || current_setting('recovery_target_time')",
+            &[],
+        )
+        .await
+        .expect("read the recovery settings")
+        .get(0);
+    assert_eq!(
+        settings, "false",
+        "no recovery setting is left for a restart"
+    );
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+
+    // New writes are archived on the new timeline, and the window starts
+    // at the base backup the restore took.
+    client
+        .execute("INSERT INTO events VALUES (10, 'after the restore')", &[])
+        .await
+        .expect("write after the restore");
+    archive_everything(&client, &slot).await;
+    let list = deployment
+        .pgspec(&["backup", "list", "-f", &spec])
+        .expect(0);
+    assert!(
+        list.stdout.contains("WAL archive: recoverable from "),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        list.stdout.contains(&format!("(base backup `{new_base}`"))
+            && list.stdout.contains("(segment 00000002"),
+        "{}",
+        list.stdout
+    );
+    let json = deployment
+        .pgspec(&["backup", "list", "-f", &spec, "--json"])
+        .expect(0);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(json["archive"]["window"]["from_backup"], new_base.as_str());
+    assert_eq!(json["archive"]["window"]["timeline"], 2);
 
     // Scheduled restore tests, run now: a base backup recovers and opens,
     // a dump restores with every row count; both are recorded and listed.

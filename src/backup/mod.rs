@@ -40,6 +40,7 @@
 pub mod agent;
 pub mod docker;
 pub mod manifest;
+pub mod pitr;
 pub mod prune;
 pub mod restore;
 pub mod text;

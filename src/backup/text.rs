@@ -95,6 +95,56 @@ pub fn archive_text(
     text
 }
 
+/// What a restore to a point in time will do, for its preview.
+pub struct PitrPreview<'a> {
+    pub deployment: &'a str,
+    pub target: &'a super::agent::RecoveryTarget,
+    pub base: &'a Manifest,
+    pub window: &'a super::window::Window,
+    /// The server container and its data volume.
+    pub server: &'a str,
+    pub volume: &'a str,
+    pub backup_container: &'a str,
+    pub names: &'a super::restore::RestoreNames,
+    /// Where the archive of the old timeline goes, below the destination.
+    pub archive: &'a str,
+    pub archive_aside: &'a str,
+    /// The schedule whose new base backup is taken afterwards.
+    pub schedule: &'a str,
+}
+
+/// The preview of `backup restore --to-time|--to-lsn`.
+pub fn pitr_preview(preview: &PitrPreview<'_>) -> String {
+    let base = preview.base;
+    format!(
+        "pgspec will restore deployment `{deployment}` to {target}.\n  \
+         recoverable window: {window}\n  \
+         base backup `{id}` (taken {taken}, {size}) is replayed with the archived WAL up to \
+         the target in a scratch server on the new volume `{scratch}`, while the server runs\n  \
+         then the backup container `{agent}` and the server `{server}` stop, the data volume \
+         `{volume}` is copied whole into the new volume `{kept}` (kept), and its data is \
+         replaced by the recovered data; the server's configuration files stay\n  \
+         the server opens a new timeline: the WAL archive `{archive}` is moved aside to \
+         `{aside}` (kept), the archiver starts a new one, and a base backup of schedule \
+         `{schedule}` is taken at once\n  \
+         everything written after the target is only in `{kept}`\n",
+        deployment = preview.deployment,
+        target = super::window::describe_target(preview.target),
+        window = super::window::window_phrase(preview.window),
+        id = base.id,
+        taken = super::window::plain_time(&base.started_at),
+        size = human_size(base.size_bytes),
+        scratch = preview.names.scratch,
+        agent = preview.backup_container,
+        server = preview.server,
+        volume = preview.volume,
+        kept = preview.names.kept,
+        archive = preview.archive,
+        aside = preview.archive_aside,
+        schedule = preview.schedule,
+    )
+}
+
 /// The last restore test of each schedule, as `backup list` prints it
 /// under its table; empty when none was recorded.
 pub fn restore_test_lines(entries: &[Entry]) -> String {

@@ -7,6 +7,7 @@ mod completions;
 mod drift;
 mod import;
 mod monitoring;
+mod pitr;
 mod plan;
 mod report;
 mod restore;

@@ -45,6 +45,15 @@ pub struct RestoreArgs {
     /// this new database, beside the existing ones.
     #[arg(long, value_name = "NAME")]
     pub into: Option<String>,
+    /// Restore the whole server to this point in time
+    /// (`2026-11-29 12:00:00+00`), from a `physical` schedule's newest
+    /// base backup before it and the archived WAL.
+    #[arg(long, value_name = "TIME")]
+    pub to_time: Option<String>,
+    /// Restore the whole server to this WAL position (`0/3000060`), as
+    /// --to-time does.
+    #[arg(long, value_name = "LSN")]
+    pub to_lsn: Option<String>,
     /// Restore without asking for the typed confirmation.
     #[arg(long)]
     pub auto_approve: bool,
@@ -54,10 +63,14 @@ pub struct RestoreArgs {
 }
 
 pub async fn restore(args: &RestoreArgs, color: bool) -> anyhow::Result<Exit> {
+    let recovery = super::pitr::target(args)?;
     let spec = super::backup::backup_spec(&args.spec.file, color)?;
     let connections = Connections::open(&spec).await?;
     let docker = connections.engine()?;
     let entries = list(docker, &spec).await?;
+    if let Some(recovery) = recovery {
+        return super::pitr::to_point(&spec, &connections, &entries, args, &recovery).await;
+    }
     match (&args.database, &args.into) {
         (database, Some(into)) => {
             let database = match database {
@@ -76,7 +89,7 @@ pub async fn restore(args: &RestoreArgs, color: bool) -> anyhow::Result<Exit> {
     }
 }
 
-async fn lock(
+pub(super) async fn lock(
     spec: &Desired,
     connections: &Connections,
     args: &RestoreArgs,
@@ -101,7 +114,7 @@ async fn list(docker: &Docker, spec: &Desired) -> anyhow::Result<Vec<Entry>> {
     serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")
 }
 
-async fn exec_agent(
+pub(super) async fn exec_agent(
     docker: &Docker,
     spec: &Desired,
     arguments: &[&str],
@@ -221,7 +234,7 @@ async fn restore_database(
     serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")
 }
 
-fn server(spec: &Desired) -> &Container {
+pub(super) fn server(spec: &Desired) -> &Container {
     spec.deployment
         .container
         .as_ref()
@@ -377,13 +390,13 @@ fn kept_database_name(database: &str, stamp: &str) -> String {
 }
 
 /// The restore's time, as backup ids spell it.
-fn stamp() -> String {
+pub(super) fn stamp() -> String {
     chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string()
 }
 
 /// Asks for `word` to be typed on a terminal; refuses without one unless
 /// `auto_approve`.
-fn confirm(auto_approve: bool, word: &str) -> anyhow::Result<()> {
+pub(super) fn confirm(auto_approve: bool, word: &str) -> anyhow::Result<()> {
     if auto_approve {
         return Ok(());
     }
@@ -591,7 +604,7 @@ async fn whole(
 
 /// The live server container, which must be the spec's, on the spec's
 /// volume, running the spec's image.
-async fn live_container(
+pub(super) async fn live_container(
     docker: &Docker,
     spec: &Desired,
     want: &Container,
@@ -625,7 +638,11 @@ async fn live_container(
     Ok(live)
 }
 
-async fn start(docker: &Docker, connections: &Connections, want: &Container) -> anyhow::Result<()> {
+pub(super) async fn start(
+    docker: &Docker,
+    connections: &Connections,
+    want: &Container,
+) -> anyhow::Result<()> {
     crate::engine::container::start(docker, &want.name).await?;
     crate::apply::docker::wait_ready(docker, &want.name, &connections.target).await
 }
