@@ -348,7 +348,7 @@ async fn archive_and_recover(major: u32) {
     );
     assert!(
         restored.stdout.contains(&format!(
-            "is kept in the destination as `/backups/wal/{name}-before-restore-"
+            "is kept in the destination as `wal/{name}-before-restore-"
         )),
         "{}",
         restored.stdout

@@ -194,3 +194,88 @@ fn failed_and_overdue_restore_tests_are_drift() {
     ));
     check("backup_restore_tests_drift", &spec, &live);
 }
+
+/// `backup restore --to-time`'s preview and `backup list`'s lines about
+/// the WAL archive (issue #19): the recoverable window, from the end of the
+/// oldest base backup the archive carries forward to the newest archived
+/// WAL, and the lag.
+#[test]
+fn point_in_time_restore_preview_and_recoverable_window() {
+    use pgspec::backup::agent::RecoveryTarget;
+    use pgspec::backup::manifest::Entry;
+    use pgspec::backup::restore::RestoreNames;
+    use pgspec::backup::text::{ArchiveState, PitrPreview, archive_text, pitr_preview};
+    use pgspec::backup::window::{base_backup_for, parse_target_time, recoverable_window};
+
+    let base = |day: u32, end_lsn: &str| {
+        serde_json::json!({
+            "id": format!("202611{day:02}T030000Z-base"),
+            "status": "ok",
+            "manifest": {
+                "format_version": 1, "id": format!("202611{day:02}T030000Z-base"),
+                "deployment": "ledger", "schedule": "base",
+                "started_at": format!("2026-11-{day:02}T03:00:00Z"),
+                "finished_at": format!("2026-11-{day:02}T03:00:42Z"),
+                "kind": "physical", "format": "tar", "status": "ok",
+                "server_version": "17.2", "pgspec_version": "0.1.0",
+                "base_backup": { "timeline": 1, "start_lsn": "0/2000028", "end_lsn": end_lsn,
+                                 "start_wal": "000000010000000000000002",
+                                 "wal_segment_bytes": 16777216, "system_identifier": "7" },
+                "databases": [], "files": [], "size_bytes": 31457280
+            }
+        })
+    };
+    let entries: Vec<Entry> = serde_json::from_value(serde_json::json!([
+        base(29, "0/9000100"),
+        base(28, "0/3000100"),
+    ]))
+    .expect("entries");
+    let archive = ArchiveState {
+        oldest_segment: Some("000000010000000000000003".to_owned()),
+        newest_segment: Some("00000001000000000000000C".to_owned()),
+        newest_at: Some("2026-11-29T12:04:10Z".to_owned()),
+    };
+    let archiver = pgspec::model::Archiver {
+        slot_exists: true,
+        active: true,
+        lag_bytes: Some(0),
+        lag_seconds: Some(0.0),
+    };
+    insta::assert_snapshot!(
+        "backup_list_recoverable_window",
+        archive_text(&entries, &archive, Some(&archiver))
+    );
+
+    let manifests: Vec<_> = entries
+        .iter()
+        .filter_map(|entry| entry.manifest.clone())
+        .collect();
+    let target = RecoveryTarget::Time(parse_target_time("2026-11-29 12:00:00+00").expect("a time"));
+    let window = recoverable_window(&manifests, &archive).expect("a window");
+    let chosen = base_backup_for("ledger", &manifests, &archive, &target).expect("a base backup");
+    let names = RestoreNames::new("ledger", "ledger-pgdata", "20261130T061500Z");
+    insta::assert_snapshot!(
+        "backup_restore_to_time_preview",
+        pitr_preview(&PitrPreview {
+            deployment: "ledger",
+            target: &target,
+            base: chosen,
+            window: &window,
+            server: "ledger-postgres",
+            volume: "ledger-pgdata",
+            backup_container: "ledger-backup",
+            names: &names,
+            archive: "wal/ledger",
+            archive_aside: "wal/ledger-before-restore-20261130t061500z",
+            schedule: "base",
+        })
+    );
+    let refused = base_backup_for(
+        "ledger",
+        &manifests,
+        &archive,
+        &RecoveryTarget::Lsn("0/D000000".to_owned()),
+    )
+    .expect_err("beyond the archive");
+    insta::assert_snapshot!("backup_restore_to_lsn_beyond_the_archive", refused);
+}

@@ -124,8 +124,8 @@ pub fn pitr_preview(preview: &PitrPreview<'_>) -> String {
          then the backup container `{agent}` and the server `{server}` stop, the data volume \
          `{volume}` is copied whole into the new volume `{kept}` (kept), and its data is \
          replaced by the recovered data; the server's configuration files stay\n  \
-         the server opens a new timeline: the WAL archive `{archive}` is moved aside to \
-         `{aside}` (kept), the archiver starts a new one, and a base backup of schedule \
+         the server opens a new timeline: the WAL archive `{archive}` in the destination is \
+         moved aside to `{aside}` (kept), the archiver starts a new one, and a base backup of schedule \
          `{schedule}` is taken at once\n  \
          everything written after the target is only in `{kept}`\n",
         deployment = preview.deployment,

@@ -88,6 +88,14 @@ fn physical_schedule(spec: &Desired) -> anyhow::Result<String> {
     )
 }
 
+/// A path inside the destination, as people see it (`wal/ledger`).
+fn in_destination(path: &str) -> String {
+    path.strip_prefix(backup::BACKUP_MOUNT)
+        .unwrap_or(path)
+        .trim_start_matches('/')
+        .to_owned()
+}
+
 /// What the agent finds in the deployment's WAL archive.
 async fn archive_state(docker: &Docker, spec: &Desired) -> anyhow::Result<ArchiveState> {
     let output = exec_agent(
@@ -149,8 +157,8 @@ pub(super) async fn to_point(
     }
     let stamp = stamp();
     let names = RestoreNames::new(deployment, &want.volume, &stamp);
-    let archive = crate::model::backup::wal_directory(deployment);
-    let aside = backup::pitr::archive_aside_name(deployment, &stamp);
+    let archive = in_destination(&crate::model::backup::wal_directory(deployment));
+    let aside = in_destination(&backup::pitr::archive_aside_name(deployment, &stamp));
     let agent = backup::container_name(deployment);
     output::stdout(&pitr_preview(&PitrPreview {
         deployment,
@@ -289,7 +297,8 @@ pub(super) async fn to_point(
     );
     if let Some(moved) = moved {
         text.push_str(&format!(
-            "The WAL archive of the old timeline is kept in the destination as `{moved}`.\n"
+            "The WAL archive of the old timeline is kept in the destination as `{}`.\n",
+            in_destination(&moved)
         ));
     }
     match base_backup {
