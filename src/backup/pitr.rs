@@ -176,6 +176,8 @@ async fn start_scratch(
             format!("hba_file={RECOVERY_HBA}"),
             "-c".to_owned(),
             "listen_addresses=".to_owned(),
+            "-c".to_owned(),
+            "port=5432".to_owned(),
         ]),
         labels: Some(scratch_labels),
         host_config: Some(HostConfig {

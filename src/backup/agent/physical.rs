@@ -150,6 +150,25 @@ fn removable_segments<'a>(names: &'a [String], oldest_needed: &str) -> Vec<&'a s
         .collect()
 }
 
+/// The oldest segment a kept base backup needs: the oldest start among
+/// those on the timeline the archive streams now (the newest segment's).
+/// Base backups of an earlier timeline (before a restore to a point in
+/// time set its archive aside) do not count: their positions say nothing
+/// about the new timeline's segments. `None`: nothing may go.
+fn oldest_needed(bases: &[&BaseBackup], names: &[String]) -> Option<String> {
+    let newest = names
+        .iter()
+        .map(|name| name.strip_suffix(".partial").unwrap_or(name))
+        .filter(|name| is_segment(name))
+        .max_by(|left, right| position(left).cmp(position(right)))?;
+    let timeline = u32::from_str_radix(newest.get(..8)?, 16).ok()?;
+    bases
+        .iter()
+        .filter(|base| base.timeline == timeline)
+        .map(|base| base.start_wal.clone())
+        .min_by(|left, right| position(left).cmp(position(right)))
+}
+
 /// Removes the archived WAL no kept base backup of `schedule` needs; keeps
 /// everything while there is no successful one. Returns how many
 /// segments went.
@@ -159,17 +178,13 @@ pub(super) async fn prune_wal(
     schedule: &str,
 ) -> anyhow::Result<usize> {
     let entries = super::list(root, deployment)?;
-    let oldest = entries
+    let bases: Vec<&BaseBackup> = entries
         .iter()
         .filter(|entry| entry.status == Status::Ok)
         .filter_map(|entry| entry.manifest.as_ref())
         .filter(|manifest| manifest.schedule == schedule)
         .filter_map(|manifest| manifest.base_backup.as_ref())
-        .map(|base| base.start_wal.clone())
-        .min_by(|left, right| position(left).cmp(position(right)));
-    let Some(oldest) = oldest else {
-        return Ok(0);
-    };
+        .collect();
     let directory = archive_directory(root, deployment);
     let names = match std::fs::read_dir(&directory) {
         Ok(items) => items
@@ -179,6 +194,9 @@ pub(super) async fn prune_wal(
         Err(error) => {
             return Err(error).with_context(|| format!("cannot read `{}`", directory.display()));
         }
+    };
+    let Some(oldest) = oldest_needed(&bases, &names) else {
+        return Ok(0);
     };
     let removable = removable_segments(&names, &oldest);
     for name in &removable {
@@ -422,6 +440,36 @@ mod tests {
             ]
         );
         assert!(removable_segments(&names, "000000010000000000000001").is_empty());
+    }
+
+    /// After a restore to a point in time, the archive streams a new
+    /// timeline: only its base backups say what it still needs.
+    #[test]
+    fn only_base_backups_on_the_archives_timeline_hold_its_segments() {
+        let base = |timeline: u32, start_wal: &str| BaseBackup {
+            timeline,
+            start_lsn: "0/0".to_owned(),
+            end_lsn: "0/0".to_owned(),
+            start_wal: start_wal.to_owned(),
+            wal_segment_bytes: 16 << 20,
+            system_identifier: "1".to_owned(),
+        };
+        let old = base(1, "00000001000000000000000A");
+        let new = base(2, "000000020000000000000006");
+        let names: Vec<String> = [
+            "000000020000000000000005",
+            "000000020000000000000006",
+            "000000020000000000000007.partial",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(
+            oldest_needed(&[&old, &new], &names).as_deref(),
+            Some("000000020000000000000006")
+        );
+        // No base backup on the new timeline yet: everything stays.
+        assert_eq!(oldest_needed(&[&old], &names), None);
+        assert_eq!(oldest_needed(&[&old, &new], &[]), None);
     }
 
     #[test]
