@@ -395,3 +395,65 @@ async fn new_base_backup(
         _ => bail!("the backup agent took no base backup"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        restore: RestoreArgs,
+    }
+
+    fn target_of(arguments: &[&str]) -> Result<Option<RecoveryTarget>, String> {
+        let mut all = vec!["restore", "-f", "spec.yaml"];
+        all.extend_from_slice(arguments);
+        let command = Command::try_parse_from(all).map_err(|error| error.to_string())?;
+        target(&command.restore).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn a_point_in_time_is_the_whole_server_and_nothing_else() {
+        assert_eq!(target_of(&[]), Ok(None));
+        assert!(matches!(
+            target_of(&["--to-time", "2026-11-29 12:00:00+00"]),
+            Ok(Some(RecoveryTarget::Time(_)))
+        ));
+        assert_eq!(
+            target_of(&["--to-lsn", "0/3000060"]),
+            Ok(Some(RecoveryTarget::Lsn("0/3000060".to_owned())))
+        );
+        let refused = |arguments: &[&str], words: &str| {
+            let error = target_of(arguments).expect_err("refused");
+            assert!(error.contains(words), "{error}");
+        };
+        refused(
+            &["--to-time", "2026-11-29 12:00:00+00", "--database", "app"],
+            "cannot be combined with --database or --into",
+        );
+        refused(
+            &["--to-lsn", "0/3000060", "--into", "copy"],
+            "cannot be combined with --database or --into",
+        );
+        refused(
+            &[
+                "--to-time",
+                "2026-11-29 12:00:00+00",
+                "20261129T030000Z-base",
+            ],
+            "choose the base backup themselves",
+        );
+        refused(
+            &["--to-time", "2026-11-29 12:00:00"],
+            "is not a time with its zone",
+        );
+        refused(&["--to-lsn", "3000060"], "is not an LSN");
+        refused(
+            &["--to-time", "2026-11-29 12:00:00+00", "--to-lsn", "0/1"],
+            "not both",
+        );
+    }
+}
