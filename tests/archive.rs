@@ -418,6 +418,13 @@ async fn archive_and_recover(major: u32) {
     let json: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
     assert_eq!(json["archive"]["window"]["from_backup"], new_base.as_str());
     assert_eq!(json["archive"]["window"]["timeline"], 2);
+    let status = deployment.pgspec(&["status", "-f", &spec]);
+    assert!(
+        status.stdout.contains("WAL archive") && status.stdout.contains("recoverable from "),
+        "{}\n{}",
+        status.stdout,
+        status.stderr
+    );
 
     // Scheduled restore tests, run now: a base backup recovers and opens,
     // a dump restores with every row count; both are recorded and listed.

@@ -124,6 +124,7 @@ fn facts() -> StatusFacts {
             expires: "2026-01-22".to_owned(),
             days_left: 20,
         }),
+        archive: None,
     }
 }
 

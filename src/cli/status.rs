@@ -13,7 +13,7 @@ use crate::backup::manifest::{Entry, Status as ManifestStatus};
 use crate::cli::{Exit, SpecArg, load_spec, open};
 use crate::diag::printable;
 use crate::live::status;
-use crate::model::monitoring::{BackupFacts, VerificationFacts};
+use crate::model::monitoring::{ArchiveFacts, BackupFacts, VerificationFacts};
 use crate::model::monitoring::{Level, StatusReport, evaluate};
 use crate::model::{BackupSchedule, Desired};
 use crate::output::{self, Colors};
@@ -73,7 +73,10 @@ async fn read(
     let mut facts =
         facts.with_context(|| format!("cannot read deployment `{}`", spec.deployment.name))?;
     match backups {
-        Ok(backups) => facts.backups = backups,
+        Ok((backups, archive)) => {
+            facts.backups = backups;
+            facts.archive = archive;
+        }
         Err(error) => facts.backups_error = Some(format!("{error:#}")),
     }
     Ok(evaluate(
@@ -84,13 +87,14 @@ async fn read(
 }
 
 /// Each schedule of the spec with its newest good backup, as the backup
-/// agent lists them (one exec in the backup container).
+/// agent lists them (one exec in the backup container), and the WAL
+/// archive when a schedule streams WAL (one more, and the slot).
 async fn backups(
     spec: &Desired,
     connections: &crate::live::Connections,
-) -> anyhow::Result<Vec<BackupFacts>> {
+) -> anyhow::Result<(Vec<BackupFacts>, Option<ArchiveFacts>)> {
     let (Some(backup), Some(docker)) = (&spec.deployment.backup, &connections.engine) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let name = &spec.deployment.name;
     let listed = tokio::time::timeout(
@@ -117,7 +121,54 @@ async fn backups(
     }
     let entries: Vec<Entry> =
         serde_json::from_str(&listed.stdout).context("cannot read the backup agent's answer")?;
-    Ok(newest_good(&backup.schedules, &entries, chrono::Utc::now()))
+    let archive = if crate::live::backup::streams_wal(&spec.deployment) {
+        Some(archive(spec, connections, docker, &entries).await)
+    } else {
+        None
+    };
+    Ok((
+        newest_good(&backup.schedules, &entries, chrono::Utc::now()),
+        archive,
+    ))
+}
+
+/// The recoverable window and the archiver's lag; an archive or slot that
+/// cannot be read is a window that cannot be told.
+async fn archive(
+    spec: &Desired,
+    connections: &crate::live::Connections,
+    docker: &crate::engine::Docker,
+    entries: &[Entry],
+) -> ArchiveFacts {
+    let name = &spec.deployment.name;
+    let schedules = spec
+        .deployment
+        .backup
+        .as_ref()
+        .map(|backup| &backup.schedules);
+    let state = tokio::time::timeout(
+        BACKUP_LIST_TIMEOUT,
+        exec_agent(docker, name, schedules, &["archive", "--deployment", name]),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .filter(|output| output.code == 0)
+    .and_then(|output| serde_json::from_str(&output.stdout).ok())
+    .unwrap_or_default();
+    let archiver = crate::live::backup::observe_archiver(&connections.target, name)
+        .await
+        .ok();
+    let report = crate::backup::text::archive_report(entries, &state, archiver.as_ref());
+    ArchiveFacts {
+        window: report
+            .window
+            .as_ref()
+            .map(crate::backup::window::window_phrase),
+        not_recoverable: report.not_recoverable,
+        streaming: archiver.as_ref().is_some_and(|archiver| archiver.active),
+        lag_seconds: archiver.and_then(|archiver| archiver.lag_seconds),
+    }
 }
 
 /// How long listing backups may take.

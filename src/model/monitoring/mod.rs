@@ -7,8 +7,11 @@
 
 use std::collections::BTreeMap;
 
+mod archive;
 pub mod exporter;
 pub mod rules;
+
+pub use archive::ArchiveFacts;
 
 use serde::{Deserialize, Serialize};
 
@@ -339,6 +342,9 @@ pub struct StatusFacts {
     /// The server's TLS certificate, when the spec has `postgres.tls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateFacts>,
+    /// The WAL archive, when the spec has a `physical` schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveFacts>,
 }
 
 /// The server certificate in the data directory.
@@ -417,6 +423,9 @@ pub fn evaluate(deployment: &str, facts: StatusFacts, thresholds: &Thresholds) -
         if backup.last_good.is_some() || backup.last_verification.is_some() {
             lines.push(verification_line(backup));
         }
+    }
+    if let Some(archive) = &facts.archive {
+        lines.push(archive::archive_line(archive));
     }
     if let Some(certificate) = &facts.certificate {
         lines.push(certificate_line(certificate));
