@@ -158,6 +158,19 @@ fn quoted_after(text: &str, marker: &str) -> String {
     rest[start..end].to_owned()
 }
 
+/// The server's clock now, RFC 3339 in UTC.
+async fn server_time(client: &tokio_postgres::Client) -> String {
+    client
+        .query_one(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', \
+             'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+            &[],
+        )
+        .await
+        .expect("read the time")
+        .get(0)
+}
+
 /// Switches to a new WAL segment and waits until the archiver has
 /// everything written so far.
 async fn archive_everything(client: &tokio_postgres::Client, slot: &str) {
@@ -246,15 +259,7 @@ async fn archive_and_recover(major: u32) {
     };
     insert(1).await;
     insert(2).await;
-    let target: String = client
-        .query_one(
-            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', \
-             'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-            &[],
-        )
-        .await
-        .expect("read the time")
-        .get(0);
+    let target = server_time(&client).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The backup container is down while rows 3 and 4 are written: the
@@ -330,6 +335,42 @@ async fn archive_and_recover(major: u32) {
         "{}",
         refused.stderr
     );
+
+    // A time after the last commit, with WAL archived after it but no
+    // commit: PostgreSQL will not open short of its target. The restore
+    // says so, removes what it made, and the live deployment is untouched.
+    let unreachable = server_time(&client).await;
+    client
+        .batch_execute("SELECT pg_logical_emit_message(false, 'pgspec-test', 'no commit')")
+        .await
+        .expect("write WAL without a commit");
+    archive_everything(&client, &slot).await;
+    let unreached = restore(&["--to-time", &unreachable, "--auto-approve"]).expect(1);
+    assert!(
+        unreached
+            .stderr
+            .contains("did not finish; the server and its data were not touched")
+            && unreached
+                .stderr
+                .contains("stopped before it reached the target"),
+        "{}",
+        unreached.stderr
+    );
+    assert!(
+        volumes_named(&docker, &format!("{name}-restore-"))
+            .await
+            .is_empty()
+            && volumes_named(&docker, &format!("{name}-pgdata-before-restore-"))
+                .await
+                .is_empty(),
+        "a failed recovery leaves no volume behind"
+    );
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .expect("the live server still serves")
+        .get(0);
+    assert_eq!(rows, 4);
 
     // The whole server back to the target: rows 1 and 2, not 3 and 4.
     let restored = restore(&["--to-time", &target, "--auto-approve"]);
