@@ -20,6 +20,7 @@ mod schema;
 mod spans;
 #[cfg(test)]
 mod tests;
+mod tree;
 
 use std::path::{Path, PathBuf};
 
@@ -89,15 +90,21 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, Diagnostics> {
 
     // Spans first: that pass also refuses a document nested too deep
     // before serde_yaml, whose scanner slows down with the depth, reads it.
-    let spans = match collect_spans(text) {
-        Ok(spans) => spans,
+    let (spans, tree) = match collect_spans(text) {
+        Ok(found) => found,
         Err(too_deep) => {
             diagnostics.push(*too_deep);
             return Err(diagnostics);
         }
     };
 
-    let mut document: Yaml = match serde_yaml::from_str(text) {
+    // The tree built in the same pass; serde_yaml reads the text only when
+    // the builder gave up (see `tree`), so its errors stay as they were.
+    let parsed = match tree {
+        Some(document) => Ok(document),
+        None => serde_yaml::from_str(text),
+    };
+    let mut document: Yaml = match parsed {
         Ok(document) => document,
         Err(error) => {
             diagnostics.push(super::syntax::syntax_error(&error, text));

@@ -5,25 +5,65 @@
 //! The pass also refuses a document nested deeper than [`MAX_DEPTH`]
 //! before any YAML scanner spends minutes on it.
 
-use std::collections::BTreeMap;
-
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+use serde_yaml::Value as Yaml;
+
+use super::tree::TreeBuilder;
 use crate::diag::{Diagnostic, Span};
 
 /// Spans of keys and values by key path (`databases[0].extensions[1].name`).
+///
+/// A large spec has hundreds of thousands of paths, so a path is kept as a
+/// 64-bit hash of its text (a collision would at worst point a finding at
+/// another node) and a span in twelve bytes: about forty bytes a path
+/// instead of the path's text in a tree. Recorded in document order, then
+/// sorted once; the first span recorded for a path wins.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpanMap {
-    /// One entry per path, holding both spans: a mapping entry's key and
-    /// value share their path, and a large spec has hundreds of thousands.
-    paths: BTreeMap<String, Spans>,
+    /// Sorted by hash once collection is done.
+    paths: Vec<(u64, Spans)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Spans {
-    key: Option<Span>,
-    value: Option<Span>,
+    key: Option<CompactSpan>,
+    value: Option<CompactSpan>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CompactSpan {
+    line: u32,
+    column: u32,
+    length: u32,
+}
+
+impl CompactSpan {
+    fn new(span: Span) -> Self {
+        let narrow = |value: usize| u32::try_from(value).unwrap_or(u32::MAX);
+        CompactSpan {
+            line: narrow(span.line),
+            column: narrow(span.column),
+            length: narrow(span.length),
+        }
+    }
+
+    fn span(self) -> Span {
+        Span {
+            line: self.line as usize,
+            column: self.column as usize,
+            length: self.length as usize,
+        }
+    }
+}
+
+fn path_hash(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: the same path hashes the same in every run.
+    let mut hasher = std::hash::DefaultHasher::new();
+    path.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl SpanMap {
@@ -31,12 +71,8 @@ impl SpanMap {
     pub fn value(&self, path: &str) -> Option<Span> {
         let mut current = Some(path);
         while let Some(path) = current {
-            if let Some(span) = self
-                .paths
-                .get(path)
-                .and_then(|spans| spans.value.or(spans.key))
-            {
-                return Some(span);
+            if let Some(span) = self.get(path).and_then(|spans| spans.value.or(spans.key)) {
+                return Some(span.span());
             }
             current = parent(path);
         }
@@ -45,30 +81,56 @@ impl SpanMap {
 
     /// The key's span, else the value's, else the nearest ancestor's.
     pub fn key(&self, path: &str) -> Option<Span> {
-        match self.paths.get(path).and_then(|spans| spans.key) {
-            Some(span) => Some(span),
+        match self.get(path).and_then(|spans| spans.key) {
+            Some(span) => Some(span.span()),
             None => self.value(path),
         }
     }
 
-    /// Every key path that has a key span, in order.
-    pub fn key_paths(&self) -> impl Iterator<Item = &str> {
+    fn get(&self, path: &str) -> Option<Spans> {
+        let hash = path_hash(path);
         self.paths
-            .iter()
-            .filter(|(_, spans)| spans.key.is_some())
-            .map(|(path, _)| path.as_str())
+            .binary_search_by_key(&hash, |(hash, _)| *hash)
+            .ok()
+            .map(|index| self.paths[index].1)
     }
 
-    fn record_key(&mut self, path: String, span: Span) {
-        self.paths.entry(path).or_default().key.get_or_insert(span);
+    fn record_key(&mut self, path: &str, span: Span) {
+        self.paths.push((
+            path_hash(path),
+            Spans {
+                key: Some(CompactSpan::new(span)),
+                value: None,
+            },
+        ));
     }
 
-    fn record_value(&mut self, path: String, span: Span) {
-        self.paths
-            .entry(path)
-            .or_default()
-            .value
-            .get_or_insert(span);
+    fn record_value(&mut self, path: &str, span: Span) {
+        self.paths.push((
+            path_hash(path),
+            Spans {
+                key: None,
+                value: Some(CompactSpan::new(span)),
+            },
+        ));
+    }
+
+    /// Sorts by hash and merges the records of each path, the first of each
+    /// kind winning (the sort is stable, so document order decides).
+    fn seal(&mut self) {
+        self.paths.sort_by_key(|(hash, _)| *hash);
+        let mut merged: Vec<(u64, Spans)> = Vec::with_capacity(self.paths.len());
+        for (hash, spans) in self.paths.drain(..) {
+            match merged.last_mut() {
+                Some((last, kept)) if *last == hash => {
+                    kept.key = kept.key.or(spans.key);
+                    kept.value = kept.value.or(spans.value);
+                }
+                _ => merged.push((hash, spans)),
+            }
+        }
+        merged.shrink_to_fit();
+        self.paths = merged;
     }
 }
 
@@ -158,7 +220,7 @@ fn too_deep(line: usize, column: usize) -> Diagnostic {
 /// Records the span of every key and value of the first document, or
 /// refuses a document nested deeper than [`MAX_DEPTH`]. Events are read one
 /// at a time (yaml-rust2's own loader recurses once per level).
-pub(super) fn collect_spans(text: &str) -> Result<SpanMap, Box<Diagnostic>> {
+pub(super) fn collect_spans(text: &str) -> Result<(SpanMap, Option<Yaml>), Box<Diagnostic>> {
     if let Some((line, column)) = flow_too_deep(text) {
         return Err(Box::new(too_deep(line, column)));
     }
@@ -169,14 +231,22 @@ pub(super) fn collect_spans(text: &str) -> Result<SpanMap, Box<Diagnostic>> {
         spans: SpanMap::default(),
         done: false,
     };
+    let mut tree = TreeBuilder::default();
     let mut parser = Parser::new_from_str(text);
     let mut depth = 0usize;
     // A syntax error stops the pass; serde_yaml reports it. Should the two
     // parsers disagree, spans recorded so far are still right and the rest
-    // fall back to their ancestors.
-    while !collector.done
-        && let Ok((event, mark)) = parser.next_token()
-    {
+    // fall back to their ancestors. Events after the first document only
+    // tell the tree builder that there is more than one.
+    loop {
+        let (event, mark) = match parser.next_token() {
+            Ok(next) => next,
+            Err(_) => {
+                tree.syntax_error();
+                break;
+            }
+        };
+        tree.event(&event);
         match event {
             Event::StreamEnd => break,
             Event::SequenceStart(..) | Event::MappingStart(..) => {
@@ -190,7 +260,8 @@ pub(super) fn collect_spans(text: &str) -> Result<SpanMap, Box<Diagnostic>> {
         }
         collector.on_event(event, mark);
     }
-    Ok(collector.spans)
+    collector.spans.seal();
+    Ok((collector.spans, tree.finish()))
 }
 
 enum Frame {
@@ -254,7 +325,7 @@ impl SpanCollector<'_> {
                 match node {
                     Node::Scalar(text, _) => {
                         let key_path = join_key(&parent, text);
-                        self.spans.record_key(key_path, span);
+                        self.spans.record_key(&key_path, span);
                         if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
                             *key = Some(text.to_owned());
                         }
@@ -282,7 +353,7 @@ impl SpanCollector<'_> {
             }) => join_key(path, key),
             Some(Frame::Sequence { path, index }) => join_index(path, *index),
         };
-        self.spans.record_value(value_path.clone(), span);
+        self.spans.record_value(&value_path, span);
         match node {
             Node::Mapping => self.stack.push(Frame::Map {
                 path: value_path,

@@ -47,7 +47,7 @@ fn paths_quote_keys_that_are_not_plain_words() {
 #[test]
 fn spans_cover_keys_and_values() {
     let text = "version: 1\nname: ledger\ndatabases:\n  - name: \"somali_nlp\"\n    extensions: [pg_trgm, { name: vector }]\npostgres:\n  settings:\n    pg_stat_statements.track: all\n";
-    let spans = collect_spans(text).expect("spans");
+    let spans = collect_spans(text).expect("spans").0;
     let span = |line, column, length| {
         Some(Span {
             line,
