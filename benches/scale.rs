@@ -20,6 +20,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "scale/downtime.rs"]
+mod downtime;
+#[path = "scale/floor.rs"]
+mod floor;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -56,10 +60,19 @@ struct SizeReport {
     plan_one_percent_drift: Figure,
     apply_in_sync: Figure,
     /// Server-side execution time of the statements one plan sends.
-    floor_ms: f64,
+    catalog_ms: f64,
+    /// Single-thread PBKDF2 time of checking every declared password.
+    pbkdf2_ms: f64,
+    /// The plan floor: catalog time plus PBKDF2 time over the cores.
+    plan_floor_ms: f64,
     /// How many statements one plan sends (must not grow with N).
     plan_statements: i64,
     plan_over_floor: f64,
+    /// The statements the last apply from empty ran, replayed as one psql
+    /// script on a fresh server of the same image.
+    apply_floor_ms: f64,
+    apply_statements: usize,
+    apply_over_floor: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +83,8 @@ struct Report {
     sizes: Vec<SizeReport>,
     /// `validate` alone on larger specs: (objects, figure).
     validate_only: Vec<(usize, Figure)>,
+    /// Longest gap a polling client sees in a restart and a replace.
+    downtime: Option<downtime::Downtime>,
 }
 
 struct Options {
@@ -77,6 +92,8 @@ struct Options {
     /// Sizes at which only `validate` runs (no server needed).
     validate_sizes: Vec<usize>,
     runs: usize,
+    /// How often each downtime is measured; 0 skips them.
+    downtime_runs: usize,
     json: PathBuf,
 }
 
@@ -104,6 +121,9 @@ fn options() -> Option<Options> {
             .map(|size| size.trim().parse().expect("--validate-sizes takes numbers"))
             .collect(),
         runs: value("--runs").map_or(5, |runs| runs.parse().expect("--runs takes a number")),
+        downtime_runs: value("--downtime-runs").map_or(3, |runs| {
+            runs.parse().expect("--downtime-runs takes a number")
+        }),
         json: value("--json").map_or_else(
             || {
                 PathBuf::from(concat!(
@@ -130,12 +150,14 @@ fn main() {
 
 async fn run(options: Options) {
     let server = BenchServer::start().await;
+    let replay = BenchServer::start().await;
     let mut report = Report {
         machine: machine(),
         postgres: server.version().await,
         runs: options.runs,
         sizes: Vec::new(),
         validate_only: Vec::new(),
+        downtime: None,
     };
     for &n in &options.validate_sizes {
         let work = tempfile::tempdir().expect("temp dir");
@@ -151,8 +173,14 @@ async fn run(options: Options) {
     }
     for &n in &options.sizes {
         eprintln!("scale: N = {n}");
-        report.sizes.push(measure(&server, n, options.runs).await);
+        report
+            .sizes
+            .push(measure(&server, &replay, n, options.runs).await);
         print_table(&report);
+    }
+    if options.downtime_runs > 0 {
+        eprintln!("scale: downtime of a restart and a replace");
+        report.downtime = Some(downtime::measure(options.downtime_runs).await);
     }
     if let Some(parent) = options.json.parent() {
         std::fs::create_dir_all(parent).expect("create the JSON directory");
@@ -168,6 +196,7 @@ async fn run(options: Options) {
 
 /// A PostgreSQL 17 server with pg_stat_statements, owned by the benchmark.
 struct BenchServer {
+    name: String,
     port: u16,
     password: String,
     _cleanup: Cleanup,
@@ -199,8 +228,12 @@ impl BenchServer {
                             "pg_stat_statements.track=top",
                             "-c",
                             "max_connections=300",
+                            "-c",
+                            "log_statement=all",
+                            "-c",
+                            &format!("log_line_prefix={}", floor::LOG_LINE_PREFIX),
                         ]
-                        .map(str::to_owned)
+                        .map(|arg| arg.to_owned())
                         .to_vec(),
                     ),
                     exposed_ports: Some(vec!["5432/tcp".to_owned()]),
@@ -228,6 +261,7 @@ impl BenchServer {
             .await
             .expect("start the benchmark server");
         let server = BenchServer {
+            name,
             port,
             password,
             _cleanup: cleanup,
@@ -335,13 +369,14 @@ fn spec(server: &BenchServer, n: usize) -> String {
     text
 }
 
-async fn measure(server: &BenchServer, n: usize, runs: usize) -> SizeReport {
+async fn measure(server: &BenchServer, replay: &BenchServer, n: usize, runs: usize) -> SizeReport {
     let work = tempfile::tempdir().expect("temp dir");
     let spec_path = work.path().join(format!("bench-{n}.yaml"));
     std::fs::write(&spec_path, spec(server, n)).expect("write spec");
     let pgspec = |args: &[&str]| run_pgspec(server, args, &spec_path);
     let validate = figure(runs, || pgspec(&["validate"]));
     let mut empty_runs = Vec::new();
+    let mut applied = Vec::new();
     for run in 0..runs {
         if run > 0 {
             for statement in drop_deployment(n) {
@@ -352,15 +387,29 @@ async fn measure(server: &BenchServer, n: usize, runs: usize) -> SizeReport {
             .sql("postgres", &format!("CREATE DATABASE bench_{n}"))
             .await;
         server.sql(&format!("bench_{n}"), &tables(n)).await;
+        let from = floor::log_lines(server).await;
         empty_runs.push(pgspec(&["apply", "--auto-approve"]));
+        applied = floor::statements_since(server, from).await;
     }
     let apply_from_empty = figure_of(empty_runs);
+    replay
+        .sql("postgres", &format!("CREATE DATABASE bench_{n}"))
+        .await;
+    replay.sql(&format!("bench_{n}"), &tables(n)).await;
+    let apply_floor = floor::replay(replay, &floor::script(&applied)).await;
+    for statement in drop_deployment(n) {
+        replay.sql("postgres", &statement).await;
+    }
     let plan_in_sync = figure(runs, || pgspec(&["plan", "--detailed-exitcode"]));
     let apply_in_sync = figure(runs, || pgspec(&["apply", "--auto-approve"]));
 
     server.reset_statements().await;
     pgspec(&["plan", "--detailed-exitcode"]);
-    let (floor_ms, plan_statements) = server.statements_since_reset().await;
+    let (catalog_ms, plan_statements) = server.statements_since_reset().await;
+    let pbkdf2_ms = floor::pbkdf2(n).as_secs_f64() * 1000.0;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let plan_floor_ms = catalog_ms + pbkdf2_ms / cores;
+    let apply_floor_ms = apply_floor.as_secs_f64() * 1000.0;
 
     // 1% drift: connection limits changed by hand on one role in a hundred.
     let drifted = (n / 100).max(1);
@@ -374,13 +423,18 @@ async fn measure(server: &BenchServer, n: usize, runs: usize) -> SizeReport {
     SizeReport {
         n,
         objects: n * 4 + 16,
-        plan_over_floor: plan_in_sync.median_ms / floor_ms.max(0.001),
+        plan_over_floor: plan_in_sync.median_ms / plan_floor_ms.max(0.001),
+        apply_over_floor: apply_from_empty.median_ms / apply_floor_ms.max(0.001),
+        apply_floor_ms,
+        apply_statements: applied.len(),
         validate,
         apply_from_empty,
         plan_in_sync,
         plan_one_percent_drift,
         apply_in_sync,
-        floor_ms,
+        catalog_ms,
+        pbkdf2_ms,
+        plan_floor_ms,
         plan_statements,
     }
 }
@@ -504,25 +558,48 @@ fn table(report: &Report) -> String {
         "machine: {}\nserver: {}\nmedian of {} runs, milliseconds\n\n",
         report.machine, report.postgres, report.runs
     );
-    text.push_str("| N | objects | validate | apply (empty) | plan (in sync) | plan (1% drift) | apply (in sync) | floor | plan / floor | statements | peak RSS plan | peak RSS apply (empty) |\n");
-    text.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    text.push_str(
+        "| N | objects | validate | apply (empty) | apply floor | apply / floor | plan (in sync) \
+         | plan (1% drift) | apply (in sync) | catalog | PBKDF2 / cores | plan floor | plan / floor \
+         | statements | peak RSS plan | peak RSS apply (empty) |\n",
+    );
+    text.push_str(
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
     let mib = |figure: &Figure| figure.peak_rss_kib as f64 / 1024.0;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     for size in &report.sizes {
         let _ = writeln!(
             text,
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1}x | {} | {:.1} MiB | {:.1} MiB |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.1}x | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1}x | {} | {:.1} MiB | {:.1} MiB |",
             size.n,
             size.objects,
             size.validate.median_ms,
             size.apply_from_empty.median_ms,
+            size.apply_floor_ms,
+            size.apply_over_floor,
             size.plan_in_sync.median_ms,
             size.plan_one_percent_drift.median_ms,
             size.apply_in_sync.median_ms,
-            size.floor_ms,
+            size.catalog_ms,
+            size.pbkdf2_ms / cores,
+            size.plan_floor_ms,
             size.plan_over_floor,
             size.plan_statements,
             mib(&size.plan_in_sync).max(mib(&size.plan_one_percent_drift)),
             mib(&size.apply_from_empty),
+        );
+    }
+    if let Some(downtime) = &report.downtime {
+        let _ = writeln!(
+            text,
+            "\nlongest gap a client polling `select 1` sees: docker restart {:.0} ms, \
+             pgspec restart {:.0} ms ({:.1}x), pgspec replace {:.0} ms ({:.1}x)",
+            downtime.docker_restart_ms,
+            downtime.pgspec_restart_ms,
+            downtime.pgspec_restart_ms / downtime.docker_restart_ms.max(0.001),
+            downtime.pgspec_replace_ms,
+            downtime.pgspec_replace_ms / downtime.docker_restart_ms.max(0.001),
         );
     }
     for (objects, figure) in &report.validate_only {
