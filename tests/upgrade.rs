@@ -6,8 +6,8 @@
 //! sequence value survives, the role logs in with its password, through
 //! the pooler too, the old data is kept in its own volume, and a further
 //! plan is empty. Without the declaration the change is a plan error, and
-//! an extension the new image lacks stops the upgrade before anything
-//! changes.
+//! so is an extension the new image lacks, read from the image by the plan
+//! before anything changes.
 
 mod common;
 
@@ -165,18 +165,35 @@ async fn upgrades() {
         .await
         .expect("create the test extension");
     let spec = write(17, true);
-    let plan = run(&["plan", "-f", &spec], &[]).expect(0);
+    let refused = run(&["plan", "-f", &spec], &[]).expect(1);
+    let missing = "extension `pgspec_only_old` 1.0 (in `shop`) is not in the new image";
     assert!(
-        plan.stdout
-            .contains(&format!("# container.{old_server} will be upgraded")),
-        "{}",
-        plan.stdout
+        refused.stdout.contains(missing) || refused.stderr.contains(missing),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
     );
     let stopped = run(&["apply", "-f", &spec, "--auto-approve"], &[]).expect(1);
     assert!(
-        stopped.stderr.contains("`pgspec_only_old` 1.0"),
-        "{}",
+        stopped.stdout.contains(missing) || stopped.stderr.contains(missing),
+        "{}\n{}",
+        stopped.stdout,
         stopped.stderr
+    );
+    // The plan read the new image's extensions from a container it never
+    // started and removed again; the apply began nothing.
+    let leftovers = pgspec::engine::container::names_with_label(
+        &docker,
+        pgspec::model::labels::DEPLOYMENT,
+        &name,
+    )
+    .await
+    .expect("list the deployment's containers");
+    assert!(
+        leftovers
+            .iter()
+            .all(|container| !container.contains("check") && !container.ends_with("-upgrade")),
+        "{leftovers:?}"
     );
     assert_eq!(
         snapshot(port, &password).await,
@@ -193,6 +210,17 @@ async fn upgrades() {
         .expect("the old server is writable again");
     let before = snapshot(port, &password).await;
     assert_eq!((before.0, before.1), (241, 251));
+
+    let plan = run(&["plan", "-f", &spec], &[]).expect(0);
+    assert!(
+        plan.stdout
+            .contains(&format!("# container.{old_server} will be upgraded"))
+            && plan
+                .stdout
+                .contains("database(s) (pg_database_size), assuming"),
+        "{}",
+        plan.stdout
+    );
 
     // Cut off after the copy and the switch of the data...
     run(

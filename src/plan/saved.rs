@@ -74,26 +74,30 @@ impl SavedPlan {
 /// The container's health verdict is left out: it moves on its own (a new
 /// container goes from `starting` to `healthy` within seconds), only adds a
 /// note to a plan, and would otherwise make a plan stale between reading it
-/// and approving it.
+/// and approving it. So are the databases' sizes a pending upgrade reads,
+/// which move with every write and only feed the plan's estimate.
 pub fn fingerprint(live: &Deployment) -> String {
     // Maps are BTreeMaps and lists are sorted by `live`, so the JSON text is
     // canonical for equal states.
-    let bytes = match live
+    let moving = live
         .container
         .as_ref()
-        .filter(|container| container.health.is_some())
-    {
-        Some(container) => {
-            let steady = Deployment {
-                container: Some(crate::model::Container {
-                    health: None,
-                    ..container.clone()
-                }),
-                ..live.clone()
-            };
-            serde_json::to_vec(&steady)
+        .is_some_and(|container| container.health.is_some())
+        || live
+            .upgrade
+            .as_ref()
+            .is_some_and(|facts| !facts.database_sizes.is_empty());
+    let bytes = if moving {
+        let mut steady = live.clone();
+        if let Some(container) = &mut steady.container {
+            container.health = None;
         }
-        None => serde_json::to_vec(live),
+        if let Some(facts) = &mut steady.upgrade {
+            facts.database_sizes.clear();
+        }
+        serde_json::to_vec(&steady)
+    } else {
+        serde_json::to_vec(live)
     }
     .unwrap_or_else(|error| panic!("a deployment always serializes: {error}"));
     let digest = Sha256::digest(&bytes);

@@ -6,8 +6,10 @@
 //! as any replace. Without the declaration the change stays a plan error.
 
 use crate::model::address::ObjectKind;
-use crate::model::{Container, Deployment, UpgradeMethod, address, upgrade_kept_volume};
-use crate::plan::{Action, ActionKind, Change, DockerStep, Plan, PlanError, Risk, Step};
+use crate::model::{
+    Container, Deployment, UpgradeMethod, address, notation, upgrade, upgrade_kept_volume,
+};
+use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PlanError, Risk, Step};
 
 use super::adoption;
 use super::container::{replace_changes, start_steps};
@@ -57,6 +59,9 @@ pub(super) fn plan_upgrade(
             listed.join(", ")
         ));
     }
+    if let Some(message) = extension_error(want, live) {
+        return refuse(message);
+    }
     if !adoption::belongs(have, want) {
         return refuse(format!(
             "container `{}` was not created by pgspec nor adopted: apply the spec with its \
@@ -74,6 +79,12 @@ pub(super) fn plan_upgrade(
     {
         return refuse(super::container::unproven_message(have, want, &reason));
     }
+    if let Some(note) = unchecked_extensions(want, live) {
+        plan.notes.push(Note {
+            address: address.clone(),
+            message: note,
+        });
+    }
     let kept = upgrade_kept_volume(&want.volume, from_major);
     let UpgradeMethod::DumpRestore = method;
     plan.actions.push(Action {
@@ -82,11 +93,11 @@ pub(super) fn plan_upgrade(
         kind: ActionKind::Upgrade,
         reason: format!(
             "PostgreSQL {from_major} -> {to_major} by dump and restore, as \
-             `postgres.upgrade` declares: writes stop for the copy (the old server is \
-             read-only until it stops), the time pg_dump and pg_restore take for every \
-             database; the old data is kept in volume `{kept}`, never written to again nor \
-             removed by pgspec (to roll back: `postgres.image` back to the old image and \
-             `postgres.volume: {kept}`)"
+             `postgres.upgrade` declares: writes stop for the copy ({}), {}; the old data is \
+             kept in volume `{kept}`, never written to again nor removed by pgspec (to roll \
+             back: `postgres.image` back to the old image and `postgres.volume: {kept}`)",
+            writes_stopped(desired),
+            downtime(live)
         ),
         risk: Risk {
             locks: vec!["every table against writes, for the copy".to_owned()],
@@ -130,6 +141,67 @@ pub(super) fn plan_upgrade(
         steps,
     });
     true
+}
+
+/// How writes are stopped for the copy.
+fn writes_stopped(desired: &Deployment) -> &'static str {
+    if desired.pooler.is_some() {
+        "the pooler pauses the databases, so that its clients wait instead of failing, and \
+         the old server is read-only until it stops; the pooler resumes once the new server \
+         answers"
+    } else {
+        "the old server is read-only until it stops"
+    }
+}
+
+/// The expected write downtime, from the databases' sizes.
+fn downtime(live: &Deployment) -> String {
+    match live
+        .upgrade
+        .as_ref()
+        .filter(|facts| !facts.database_sizes.is_empty())
+    {
+        Some(facts) => {
+            let size = facts.total_size();
+            format!(
+                "expected {} for {} in {} database(s) (pg_database_size), assuming {}/s for \
+                 pg_dump, pg_restore and the index builds together",
+                upgrade::copy_time_text(size),
+                notation::human_size(size),
+                facts.database_sizes.len(),
+                notation::human_size(upgrade::ASSUMED_COPY_BYTES_PER_SECOND)
+            )
+        }
+        None => "the time pg_dump and pg_restore take for every database".to_owned(),
+    }
+}
+
+/// The plan error of extensions the old server has and the new image
+/// cannot take.
+fn extension_error(want: &Container, live: &Deployment) -> Option<String> {
+    let problems = live.upgrade.as_ref()?.extension_problems();
+    (!problems.is_empty()).then(|| {
+        format!(
+            "image `{}` cannot take the old server's extensions: {}. Use an image that ships \
+             them, or drop them from the old server first",
+            want.image,
+            problems.join("; ")
+        )
+    })
+}
+
+/// The note of extensions the plan could not check against the new image.
+fn unchecked_extensions(want: &Container, live: &Deployment) -> Option<String> {
+    let why = match &live.upgrade {
+        Some(facts) if facts.image_extensions.is_some() => return None,
+        Some(facts) => facts.unread.clone().unwrap_or_default(),
+        None => "the old server's were not read".to_owned(),
+    };
+    Some(format!(
+        "the old server's extensions are checked against image `{}` when apply runs, before \
+         writes stop: the plan could not read them ({why})",
+        want.image
+    ))
 }
 
 #[cfg(test)]
@@ -249,6 +321,56 @@ mod tests {
                 .contains("`old_snapshot_threshold` (removed in PostgreSQL 17; no replacement)")),
             "{:?}",
             plan.errors
+        );
+    }
+
+    #[test]
+    fn an_extension_the_new_image_lacks_is_a_plan_error_and_sizes_give_the_downtime() {
+        let want = desired("postgres:17");
+        let mut before = live(15);
+        let catalog = crate::model::upgrade::image_extensions(&[
+            (
+                "pg_trgm.control".to_owned(),
+                Some("default_version = '1.6'\n".to_owned()),
+            ),
+            ("pg_trgm--1.6.sql".to_owned(), None),
+        ]);
+        before.upgrade = Some(crate::model::upgrade::UpgradeFacts {
+            database_sizes: [("shop".to_owned(), 3 << 30)].into(),
+            installed: [(
+                "shop".to_owned(),
+                [
+                    ("pg_trgm".to_owned(), "1.6".to_owned()),
+                    ("pgspec_only_old".to_owned(), "1.0".to_owned()),
+                ]
+                .into(),
+            )]
+            .into(),
+            image_extensions: Some(catalog),
+            unread: None,
+        });
+        let plan = crate::plan::diff(&want, &before, &DiffOptions::default());
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert!(
+            plan.errors[0]
+                .message
+                .contains("extension `pgspec_only_old` 1.0 (in `shop`) is not in the new image"),
+            "{:?}",
+            plan.errors
+        );
+
+        if let Some(facts) = &mut before.upgrade {
+            facts.installed.clear();
+        }
+        let plan = crate::plan::diff(&want, &before, &DiffOptions::default());
+        assert!(plan.errors.is_empty(), "{:?}", plan.errors);
+        assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+        assert!(
+            plan.actions[0]
+                .reason
+                .contains("expected about 60 s for 3.0 GiB in 1 database(s)"),
+            "{}",
+            plan.actions[0].reason
         );
     }
 }
