@@ -147,15 +147,14 @@ pub fn first_file(archive: &[u8], limit: usize) -> Option<Vec<u8>> {
     Some(content)
 }
 
+/// What [`scan`] found: each file's name with the content kept, if any.
+pub type Scanned = Vec<(String, Option<Vec<u8>>)>;
+
 /// Reads an archive as it streams: the file name (last path segment) of
 /// every entry, with the content of those `keep` picks (at most `limit`
 /// bytes each); the rest of each file is skipped, however large. What
 /// cannot be read ends the list, and says so with `false`.
-pub fn scan(
-    reader: impl Read,
-    keep: impl Fn(&str) -> bool,
-    limit: usize,
-) -> (Vec<(String, Option<Vec<u8>>)>, bool) {
+pub fn scan(reader: impl Read, keep: impl Fn(&str) -> bool, limit: usize) -> (Scanned, bool) {
     let mut archive = tar::Archive::new(reader);
     let Ok(entries) = archive.entries() else {
         return (Vec::new(), false);

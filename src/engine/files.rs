@@ -132,7 +132,7 @@ pub async fn scan_directory(
     path: &str,
     keep: fn(&str) -> bool,
     limit: usize,
-) -> Result<Option<(Vec<(String, Option<Vec<u8>>)>, bool)>, EngineError> {
+) -> Result<Option<(archive::Scanned, bool)>, EngineError> {
     let what = || format!("read `{path}` in container `{container}`");
     let mut stream = docker.download_from_container(
         container,

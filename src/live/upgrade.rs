@@ -54,7 +54,8 @@ pub async fn observe(
 }
 
 type Sizes = BTreeMap<String, u64>;
-type Installed = BTreeMap<String, BTreeMap<String, String>>;
+type Extensions = BTreeMap<String, String>;
+type Installed = BTreeMap<String, Extensions>;
 
 /// The size of every database pgspec's role may measure, and the
 /// extensions of every database it may connect to.
@@ -85,25 +86,24 @@ async fn server_facts(target: &Target) -> Result<(Sizes, Installed), ObserveErro
             reachable.push(name);
         }
     }
-    let read: Vec<Result<(String, BTreeMap<String, String>), ObserveError>> =
-        stream::iter(reachable)
-            .map(|database| async move {
-                let client = target.with_database(&database).connect_to_read().await?;
-                let extensions = client
-                    .query(
-                        "SELECT extname::text, extversion FROM pg_extension ORDER BY 1",
-                        &[],
-                    )
-                    .await
-                    .map_err(query_error("extensions", &database))?
-                    .iter()
-                    .map(|row| (row.get(0), row.get(1)))
-                    .collect();
-                Ok((database, extensions))
-            })
-            .buffer_unordered(4)
-            .collect()
-            .await;
+    let read: Vec<Result<(String, Extensions), ObserveError>> = stream::iter(reachable)
+        .map(|database| async move {
+            let client = target.with_database(&database).connect_to_read().await?;
+            let extensions = client
+                .query(
+                    "SELECT extname::text, extversion FROM pg_extension ORDER BY 1",
+                    &[],
+                )
+                .await
+                .map_err(query_error("extensions", &database))?
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect();
+            Ok((database, extensions))
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
     let installed = read.into_iter().collect::<Result<_, _>>()?;
     Ok((sizes, installed))
 }
