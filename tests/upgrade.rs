@@ -217,7 +217,10 @@ async fn upgrades() {
             .contains(&format!("# container.{old_server} will be upgraded"))
             && plan
                 .stdout
-                .contains("database(s) (pg_database_size), assuming"),
+                .contains("database(s) (pg_database_size), assuming")
+            && plan
+                .stdout
+                .contains(&format!("PgBouncer in `{name}-pgbouncer` paused (PAUSE)")),
         "{}",
         plan.stdout
     );
@@ -233,6 +236,15 @@ async fn upgrades() {
             .await
             .expect("inspect the kept volume"),
         "the old data is kept"
+    );
+    // PgBouncer, paused for the copy, waits for the new server: the next
+    // plan resumes it after the replace...
+    let pending = run(&["plan", "-f", &spec], &[]).expect(0);
+    assert!(
+        pending.stdout.contains("~ paused = yes -> no")
+            && pending.stdout.contains("RESUME through the admin console"),
+        "{}",
+        pending.stdout
     );
     // ...and finished by the next apply.
     run(&["apply", "-f", &spec, "--auto-approve"], &[]).expect(0);

@@ -86,6 +86,7 @@ pub(super) fn plan_upgrade(
         });
     }
     let kept = upgrade_kept_volume(&want.volume, from_major);
+    let pooler = paused_pooler(desired, live);
     let UpgradeMethod::DumpRestore = method;
     plan.actions.push(Action {
         address: address.clone(),
@@ -96,7 +97,7 @@ pub(super) fn plan_upgrade(
              `postgres.upgrade` declares: writes stop for the copy ({}), {}; the old data is \
              kept in volume `{kept}`, never written to again nor removed by pgspec (to roll \
              back: `postgres.image` back to the old image and `postgres.volume: {kept}`)",
-            writes_stopped(desired),
+            writes_stopped(pooler.as_deref()),
             downtime(live)
         ),
         risk: Risk {
@@ -117,12 +118,16 @@ pub(super) fn plan_upgrade(
             from_major,
             to_major,
             kept,
+            pooler: pooler.clone(),
         })],
     });
     let mut steps = vec![Step::Docker(DockerStep::RemoveContainer {
         name: want.name.clone(),
     })];
     steps.extend(start_steps(want));
+    if let Some(name) = pooler {
+        steps.push(Step::Docker(DockerStep::ResumePooler { name }));
+    }
     plan.actions.push(Action {
         address,
         object: ObjectKind::Container,
@@ -143,14 +148,24 @@ pub(super) fn plan_upgrade(
     true
 }
 
+/// The pooler container the upgrade pauses: the spec's, running and
+/// answering on its admin console.
+fn paused_pooler(desired: &Deployment, live: &Deployment) -> Option<String> {
+    desired.pooler.as_ref()?;
+    let have = live.pooler.as_ref()?;
+    (have.state == crate::model::ContainerState::Running && have.console_error.is_none())
+        .then(|| desired.pooler_container())
+}
+
 /// How writes are stopped for the copy.
-fn writes_stopped(desired: &Deployment) -> &'static str {
-    if desired.pooler.is_some() {
-        "the pooler pauses the databases, so that its clients wait instead of failing, and \
-         the old server is read-only until it stops; the pooler resumes once the new server \
-         answers"
-    } else {
-        "the old server is read-only until it stops"
+fn writes_stopped(pooler: Option<&str>) -> String {
+    match pooler {
+        Some(name) => format!(
+            "PgBouncer in `{name}` is paused, so that its clients wait instead of failing (up \
+             to its `query_wait_timeout`), and the old server is read-only until it stops; \
+             PgBouncer resumes once the new server answers"
+        ),
+        None => "the old server is read-only until it stops".to_owned(),
     }
 }
 
