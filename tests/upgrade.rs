@@ -4,10 +4,11 @@
 //! PostgreSQL 17 image by `upgrade: { method: dump-restore }`. The apply is
 //! cut off after the copy and finishes on the next run; every row and
 //! sequence value survives, the role logs in with its password, through
-//! the pooler too, the old data is kept in its own volume, and a further
-//! plan is empty. Without the declaration the change is a plan error, and
-//! so is an extension the new image lacks, read from the image by the plan
-//! before anything changes.
+//! the pooler too, the old data is kept in its own volume, a further plan
+//! is empty, and the rollback the README describes brings the old server
+//! back on the kept volume. Without the declaration the change is a plan
+//! error, and so is an extension the new image lacks, read from the image
+//! by the plan before anything changes.
 
 mod common;
 
@@ -276,4 +277,35 @@ async fn upgrades() {
     run(&["plan", "-f", &spec, "--detailed-exitcode"], &[]).expect(0);
     let backup = run(&["backup", "run", "-f", &spec], &[]).expect(0);
     assert!(backup.stdout.contains(" ok ("), "{}", backup.stdout);
+
+    // Rolled back as the README says: the new server's container goes, and
+    // the spec names the old image and the kept volume.
+    pgspec::engine::container::stop_and_remove(&docker, &old_server)
+        .await
+        .expect("remove the new server's container");
+    let text = spec_text(&name, 15, port, pooler_port, true).replacen(
+        "  port:",
+        &format!("  volume: {name}-pgdata-pg15\n  port:"),
+        1,
+    );
+    let spec = arg(&work.write("spec.yaml", &text)).to_owned();
+    run(&["apply", "-f", &spec, "--auto-approve"], &[]).expect(0);
+    let client = connect(port, &password, "shop").await.expect("connect");
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .expect("version")
+        .get(0);
+    assert_eq!(version / 10_000, 15);
+    assert_eq!(
+        snapshot(port, &password).await,
+        before,
+        "the old data as it was"
+    );
+    connect_app(port, &app_password)
+        .await
+        .expect("the role logs in on the old server")
+        .batch_execute("INSERT INTO orders (note) VALUES ('rolled back')")
+        .await
+        .expect("the old server is writable");
 }
