@@ -148,6 +148,30 @@ pub(super) fn plan_upgrade(
     true
 }
 
+/// With `postgres.upgrade` declared and an image that is not local, the
+/// plan cannot know whether the image changes the major version, nor read
+/// its extensions: it says so (apply pulls the image and refuses a major
+/// version change it was not planned for).
+pub(super) fn image_not_local(want: &Container, live: &Deployment, plan: &mut Plan) {
+    let running = live
+        .container
+        .as_ref()
+        .is_some_and(|have| have.state != crate::model::ContainerState::Missing);
+    if want.upgrade.is_none() || !running || live.images.contains_key(&want.image) {
+        return;
+    }
+    plan.notes.push(Note {
+        address: address::container(&want.name),
+        message: format!(
+            "image `{}` is not local, so the plan cannot tell whether it runs another major \
+             version, nor check its extensions: apply pulls it and refuses a major version \
+             change this plan does not show. `docker pull` it and plan again to plan an \
+             upgrade",
+            want.image
+        ),
+    });
+}
+
 /// The pooler container the upgrade pauses: the spec's, running and
 /// answering on its admin console.
 fn paused_pooler(desired: &Deployment, live: &Deployment) -> Option<String> {
@@ -386,6 +410,28 @@ mod tests {
                 .contains("expected about 60 s for 3.0 GiB in 1 database(s)"),
             "{}",
             plan.actions[0].reason
+        );
+    }
+
+    #[test]
+    fn an_image_that_is_not_local_is_a_note() {
+        let want = desired("postgres:18");
+        let plan = crate::plan::diff(&want, &live(15), &DiffOptions::default());
+        assert!(
+            plan.notes
+                .iter()
+                .any(|note| note.message.contains("image `postgres:18` is not local")),
+            "{:?}",
+            plan.notes
+        );
+        let plan = crate::plan::diff(&desired("postgres:17"), &live(15), &DiffOptions::default());
+        assert!(
+            !plan
+                .notes
+                .iter()
+                .any(|note| note.message.contains("is not local")),
+            "{:?}",
+            plan.notes
         );
     }
 }
