@@ -8,11 +8,14 @@
 //!    deployment's network so it reaches the old server by name.
 //! 2. The extensions the old server has must be available in the new image;
 //!    if not, the scratch goes and nothing else was touched.
-//! 3. The old server becomes read-only (`default_transaction_read_only`,
+//! 3. With a pooler, PgBouncer is paused (`PAUSE`) so that its clients
+//!    wait; the old server becomes read-only (`default_transaction_read_only`,
 //!    reloaded; the sessions of clients, not pgspec's, are ended so they
-//!    come back read-only) and the agent copies the roles and every
-//!    database with the new image's tools, then compares row counts and
-//!    sequence values. On any failure the old server is writable again.
+//!    come back read-only) and the agent copies the roles, then the
+//!    databases, two at a time, with the new image's tools, then compares
+//!    row counts and sequence values. On any failure the old server is
+//!    writable again and PgBouncer resumed; on success it resumes after
+//!    the replace that follows (`ResumePooler`).
 //! 4. Both servers stop; the swap keeps the volume's data in the volume
 //!    `kept` and replaces it with the new server's, carrying over the
 //!    client authentication files and `postgresql.auto.conf`.
