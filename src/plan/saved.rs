@@ -157,6 +157,32 @@ mod tests {
     }
 
     #[test]
+    fn fingerprint_ignores_the_sizes_an_upgrade_reads_but_not_its_extensions() {
+        let facts = crate::model::upgrade::UpgradeFacts {
+            database_sizes: [("app".to_owned(), 8_000_000)].into(),
+            ..Default::default()
+        };
+        let before = Deployment {
+            name: "app".into(),
+            upgrade: Some(facts),
+            ..Deployment::default()
+        };
+        let mut written = before.clone();
+        if let Some(facts) = &mut written.upgrade {
+            facts.database_sizes.insert("app".to_owned(), 9_000_000);
+        }
+        assert_eq!(fingerprint(&before), fingerprint(&written));
+        let mut extended = written.clone();
+        if let Some(facts) = &mut extended.upgrade {
+            facts.installed.insert(
+                "app".to_owned(),
+                [("pg_trgm".to_owned(), "1.6".to_owned())].into(),
+            );
+        }
+        assert_ne!(fingerprint(&written), fingerprint(&extended));
+    }
+
+    #[test]
     fn rejects_other_json() {
         assert!(matches!(
             SavedPlan::from_json("{\"a\": 1}"),

@@ -434,4 +434,65 @@ mod tests {
             plan.notes
         );
     }
+
+    #[test]
+    fn a_running_pooler_is_paused_for_the_copy_and_resumed_after_the_replace() {
+        let mut want = desired("postgres:17");
+        want.pooler = Some(crate::model::Pooler {
+            image: "pgbouncer:1".to_owned(),
+            port: 6432,
+            ..crate::model::Pooler::default()
+        });
+        let mut before = live(15);
+        before.pooler = Some(crate::model::Pooler {
+            image: "pgbouncer:1".to_owned(),
+            port: 6432,
+            ..crate::model::Pooler::default()
+        });
+        let plan = crate::plan::diff(&want, &before, &DiffOptions::default());
+        let steps = |kind: ActionKind| -> Vec<Step> {
+            plan.actions
+                .iter()
+                .filter(|action| action.kind == kind && action.object == ObjectKind::Container)
+                .flat_map(|action| action.steps.clone())
+                .collect()
+        };
+        assert!(
+            matches!(
+                &steps(ActionKind::Upgrade)[..],
+                [Step::Docker(DockerStep::UpgradeData { pooler: Some(name), .. })]
+                    if name == "ledger-pgbouncer"
+            ),
+            "{:?}",
+            plan.actions
+        );
+        assert!(
+            matches!(
+                steps(ActionKind::Replace).last(),
+                Some(Step::Docker(DockerStep::ResumePooler { name })) if name == "ledger-pgbouncer"
+            ),
+            "{:?}",
+            plan.actions
+        );
+
+        // A pause an interrupted apply left is resumed by the next plan.
+        let mut paused = crate::plan::simulate(&before, &plan);
+        if let Some(pooler) = &mut paused.pooler {
+            pooler.paused = true;
+        }
+        let plan = crate::plan::diff(&want, &paused, &DiffOptions::default());
+        assert!(
+            plan.actions
+                .iter()
+                .any(|action| action.object == ObjectKind::Pooler
+                    && action
+                        .steps
+                        .iter()
+                        .any(|step| matches!(step, Step::Docker(DockerStep::ResumePooler { .. })))),
+            "{:?}",
+            plan.actions
+        );
+        let after = crate::plan::simulate(&paused, &plan);
+        assert!(!after.pooler.is_some_and(|pooler| pooler.paused));
+    }
 }
