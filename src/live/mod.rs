@@ -13,6 +13,7 @@ pub mod pooler;
 pub mod postgres;
 pub mod status;
 pub mod tls;
+pub mod upgrade;
 
 use crate::engine::EngineError;
 use crate::model::Desired;
@@ -274,5 +275,20 @@ pub async fn observe(
         Err(ObserveError::PostgresUnreachable { .. }) if !server_may_run => {}
         Err(error) => return Err(error),
     }
+    if let (Some(docker), Some((image, major))) = (docker, pending_upgrade(desired, &live)) {
+        live.upgrade = Some(upgrade::observe(docker, target, &desired.name, image, major).await?);
+    }
     Ok(live)
+}
+
+/// The image and major version of a declared upgrade the live server
+/// awaits: the spec declares `postgres.upgrade`, the server answered, and
+/// the local image runs a later major version than its data.
+fn pending_upgrade<'a>(desired: &'a Deployment, live: &Deployment) -> Option<(&'a str, u32)> {
+    let want = desired.container.as_ref()?;
+    want.upgrade?;
+    live.server.as_ref()?;
+    let data_major = live.container.as_ref()?.data_major?;
+    let image_major = live.images.get(&want.image)?.pg_major?;
+    (image_major > data_major).then_some((want.image.as_str(), image_major))
 }
