@@ -186,9 +186,16 @@ pub(crate) async fn plan_now(spec: &Desired) -> anyhow::Result<(Deployment, Plan
 
 /// Resolves the connection and reaches the engine, once per command.
 pub(crate) async fn open(spec: &Desired) -> anyhow::Result<Connections> {
-    Connections::open(spec)
+    let connections = Connections::open(spec)
         .await
-        .context("cannot resolve the connection")
+        .context("cannot resolve the connection")?;
+    // A remote engine: say which, and how PostgreSQL on it is reached.
+    if let Some(endpoint) = &connections.endpoint
+        && let Some(route) = connections.target.route.describe()
+    {
+        crate::output::status(&format!("engine {endpoint}: {route}"));
+    }
+    Ok(connections)
 }
 
 /// Observes and diffs without taking a lock (the caller holds one).
