@@ -5,6 +5,7 @@ mod apply;
 mod backup;
 mod completions;
 mod drift;
+mod fleet;
 mod import;
 mod monitoring;
 mod plan;

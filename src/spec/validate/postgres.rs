@@ -333,7 +333,7 @@ impl Checker<'_> {
             Some(("ssh", rest)) if rest.is_empty() || rest.starts_with('@') => {
                 Some("an ssh:// engine needs a host: `ssh://user@host`")
             }
-            Some(("tcp" | "https", rest)) if rest.is_empty() => {
+            Some(("tcp" | "https", "")) => {
                 Some("a tcp:// engine needs a host and port: `tcp://host:2376`")
             }
             Some(("unix", rest)) if !rest.starts_with('/') => Some(
