@@ -164,6 +164,21 @@ fn local() -> Endpoint {
 
 fn check_scheme(endpoint: &Endpoint) -> Result<(), ChoiceError> {
     let scheme = endpoint.host.split_once("://").map(|(scheme, _)| scheme);
+    if scheme == Some("ssh")
+        && let Route::Ssh(destination) = endpoint.route()
+        && destination.port.is_some()
+    {
+        // bollard's SSH transport hands `user@host:port` to ssh as a host
+        // name, so a port would not reach ssh; ssh's own configuration can
+        // carry it.
+        return Err(ChoiceError::Unsupported {
+            host: endpoint.host.clone(),
+            from: endpoint.source.clone(),
+            message: "an ssh:// engine takes no port here: name a host whose port ssh's \
+                      configuration sets (`Host db1` with `Port 2222` in ~/.ssh/config)"
+                .to_owned(),
+        });
+    }
     match scheme {
         Some("unix" | "tcp" | "ssh" | "http" | "https") => Ok(()),
         _ => Err(ChoiceError::Unsupported {

@@ -85,6 +85,10 @@ fn a_missing_context_is_named() {
     );
     let error = choose(Some("ftp://x"), &env).unwrap_err().to_string();
     assert!(error.contains("engine `ftp://x`"), "{error}");
+    let error = choose(Some("ssh://db1:2222"), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("takes no port"), "{error}");
 }
 
 #[test]
