@@ -85,13 +85,24 @@ fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
 }
 
 /// A second dockerd: its own data root, exec root, pid file and socket in
-/// a temporary directory, no default bridge, no iptables, an address pool
-/// of its own, and a TLS listener on a loopback port. Stopped and removed
-/// when dropped.
+/// a temporary directory, a bridge of its own (never `--bridge none`, with
+/// which dockerd deletes `docker0`, the main engine's bridge), no iptables,
+/// an address pool of its own, and a TLS listener on a loopback port.
+/// Stopped and removed, with its bridge, when dropped.
 struct SecondEngine {
     dir: tempfile::TempDir,
     child: Child,
     port: u16,
+    bridge: String,
+}
+
+/// Runs `ip ARGS`, failing the test when it fails.
+fn ip(args: &[&str]) {
+    let status = Command::new("ip")
+        .args(args)
+        .status()
+        .expect("ip (iproute2)");
+    assert!(status.success(), "ip {args:?}");
 }
 
 impl SecondEngine {
@@ -107,6 +118,17 @@ impl SecondEngine {
         std::fs::write(root.join("server-cert.pem"), cert).expect("cert");
         std::fs::write(root.join("server-key.pem"), key).expect("key");
         let port = free_port();
+        let pid = std::process::id();
+        let bridge = format!("pgspec{}", pid % 100_000);
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.213.{}.1/24", pid % 250),
+            "dev",
+            &bridge,
+        ]);
+        ip(&["link", "set", &bridge, "up"]);
         let log = std::fs::File::create(root.join("dockerd.log")).expect("log");
         let child = Command::new("dockerd")
             .arg("--data-root")
@@ -125,20 +147,25 @@ impl SecondEngine {
             .arg(root.join("server-cert.pem"))
             .arg("--tlskey")
             .arg(root.join("server-key.pem"))
+            .arg("--bridge")
+            .arg(&bridge)
             .args([
-                "--bridge",
-                "none",
                 "--iptables=false",
                 "--ip-masq=false",
                 "--default-address-pool",
-                "base=10.213.0.0/16,size=24",
+                "base=10.214.0.0/16,size=24",
             ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("start a second dockerd (Debian's docker.io)");
-        let engine = SecondEngine { dir, child, port };
+        let engine = SecondEngine {
+            dir,
+            child,
+            port,
+            bridge,
+        };
         let socket = engine.socket();
         wait_for("the second dockerd", Duration::from_secs(60), || {
             Command::new("docker")
@@ -221,6 +248,9 @@ impl Drop for SecondEngine {
                 let _ = Command::new("umount").arg("-l").arg(point).status();
             }
         }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
     }
 }
 
@@ -367,6 +397,7 @@ fn cleanup_for(names: &[&str]) -> Cleanup {
 
 #[test]
 fn remote_engines_over_tls_and_ssh_and_a_fleet() {
+    let main_bridge = Path::new("/sys/class/net/docker0").exists();
     let ca = Ca::new("pgspec test engine CA");
     let engine = SecondEngine::start(&ca);
     engine.load_image(&postgres_image(MAJOR));
@@ -531,5 +562,13 @@ fn remote_engines_over_tls_and_ssh_and_a_fleet() {
         clash.stderr.contains("c-local.yaml and") && clash.stderr.contains("d-clash.yaml"),
         "{}",
         clash.stderr
+    );
+
+    // The second engine leaves the main engine's bridge alone.
+    drop(engine);
+    assert_eq!(
+        Path::new("/sys/class/net/docker0").exists(),
+        main_bridge,
+        "docker0 after the second engine stopped"
     );
 }
