@@ -521,9 +521,10 @@ fn remote_engines_over_tls_and_ssh_and_a_fleet() {
     run(&["apply", "--auto-approve", "-f", dir], &fleet_env).expect(0);
     let over_ssh = run(&["drift", "-f", arg(&fleet.join("b-ssh.yaml"))], &fleet_env).expect(0);
     assert!(
-        over_ssh.stderr.contains("through an SSH tunnel"),
+        over_ssh.stdout.contains("note: engine: ssh://root@")
+            && over_ssh.stdout.contains("through an SSH tunnel"),
         "{}",
-        over_ssh.stderr
+        over_ssh.stdout
     );
     let synced = run(&["drift", "-f", dir], &fleet_env).expect(0);
     assert_eq!(

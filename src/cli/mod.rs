@@ -187,16 +187,9 @@ pub(crate) async fn plan_now(spec: &Desired) -> anyhow::Result<(Deployment, Plan
 
 /// Resolves the connection and reaches the engine, once per command.
 pub(crate) async fn open(spec: &Desired) -> anyhow::Result<Connections> {
-    let connections = Connections::open(spec)
+    Connections::open(spec)
         .await
-        .context("cannot resolve the connection")?;
-    // A remote engine: say which, and how PostgreSQL on it is reached.
-    if let Some(endpoint) = &connections.endpoint
-        && let Some(route) = connections.target.route.describe()
-    {
-        crate::output::status(&format!("engine {endpoint}: {route}"));
-    }
-    Ok(connections)
+        .context("cannot resolve the connection")
 }
 
 /// Observes and diffs without taking a lock (the caller holds one).
@@ -207,6 +200,16 @@ pub(crate) async fn observe_and_diff(
     let live = live::observe(spec, connections)
         .await
         .with_context(|| format!("cannot observe deployment `{}`", spec.deployment.name))?;
-    let plan = crate::plan::diff(&spec.deployment, &live, &spec.options);
+    let mut plan = crate::plan::diff(&spec.deployment, &live, &spec.options);
+    // A remote engine: the plan says which, and how PostgreSQL on it is
+    // reached.
+    if let Some(endpoint) = &connections.endpoint
+        && let Some(route) = connections.target.route.describe()
+    {
+        plan.notes.push(crate::plan::Note {
+            address: "engine".to_owned(),
+            message: format!("{endpoint}: {route}"),
+        });
+    }
     Ok((live, plan))
 }
