@@ -346,7 +346,7 @@ impl Checker<'_> {
             None if engine.is_empty()
                 || engine.chars().any(|c| c.is_whitespace() || c.is_control()) =>
             {
-                Some("a docker context's name has no spaces")
+                Some("an engine named by its docker context has a name without spaces")
             }
             None => None,
         };
