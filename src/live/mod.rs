@@ -115,6 +115,8 @@ pub fn help_for(cause: &(dyn std::error::Error + 'static)) -> Option<&'static st
 pub struct Connections {
     pub target: Target,
     pub engine: Option<crate::engine::Docker>,
+    /// Which engine `engine` is, when there is one.
+    pub endpoint: Option<crate::engine::endpoint::Endpoint>,
 }
 
 impl Connections {
@@ -122,9 +124,17 @@ impl Connections {
     /// container.
     pub async fn open(spec: &Desired) -> Result<Connections, ObserveError> {
         let mut target = Target::resolve(spec)?;
-        let engine = match &spec.deployment.container {
-            Some(_) => Some(crate::engine::connect().await?),
-            None => None,
+        let (engine, endpoint) = match &spec.deployment.container {
+            Some(_) => {
+                let engine = crate::engine::connect_to(spec.connection.engine.as_deref()).await?;
+                // The published port is reached the way the engine makes
+                // it reachable, unless the spec says where the server is.
+                if spec.connection.host.is_none() && spec.connection.url.is_none() {
+                    target.route = engine.route();
+                }
+                (Some(engine.docker), Some(engine.endpoint))
+            }
+            None => (None, None),
         };
         // `verify-ca` and `verify-full` without a root certificate check
         // the server against the CA pgspec generated for it, read from the
@@ -140,7 +150,11 @@ impl Connections {
                 container.name.clone(),
             ));
         }
-        Ok(Connections { target, engine })
+        Ok(Connections {
+            target,
+            engine,
+            endpoint,
+        })
     }
 
     /// The engine; an error when the spec runs no container (a bug: only
