@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare everything the integration tests need, from a bare Debian machine:
 # a running Docker engine (scripts/docker-engine.sh), the locally built
-# test images (scripts/images.sh) and promtool. Idempotent and quick when all is there.
+# test images (scripts/images.sh), promtool and openssh-server (for the
+# SSH engine of tests/remote.rs). Idempotent and quick when all is there.
 # Run it before `cargo test`. Arguments are passed to images.sh.
 set -Eeuo pipefail
 
@@ -28,5 +29,11 @@ if ! command -v promtool > /dev/null 2>&1; then
 	dpkg-deb --fsys-tarfile "$deb_dir"/prometheus_*.deb | tar -x -C "$deb_dir" ./usr/bin/promtool
 	as_root install -m 0755 "$deb_dir/usr/bin/promtool" /usr/local/bin/promtool
 	rm -rf "$deb_dir"
+fi
+# sshd for the SSH engine of tests/remote.rs, which runs its own sshd on a
+# loopback port as a child process; Debian's service is not started here.
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen > /dev/null 2>&1; then
+	log "openssh-server (tests/remote.rs)"
+	apt_install openssh-server
 fi
 log "ready in $((SECONDS - started))s"

@@ -238,6 +238,7 @@ async fn smuggled_statements_never_run(major: u32) {
         password: Some(SecretValue::from_env_value(server.password.clone())),
         database: "postgres".to_owned(),
         ssl: Default::default(),
+        route: Default::default(),
     };
     let observed = pgspec::live::postgres::observe(&target, &desired(|_| true))
         .await

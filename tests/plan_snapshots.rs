@@ -104,7 +104,16 @@ const LEDGER_ON_15: &str = r#"{ "name": "ledger",
                     "state": "running", "data_major": 15, "volume_exists": true,
                     "nano_cpus": 4000000000, "memory_bytes": 8589934592, "network": "ledger-net", "network_exists": true },
      "images": { "postgres:17.2": { "id": "sha256:2", "pg_major": 17, "pgdata": "/var/lib/postgresql/17/docker", "volumes": ["/var/lib/postgresql"] } },
-     "server": { "version_num": 150008, "data_directory": "/var/lib/postgresql/data" } }"#;
+     "server": { "version_num": 150008, "data_directory": "/var/lib/postgresql/data" },
+     "upgrade": { "database_sizes": { "ledger": 21474836480, "postgres": 7680000 },
+                  "installed": { "ledger": { "pg_trgm": "1.6", "plpgsql": "1.0", "postgis": "3.4.2" },
+                                 "postgres": { "plpgsql": "1.0" } },
+                  "image_extensions": {
+                    "pg_trgm": { "default_version": "1.6", "installable": ["1.3"],
+                                 "updates": [["1.3", "1.4"], ["1.4", "1.5"], ["1.5", "1.6"]] },
+                    "plpgsql": { "default_version": "1.0", "installable": ["1.0"] },
+                    "postgis": { "default_version": "3.5.2", "installable": ["3.5.2"],
+                                 "updates": [["3.4.2", "3.5.2"]] } } } }"#;
 
 #[test]
 fn a_declared_major_upgrade_moves_the_data_then_replaces_the_container() {
@@ -113,6 +122,26 @@ fn a_declared_major_upgrade_moves_the_data_then_replaces_the_container() {
         "  upgrade: { method: dump-restore }\n  superuser:",
     );
     check("major_upgrade_declared", &spec, LEDGER_ON_15);
+    // With a pooler, which pauses the databases for the copy.
+    let pooled = format!("{spec}pooler:\n  image: edoburu/pgbouncer:1.23.1\n  port: 6432\n");
+    let live_pooler = LEDGER_ON_15.replacen(
+        r#""server":"#,
+        r#""pooler": { "image": "edoburu/pgbouncer:1.23.1", "port": 6432,
+                      "bind_address": "127.0.0.1", "network": "ledger-net",
+                      "settings": { "admin_users": "postgres", "auth_file": "/etc/pgbouncer/userlist.txt",
+                                    "auth_type": "scram-sha-256",
+                                    "ignore_startup_parameters": "extra_float_digits" },
+                      "users": { "postgres": "current" } },
+           "server":"#,
+        1,
+    );
+    check("major_upgrade_with_pooler", &pooled, &live_pooler);
+    // An extension the new image lacks stops the plan.
+    let without_postgis = LEDGER_ON_15.replace(
+        r#""postgis": { "default_version": "3.5.2""#,
+        r#""postgis_raster": { "default_version": "3.5.2""#,
+    );
+    check("major_upgrade_missing_extension", &spec, &without_postgis);
 }
 
 #[test]

@@ -285,6 +285,7 @@ async fn seed_end_to_end(seed: &'static Seed) {
                     )),
                     database: "pgbouncer".to_owned(),
                     ssl: Default::default(),
+                    route: Default::default(),
                 }
                 .connect()
                 .await

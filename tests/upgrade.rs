@@ -4,10 +4,11 @@
 //! PostgreSQL 17 image by `upgrade: { method: dump-restore }`. The apply is
 //! cut off after the copy and finishes on the next run; every row and
 //! sequence value survives, the role logs in with its password, through
-//! the pooler too, the old data is kept in its own volume, and a further
-//! plan is empty. Without the declaration the change is a plan error, and
-//! an extension the new image lacks stops the upgrade before anything
-//! changes.
+//! the pooler too, the old data is kept in its own volume, a further plan
+//! is empty, and the rollback the README describes brings the old server
+//! back on the kept volume. Without the declaration the change is a plan
+//! error, and so is an extension the new image lacks, read from the image
+//! by the plan before anything changes.
 
 mod common;
 
@@ -165,18 +166,35 @@ async fn upgrades() {
         .await
         .expect("create the test extension");
     let spec = write(17, true);
-    let plan = run(&["plan", "-f", &spec], &[]).expect(0);
+    let refused = run(&["plan", "-f", &spec], &[]).expect(1);
+    let missing = "extension `pgspec_only_old` 1.0 (in `shop`) is not in the new image";
     assert!(
-        plan.stdout
-            .contains(&format!("# container.{old_server} will be upgraded")),
-        "{}",
-        plan.stdout
+        refused.stdout.contains(missing) || refused.stderr.contains(missing),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
     );
     let stopped = run(&["apply", "-f", &spec, "--auto-approve"], &[]).expect(1);
     assert!(
-        stopped.stderr.contains("`pgspec_only_old` 1.0"),
-        "{}",
+        stopped.stdout.contains(missing) || stopped.stderr.contains(missing),
+        "{}\n{}",
+        stopped.stdout,
         stopped.stderr
+    );
+    // The plan read the new image's extensions from a container it never
+    // started and removed again; the apply began nothing.
+    let leftovers = pgspec::engine::container::names_with_label(
+        &docker,
+        pgspec::model::labels::DEPLOYMENT,
+        &name,
+    )
+    .await
+    .expect("list the deployment's containers");
+    assert!(
+        leftovers
+            .iter()
+            .all(|container| !container.contains("check") && !container.ends_with("-upgrade")),
+        "{leftovers:?}"
     );
     assert_eq!(
         snapshot(port, &password).await,
@@ -194,6 +212,20 @@ async fn upgrades() {
     let before = snapshot(port, &password).await;
     assert_eq!((before.0, before.1), (241, 251));
 
+    let plan = run(&["plan", "-f", &spec], &[]).expect(0);
+    assert!(
+        plan.stdout
+            .contains(&format!("# container.{old_server} will be upgraded"))
+            && plan
+                .stdout
+                .contains("database(s) (pg_database_size), assuming")
+            && plan
+                .stdout
+                .contains(&format!("PgBouncer in `{name}-pgbouncer` paused (PAUSE)")),
+        "{}",
+        plan.stdout
+    );
+
     // Cut off after the copy and the switch of the data...
     run(
         &["apply", "-f", &spec, "--auto-approve"],
@@ -205,6 +237,15 @@ async fn upgrades() {
             .await
             .expect("inspect the kept volume"),
         "the old data is kept"
+    );
+    // PgBouncer, paused for the copy, waits for the new server: the next
+    // plan resumes it after the replace...
+    let pending = run(&["plan", "-f", &spec], &[]).expect(0);
+    assert!(
+        pending.stdout.contains("~ paused = yes -> no")
+            && pending.stdout.contains("RESUME through the admin console"),
+        "{}",
+        pending.stdout
     );
     // ...and finished by the next apply.
     run(&["apply", "-f", &spec, "--auto-approve"], &[]).expect(0);
@@ -236,4 +277,35 @@ async fn upgrades() {
     run(&["plan", "-f", &spec, "--detailed-exitcode"], &[]).expect(0);
     let backup = run(&["backup", "run", "-f", &spec], &[]).expect(0);
     assert!(backup.stdout.contains(" ok ("), "{}", backup.stdout);
+
+    // Rolled back as the README says: the new server's container goes, and
+    // the spec names the old image and the kept volume.
+    pgspec::engine::container::stop_and_remove(&docker, &old_server)
+        .await
+        .expect("remove the new server's container");
+    let text = spec_text(&name, 15, port, pooler_port, true).replacen(
+        "  port:",
+        &format!("  volume: {name}-pgdata-pg15\n  port:"),
+        1,
+    );
+    let spec = arg(&work.write("spec.yaml", &text)).to_owned();
+    run(&["apply", "-f", &spec, "--auto-approve"], &[]).expect(0);
+    let client = connect(port, &password, "shop").await.expect("connect");
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .expect("version")
+        .get(0);
+    assert_eq!(version / 10_000, 15);
+    assert_eq!(
+        snapshot(port, &password).await,
+        before,
+        "the old data as it was"
+    );
+    connect_app(port, &app_password)
+        .await
+        .expect("the role logs in on the old server")
+        .batch_execute("INSERT INTO orders (note) VALUES ('rolled back')")
+        .await
+        .expect("the old server is writable");
 }

@@ -64,10 +64,17 @@ pub async fn run(
             container,
             from_major,
             kept,
+            pooler,
             ..
         } => {
-            super::upgrade::upgrade_data(docker, deployment, container, *from_major, kept, target)
-                .await?
+            let upgrade = super::upgrade::Upgrade {
+                deployment,
+                want: container,
+                from_major: *from_major,
+                kept,
+                pooler: pooler.as_deref(),
+            };
+            super::upgrade::upgrade_data(docker, &upgrade, target).await?
         }
         DockerStep::MarkAdopted {
             container,
@@ -117,6 +124,7 @@ pub async fn run(
         }
         DockerStep::StartPooler { name } => super::pooler::start(docker, name, target).await?,
         DockerStep::ReloadPooler { name } => super::pooler::reload(docker, name, target).await?,
+        DockerStep::ResumePooler { name } => super::pooler::resume(docker, name, target).await?,
         DockerStep::CreateExporter {
             name,
             exporter,

@@ -320,6 +320,84 @@ pub async fn reload(docker: &Docker, name: &str, server: &Target) -> anyhow::Res
     Ok(())
 }
 
+/// `PAUSE` on the admin console, sent and left to finish: PgBouncer holds
+/// new queries at once and answers once every server connection is
+/// released (in session mode, once its clients leave or their server
+/// sessions end). The handle gives the outcome; PgBouncer stays paused
+/// until `RESUME`, whatever becomes of this connection. pgspec's mark goes
+/// into the container first, so that a later plan resumes a pause an
+/// interrupted apply left.
+pub async fn pause(
+    docker: &Docker,
+    name: &str,
+    server: &Target,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let admin = published_admin(docker, name, server).await?;
+    paused_mark(
+        docker,
+        name,
+        "paused by pgspec for a major version upgrade\n",
+    )
+    .await?;
+    let client = admin
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the admin console of `{name}`"))?;
+    let name = name.to_owned();
+    Ok(tokio::spawn(async move {
+        client
+            .simple_query("PAUSE")
+            .await
+            .map(|_| ())
+            .with_context(|| format!("`PAUSE` failed on the admin console of `{name}`"))
+    }))
+}
+
+/// `RESUME` on the admin console; a PgBouncer that is not paused is left
+/// as it is.
+pub async fn resume(docker: &Docker, name: &str, server: &Target) -> anyhow::Result<()> {
+    let admin = published_admin(docker, name, server).await?;
+    let client = admin
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the admin console of `{name}`"))?;
+    let answer = tokio::time::timeout(CONSOLE_TIMEOUT, client.simple_query("RESUME"))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "`RESUME` got no answer within {} s on the admin console of `{name}`",
+                CONSOLE_TIMEOUT.as_secs()
+            )
+        })?;
+    match answer {
+        Ok(_) => {}
+        Err(error)
+            if error
+                .as_db_error()
+                .is_some_and(|db| db.message().contains("not paused")) => {}
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("`RESUME` failed on the admin console of `{name}`"));
+        }
+    }
+    paused_mark(docker, name, "").await
+}
+
+/// Writes pgspec's pause mark in the pooler container (empty: resumed).
+async fn paused_mark(docker: &Docker, name: &str, text: &str) -> anyhow::Result<()> {
+    files::upload_entries(
+        docker,
+        name,
+        &[Entry::file(
+            crate::model::Pooler::PAUSED_MARK,
+            0o644,
+            text.as_bytes(),
+        )],
+        "pgspec's pause mark",
+    )
+    .await
+}
+
 /// The admin console where the container publishes it.
 async fn published_admin(docker: &Docker, name: &str, server: &Target) -> anyhow::Result<Target> {
     let inspect = containers::inspect(docker, name)

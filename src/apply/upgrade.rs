@@ -8,11 +8,14 @@
 //!    deployment's network so it reaches the old server by name.
 //! 2. The extensions the old server has must be available in the new image;
 //!    if not, the scratch goes and nothing else was touched.
-//! 3. The old server becomes read-only (`default_transaction_read_only`,
+//! 3. With a pooler, PgBouncer is paused (`PAUSE`) so that its clients
+//!    wait; the old server becomes read-only (`default_transaction_read_only`,
 //!    reloaded; the sessions of clients, not pgspec's, are ended so they
-//!    come back read-only) and the agent copies the roles and every
-//!    database with the new image's tools, then compares row counts and
-//!    sequence values. On any failure the old server is writable again.
+//!    come back read-only) and the agent copies the roles, then the
+//!    databases, two at a time, with the new image's tools, then compares
+//!    row counts and sequence values. On any failure the old server is
+//!    writable again and PgBouncer resumed; on success it resumes after
+//!    the replace that follows (`ResumePooler`).
 //! 4. Both servers stop; the swap keeps the volume's data in the volume
 //!    `kept` and replaces it with the new server's, carrying over the
 //!    client authentication files and `postgresql.auto.conf`.
@@ -35,15 +38,35 @@ use crate::model::{BackupDestination, Container};
 /// `org.pgspec.role` of the upgrade's scratch server and volume.
 const UPGRADE_ROLE: &str = "upgrade";
 
-/// Runs `UpgradeData` for the desired container `want` (the new image).
+/// One `UpgradeData` step.
+pub struct Upgrade<'a> {
+    pub deployment: &'a str,
+    /// The desired container (the new image).
+    pub want: &'a Container,
+    pub from_major: u32,
+    /// The volume the old data is kept in.
+    pub kept: &'a str,
+    /// The pooler container paused for the copy.
+    pub pooler: Option<&'a str>,
+}
+
+/// How long `PAUSE` may take before the old server's client sessions are
+/// ended (which releases PgBouncer's server connections too).
+const PAUSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `UpgradeData`.
 pub async fn upgrade_data(
     docker: &Docker,
-    deployment: &str,
-    want: &Container,
-    from_major: u32,
-    kept: &str,
+    upgrade: &Upgrade<'_>,
     target: &Target,
 ) -> anyhow::Result<()> {
+    let Upgrade {
+        deployment,
+        want,
+        from_major,
+        kept,
+        pooler,
+    } = *upgrade;
     if objects::volume_exists(docker, kept).await? {
         bail!(
             "volume `{kept}` exists: an earlier upgrade kept PostgreSQL {from_major}'s data \
@@ -103,9 +126,10 @@ pub async fn upgrade_data(
         },
     )
     .await?;
-    let copied = copy(docker, &scratch, want, target).await;
+    let copied = copy(docker, &scratch, want, pooler, target).await;
     if let Err(error) = copied {
         let writable = writable_again(target, true).await;
+        resume(docker, pooler, target).await;
         remove_scratch(docker, &scratch).await?;
         return Err(error.context(match writable {
             Ok(()) => {
@@ -142,6 +166,7 @@ pub async fn upgrade_data(
         Ok(()) => Ok(()),
         Err(SwapError::Untouched(error)) => {
             let started = containers::start(docker, &want.name).await;
+            resume(docker, pooler, target).await;
             Err(error.context(format!(
                 "the upgrade stopped before the data was replaced; the old data on volume `{}` \
                  is untouched ({}); the copy is in volume `{scratch}`",
@@ -210,11 +235,65 @@ fn free_kib(df: &str) -> Option<u64> {
     df.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
 }
 
+/// `RESUME` on the pooler, if one was paused; a failure is logged, as the
+/// apply fails already.
+async fn resume(docker: &Docker, pooler: Option<&str>, target: &Target) {
+    if let Some(name) = pooler
+        && let Err(error) = super::pooler::resume(docker, name, target).await
+    {
+        tracing::warn!(
+            pooler = name,
+            "{error:#}; run `RESUME` on its admin console"
+        );
+    }
+}
+
+/// Pauses the pooler and makes the old server read-only: `PAUSE` first, so
+/// that PgBouncer holds its clients' new queries, given [`PAUSE_GRACE`] for
+/// the transactions under way; then the server, which ends the sessions
+/// left (PgBouncer's too, so the pause completes).
+async fn stop_writes(docker: &Docker, pooler: Option<&str>, target: &Target) -> anyhow::Result<()> {
+    let pausing = match pooler {
+        Some(name) => {
+            crate::output::status(&format!("pausing PgBouncer in `{name}` for the copy…"));
+            Some(super::pooler::pause(docker, name, target).await?)
+        }
+        None => None,
+    };
+    let mut pausing = match pausing {
+        Some(mut handle) => match tokio::time::timeout(PAUSE_GRACE, &mut handle).await {
+            Ok(outcome) => {
+                paused(outcome)?;
+                None
+            }
+            Err(_) => Some(handle),
+        },
+        None => None,
+    };
+    crate::output::status("making the old server read-only for the copy…");
+    read_only(target).await?;
+    if let Some(handle) = pausing.take() {
+        match tokio::time::timeout(crate::live::pooler::CONSOLE_TIMEOUT, handle).await {
+            Ok(outcome) => paused(outcome)?,
+            Err(_) => tracing::warn!(
+                "PgBouncer has not finished pausing; the old server is read-only, so writes \
+                 are stopped all the same"
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn paused(outcome: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    outcome.map_err(|error| anyhow::anyhow!("pausing PgBouncer failed: {error}"))?
+}
+
 /// The checks, the read-only switch and the copy.
 async fn copy(
     docker: &Docker,
     scratch: &str,
     want: &Container,
+    pooler: Option<&str>,
     target: &Target,
 ) -> anyhow::Result<()> {
     let check: crate::backup::agent::Report = exec_agent_json(
@@ -235,8 +314,7 @@ async fn copy(
         &check,
         "the new image cannot take the old server's data; nothing was changed",
     )?;
-    crate::output::status("making the old server read-only for the copy…");
-    read_only(target).await?;
+    stop_writes(docker, pooler, target).await?;
     let report: crate::backup::agent::Report = exec_agent_json(
         docker,
         scratch,

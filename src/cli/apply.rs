@@ -22,9 +22,13 @@ pub struct ApplyArgs {
     /// A plan saved by `pgspec plan --out FILE`.
     #[arg(value_name = "PLANFILE", conflicts_with = "file")]
     pub plan_file: Option<PathBuf>,
-    /// Plan from this spec, confirm, then apply.
+    /// Plan from this spec, confirm, then apply. Give it several times, or
+    /// name a directory, for a fleet of specs (with --auto-approve).
     #[arg(short = 'f', long = "file", value_name = "SPEC")]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
+    /// With several specs: how many deployments are applied at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parallelism: usize,
     /// Apply without asking (for CI).
     #[arg(long)]
     pub auto_approve: bool,
@@ -44,8 +48,36 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
         show_unmanaged: false,
     };
     let lock_wait = Duration::from_secs(args.lock_wait);
+    let single = match args.file.as_slice() {
+        [] => None,
+        [file] if !file.is_dir() => Some(file),
+        files => {
+            if !args.auto_approve {
+                bail!(
+                    "applying a fleet of specs needs --auto-approve; run `pgspec plan` on the \
+                     same files first to see what it does"
+                );
+            }
+            let passed = vec![
+                "--auto-approve".to_owned(),
+                "--lock-timeout".to_owned(),
+                args.lock_timeout.to_string(),
+                "--lock-wait".to_owned(),
+                args.lock_wait.to_string(),
+            ];
+            return super::fleet::run(
+                super::fleet::Kind::Apply,
+                files,
+                &passed,
+                args.parallelism,
+                false,
+                color,
+            )
+            .await;
+        }
+    };
     let (spec, connections, plan, live_fingerprint, observed, mut locks) =
-        match (&args.plan_file, &args.file) {
+        match (&args.plan_file, single) {
             (Some(path), _) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read saved plan `{}`", path.display()))?;

@@ -222,9 +222,10 @@ pub(super) fn backup_spec(file: &Path, color: bool) -> anyhow::Result<Desired> {
 
 /// Runs the agent in the running backup container.
 async fn exec_agent(spec: &Desired, arguments: &[&str]) -> anyhow::Result<ExecOutput> {
-    let docker = crate::engine::connect()
+    let docker = crate::engine::connect_to(spec.connection.engine.as_deref())
         .await
-        .context("cannot connect to the Docker Engine")?;
+        .context("cannot connect to the Docker Engine")?
+        .docker;
     let schedules = spec
         .deployment
         .backup
@@ -333,9 +334,10 @@ async fn verify_backup(args: &VerifyArgs, color: bool) -> anyhow::Result<Exit> {
     else {
         unreachable!("checked by backup_spec");
     };
-    let docker = crate::engine::connect()
+    let docker = crate::engine::connect_to(spec.connection.engine.as_deref())
         .await
-        .context("cannot connect to the Docker Engine")?;
+        .context("cannot connect to the Docker Engine")?
+        .docker;
     output::status(&format!(
         "verifying {} in a scratch container from `{}`…",
         args.backup

@@ -2,27 +2,41 @@
 
 use clap::Args;
 
+use crate::cli::fleet::{self, SpecsArg};
+use crate::cli::report::Format;
 use crate::cli::report::ReportArgs;
-use crate::cli::{Exit, SpecArg, load_spec, plan_now};
+use crate::cli::{Exit, load_spec, plan_now};
 use crate::output::Colors;
 
 #[derive(Debug, Args)]
 pub struct DriftArgs {
     #[command(flatten)]
-    pub spec: SpecArg,
+    pub spec: SpecsArg,
     #[command(flatten)]
     pub report: ReportArgs,
 }
 
 pub async fn run(args: &DriftArgs, colors: Colors) -> anyhow::Result<Exit> {
     let color = colors.stdout;
-    let spec = load_spec(&args.spec.file, colors.stderr)?;
+    let Some(file) = args.spec.single() else {
+        let json = args.report.format() == Format::Json;
+        return fleet::run(
+            fleet::Kind::Drift,
+            &args.spec.files,
+            &args.report.passed(),
+            args.spec.parallelism,
+            json,
+            color,
+        )
+        .await;
+    };
+    let spec = load_spec(file, colors.stderr)?;
     let (_live, plan) = plan_now(&spec).await?;
     let heading = plan.is_pending().then(|| {
         format!(
             "Drift: the live deployment `{}` differs from {}.",
             plan.deployment,
-            args.spec.file.display()
+            file.display()
         )
     });
     args.report.print(&plan, color, heading.as_deref())?;

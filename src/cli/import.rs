@@ -91,14 +91,17 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         (None, Some(deployment)) => Some(ContainerSelector::Deployment(deployment.clone())),
         (None, None) => None,
     };
-    let engine = match &selector {
+    let connected = match &selector {
         Some(_) => Some(
-            crate::engine::connect()
+            crate::engine::connect_to(None)
                 .await
                 .context("cannot read the server container")?,
         ),
         None => None,
     };
+    // A remote engine's container is reached the way `plan` reaches it.
+    let route = connected.as_ref().map(crate::engine::Engine::route);
+    let engine = connected.map(|engine| engine.docker);
     let container = match (&selector, &engine) {
         (Some(selector), Some(engine)) => {
             let survey = all::observe_container(engine, selector)
@@ -151,7 +154,12 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         options: DiffOptions::default(),
         monitoring: Default::default(),
     };
-    let target = Target::resolve(&resolve_from).context("cannot resolve the connection")?;
+    let mut target = Target::resolve(&resolve_from).context("cannot resolve the connection")?;
+    if let Some(route) = route
+        && args.host.is_none()
+    {
+        target.route = route;
+    }
     let name = args
         .name
         .clone()

@@ -5,6 +5,7 @@ mod apply;
 mod backup;
 mod completions;
 mod drift;
+mod fleet;
 mod import;
 mod monitoring;
 mod pitr;
@@ -200,6 +201,16 @@ pub(crate) async fn observe_and_diff(
     let live = live::observe(spec, connections)
         .await
         .with_context(|| format!("cannot observe deployment `{}`", spec.deployment.name))?;
-    let plan = crate::plan::diff(&spec.deployment, &live, &spec.options);
+    let mut plan = crate::plan::diff(&spec.deployment, &live, &spec.options);
+    // A remote engine: the plan says which, and how PostgreSQL on it is
+    // reached.
+    if let Some(endpoint) = &connections.endpoint
+        && let Some(route) = connections.target.route.describe()
+    {
+        plan.notes.push(crate::plan::Note {
+            address: "engine".to_owned(),
+            message: format!("{endpoint}: {route}"),
+        });
+    }
     Ok((live, plan))
 }

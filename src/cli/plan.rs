@@ -5,15 +5,17 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use crate::cli::fleet::{self, SpecsArg};
+use crate::cli::report::Format;
 use crate::cli::report::ReportArgs;
-use crate::cli::{Exit, SpecArg, load_spec, plan_now};
+use crate::cli::{Exit, load_spec, plan_now};
 use crate::output::{self, Colors};
 use crate::plan::saved::SavedPlan;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
-    pub spec: SpecArg,
+    pub spec: SpecsArg,
     /// Save the plan to this file for `pgspec apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -26,7 +28,26 @@ pub struct PlanArgs {
 
 pub async fn run(args: &PlanArgs, colors: Colors) -> anyhow::Result<Exit> {
     let color = colors.stdout;
-    let spec = load_spec(&args.spec.file, colors.stderr)?;
+    let Some(file) = args.spec.single() else {
+        if args.out.is_some() {
+            anyhow::bail!("--out saves one plan; a fleet of specs has one plan each");
+        }
+        let mut passed = args.report.passed();
+        if args.detailed_exitcode {
+            passed.push("--detailed-exitcode".to_owned());
+        }
+        let json = args.report.format() == Format::Json;
+        return fleet::run(
+            fleet::Kind::Plan,
+            &args.spec.files,
+            &passed,
+            args.spec.parallelism,
+            json,
+            color,
+        )
+        .await;
+    };
+    let spec = load_spec(file, colors.stderr)?;
     let (live, plan) = plan_now(&spec).await?;
     args.report.print(&plan, color, None)?;
     if !plan.errors.is_empty() {

@@ -44,6 +44,23 @@ pub struct ReportArgs {
 }
 
 impl ReportArgs {
+    /// The options as given, for one run of a fleet.
+    pub fn passed(&self) -> Vec<String> {
+        let mut passed = Vec::new();
+        match self.format() {
+            Format::Json => passed.push("--json".to_owned()),
+            Format::Markdown => passed.extend(["--format".to_owned(), "markdown".to_owned()]),
+            Format::Text => {}
+        }
+        if self.show_unmanaged {
+            passed.push("--show-unmanaged".to_owned());
+        }
+        if self.github {
+            passed.push("--github".to_owned());
+        }
+        passed
+    }
+
     pub fn format(&self) -> Format {
         if self.json { Format::Json } else { self.format }
     }

@@ -2,21 +2,31 @@
 
 use clap::Args;
 
-use crate::cli::{Exit, SpecArg, load_spec};
+use crate::cli::fleet::{self, SpecsArg};
+use crate::cli::{Exit, load_spec};
 use crate::output::{self, Colors};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     #[command(flatten)]
-    pub spec: SpecArg,
+    pub spec: SpecsArg,
 }
 
 pub fn run(args: &ValidateArgs, colors: Colors) -> anyhow::Result<Exit> {
-    let spec = load_spec(&args.spec.file, colors.stderr)?;
-    output::stdout(&format!(
-        "{} is valid: deployment `{}`\n",
-        args.spec.file.display(),
-        spec.deployment.name
-    ))?;
+    let specs = match args.spec.single() {
+        Some(file) => vec![load_spec(file, colors.stderr)?],
+        // A fleet: every spec, then no two claiming the same objects.
+        None => fleet::load(&fleet::expand(&args.spec.files)?, colors.stderr)?
+            .into_iter()
+            .map(|(spec, _)| spec)
+            .collect(),
+    };
+    for spec in specs {
+        output::stdout(&format!(
+            "{} is valid: deployment `{}`\n",
+            spec.path.display(),
+            spec.deployment.name
+        ))?;
+    }
     Ok(Exit::Success)
 }

@@ -147,6 +147,44 @@ pub fn first_file(archive: &[u8], limit: usize) -> Option<Vec<u8>> {
     Some(content)
 }
 
+/// What [`scan`] found: each file's name with the content kept, if any.
+pub type Scanned = Vec<(String, Option<Vec<u8>>)>;
+
+/// Reads an archive as it streams: the file name (last path segment) of
+/// every entry, with the content of those `keep` picks (at most `limit`
+/// bytes each); the rest of each file is skipped, however large. What
+/// cannot be read ends the list, and says so with `false`.
+pub fn scan(reader: impl Read, keep: impl Fn(&str) -> bool, limit: usize) -> (Scanned, bool) {
+    let mut archive = tar::Archive::new(reader);
+    let Ok(entries) = archive.entries() else {
+        return (Vec::new(), false);
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let Ok(entry) = entry else {
+            return (found, false);
+        };
+        let Ok(path) = entry.path() else {
+            return (found, false);
+        };
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let content = if entry.header().entry_type() == tar::EntryType::Regular && keep(&name) {
+            let mut content = Vec::new();
+            if entry.take(limit as u64).read_to_end(&mut content).is_err() {
+                return (found, false);
+            }
+            Some(content)
+        } else {
+            None
+        };
+        found.push((name, content));
+    }
+    (found, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +242,31 @@ mod tests {
         let directory = build(&[Entry::directory("/etc/x", 0o755)]).expect("builds");
         assert_eq!(first_file(&directory, 10), None);
         assert_eq!(first_file(b"not a tar", 10), None);
+    }
+
+    #[test]
+    fn a_scan_names_every_file_and_reads_only_those_it_keeps() {
+        let archive = build(&[
+            Entry::directory("/extension", 0o755),
+            Entry::file(
+                "/extension/pg_trgm.control",
+                0o644,
+                b"default_version = '1.6'",
+            ),
+            Entry::file("/extension/pg_trgm--1.6.sql", 0o644, &[b'x'; 2048]),
+        ])
+        .expect("builds");
+        let (files, whole) = scan(archive.as_slice(), |name| name.ends_with(".control"), 8);
+        assert!(whole);
+        assert_eq!(
+            files,
+            [
+                ("extension".to_owned(), None),
+                ("pg_trgm.control".to_owned(), Some(b"default_".to_vec())),
+                ("pg_trgm--1.6.sql".to_owned(), None),
+            ]
+        );
+        let (files, whole) = scan(&archive[..1024], |_| false, 8);
+        assert!(!whole, "{files:?}");
     }
 }

@@ -119,3 +119,93 @@ pub async fn list(docker: &Docker, container: &str, path: &str) -> Vec<EntryInfo
         _ => Vec::new(),
     }
 }
+
+/// The files of a directory of a container, streamed through the archive
+/// endpoint: each file's name, with the content of those `keep` picks (at
+/// most `limit` bytes each); the others are skipped as they arrive, so a
+/// directory of any size is read in little memory. `None` when the path
+/// does not exist; with `false` when the archive broke off (the files
+/// before the break).
+pub async fn scan_directory(
+    docker: &Docker,
+    container: &str,
+    path: &str,
+    keep: fn(&str) -> bool,
+    limit: usize,
+) -> Result<Option<(archive::Scanned, bool)>, EngineError> {
+    let what = || format!("read `{path}` in container `{container}`");
+    let mut stream = docker.download_from_container(
+        container,
+        Some(DownloadFromContainerOptions {
+            path: path.to_owned(),
+        }),
+    );
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let reader = tokio::task::spawn_blocking(move || {
+        archive::scan(
+            Chunks {
+                receiver,
+                chunk: Vec::new(),
+                at: 0,
+            },
+            keep,
+            limit,
+        )
+    });
+    loop {
+        let chunk = match next_within(&mut stream, STREAM_STALL).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(source) => {
+                return Err(EngineError::Stalled {
+                    what: what(),
+                    source,
+                });
+            }
+        };
+        match chunk {
+            // A reader that stopped early has what it could read.
+            Ok(bytes) => {
+                if sender.send(bytes.to_vec()).await.is_err() {
+                    break;
+                }
+            }
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(source) => {
+                return Err(EngineError::Call {
+                    what: what(),
+                    source,
+                });
+            }
+        }
+    }
+    drop(sender);
+    Ok(Some(reader.await.unwrap_or_else(|error| {
+        std::panic::resume_unwind(error.into_panic())
+    })))
+}
+
+/// The chunks of a stream as a blocking reader.
+struct Chunks {
+    receiver: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for Chunks {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.receiver.blocking_recv() {
+                Some(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let count = buffer.len().min(self.chunk.len() - self.at);
+        buffer[..count].copy_from_slice(&self.chunk[self.at..self.at + count]);
+        self.at += count;
+        Ok(count)
+    }
+}

@@ -15,9 +15,11 @@
 
 pub mod archive;
 pub mod container;
+pub mod endpoint;
 pub mod files;
 pub mod image;
 pub mod objects;
+pub mod remote;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -61,6 +63,18 @@ pub enum EngineError {
     /// The Docker Engine did not answer.
     #[error("Docker Engine did not answer")]
     Unreachable(#[source] DockerError),
+    /// The engine the spec or the environment names did not answer, or
+    /// could not be set up (a certificate file missing or unusable).
+    #[error("the Docker Engine at {engine} did not answer{tls}")]
+    Remote {
+        engine: String,
+        tls: String,
+        #[source]
+        source: DockerError,
+    },
+    /// No engine could be chosen (a context that does not exist).
+    #[error(transparent)]
+    Choice(#[from] endpoint::ChoiceError),
     /// A call failed; `what` says what pgspec was doing ("inspect volume
     /// `x`").
     #[error("cannot {what}")]
@@ -91,20 +105,65 @@ impl EngineError {
             EngineError::Unreachable(_) => {
                 Some("start dockerd (scripts/docker-engine.sh does), or set DOCKER_HOST")
             }
+            EngineError::Remote { .. } => Some(
+                "check the engine's address, that it runs, and for TLS that the engine's \
+                 certificate is signed by ca.pem and names the host (DOCKER_CERT_PATH, or the \
+                 context's TLS files); for ssh:// that `ssh HOST docker version` works",
+            ),
+            EngineError::Choice(_) => Some(
+                "`docker context ls` lists the contexts; set DOCKER_HOST, DOCKER_CONTEXT or \
+                 the spec's postgres.engine",
+            ),
             _ => None,
         }
     }
 }
 
-/// Connects to the engine (DOCKER_HOST or the local socket) and agrees on an
-/// API version, so an engine speaking 1.41 works as well as a current one.
-/// A command connects once and passes the client down.
+/// Connects to the engine the environment names (DOCKER_HOST, the docker
+/// context, or the local socket) and agrees on an API version, so an
+/// engine speaking 1.41 works as well as a current one. A command connects
+/// once and passes the client down.
 pub async fn connect() -> Result<Docker, EngineError> {
-    let docker = Docker::connect_with_local_defaults().map_err(EngineError::Unreachable)?;
-    docker
-        .negotiate_version()
-        .await
-        .map_err(EngineError::Unreachable)
+    Ok(connect_to(None).await?.docker)
+}
+
+/// A connected engine: the client, where it is and how PostgreSQL
+/// published on it is reached from here.
+#[derive(Clone)]
+pub struct Engine {
+    pub docker: Docker,
+    pub endpoint: endpoint::Endpoint,
+}
+
+impl Engine {
+    /// How PostgreSQL published on this engine is reached.
+    pub fn route(&self) -> endpoint::Route {
+        self.endpoint.route()
+    }
+}
+
+/// Connects to the engine the spec names (`postgres.engine`), or else the
+/// one `DOCKER_HOST`, `DOCKER_CONTEXT` or the CLI's current context names
+/// (see [`endpoint`]), and agrees on an API version. Errors name the
+/// engine and, for TLS, the certificate files.
+pub async fn connect_to(spec_engine: Option<&str>) -> Result<Engine, EngineError> {
+    let endpoint = endpoint::choose(spec_engine, &endpoint::Environment::current())?;
+    let tls = match &endpoint.tls {
+        Some(files) => format!(
+            " (TLS with CA {}, client certificate {})",
+            files.ca.display(),
+            files.cert.display()
+        ),
+        None => String::new(),
+    };
+    let remote = |source| EngineError::Remote {
+        engine: endpoint.to_string(),
+        tls: tls.clone(),
+        source,
+    };
+    let docker = endpoint::client(&endpoint).map_err(remote)?;
+    let docker = docker.negotiate_version().await.map_err(remote)?;
+    Ok(Engine { docker, endpoint })
 }
 
 /// Whether an engine error means the object does not exist.

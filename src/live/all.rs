@@ -204,6 +204,7 @@ pub fn container_target(container: &Container) -> Target {
         password: None,
         database: "postgres".to_owned(),
         ssl: Default::default(),
+        route: Default::default(),
     }
 }
 

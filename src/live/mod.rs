@@ -13,6 +13,7 @@ pub mod pooler;
 pub mod postgres;
 pub mod status;
 pub mod tls;
+pub mod upgrade;
 
 use crate::engine::EngineError;
 use crate::model::Desired;
@@ -114,6 +115,8 @@ pub fn help_for(cause: &(dyn std::error::Error + 'static)) -> Option<&'static st
 pub struct Connections {
     pub target: Target,
     pub engine: Option<crate::engine::Docker>,
+    /// Which engine `engine` is, when there is one.
+    pub endpoint: Option<crate::engine::endpoint::Endpoint>,
 }
 
 impl Connections {
@@ -121,9 +124,17 @@ impl Connections {
     /// container.
     pub async fn open(spec: &Desired) -> Result<Connections, ObserveError> {
         let mut target = Target::resolve(spec)?;
-        let engine = match &spec.deployment.container {
-            Some(_) => Some(crate::engine::connect().await?),
-            None => None,
+        let (engine, endpoint) = match &spec.deployment.container {
+            Some(_) => {
+                let engine = crate::engine::connect_to(spec.connection.engine.as_deref()).await?;
+                // The published port is reached the way the engine makes
+                // it reachable, unless the spec says where the server is.
+                if spec.connection.host.is_none() && spec.connection.url.is_none() {
+                    target.route = engine.route();
+                }
+                (Some(engine.docker), Some(engine.endpoint))
+            }
+            None => (None, None),
         };
         // `verify-ca` and `verify-full` without a root certificate check
         // the server against the CA pgspec generated for it, read from the
@@ -139,7 +150,11 @@ impl Connections {
                 container.name.clone(),
             ));
         }
-        Ok(Connections { target, engine })
+        Ok(Connections {
+            target,
+            engine,
+            endpoint,
+        })
     }
 
     /// The engine; an error when the spec runs no container (a bug: only
@@ -274,5 +289,20 @@ pub async fn observe(
         Err(ObserveError::PostgresUnreachable { .. }) if !server_may_run => {}
         Err(error) => return Err(error),
     }
+    if let (Some(docker), Some((image, major))) = (docker, pending_upgrade(desired, &live)) {
+        live.upgrade = Some(upgrade::observe(docker, target, &desired.name, image, major).await?);
+    }
     Ok(live)
+}
+
+/// The image and major version of a declared upgrade the live server
+/// awaits: the spec declares `postgres.upgrade`, the server answered, and
+/// the local image runs a later major version than its data.
+fn pending_upgrade<'a>(desired: &'a Deployment, live: &Deployment) -> Option<(&'a str, u32)> {
+    let want = desired.container.as_ref()?;
+    want.upgrade?;
+    live.server.as_ref()?;
+    let data_major = live.container.as_ref()?.data_major?;
+    let image_major = live.images.get(&want.image)?.pg_major?;
+    (image_major > data_major).then_some((want.image.as_str(), image_major))
 }

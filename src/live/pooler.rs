@@ -124,6 +124,9 @@ pub async fn observe(
         Some(Ok((settings, databases))) => {
             pooler.settings = settings;
             pooler.databases = databases;
+            pooler.paused = engine::files::read_text(docker, &name, Pooler::PAUSED_MARK)
+                .await
+                .is_some_and(|mark| !mark.trim().is_empty());
         }
         Some(Err(error)) => pooler.console_error = Some(error),
         None => {}

@@ -48,6 +48,10 @@ pub struct Connection {
     /// The CA certificate file the server's certificate is checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sslrootcert: Option<PathBuf>,
+    /// The Docker Engine the spec names (`postgres.engine`): a URL or a
+    /// docker context's name; `None` for the environment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 /// Policy for the diff.

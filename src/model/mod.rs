@@ -24,6 +24,7 @@ pub mod privileges;
 mod roles;
 pub mod settings;
 pub mod tls;
+pub mod upgrade;
 
 pub use backup::{Archiver, Backup, BackupAgent, BackupDestination, BackupSchedule, RestoreTest};
 pub use container::{
@@ -117,6 +118,10 @@ pub struct Deployment {
     /// Live only: local Docker images the spec names, by reference.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, Image>,
+    /// Live only: what a pending major version upgrade reads besides (the
+    /// databases' sizes, every database's extensions, the new image's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<upgrade::UpgradeFacts>,
 }
 
 /// Facts about the live server that the diff needs but that are not objects.

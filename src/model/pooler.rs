@@ -43,6 +43,12 @@ pub struct Pooler {
     /// serve, each with the state of its SCRAM verifier.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub users: BTreeMap<String, PoolerUser>,
+    /// Live only: pgspec paused PgBouncer (`PAUSE`, as a major version
+    /// upgrade does for the copy) and has not resumed it: its mark
+    /// ([`Pooler::PAUSED_MARK`]) in the container says so. A `PAUSE` by
+    /// hand is left alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 impl Pooler {
@@ -56,6 +62,9 @@ impl Pooler {
     /// one): the server's CA, or its certificate when the spec names no CA.
     /// With `prefer` and `require` nothing is checked against it.
     pub const TLS_CA_FILE: &'static str = "/etc/pgbouncer/ca.crt";
+    /// Written before pgspec pauses PgBouncer, emptied once it resumed it
+    /// (PgBouncer before 1.21 cannot say whether it is paused).
+    pub const PAUSED_MARK: &'static str = "/etc/pgbouncer/pgspec-paused";
 
     /// The TLS settings PgBouncer gets when the server has TLS: clients may
     /// use it (must, with `require`), with the server's certificate, and

@@ -375,6 +375,11 @@ pub enum DockerStep {
         from_major: u32,
         to_major: u32,
         kept: String,
+        /// The pooler container whose databases are paused (`PAUSE`) for
+        /// the copy; the `ResumePooler` after the replace resumes them, or
+        /// this step when the copy fails.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pooler: Option<String>,
     },
     /// Before anything of the live container is touched: pull and inspect
     /// the image, read where it keeps its data directory, check the major
@@ -462,6 +467,12 @@ pub enum DockerStep {
     /// `RELOAD` through PgBouncer's admin console: the written configuration
     /// takes effect and connected clients stay connected.
     ReloadPooler {
+        name: String,
+    },
+    /// `RESUME` through PgBouncer's admin console: clients held since a
+    /// `PAUSE` go on to the server. A PgBouncer that is not paused is left
+    /// as it is.
+    ResumePooler {
         name: String,
     },
     /// Stop and remove the pooler container; it holds no data.

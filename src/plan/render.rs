@@ -394,15 +394,20 @@ fn docker_line(call: &DockerStep) -> String {
             from_major,
             to_major,
             kept,
+            pooler,
         } => format!(
             "upgrade the data of volume `{volume}` from PostgreSQL {from_major} to {to_major} by \
              dump and restore: a scratch server of `{image}` on a new volume; the old server's \
-             extensions checked against it; the old server read-only while the new image's \
-             pg_dumpall and pg_dump copy the roles and every database; row counts and sequence \
-             values compared; both servers stopped, the volume's data kept in volume `{kept}` \
-             and replaced by the new server's",
+             extensions checked against it; {paused}the old server read-only while the new \
+             image's pg_dumpall and pg_dump copy the roles and every database; row counts and \
+             sequence values compared; both servers stopped, the volume's data kept in volume \
+             `{kept}` and replaced by the new server's",
             volume = container.volume,
             image = container.image,
+            paused = pooler
+                .as_ref()
+                .map(|name| format!("PgBouncer in `{name}` paused (PAUSE), "))
+                .unwrap_or_default(),
         ),
         DockerStep::MarkAdopted { container, .. } => format!(
             "write the adoption mark `{}` into the data directory of `{container}`",
@@ -528,6 +533,10 @@ fn docker_line(call: &DockerStep) -> String {
         DockerStep::ReloadPooler { name } => {
             format!("RELOAD through the admin console of `{name}` (clients stay connected)")
         }
+        DockerStep::ResumePooler { name } => format!(
+            "RESUME through the admin console of `{name}`: the clients it held go on to the \
+             server"
+        ),
         DockerStep::RemovePooler { name } | DockerStep::RemoveExporter { name } => {
             format!("stop container `{name}` and remove it")
         }

@@ -74,26 +74,30 @@ impl SavedPlan {
 /// The container's health verdict is left out: it moves on its own (a new
 /// container goes from `starting` to `healthy` within seconds), only adds a
 /// note to a plan, and would otherwise make a plan stale between reading it
-/// and approving it.
+/// and approving it. So are the databases' sizes a pending upgrade reads,
+/// which move with every write and only feed the plan's estimate.
 pub fn fingerprint(live: &Deployment) -> String {
     // Maps are BTreeMaps and lists are sorted by `live`, so the JSON text is
     // canonical for equal states.
-    let bytes = match live
+    let moving = live
         .container
         .as_ref()
-        .filter(|container| container.health.is_some())
-    {
-        Some(container) => {
-            let steady = Deployment {
-                container: Some(crate::model::Container {
-                    health: None,
-                    ..container.clone()
-                }),
-                ..live.clone()
-            };
-            serde_json::to_vec(&steady)
+        .is_some_and(|container| container.health.is_some())
+        || live
+            .upgrade
+            .as_ref()
+            .is_some_and(|facts| !facts.database_sizes.is_empty());
+    let bytes = if moving {
+        let mut steady = live.clone();
+        if let Some(container) = &mut steady.container {
+            container.health = None;
         }
-        None => serde_json::to_vec(live),
+        if let Some(facts) = &mut steady.upgrade {
+            facts.database_sizes.clear();
+        }
+        serde_json::to_vec(&steady)
+    } else {
+        serde_json::to_vec(live)
     }
     .unwrap_or_else(|error| panic!("a deployment always serializes: {error}"));
     let digest = Sha256::digest(&bytes);
@@ -150,6 +154,32 @@ mod tests {
             container.port = 5433;
         }
         assert_ne!(fingerprint(&healthy), fingerprint(&moved));
+    }
+
+    #[test]
+    fn fingerprint_ignores_the_sizes_an_upgrade_reads_but_not_its_extensions() {
+        let facts = crate::model::upgrade::UpgradeFacts {
+            database_sizes: [("app".to_owned(), 8_000_000)].into(),
+            ..Default::default()
+        };
+        let before = Deployment {
+            name: "app".into(),
+            upgrade: Some(facts),
+            ..Deployment::default()
+        };
+        let mut written = before.clone();
+        if let Some(facts) = &mut written.upgrade {
+            facts.database_sizes.insert("app".to_owned(), 9_000_000);
+        }
+        assert_eq!(fingerprint(&before), fingerprint(&written));
+        let mut extended = written.clone();
+        if let Some(facts) = &mut extended.upgrade {
+            facts.installed.insert(
+                "app".to_owned(),
+                [("pg_trgm".to_owned(), "1.6".to_owned())].into(),
+            );
+        }
+        assert_ne!(fingerprint(&written), fingerprint(&extended));
     }
 
     #[test]

@@ -156,6 +156,7 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
             | DockerStep::WritePoolerConfig { .. }
             | DockerStep::StartPooler { .. }
             | DockerStep::ReloadPooler { .. }
+            | DockerStep::ResumePooler { .. }
             | DockerStep::RemovePooler { .. }
             | DockerStep::CreateExporter { .. }
             | DockerStep::WriteExporterPassword { .. }

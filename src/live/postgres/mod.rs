@@ -61,6 +61,9 @@ pub struct Target {
     pub database: String,
     /// TLS: `sslmode` and the root certificate.
     pub ssl: ssl::Ssl,
+    /// How the host and port are reached: directly, or on a remote
+    /// engine's host (its address, or an SSH tunnel).
+    pub route: crate::engine::endpoint::Route,
 }
 
 impl std::fmt::Debug for Target {
@@ -96,6 +99,7 @@ impl Target {
             password: None,
             database: "postgres".to_owned(),
             ssl: ssl::Ssl::default(),
+            route: Default::default(),
         };
         if let Some(mode) = env("PGSSLMODE") {
             target.ssl.mode = ssl_mode(&mode, "PGSSLMODE")?;
@@ -242,11 +246,59 @@ impl Target {
     /// Opens a connection and drives it on the runtime; gives up after
     /// [`CONNECT_TIMEOUT`].
     pub async fn connect(&self) -> Result<Client, ObserveError> {
+        use crate::engine::endpoint::{Route, is_loopback};
+        use tokio_postgres::tls::MakeTlsConnect;
         let mut config = self.config();
         let (mode, tls) = self.ssl.connector().await?;
         config.ssl_mode(mode);
-        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls));
-        let (client, connection) = connecting
+        let client = match &self.route {
+            Route::Ssh(destination) => {
+                let stream = crate::engine::remote::forward(destination, &self.host, self.port)
+                    .map_err(|error| {
+                        ObserveError::Connection(format!(
+                            "cannot start `ssh -W` to {destination} for {self}: {error}"
+                        ))
+                    })?;
+                let mut tls = tls;
+                let tls =
+                    <_ as MakeTlsConnect<crate::engine::remote::SshStream>>::make_tls_connect(
+                        &mut tls, &self.host,
+                    )
+                    .map_err(|error| ObserveError::Connection(error.to_string()))?;
+                let connecting = config.connect_raw(stream, tls);
+                let (client, connection) = self.within(connecting).await?;
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection closed");
+                    }
+                });
+                client
+            }
+            route => {
+                if let Route::Host(engine_host) = route
+                    && is_loopback(&self.host)
+                {
+                    config.host(engine_host);
+                }
+                let (client, connection) = self.within(config.connect(tls)).await?;
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection closed");
+                    }
+                });
+                client
+            }
+        };
+        Ok(client)
+    }
+
+    /// A connection attempt bounded by [`CONNECT_TIMEOUT`], its failure
+    /// naming the target.
+    async fn within<T>(
+        &self,
+        connecting: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, ObserveError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| ObserveError::PostgresSilent {
                 target: self.to_string(),
@@ -254,13 +306,7 @@ impl Target {
             .map_err(|source| ObserveError::PostgresUnreachable {
                 target: self.to_string(),
                 source,
-            })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection closed");
-            }
-        });
-        Ok(client)
+            })
     }
 
     /// Opens a connection for reading the catalogs: every statement on it

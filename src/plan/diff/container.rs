@@ -18,6 +18,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
     let Some(want) = &desired.container else {
         return live.server.is_some();
     };
+    super::upgrade::image_not_local(want, live, plan);
     // Where the data lives comes from the image; until the image is local
     // (apply pulls it) the layout is read at apply time.
     let resolved;

@@ -121,6 +121,14 @@ pub(super) fn diff(
     config_changes.extend(user_changes(desired, have, &config, plan));
     config_changes.extend(tls_change(desired, live, have, plan));
     let stopped = have.state == ContainerState::Stopped;
+    let resume = have.paused && !stopped;
+    if resume {
+        changes.push(Change::new(
+            "paused",
+            Some("yes".to_owned()),
+            Some("no".to_owned()),
+        ));
+    }
     if stopped {
         changes.push(Change::new(
             "state",
@@ -133,7 +141,12 @@ pub(super) fn diff(
         steps.push(start);
     } else if !config_changes.is_empty() {
         steps.push(write);
-        steps.push(Step::Docker(DockerStep::ReloadPooler { name }));
+        steps.push(Step::Docker(DockerStep::ReloadPooler {
+            name: name.clone(),
+        }));
+    }
+    if resume {
+        steps.push(Step::Docker(DockerStep::ResumePooler { name }));
     }
     changes.extend(config_changes);
     if changes.is_empty() {
@@ -145,6 +158,10 @@ pub(super) fn diff(
         kind: ActionKind::Update,
         reason: if stopped {
             "the pooler container is stopped; its configuration is rewritten and it is started"
+                .to_owned()
+        } else if resume && steps.len() == 1 {
+            "pgspec paused PgBouncer for an upgrade that stopped before its end, and it holds \
+             its clients: `RESUME` lets them on to the server"
                 .to_owned()
         } else {
             "PgBouncer takes these online: the configuration is rewritten and reloaded, \

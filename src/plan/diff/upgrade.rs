@@ -6,8 +6,10 @@
 //! as any replace. Without the declaration the change stays a plan error.
 
 use crate::model::address::ObjectKind;
-use crate::model::{Container, Deployment, UpgradeMethod, address, upgrade_kept_volume};
-use crate::plan::{Action, ActionKind, Change, DockerStep, Plan, PlanError, Risk, Step};
+use crate::model::{
+    Container, Deployment, UpgradeMethod, address, notation, upgrade, upgrade_kept_volume,
+};
+use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PlanError, Risk, Step};
 
 use super::adoption;
 use super::container::{replace_changes, start_steps};
@@ -57,6 +59,9 @@ pub(super) fn plan_upgrade(
             listed.join(", ")
         ));
     }
+    if let Some(message) = extension_error(want, live) {
+        return refuse(message);
+    }
     if !adoption::belongs(have, want) {
         return refuse(format!(
             "container `{}` was not created by pgspec nor adopted: apply the spec with its \
@@ -74,7 +79,14 @@ pub(super) fn plan_upgrade(
     {
         return refuse(super::container::unproven_message(have, want, &reason));
     }
+    if let Some(note) = unchecked_extensions(want, live) {
+        plan.notes.push(Note {
+            address: address.clone(),
+            message: note,
+        });
+    }
     let kept = upgrade_kept_volume(&want.volume, from_major);
+    let pooler = paused_pooler(desired, live);
     let UpgradeMethod::DumpRestore = method;
     plan.actions.push(Action {
         address: address.clone(),
@@ -82,11 +94,11 @@ pub(super) fn plan_upgrade(
         kind: ActionKind::Upgrade,
         reason: format!(
             "PostgreSQL {from_major} -> {to_major} by dump and restore, as \
-             `postgres.upgrade` declares: writes stop for the copy (the old server is \
-             read-only until it stops), the time pg_dump and pg_restore take for every \
-             database; the old data is kept in volume `{kept}`, never written to again nor \
-             removed by pgspec (to roll back: `postgres.image` back to the old image and \
-             `postgres.volume: {kept}`)"
+             `postgres.upgrade` declares: writes stop for the copy ({}), {}; the old data is \
+             kept in volume `{kept}`, never written to again nor removed by pgspec (to roll \
+             back: `postgres.image` back to the old image and `postgres.volume: {kept}`)",
+            writes_stopped(pooler.as_deref()),
+            downtime(live)
         ),
         risk: Risk {
             locks: vec!["every table against writes, for the copy".to_owned()],
@@ -106,12 +118,16 @@ pub(super) fn plan_upgrade(
             from_major,
             to_major,
             kept,
+            pooler: pooler.clone(),
         })],
     });
     let mut steps = vec![Step::Docker(DockerStep::RemoveContainer {
         name: want.name.clone(),
     })];
     steps.extend(start_steps(want));
+    if let Some(name) = pooler {
+        steps.push(Step::Docker(DockerStep::ResumePooler { name }));
+    }
     plan.actions.push(Action {
         address,
         object: ObjectKind::Container,
@@ -130,6 +146,101 @@ pub(super) fn plan_upgrade(
         steps,
     });
     true
+}
+
+/// With `postgres.upgrade` declared and an image that is not local, the
+/// plan cannot know whether the image changes the major version, nor read
+/// its extensions: it says so (apply pulls the image and refuses a major
+/// version change it was not planned for).
+pub(super) fn image_not_local(want: &Container, live: &Deployment, plan: &mut Plan) {
+    let running = live
+        .container
+        .as_ref()
+        .is_some_and(|have| have.state != crate::model::ContainerState::Missing);
+    if want.upgrade.is_none() || !running || live.images.contains_key(&want.image) {
+        return;
+    }
+    plan.notes.push(Note {
+        address: address::container(&want.name),
+        message: format!(
+            "image `{}` is not local, so the plan cannot tell whether it runs another major \
+             version, nor check its extensions: apply pulls it and refuses a major version \
+             change this plan does not show. `docker pull` it and plan again to plan an \
+             upgrade",
+            want.image
+        ),
+    });
+}
+
+/// The pooler container the upgrade pauses: the spec's, running and
+/// answering on its admin console.
+fn paused_pooler(desired: &Deployment, live: &Deployment) -> Option<String> {
+    desired.pooler.as_ref()?;
+    let have = live.pooler.as_ref()?;
+    (have.state == crate::model::ContainerState::Running && have.console_error.is_none())
+        .then(|| desired.pooler_container())
+}
+
+/// How writes are stopped for the copy.
+fn writes_stopped(pooler: Option<&str>) -> String {
+    match pooler {
+        Some(name) => format!(
+            "PgBouncer in `{name}` is paused, so that its clients wait instead of failing (up \
+             to its `query_wait_timeout`), and the old server is read-only until it stops; \
+             PgBouncer resumes once the new server answers"
+        ),
+        None => "the old server is read-only until it stops".to_owned(),
+    }
+}
+
+/// The expected write downtime, from the databases' sizes.
+fn downtime(live: &Deployment) -> String {
+    match live
+        .upgrade
+        .as_ref()
+        .filter(|facts| !facts.database_sizes.is_empty())
+    {
+        Some(facts) => {
+            let size = facts.total_size();
+            format!(
+                "expected {} for {} in {} database(s) (pg_database_size), assuming {}/s for \
+                 pg_dump, pg_restore and the index builds together",
+                upgrade::copy_time_text(size),
+                notation::human_size(size),
+                facts.database_sizes.len(),
+                notation::human_size(upgrade::ASSUMED_COPY_BYTES_PER_SECOND)
+            )
+        }
+        None => "the time pg_dump and pg_restore take for every database".to_owned(),
+    }
+}
+
+/// The plan error of extensions the old server has and the new image
+/// cannot take.
+fn extension_error(want: &Container, live: &Deployment) -> Option<String> {
+    let problems = live.upgrade.as_ref()?.extension_problems();
+    (!problems.is_empty()).then(|| {
+        format!(
+            "image `{}` cannot take the old server's extensions: {}. Use an image that ships \
+             them, or drop them from the old server first",
+            want.image,
+            problems.join("; ")
+        )
+    })
+}
+
+/// The note of extensions the plan could not check against the new image.
+fn unchecked_extensions(want: &Container, live: &Deployment) -> Option<String> {
+    let why = match &live.upgrade {
+        Some(facts) if facts.image_extensions.is_some() => return None,
+        Some(facts) => facts.unread.clone().unwrap_or_default(),
+        None => "the old server's were not read".to_owned(),
+    };
+    Some(format!(
+        "the old server's extensions are checked against image `{}` when apply runs, before \
+         writes stop: the plan could not read them ({why})",
+        want.image
+    ))
 }
 
 #[cfg(test)]
@@ -250,5 +361,138 @@ mod tests {
             "{:?}",
             plan.errors
         );
+    }
+
+    #[test]
+    fn an_extension_the_new_image_lacks_is_a_plan_error_and_sizes_give_the_downtime() {
+        let want = desired("postgres:17");
+        let mut before = live(15);
+        let catalog = crate::model::upgrade::image_extensions(&[
+            (
+                "pg_trgm.control".to_owned(),
+                Some("default_version = '1.6'\n".to_owned()),
+            ),
+            ("pg_trgm--1.6.sql".to_owned(), None),
+        ]);
+        before.upgrade = Some(crate::model::upgrade::UpgradeFacts {
+            database_sizes: [("shop".to_owned(), 3 << 30)].into(),
+            installed: [(
+                "shop".to_owned(),
+                [
+                    ("pg_trgm".to_owned(), "1.6".to_owned()),
+                    ("pgspec_only_old".to_owned(), "1.0".to_owned()),
+                ]
+                .into(),
+            )]
+            .into(),
+            image_extensions: Some(catalog),
+            unread: None,
+        });
+        let plan = crate::plan::diff(&want, &before, &DiffOptions::default());
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert!(
+            plan.errors[0]
+                .message
+                .contains("extension `pgspec_only_old` 1.0 (in `shop`) is not in the new image"),
+            "{:?}",
+            plan.errors
+        );
+
+        if let Some(facts) = &mut before.upgrade {
+            facts.installed.clear();
+        }
+        let plan = crate::plan::diff(&want, &before, &DiffOptions::default());
+        assert!(plan.errors.is_empty(), "{:?}", plan.errors);
+        assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+        assert!(
+            plan.actions[0]
+                .reason
+                .contains("expected about 60 s for 3.0 GiB in 1 database(s)"),
+            "{}",
+            plan.actions[0].reason
+        );
+    }
+
+    #[test]
+    fn an_image_that_is_not_local_is_a_note() {
+        let want = desired("postgres:18");
+        let plan = crate::plan::diff(&want, &live(15), &DiffOptions::default());
+        assert!(
+            plan.notes
+                .iter()
+                .any(|note| note.message.contains("image `postgres:18` is not local")),
+            "{:?}",
+            plan.notes
+        );
+        let plan = crate::plan::diff(&desired("postgres:17"), &live(15), &DiffOptions::default());
+        assert!(
+            !plan
+                .notes
+                .iter()
+                .any(|note| note.message.contains("is not local")),
+            "{:?}",
+            plan.notes
+        );
+    }
+
+    #[test]
+    fn a_running_pooler_is_paused_for_the_copy_and_resumed_after_the_replace() {
+        let mut want = desired("postgres:17");
+        want.pooler = Some(crate::model::Pooler {
+            image: "pgbouncer:1".to_owned(),
+            port: 6432,
+            ..crate::model::Pooler::default()
+        });
+        let mut before = live(15);
+        before.pooler = Some(crate::model::Pooler {
+            image: "pgbouncer:1".to_owned(),
+            port: 6432,
+            ..crate::model::Pooler::default()
+        });
+        let plan = crate::plan::diff(&want, &before, &DiffOptions::default());
+        let steps = |kind: ActionKind| -> Vec<Step> {
+            plan.actions
+                .iter()
+                .filter(|action| action.kind == kind && action.object == ObjectKind::Container)
+                .flat_map(|action| action.steps.clone())
+                .collect()
+        };
+        assert!(
+            matches!(
+                &steps(ActionKind::Upgrade)[..],
+                [Step::Docker(DockerStep::UpgradeData { pooler: Some(name), .. })]
+                    if name == "ledger-pgbouncer"
+            ),
+            "{:?}",
+            plan.actions
+        );
+        assert!(
+            matches!(
+                steps(ActionKind::Replace).last(),
+                Some(Step::Docker(DockerStep::ResumePooler { name })) if name == "ledger-pgbouncer"
+            ),
+            "{:?}",
+            plan.actions
+        );
+
+        // A pause an interrupted apply left is resumed by the next plan.
+        let mut paused = crate::plan::simulate(&before, &plan);
+        if let Some(pooler) = &mut paused.pooler {
+            pooler.paused = true;
+        }
+        let plan = crate::plan::diff(&want, &paused, &DiffOptions::default());
+        assert!(
+            plan.actions
+                .iter()
+                .any(|action| action.object == ObjectKind::Pooler
+                    && action
+                        .steps
+                        .iter()
+                        .any(|step| matches!(step, Step::Docker(DockerStep::ResumePooler { .. })))),
+            "{:?}",
+            plan.actions
+        );
+        let after = crate::plan::simulate(&paused, &plan);
+        assert!(!after.pooler.is_some_and(|pooler| pooler.paused));
     }
 }

@@ -49,6 +49,11 @@ pub(super) fn simulate(next: &mut Deployment, action: &Action) {
                     pooler.console_error = None;
                 }
             }
+            DockerStep::ResumePooler { .. } => {
+                if let Some(pooler) = &mut next.pooler {
+                    pooler.paused = false;
+                }
+            }
             DockerStep::ConnectNetwork { network, .. } => {
                 if let Some(pooler) = &mut next.pooler {
                     pooler.network = network.clone();

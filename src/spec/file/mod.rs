@@ -129,6 +129,13 @@ pub struct PostgresSpec {
     /// superuser, then from PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionSpec>,
+    /// The Docker Engine that runs the deployment: `ssh://[user@]host[:port]`,
+    /// `tcp://host:port` (TLS when DOCKER_TLS_VERIFY is set, with the files
+    /// in DOCKER_CERT_PATH), `unix:///path`, or the name of a docker
+    /// context. Default: DOCKER_HOST, then DOCKER_CONTEXT, then the
+    /// Docker CLI's current context, then the local socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Server settings (`ALTER SYSTEM`), in PostgreSQL's units.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, SettingValue>,

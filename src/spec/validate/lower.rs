@@ -222,8 +222,13 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
             database: connection.database.clone(),
             sslmode: connection.sslmode.clone(),
             sslrootcert: connection.sslrootcert.as_ref().map(|path| base.join(path)),
+            engine: None,
         })
         .unwrap_or_default();
+    let connection = Connection {
+        engine: postgres.engine.clone(),
+        ..connection
+    };
 
     let mut deployment = Deployment {
         name: file.name.clone(),

@@ -40,6 +40,7 @@ impl Checker<'_> {
                     ("resources", postgres.resources.is_some()),
                     ("upgrade", postgres.upgrade.is_some()),
                     ("superuser", postgres.superuser.is_some()),
+                    ("engine", postgres.engine.is_some()),
                 ];
                 for (field, set) in container_only {
                     if set {
@@ -57,6 +58,9 @@ impl Checker<'_> {
             }
         }
         self.check_port("postgres.port", postgres.port);
+        if let Some(engine) = &postgres.engine {
+            self.check_engine(engine);
+        }
         if let Some(volume) = &postgres.volume
             && !is_docker_name(volume)
         {
@@ -318,5 +322,36 @@ fn network_path(item: &str, entry: &NetworkEntry) -> String {
     match entry {
         NetworkEntry::Name(_) => item.to_owned(),
         NetworkEntry::Full(_) => join_key(item, "name"),
+    }
+}
+
+impl Checker<'_> {
+    /// `postgres.engine`: an engine URL pgspec can reach, or a docker
+    /// context's name.
+    fn check_engine(&mut self, engine: &str) {
+        let problem = match engine.split_once("://") {
+            Some(("ssh", rest)) if rest.is_empty() || rest.starts_with('@') => {
+                Some("an ssh:// engine needs a host: `ssh://user@host`")
+            }
+            Some(("tcp" | "https", "")) => {
+                Some("a tcp:// engine needs a host and port: `tcp://host:2376`")
+            }
+            Some(("unix", rest)) if !rest.starts_with('/') => Some(
+                "a unix:// engine needs an absolute socket path: `unix:///var/run/docker.sock`",
+            ),
+            Some(("ssh" | "tcp" | "https" | "unix", _)) => None,
+            Some(_) => {
+                Some("the engine is `ssh://…`, `tcp://…`, `unix://…` or a docker context's name")
+            }
+            None if engine.is_empty()
+                || engine.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                Some("an engine named by its docker context has a name without spaces")
+            }
+            None => None,
+        };
+        if let Some(problem) = problem {
+            self.error("postgres.engine", problem);
+        }
     }
 }

@@ -474,3 +474,41 @@ fn compose_fields_need_the_container() {
         ]
     );
 }
+
+#[test]
+fn the_engine_is_a_url_pgspec_reaches_or_a_context_name() {
+    let spec = |engine: &str| {
+        format!("version: 1\nname: x\npostgres:\n  image: postgres:17\n  engine: '{engine}'\n")
+    };
+    for good in [
+        "ssh://deploy@db1.internal",
+        "tcp://db1:2376",
+        "unix:///run/docker.sock",
+        "prod",
+    ] {
+        assert!(
+            messages(&spec(good)).is_empty(),
+            "{good}: {:?}",
+            messages(&spec(good))
+        );
+    }
+    for bad in ["ssh://", "ftp://db1", "unix://relative", "my context"] {
+        let found = messages(&spec(bad));
+        assert!(
+            found.iter().any(|message| message.contains("engine")),
+            "{bad}: {found:?}"
+        );
+    }
+    let lowered = validate(&spec("ssh://deploy@db1")).expect("valid").spec;
+    assert_eq!(
+        lowered.connection.engine.as_deref(),
+        Some("ssh://deploy@db1")
+    );
+    let without_image = messages("version: 1\nname: x\npostgres:\n  engine: prod\n");
+    assert!(
+        without_image
+            .iter()
+            .any(|m| m.contains("needs `postgres.image`")),
+        "{without_image:?}"
+    );
+}
