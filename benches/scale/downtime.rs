@@ -185,6 +185,5 @@ async fn longest_gap(
     operation.await;
     state.lock().expect("poll state").stop = true;
     poller.await.expect("poller");
-    let longest = state.lock().expect("poll state").longest;
-    longest
+    state.lock().expect("poll state").longest
 }
