@@ -234,6 +234,7 @@ impl Importer<'_> {
             databases,
             backup,
             monitoring: None,
+            replicas: None,
             access,
             access_lockout: None,
             prune: false,

@@ -80,6 +80,7 @@ impl Importer<'_> {
                 pool_mode: differs("pool_mode", "pool_mode").and_then(|mode| pool_mode(&mode)),
                 max_db_connections: differs("max_db_connections", "max_db_connections")
                     .and_then(|value| value.parse().ok()),
+                ..PoolerDatabaseSpec::default()
             };
             if overrides.pool_size.is_some()
                 || overrides.pool_mode.is_some()
