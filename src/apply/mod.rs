@@ -16,6 +16,7 @@ pub mod hint;
 mod exporter;
 pub mod pooler;
 mod progress;
+pub mod replica;
 pub mod sql;
 pub mod tls;
 pub mod upgrade;

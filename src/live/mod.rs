@@ -11,6 +11,7 @@ pub mod docker;
 pub mod exporter;
 pub mod pooler;
 pub mod postgres;
+pub mod replicas;
 pub mod status;
 pub mod tls;
 
@@ -251,6 +252,7 @@ pub async fn observe(
         }
         (result, _) => result,
     };
+    let answered = postgres_result.is_ok();
     match postgres_result {
         Ok(observed) => {
             // The archiver is read only when the server answered; unknown
@@ -273,6 +275,9 @@ pub async fn observe(
         // the plan starts it and plans the rest afterwards.
         Err(ObserveError::PostgresUnreachable { .. }) if !server_may_run => {}
         Err(error) => return Err(error),
+    }
+    if let Some(docker) = docker {
+        live.replication = replicas::observe(docker, target, desired, answered).await?;
     }
     Ok(live)
 }

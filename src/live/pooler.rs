@@ -121,9 +121,13 @@ pub async fn observe(
     let auth = users_state(docker, &name, server, &users);
     let (console, auth) = tokio::join!(console, auth);
     match console {
-        Some(Ok((settings, databases))) => {
+        Some(Ok((settings, databases, mut served))) => {
             pooler.settings = settings;
             pooler.databases = databases;
+            // Where a pool goes is compared only for the spec's routes.
+            let routes = desired.pooler.as_ref().map(|want| &want.routes);
+            served.retain(|name, _| routes.is_some_and(|routes| routes.contains_key(name)));
+            pooler.served = served;
         }
         Some(Err(error)) => pooler.console_error = Some(error),
         None => {}
@@ -193,6 +197,7 @@ pub fn admin_target(server: &Target, bind_address: &str, port: u16) -> Target {
 
 type Settings = BTreeMap<String, String>;
 type Databases = BTreeMap<String, BTreeMap<String, String>>;
+type Served = BTreeMap<String, crate::model::PoolRoute>;
 
 /// How long a command on PgBouncer's admin console may take. PgBouncer
 /// answers them from memory, at once; a console that does not is hung.
@@ -200,7 +205,7 @@ pub const CONSOLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `SHOW CONFIG` and `SHOW DATABASES`; the error is kept as text, because a
 /// console that does not answer is a state the plan acts on.
-async fn read_console(admin: &Target) -> Result<(Settings, Databases), String> {
+async fn read_console(admin: &Target) -> Result<(Settings, Databases, Served), String> {
     tokio::time::timeout(CONSOLE_TIMEOUT, read_console_unbounded(admin))
         .await
         .map_err(|_| {
@@ -211,7 +216,7 @@ async fn read_console(admin: &Target) -> Result<(Settings, Databases), String> {
         })?
 }
 
-async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases), String> {
+async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases, Served), String> {
     let client = admin.connect().await.map_err(|error| chain(&error))?;
     let config = client
         .simple_query("SHOW CONFIG")
@@ -228,6 +233,7 @@ async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases),
         .await
         .map_err(|error| chain(&error))?;
     let mut databases = BTreeMap::new();
+    let mut served = BTreeMap::new();
     for row in rows(&listed) {
         let Some(name) = row.get("name") else {
             continue;
@@ -244,9 +250,19 @@ async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases),
                 values.insert(setting.to_owned(), value.to_owned());
             }
         }
+        if let (Some(host), Some(database)) = (row.get("host"), row.get("database")) {
+            served.insert(
+                name.to_owned(),
+                crate::model::PoolRoute {
+                    database: database.to_owned(),
+                    replica: false,
+                    host: host.to_owned(),
+                },
+            );
+        }
         databases.insert(name.to_owned(), values);
     }
-    Ok((settings, databases))
+    Ok((settings, databases, served))
 }
 
 pub(crate) fn rows(

@@ -1,5 +1,5 @@
 //! Dependency order: container → TLS files → settings → roles → databases → schemas →
-//! extensions → indexes → grants → access rules → pooler → backups → exporters, then deletions in the
+//! extensions → indexes → grants → access rules → replicas → pooler → backups → exporters, then deletions in the
 //! reverse order, then restarts.
 
 use crate::model::address::ObjectKind;
@@ -20,10 +20,13 @@ fn phase(object: ObjectKind) -> u8 {
         ObjectKind::Index => 8,
         ObjectKind::Grant | ObjectKind::DefaultPrivilege => 9,
         ObjectKind::Access => 10,
-        ObjectKind::Pooler => 11,
-        ObjectKind::Backup => 12,
+        // After the replication role and its `pg_hba` rule; before the
+        // pooler, whose read-only pools go to them.
+        ObjectKind::Replica => 11,
+        ObjectKind::Pooler => 12,
+        ObjectKind::Backup => 13,
         // After the pooler (whose `stats_users` it needs) and the roles.
-        ObjectKind::Exporter => 13,
+        ObjectKind::Exporter => 14,
     }
 }
 

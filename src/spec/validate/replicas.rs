@@ -60,6 +60,16 @@ impl Checker<'_> {
                     .to_owned(),
             );
         }
+        if file.access.is_none() {
+            self.error(path, "`replicas` needs an `access` section")
+                .help = Some(
+                "the server's own pg_hba.conf lets no replication connection in from another \
+                 container; with `access`, pgspec owns the file and adds the replication \
+                 role's rule (`host replication ROLE samenet scram-sha-256`) unless a rule \
+                 for it is there"
+                    .to_owned(),
+            );
+        }
         match (spec.count, spec.list.is_empty()) {
             (Some(_), false) => {
                 self.error(path, "give `count` or `list`, not both");
