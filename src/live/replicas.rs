@@ -184,5 +184,6 @@ pub async fn observe(
 }
 
 /// How often a running replica that does not stream is read, half a second
-/// apart, before it counts as not streaming.
-const SETTLE_ATTEMPTS: u32 = 10;
+/// apart, before it counts as not streaming: a walreceiver whose server
+/// restarted tries again every 5 s (`wal_retrieve_retry_interval`).
+const SETTLE_ATTEMPTS: u32 = 24;

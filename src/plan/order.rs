@@ -41,7 +41,22 @@ pub fn sort(plan: &mut Plan) {
     plan.errors.sort();
 }
 
+/// Whether an action replaces a replica for a new image: in a rolling
+/// update the standbys go first, one at a time, then the server, so it runs
+/// in the container phase, before the server's own replace.
+pub fn rolls_before_server(action: &Action) -> bool {
+    action.object == ObjectKind::Replica
+        && action.kind == ActionKind::Replace
+        && action
+            .changes
+            .iter()
+            .any(|change| change.field == "image" && change.old.is_some())
+}
+
 fn key(action: &Action) -> (u8, i16, &str) {
+    if rolls_before_server(action) {
+        return (0, -1, action.address.as_str());
+    }
     match action.kind {
         ActionKind::Restart => (2, 0, action.address.as_str()),
         ActionKind::Delete => (1, -i16::from(phase(action.object)), action.address.as_str()),

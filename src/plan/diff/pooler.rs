@@ -227,7 +227,7 @@ fn left_behind(desired: &Deployment, live: &Deployment, options: &DiffOptions, p
 }
 
 /// The configuration the desired pooler runs with.
-fn config(desired: &Deployment, want: &Pooler) -> PoolerConfig {
+pub(super) fn config(desired: &Deployment, want: &Pooler) -> PoolerConfig {
     let server = desired.container.as_ref();
     PoolerConfig {
         server_host: server.map(|server| server.name.clone()).unwrap_or_default(),

@@ -10,7 +10,7 @@
 //! replica: roles, databases and the rest reach them through replication.
 
 use crate::model::address::{self, ObjectKind};
-use crate::model::replicas::{Replica, Replication};
+use crate::model::replicas::{AT_LEAST_PRIMARY, Replica, Replication};
 use crate::model::{ContainerState, Deployment, DiffOptions};
 use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, Risk, Step};
 use crate::sql::quote_literal;
@@ -32,7 +32,7 @@ pub(super) fn diff(
             let have = have_all.replicas.get(&want.name).filter(|have| {
                 have.state != ContainerState::Missing || have.volume_exists || have.slot_exists
             });
-            diff_replica(want_all, want, have, &server.name, live, plan);
+            diff_replica(desired, want_all, want, have, &server.name, live, plan);
         }
     }
     for have in have_all.replicas.values() {
@@ -59,6 +59,7 @@ pub fn create_slot_statement(slot: &str) -> String {
 }
 
 fn diff_replica(
+    desired_deployment: &Deployment,
     replication: &Replication,
     want: &Replica,
     have: Option<&Replica>,
@@ -115,6 +116,9 @@ fn diff_replica(
         }));
         steps.push(create);
         steps.push(wait);
+        if have.is_some() {
+            move_pools(replication, want, live, desired_deployment, &mut steps);
+        }
         let (kind, reason) = if have.is_none() {
             (
                 ActionKind::Create,
@@ -162,27 +166,45 @@ fn diff_replica(
         ));
     }
     if !replace.is_empty() {
+        let lowered = lowered_settings(want, live);
+        let (kind, reason) = if lowered.is_empty() {
+            (
+                ActionKind::Replace,
+                "the engine cannot change a container's image, port, resources or command in \
+                 place: the replica is replaced on its volume and waited for until it streams \
+                 again"
+                    .to_owned(),
+            )
+        } else {
+            (
+                ActionKind::Restart,
+                format!(
+                    "{} must not be lower on a standby than on the server: the replica is \
+                     replaced on its volume with the lower value after the server restarts",
+                    lowered.join(", ")
+                ),
+            )
+        };
+        let mut steps = vec![
+            Step::Docker(DockerStep::RemoveReplica {
+                name: want.container.clone(),
+            }),
+            create,
+            wait,
+        ];
+        move_pools(replication, want, live, desired_deployment, &mut steps);
         plan.actions.push(Action {
             address,
             object: ObjectKind::Replica,
-            kind: ActionKind::Replace,
-            reason: "the engine cannot change a container's image, port, resources or command \
-                     in place: the replica is replaced on its volume and waited for until it \
-                     streams again"
-                .to_owned(),
+            kind,
+            reason,
             risk: Risk {
                 locks: Vec::new(),
                 restart: false,
                 reconnects: true,
             },
             changes: replace,
-            steps: vec![
-                Step::Docker(DockerStep::RemoveReplica {
-                    name: want.container.clone(),
-                }),
-                create,
-                wait,
-            ],
+            steps,
         });
         return;
     }
@@ -241,6 +263,84 @@ fn diff_replica(
             ),
         });
     }
+}
+
+/// The settings a standby needs at least as high as the server's that the
+/// spec lowers below what the server runs with now: the replica then goes
+/// after the server's restart, not before.
+fn lowered_settings(want: &Replica, live: &Deployment) -> Vec<String> {
+    AT_LEAST_PRIMARY
+        .iter()
+        .filter(|name| {
+            let wanted = want
+                .settings
+                .get(**name)
+                .and_then(|value| value.parse::<i64>().ok());
+            let running = live
+                .settings
+                .get(**name)
+                .and_then(|setting| setting.value.parse::<i64>().ok());
+            matches!((wanted, running), (Some(wanted), Some(running)) if wanted < running)
+        })
+        .map(|name| format!("`{name}`"))
+        .collect()
+}
+
+/// While the replica the read-only pools go to is replaced, they go to
+/// another replica that streams: the pooler's configuration is written with
+/// that one before the replica is removed, and again with it once it
+/// streams, each reloaded online.
+fn move_pools(
+    replication: &Replication,
+    want: &Replica,
+    live: &Deployment,
+    desired: &Deployment,
+    steps: &mut Vec<Step>,
+) {
+    let (Some(pooler), Some(have_pooler)) = (&desired.pooler, &live.pooler) else {
+        return;
+    };
+    let routed = pooler.routes.values().any(|route| route.replica);
+    if !routed
+        || have_pooler.state != ContainerState::Running
+        || route_replica(desired).map(|replica| &replica.name) != Some(&want.name)
+    {
+        return;
+    }
+    let streaming = live
+        .replication
+        .iter()
+        .flat_map(|live| live.replicas.values())
+        .find(|other| {
+            other.name != want.name
+                && other.streaming
+                && other.state == ContainerState::Running
+                && replication.replicas.contains_key(&other.name)
+        });
+    let Some(other) = streaming else {
+        return;
+    };
+    let normal = super::pooler::config(desired, pooler);
+    let mut moved = normal.clone();
+    for route in moved.routes.values_mut() {
+        if route.host == want.container {
+            route.host = other.container.clone();
+        }
+    }
+    let name = desired.pooler_container();
+    let write = |config: crate::plan::PoolerConfig| {
+        [
+            Step::Docker(DockerStep::WritePoolerConfig {
+                name: name.clone(),
+                config: Box::new(config),
+            }),
+            Step::Docker(DockerStep::ReloadPooler { name: name.clone() }),
+        ]
+    };
+    let mut around: Vec<Step> = write(moved).into();
+    around.append(steps);
+    around.extend(write(normal));
+    *steps = around;
 }
 
 fn state_text(state: ContainerState) -> &'static str {

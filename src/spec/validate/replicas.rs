@@ -7,7 +7,9 @@ use std::path::Path;
 use super::checker::Checker;
 use super::settings::setting_text;
 use crate::model::access::AccessRule;
-use crate::model::replicas::{DEFAULT_ROLE, Replica, Replication, is_replica_name};
+use crate::model::replicas::{
+    AT_LEAST_PRIMARY, DEFAULT_ROLE, Replica, Replication, is_replica_name,
+};
 use crate::model::{Deployment, Role};
 use crate::secret::Secret;
 use crate::spec::file::{BackupKind, PoolTarget, ReplicasSpec, ResourcesSpec, SpecFile};
@@ -268,6 +270,32 @@ fn resources(spec: Option<&ResourcesSpec>) -> (Option<i64>, Option<i64>) {
     )
 }
 
+/// The settings on a replica's command line: those a standby needs at
+/// least as high as the server's, as the spec sets them for the server
+/// (the replica's copy of the server's `postgresql.auto.conf` does not
+/// follow later changes), then the replica's own overrides.
+fn replica_settings(
+    file: &SpecFile,
+    listed: Option<&crate::spec::file::ReplicaSpec>,
+) -> BTreeMap<String, String> {
+    let mut settings: BTreeMap<String, String> = file
+        .postgres
+        .iter()
+        .flat_map(|postgres| &postgres.settings)
+        .filter(|(name, _)| AT_LEAST_PRIMARY.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), setting_text(value)))
+        .collect();
+    if let Some(replica) = listed {
+        settings.extend(
+            replica
+                .settings
+                .iter()
+                .map(|(name, value)| (name.clone(), setting_text(value))),
+        );
+    }
+    settings
+}
+
 /// Lowers `replicas` into the deployment: the replicas, the replication
 /// role when the spec's roles do not declare it, and its `pg_hba` rule when
 /// the spec has `access`.
@@ -307,15 +335,7 @@ pub(super) fn lower_replicas(file: &SpecFile, base: &Path, deployment: &mut Depl
             bind_address: bind_address.clone(),
             nano_cpus,
             memory_bytes,
-            settings: listed
-                .map(|replica| {
-                    replica
-                        .settings
-                        .iter()
-                        .map(|(name, value)| (name.clone(), setting_text(value)))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            settings: replica_settings(file, listed),
             network: server.network.clone(),
             ..Replica::named(&file.name, &name)
         };
