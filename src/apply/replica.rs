@@ -37,7 +37,9 @@ const CLONE_SETTINGS: &str = "/tmp/pgspec-clone/standby.conf";
 
 /// The clone, as root in the throwaway container: arguments are the data
 /// directory, the server, the role and the slot; values reach the shell
-/// only as positional parameters.
+/// only as positional parameters. A data directory that is not a standby's
+/// (a replica promoted by hand holds the only copy of its writes) is never
+/// emptied.
 const CLONE_SCRIPT: &str = r#"set -eu
 pgdata="$1"; server="$2"; role="$3"; slot="$4"
 as_postgres() {
@@ -49,6 +51,10 @@ as_postgres() {
     su-exec postgres "$@"
   fi
 }
+if [ -f "$pgdata/PG_VERSION" ] && [ ! -f "$pgdata/standby.signal" ]; then
+  echo "the volume holds a server that is not a standby (a promoted replica?); it is not overwritten" >&2
+  exit 3
+fi
 mkdir -p "$pgdata"
 find "$pgdata" -mindepth 1 -delete
 chown postgres:postgres "$pgdata" /tmp/pgspec-clone /tmp/pgspec-clone/pass

@@ -96,7 +96,11 @@ impl Importer<'_> {
         let extra: Vec<String> = pooler
             .databases
             .keys()
-            .filter(|name| *name != "pgbouncer" && !spec_databases.contains(name.as_str()))
+            .filter(|name| {
+                *name != "pgbouncer"
+                    && !spec_databases.contains(name.as_str())
+                    && !pooler.served.contains_key(*name)
+            })
             .map(|name| format!("`{name}`"))
             .collect();
         if !extra.is_empty() && !spec_databases.is_empty() {

@@ -124,9 +124,18 @@ pub async fn observe(
         Some(Ok((settings, databases, mut served))) => {
             pooler.settings = settings;
             pooler.databases = databases;
-            // Where a pool goes is compared only for the spec's routes.
+            // Where a pool goes is kept for the spec's routes and for pools
+            // that go elsewhere than the server's database of their name.
             let routes = desired.pooler.as_ref().map(|want| &want.routes);
-            served.retain(|name, _| routes.is_some_and(|routes| routes.contains_key(name)));
+            let server = desired
+                .container
+                .as_ref()
+                .map(|server| server.name.as_str());
+            served.retain(|name, route| {
+                routes.is_some_and(|routes| routes.contains_key(name))
+                    || (name != ADMIN_DATABASE
+                        && (Some(route.host.as_str()) != server || &route.database != name))
+            });
             pooler.served = served;
         }
         Some(Err(error)) => pooler.console_error = Some(error),

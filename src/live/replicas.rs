@@ -69,6 +69,7 @@ pub async fn observe_containers(
                 } else {
                     ContainerState::Stopped
                 };
+                replica.settings = command_settings(config.cmd.as_deref().unwrap_or_default());
                 replica.image = config.image.unwrap_or_default();
                 replica.image_id = inspect.image.clone().unwrap_or_default();
                 replica.config_hash = labels
@@ -132,6 +133,9 @@ pub async fn observe(
     server_answered: bool,
 ) -> Result<Option<Replication>, ObserveError> {
     let mut replicas = observe_containers(docker, desired).await?;
+    if replicas.is_empty() && desired.replication.is_none() {
+        return Ok(None);
+    }
     let mut slots = None;
     if server_answered {
         let mut attempts = 0;
@@ -187,3 +191,13 @@ pub async fn observe(
 /// apart, before it counts as not streaming: a walreceiver whose server
 /// restarted tries again every 5 s (`wal_retrieve_retry_interval`).
 const SETTLE_ATTEMPTS: u32 = 24;
+
+/// The settings a replica's command line gives (`-c name=value`).
+fn command_settings(command: &[String]) -> BTreeMap<String, String> {
+    command
+        .windows(2)
+        .filter(|pair| pair[0] == "-c")
+        .filter_map(|pair| pair[1].split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}

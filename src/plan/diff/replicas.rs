@@ -43,7 +43,11 @@ pub(super) fn diff(
             .replication
             .as_ref()
             .is_some_and(|replication| replication.replicas.contains_key(&have.name));
-        if !declared {
+        // Without a `replicas` section the replicas are left alone unless
+        // pruning, like the pooler; with one, those it no longer lists go.
+        if desired.replication.is_none() && !options.prune {
+            plan.unmanaged.push(address::replica(&have.name));
+        } else if !declared {
             left_behind(have, options, plan);
         }
     }
