@@ -6,7 +6,6 @@
 //! minor image update (replicas first, the read-only pool moved), a raised
 //! and a lowered `max_connections`, and lag beyond `max_lag`.
 
-
 use std::path::Path;
 
 use pgspec::model::replicas::Replica;

@@ -133,9 +133,10 @@ fn conninfo_value(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// A `postgresql.conf` string value.
+/// A `postgresql.conf` string value: the server's configuration reader
+/// takes backslash escapes and doubled quotes inside quotes.
 fn conf_value(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// The lines a standby needs beside `standby.signal`.
@@ -345,5 +346,29 @@ async fn drop_slot(slot: &str, target: &Target) -> anyhow::Result<()> {
             }
             Some(_) => tokio::time::sleep(Duration::from_millis(300)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standby_settings_quote_names_and_hold_no_password() {
+        let replica = Replica::named("x", "1");
+        let text = standby_settings(&replica, "x-postgres", "it's", "/var/lib/postgresql/data");
+        assert!(
+            text.contains(
+                "primary_conninfo = 'host=''x-postgres'' port=5432 user=''it\\\\''s'' \
+                 passfile=''/var/lib/postgresql/data/pgspec-replication.pass'' \
+                 application_name=''1'''\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("primary_slot_name = 'pgspec_replica_1'\n"),
+            "{text}"
+        );
+        assert!(!text.contains("password="), "{text}");
     }
 }

@@ -201,3 +201,23 @@ fn command_settings(command: &[String]) -> BTreeMap<String, String> {
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn settings_are_read_from_the_command_line() {
+        let command: Vec<String> = [
+            "postgres",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "work_mem=8MB",
+        ]
+        .map(str::to_owned)
+        .into();
+        let settings = super::command_settings(&command);
+        assert_eq!(settings["max_connections"], "200");
+        assert_eq!(settings["work_mem"], "8MB");
+        assert_eq!(settings.len(), 2);
+    }
+}
