@@ -171,8 +171,11 @@ pub async fn observe(
             replica.streaming = true;
         }
     }
-    if replicas.is_empty() && desired.replication.is_none() {
-        return Ok(None);
+    for replica in replicas.values_mut() {
+        if replica.state == ContainerState::Running && !replica.streaming {
+            replica.last_error =
+                last_error(&engine::container::last_logs(docker, &replica.container).await);
+        }
     }
     let role = desired
         .replication
@@ -191,6 +194,17 @@ pub async fn observe(
 /// apart, before it counts as not streaming: a walreceiver whose server
 /// restarted tries again every 5 s (`wal_retrieve_retry_interval`).
 const SETTLE_ATTEMPTS: u32 = 24;
+
+/// The last `FATAL` or `ERROR` line of a log tail, without its prefix.
+fn last_error(logs: &str) -> Option<String> {
+    logs.lines()
+        .rev()
+        .find_map(|line| {
+            let at = line.find("FATAL:").or_else(|| line.find("ERROR:"))?;
+            Some(line[at..].trim().to_owned())
+        })
+        .map(|line| line.chars().take(300).collect())
+}
 
 /// The settings a replica's command line gives (`-c name=value`).
 fn command_settings(command: &[String]) -> BTreeMap<String, String> {
@@ -219,5 +233,16 @@ mod tests {
         assert_eq!(settings["max_connections"], "200");
         assert_eq!(settings["work_mem"], "8MB");
         assert_eq!(settings.len(), 2);
+    }
+
+    #[test]
+    fn the_last_error_of_the_log_is_the_reason() {
+        let logs = "last log lines of `x`:\n  | 2026-01-01 LOG:  started\n  | 2026-01-01 FATAL:  \
+                    could not connect to the primary server: connection refused\n  | LOG:  waiting\n";
+        assert_eq!(
+            super::last_error(logs).as_deref(),
+            Some("FATAL:  could not connect to the primary server: connection refused")
+        );
+        assert_eq!(super::last_error("  | LOG: fine\n"), None);
     }
 }

@@ -101,6 +101,11 @@ pub struct Replica {
     /// fingerprint: it moves all the time.
     #[serde(skip)]
     pub lag_bytes: Option<u64>,
+    /// Live: for a running replica that does not stream, the last error
+    /// its log shows (its WAL receiver's, as a rule). Not part of the
+    /// fingerprint.
+    #[serde(skip)]
+    pub last_error: Option<String>,
 }
 
 impl Replica {

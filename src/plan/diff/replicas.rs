@@ -238,9 +238,14 @@ fn diff_replica(
             address,
             object: ObjectKind::Replica,
             kind: ActionKind::Restart,
-            reason: "the replica runs but the server streams no WAL to it on its slot: it is \
-                     restarted and waited for until it streams"
-                .to_owned(),
+            reason: format!(
+                "the replica runs but the server streams no WAL to it on its slot{}: it is \
+                 restarted and waited for until it streams",
+                have.last_error
+                    .as_ref()
+                    .map(|error| format!(" (its log: {error})"))
+                    .unwrap_or_default()
+            ),
             risk: Risk {
                 locks: Vec::new(),
                 restart: false,
