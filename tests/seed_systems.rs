@@ -141,6 +141,13 @@ impl Run {
         for suffix in ["postgres", "pgbouncer", "backup"] {
             cleanup.containers.push(format!("{name}-{suffix}"));
         }
+        // Streaming replicas (`replicas.count`), with their volumes.
+        for number in 1..=document["replicas"]["count"].as_i64().unwrap_or(0) {
+            cleanup.containers.push(format!("{name}-replica-{number}"));
+            cleanup
+                .volumes
+                .push(format!("{name}-replica-{number}-pgdata"));
+        }
         cleanup.volumes.push(format!("{name}-pgdata"));
         cleanup.volumes.push(format!("{name}-backups"));
         cleanup.networks.push(format!("{name}-net"));

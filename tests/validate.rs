@@ -343,3 +343,13 @@ fn a_physical_schedule_lowers_to_a_tar_of_the_whole_cluster() {
     assert_eq!(base.verify.as_deref(), Some("0 4 1 * *"));
     assert_eq!(backup.max_lag_seconds, Some(3600));
 }
+
+/// Issue 18: `replicas` is checked where it is written: `count` or `list`,
+/// replica names that can name a slot, ports, per-replica settings, the
+/// replication role's password, and `wal_level`, `max_wal_senders` and
+/// `max_replication_slots` too low for the replicas; a read-only pool's
+/// database is one the spec declares.
+#[test]
+fn replicas_are_checked_field_by_field() {
+    insta::assert_snapshot!(rendered_errors("replicas"));
+}

@@ -34,6 +34,15 @@ pub async fn run(
     expected: &mut super::data::Expected,
 ) -> anyhow::Result<()> {
     match step {
+        DockerStep::CloneReplica { .. }
+        | DockerStep::CreateReplica { .. }
+        | DockerStep::RestartReplica { .. }
+        | DockerStep::WaitStreaming { .. }
+        | DockerStep::RemoveReplica { .. }
+        | DockerStep::DropReplicaSlot { .. }
+        | DockerStep::RemoveReplicaVolume { .. } => {
+            super::replica::run(docker, deployment, step, target).await?;
+        }
         DockerStep::PrepareContainer { container } => {
             *expected = super::data::prepare(docker, deployment, container, target).await?;
         }

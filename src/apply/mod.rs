@@ -16,6 +16,7 @@ pub mod hint;
 mod exporter;
 pub mod pooler;
 mod progress;
+pub mod replica;
 pub mod sql;
 pub mod tls;
 pub mod upgrade;
@@ -220,6 +221,7 @@ pub fn past(kind: ActionKind) -> &'static str {
 
 fn is_container_action(action: &Action) -> bool {
     action.object == crate::model::address::ObjectKind::Container
+        || plan::order::rolls_before_server(action)
 }
 
 /// Applies an approved plan to the deployment the spec describes, under

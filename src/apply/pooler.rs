@@ -64,11 +64,24 @@ pub fn ini(deployment: &str, config: &PoolerConfig) -> anyhow::Result<String> {
         text.push_str(&format!("* = {server}\n"));
     }
     for (database, overrides) in &config.databases {
-        text.push_str(&format!(
-            "{} = {server} dbname={}",
-            ini_key(database),
-            connection_value(database)
-        ));
+        match config.routes.get(database) {
+            Some(route) => {
+                refuse_control(&route.host, "pool host")?;
+                refuse_control(&route.database, "database name")?;
+                text.push_str(&format!(
+                    "{} = host={} port={} dbname={}",
+                    ini_key(database),
+                    connection_value(&route.host),
+                    config.server_port,
+                    connection_value(&route.database)
+                ));
+            }
+            None => text.push_str(&format!(
+                "{} = {server} dbname={}",
+                ini_key(database),
+                connection_value(database)
+            )),
+        }
         for (setting, value) in overrides {
             refuse_control(setting, "pool setting")?;
             refuse_control(value, "pool setting value")?;
@@ -434,6 +447,14 @@ mod tests {
             admin_user: "postgres".to_owned(),
             users: vec!["ffe_user".to_owned(), "postgres".to_owned()],
             tls: None,
+            routes: BTreeMap::from([(
+                "ffe ro".to_owned(),
+                crate::model::PoolRoute {
+                    database: "ffe".to_owned(),
+                    replica: false,
+                    host: "ffe-replica-1".to_owned(),
+                },
+            )]),
         };
         let text = ini("ffe", &config).expect("plain names");
         assert!(
@@ -441,9 +462,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(
-                "\n\"ffe ro\" = host=ffe-postgres port=5432 dbname='ffe ro' pool_size=5\n"
-            ),
+            text.contains("\n\"ffe ro\" = host=ffe-replica-1 port=5432 dbname=ffe pool_size=5\n"),
             "{text}"
         );
         assert!(text.contains("\nauth_type = scram-sha-256\n"), "{text}");

@@ -178,6 +178,9 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<super::Exit> {
         container.pooler = all::observe_pooler(engine, &target, container, &survey.deployment)
             .await
             .context("cannot read the pooler")?;
+        container.replication = all::observe_replicas(engine, &target, container)
+            .await
+            .context("cannot read the replicas")?;
     }
     drop(lock);
     for name in &args.databases {

@@ -98,19 +98,9 @@ fn in_destination(path: &str) -> String {
 
 /// What the agent finds in the deployment's WAL archive.
 async fn archive_state(docker: &Docker, spec: &Desired) -> anyhow::Result<ArchiveState> {
-    let output = exec_agent(
-        docker,
-        spec,
-        &["archive", "--deployment", &spec.deployment.name],
-    )
-    .await?;
-    if output.code != 0 {
-        bail!(
-            "the backup agent could not read the WAL archive: {}",
-            output.stderr.trim()
-        );
-    }
-    serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")
+    let name = &spec.deployment.name;
+    let arguments = ["archive", "--deployment", name];
+    super::restore::agent_answer(docker, spec, &arguments, "read the WAL archive").await
 }
 
 /// The whole server, recovered to `recovery` beside it and swapped in.

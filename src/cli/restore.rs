@@ -99,15 +99,28 @@ pub(super) async fn lock(
 
 /// The deployment's backups, newest first, as the agent lists them.
 async fn list(docker: &Docker, spec: &Desired) -> anyhow::Result<Vec<Entry>> {
-    let output = exec_agent(
+    let name = &spec.deployment.name;
+    agent_answer(
         docker,
         spec,
-        &["list", "--deployment", &spec.deployment.name],
+        &["list", "--deployment", name],
+        "list backups",
     )
-    .await?;
+    .await
+}
+
+/// The backup agent's JSON answer to `arguments`; `doing` says what was
+/// asked when the agent fails.
+pub(super) async fn agent_answer<T: serde::de::DeserializeOwned>(
+    docker: &Docker,
+    spec: &Desired,
+    arguments: &[&str],
+    doing: &str,
+) -> anyhow::Result<T> {
+    let output = exec_agent(docker, spec, arguments).await?;
     if output.code != 0 {
         bail!(
-            "the backup agent could not list backups: {}",
+            "the backup agent could not {doing}: {}",
             output.stderr.trim()
         );
     }

@@ -30,6 +30,7 @@ mod databases;
 mod grants;
 mod indexes;
 pub mod names;
+mod replicas;
 mod roles;
 mod services;
 mod settings;
@@ -190,11 +191,28 @@ impl Importer<'_> {
         // the libpq variables say; that user is known too.
         self.known.insert(self.survey.current_user.clone());
 
-        let postgres = self.postgres();
+        let mut postgres = self.postgres();
+        if let Some(postgres) = &mut postgres {
+            for (name, value) in self.replica_settings() {
+                let value = match value.parse::<i64>() {
+                    Ok(number) => crate::spec::file::SettingValue::Integer(number),
+                    Err(_) => crate::spec::file::SettingValue::Text(value),
+                };
+                postgres.settings.entry(name).or_insert(value);
+            }
+        }
         let roles = self.roles();
         let databases = self.databases();
         let backup = self.backup(&databases);
-        let pooler = self.pooler(&databases);
+        let mut pooler = self.pooler(&databases);
+        if let Some(pooler) = &mut pooler {
+            for (name, routed) in self.routed_pools() {
+                let pool = pooler.databases.entry(name).or_default();
+                pool.database = routed.database;
+                pool.target = routed.target;
+            }
+        }
+        let replicas = self.replicas(&roles);
         let access = self.access();
 
         let mut header = vec![
@@ -234,6 +252,7 @@ impl Importer<'_> {
             databases,
             backup,
             monitoring: None,
+            replicas,
             access,
             access_lockout: None,
             prune: false,

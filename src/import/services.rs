@@ -80,6 +80,7 @@ impl Importer<'_> {
                 pool_mode: differs("pool_mode", "pool_mode").and_then(|mode| pool_mode(&mode)),
                 max_db_connections: differs("max_db_connections", "max_db_connections")
                     .and_then(|value| value.parse().ok()),
+                ..PoolerDatabaseSpec::default()
             };
             if overrides.pool_size.is_some()
                 || overrides.pool_mode.is_some()
@@ -95,7 +96,11 @@ impl Importer<'_> {
         let extra: Vec<String> = pooler
             .databases
             .keys()
-            .filter(|name| *name != "pgbouncer" && !spec_databases.contains(name.as_str()))
+            .filter(|name| {
+                *name != "pgbouncer"
+                    && !spec_databases.contains(name.as_str())
+                    && !pooler.served.contains_key(*name)
+            })
             .map(|name| format!("`{name}`"))
             .collect();
         if !extra.is_empty() && !spec_databases.is_empty() {

@@ -61,6 +61,9 @@ pub struct ContainerSurvey {
     pub backup: Option<Backup>,
     /// The pooler, once `observe_pooler` has read it.
     pub pooler: Option<Pooler>,
+    /// The streaming replicas, once `observe_replicas` has read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<crate::model::replicas::Replication>,
 }
 
 /// Finds and reads the server container; `None` when no container has
@@ -146,6 +149,7 @@ pub async fn observe_container(
         pooler_image,
         backup,
         pooler: None,
+        replication: None,
     }))
 }
 
@@ -188,6 +192,21 @@ pub async fn observe_pooler(
     };
     let observed = pooler::observe(engine, target, &scope).await?;
     Ok(observed.map(|observed| observed.pooler))
+}
+
+/// The deployment's streaming replicas (containers and slots); `None` when
+/// it has none.
+pub async fn observe_replicas(
+    engine: &Docker,
+    target: &Target,
+    survey: &ContainerSurvey,
+) -> Result<Option<crate::model::replicas::Replication>, ObserveError> {
+    let scope = Deployment {
+        name: survey.deployment.clone(),
+        container: Some(survey.container.clone()),
+        ..Deployment::default()
+    };
+    super::replicas::observe(engine, target, &scope, true).await
 }
 
 /// How to reach the server in a container: its published port on the

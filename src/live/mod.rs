@@ -11,6 +11,7 @@ pub mod docker;
 pub mod exporter;
 pub mod pooler;
 pub mod postgres;
+pub mod replicas;
 pub mod status;
 pub mod tls;
 pub mod upgrade;
@@ -266,6 +267,7 @@ pub async fn observe(
         }
         (result, _) => result,
     };
+    let answered = postgres_result.is_ok();
     match postgres_result {
         Ok(observed) => {
             // The archiver is read only when the server answered; unknown
@@ -291,6 +293,9 @@ pub async fn observe(
     }
     if let (Some(docker), Some((image, major))) = (docker, pending_upgrade(desired, &live)) {
         live.upgrade = Some(upgrade::observe(docker, target, &desired.name, image, major).await?);
+    }
+    if let Some(docker) = docker {
+        live.replication = replicas::observe(docker, target, desired, answered).await?;
     }
     Ok(live)
 }

@@ -121,12 +121,25 @@ pub async fn observe(
     let auth = users_state(docker, &name, server, &users);
     let (console, auth) = tokio::join!(console, auth);
     match console {
-        Some(Ok((settings, databases))) => {
+        Some(Ok((settings, databases, mut served))) => {
             pooler.settings = settings;
             pooler.databases = databases;
             pooler.paused = engine::files::read_text(docker, &name, Pooler::PAUSED_MARK)
                 .await
                 .is_some_and(|mark| !mark.trim().is_empty());
+            // Where a pool goes is kept for the spec's routes and for pools
+            // that go elsewhere than the server's database of their name.
+            let routes = desired.pooler.as_ref().map(|want| &want.routes);
+            let server = desired
+                .container
+                .as_ref()
+                .map(|server| server.name.as_str());
+            served.retain(|name, route| {
+                routes.is_some_and(|routes| routes.contains_key(name))
+                    || (name != ADMIN_DATABASE
+                        && (Some(route.host.as_str()) != server || &route.database != name))
+            });
+            pooler.served = served;
         }
         Some(Err(error)) => pooler.console_error = Some(error),
         None => {}
@@ -196,6 +209,7 @@ pub fn admin_target(server: &Target, bind_address: &str, port: u16) -> Target {
 
 type Settings = BTreeMap<String, String>;
 type Databases = BTreeMap<String, BTreeMap<String, String>>;
+type Served = BTreeMap<String, crate::model::PoolRoute>;
 
 /// How long a command on PgBouncer's admin console may take. PgBouncer
 /// answers them from memory, at once; a console that does not is hung.
@@ -203,7 +217,7 @@ pub const CONSOLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `SHOW CONFIG` and `SHOW DATABASES`; the error is kept as text, because a
 /// console that does not answer is a state the plan acts on.
-async fn read_console(admin: &Target) -> Result<(Settings, Databases), String> {
+async fn read_console(admin: &Target) -> Result<(Settings, Databases, Served), String> {
     tokio::time::timeout(CONSOLE_TIMEOUT, read_console_unbounded(admin))
         .await
         .map_err(|_| {
@@ -214,7 +228,7 @@ async fn read_console(admin: &Target) -> Result<(Settings, Databases), String> {
         })?
 }
 
-async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases), String> {
+async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases, Served), String> {
     let client = admin.connect().await.map_err(|error| chain(&error))?;
     let config = client
         .simple_query("SHOW CONFIG")
@@ -231,6 +245,7 @@ async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases),
         .await
         .map_err(|error| chain(&error))?;
     let mut databases = BTreeMap::new();
+    let mut served = BTreeMap::new();
     for row in rows(&listed) {
         let Some(name) = row.get("name") else {
             continue;
@@ -247,9 +262,19 @@ async fn read_console_unbounded(admin: &Target) -> Result<(Settings, Databases),
                 values.insert(setting.to_owned(), value.to_owned());
             }
         }
+        if let (Some(host), Some(database)) = (row.get("host"), row.get("database")) {
+            served.insert(
+                name.to_owned(),
+                crate::model::PoolRoute {
+                    database: database.to_owned(),
+                    replica: false,
+                    host: host.to_owned(),
+                },
+            );
+        }
         databases.insert(name.to_owned(), values);
     }
-    Ok((settings, databases))
+    Ok((settings, databases, served))
 }
 
 pub(crate) fn rows(

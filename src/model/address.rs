@@ -40,6 +40,8 @@ pub enum ObjectKind {
     /// `tls.CONTAINER`: the server's certificate, key and CA in its data
     /// directory.
     Tls,
+    /// `replica.NAME`: a streaming replica, its container, volume and slot.
+    Replica,
 }
 
 impl ObjectKind {
@@ -64,6 +66,7 @@ impl ObjectKind {
             "access" => ObjectKind::Access,
             "exporter" => ObjectKind::Exporter,
             "tls" => ObjectKind::Tls,
+            "replica" => ObjectKind::Replica,
             _ => return None,
         })
     }
@@ -172,6 +175,11 @@ pub fn default_privilege(
 /// The client authentication rules: `access.pg_hba`.
 pub fn access() -> String {
     "access.pg_hba".to_owned()
+}
+
+/// `replica.NAME`.
+pub fn replica(name_: &str) -> String {
+    format!("replica.{}", name(name_))
 }
 
 /// `exporter.<deployment>-postgres-exporter`.

@@ -21,6 +21,7 @@ pub mod monitoring;
 pub mod notation;
 mod pooler;
 pub mod privileges;
+pub mod replicas;
 mod roles;
 pub mod settings;
 pub mod tls;
@@ -37,7 +38,7 @@ pub use databases::{
 pub use desired::{Connection, Desired, DiffOptions};
 pub use indexes::{Index, IndexCheck, IndexStamp, index_key, stamp_hash};
 pub use monitoring::{FreeThreshold, Monitoring, Threshold, Thresholds};
-pub use pooler::{Pooler, PoolerUser};
+pub use pooler::{PoolRoute, Pooler, PoolerUser};
 pub use roles::{MAX_SCRAM_ITERATIONS, Membership, PasswordState, Role};
 pub use settings::{Setting, is_known_setting, known_settings};
 pub use tls::{CertificateInfo, Tls, TlsFiles, TlsSource};
@@ -108,6 +109,9 @@ pub struct Deployment {
     /// Metrics exporters (`monitoring.exporter`), by what they export.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub exporters: BTreeMap<monitoring::exporter::ExporterKind, monitoring::exporter::Exporter>,
+    /// Streaming replicas (`replicas`); `None` on the desired side: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<replicas::Replication>,
     /// The server's TLS (`postgres.tls`); `None` leaves it as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,

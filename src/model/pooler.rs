@@ -20,6 +20,14 @@ pub struct Pooler {
     /// `max_db_connections` as `SHOW DATABASES` reports them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub databases: BTreeMap<String, BTreeMap<String, String>>,
+    /// Desired: pools that serve another database than their name, or go
+    /// to a replica (`pooler.databases.NAME.database`, `.target`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, PoolRoute>,
+    /// Live: where each pool PgBouncer serves goes, as `SHOW DATABASES`
+    /// reports it (host, database).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub served: BTreeMap<String, PoolRoute>,
     /// Live only: run state of the `<deployment>-pgbouncer` container.
     #[serde(default, skip_serializing_if = "ContainerState::is_running")]
     pub state: ContainerState,
@@ -49,6 +57,18 @@ pub struct Pooler {
     /// hand is left alone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+}
+
+/// Where a pool goes: a database, on the server or on a replica. Live:
+/// `replica` is unknown, and `host` says where it goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRoute {
+    pub database: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replica: bool,
+    /// Live: the host PgBouncer connects to for it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
 }
 
 impl Pooler {

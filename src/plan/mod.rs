@@ -504,6 +504,46 @@ pub enum DockerStep {
     RemoveExporter {
         name: String,
     },
+    /// A replica's data: its volume created when missing (else emptied: a
+    /// replica holds nothing the server lacks), then, in a throwaway
+    /// container of its image on the deployment's network, `pg_basebackup`
+    /// from `server` as `role` on the replica's slot, `standby.signal`, and
+    /// `primary_conninfo` naming a password file in the data directory.
+    /// The plan holds only the password's reference.
+    CloneReplica {
+        replica: Box<crate::model::replicas::Replica>,
+        server: String,
+        role: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<Secret>,
+    },
+    /// Create and start a replica's container on its volume.
+    CreateReplica {
+        replica: Box<crate::model::replicas::Replica>,
+    },
+    /// Start a stopped replica, or restart a running one.
+    RestartReplica {
+        name: String,
+    },
+    /// Wait until the server streams WAL to the replica on `slot`.
+    WaitStreaming {
+        name: String,
+        slot: String,
+    },
+    /// Stop and remove a replica's container; its volume stays.
+    RemoveReplica {
+        name: String,
+    },
+    /// Drop a replica's replication slot on the server, once no walsender
+    /// holds it.
+    DropReplicaSlot {
+        slot: String,
+    },
+    /// Remove a replica's volume (`prune: true`): it holds a copy of the
+    /// server's data, nothing else.
+    RemoveReplicaVolume {
+        name: String,
+    },
     /// Write the server's certificate, key and CA into `pgspec-tls` in the
     /// data directory of container `name`, owned by the server's user and
     /// the keys readable by it alone. A generated certificate is issued at
@@ -532,6 +572,10 @@ pub struct PoolerConfig {
     pub admin_user: String,
     /// Roles whose SCRAM verifiers go into the auth file.
     pub users: Vec<String>,
+    /// Pools of `databases` that go to another database or host than the
+    /// server's database of their name: a read-only pool on a replica.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, crate::model::PoolRoute>,
     /// Where the server's certificate and key come from, when it has TLS:
     /// the same files go into the pooler (a generated one copied from the
     /// server's data directory at apply time).

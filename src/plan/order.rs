@@ -1,5 +1,5 @@
 //! Dependency order: container → TLS files → settings → roles → databases → schemas →
-//! extensions → indexes → grants → access rules → pooler → backups → exporters, then deletions in the
+//! extensions → indexes → grants → access rules → replicas → pooler → backups → exporters, then deletions in the
 //! reverse order, then restarts.
 
 use crate::model::address::ObjectKind;
@@ -20,10 +20,13 @@ fn phase(object: ObjectKind) -> u8 {
         ObjectKind::Index => 8,
         ObjectKind::Grant | ObjectKind::DefaultPrivilege => 9,
         ObjectKind::Access => 10,
-        ObjectKind::Pooler => 11,
-        ObjectKind::Backup => 12,
+        // After the replication role and its `pg_hba` rule; before the
+        // pooler, whose read-only pools go to them.
+        ObjectKind::Replica => 11,
+        ObjectKind::Pooler => 12,
+        ObjectKind::Backup => 13,
         // After the pooler (whose `stats_users` it needs) and the roles.
-        ObjectKind::Exporter => 13,
+        ObjectKind::Exporter => 14,
     }
 }
 
@@ -38,7 +41,22 @@ pub fn sort(plan: &mut Plan) {
     plan.errors.sort();
 }
 
+/// Whether an action replaces a replica for a new image: in a rolling
+/// update the standbys go first, one at a time, then the server, so it runs
+/// in the container phase, before the server's own replace.
+pub fn rolls_before_server(action: &Action) -> bool {
+    action.object == ObjectKind::Replica
+        && action.kind == ActionKind::Replace
+        && action
+            .changes
+            .iter()
+            .any(|change| change.field == "image" && change.old.is_some())
+}
+
 fn key(action: &Action) -> (u8, i16, &str) {
+    if rolls_before_server(action) {
+        return (0, -1, action.address.as_str());
+    }
     match action.kind {
         ActionKind::Restart => (2, 0, action.address.as_str()),
         ActionKind::Delete => (1, -i16::from(phase(action.object)), action.address.as_str()),

@@ -556,6 +556,15 @@ fn docker_line(call: &DockerStep) -> String {
             "write the monitoring role's password into `{name}` as files only the exporter's user reads"
         ),
         DockerStep::RestartExporter { name } => format!("start (or restart) container `{name}`"),
+        DockerStep::CloneReplica { .. }
+        | DockerStep::CreateReplica { .. }
+        | DockerStep::RestartReplica { .. }
+        | DockerStep::WaitStreaming { .. }
+        | DockerStep::RemoveReplica { .. }
+        | DockerStep::DropReplicaSlot { .. }
+        | DockerStep::RemoveReplicaVolume { .. } => {
+            super::diff::replicas::step_text(call).unwrap_or_default()
+        }
         DockerStep::WriteTls { name, source } => match source.as_ref() {
             crate::model::TlsSource::SelfSigned { .. } => format!(
                 "issue a server certificate with pgspec's CA in `{name}` (the CA made first when \

@@ -26,6 +26,7 @@ pub fn simulate(live: &Deployment, plan: &Plan) -> Deployment {
             ObjectKind::Tls => super::diff::tls::simulate(&mut next, action),
             ObjectKind::Pooler => pooler::simulate(&mut next, action),
             ObjectKind::Exporter => super::diff::exporter::simulate(&mut next, action),
+            ObjectKind::Replica => super::diff::replicas::simulate(&mut next, action),
             ObjectKind::Setting => inside::setting(&mut next, last, action),
             ObjectKind::Role => inside::role(&mut next, last, action),
             ObjectKind::Membership => inside::membership(&mut next, first, last),
@@ -164,6 +165,14 @@ fn simulate_container(next: &mut Deployment, action: &Action) {
             | DockerStep::RemoveExporter { .. } => {}
             // Simulated with the certificate's address.
             DockerStep::WriteTls { .. } => {}
+            // Simulated with the replica's address.
+            DockerStep::CloneReplica { .. }
+            | DockerStep::CreateReplica { .. }
+            | DockerStep::RestartReplica { .. }
+            | DockerStep::WaitStreaming { .. }
+            | DockerStep::RemoveReplica { .. }
+            | DockerStep::DropReplicaSlot { .. }
+            | DockerStep::RemoveReplicaVolume { .. } => {}
         }
     }
 }

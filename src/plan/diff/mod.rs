@@ -23,6 +23,7 @@ pub mod grants;
 pub(super) mod indexes;
 pub mod pooler;
 mod preload;
+pub mod replicas;
 mod requires;
 mod roles;
 mod schemas;
@@ -51,6 +52,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions) -> P
         access::diff(desired, live, &mut plan);
     }
     access::listening_notes(desired, &mut plan);
+    replicas::diff(desired, live, options, &mut plan);
     backup::diff(desired, live, options, &mut plan);
     pooler::diff(desired, live, options, &mut plan);
     exporter::diff(desired, live, options, &mut plan);

@@ -9,7 +9,9 @@
 
 use crate::model::DiffOptions;
 use crate::model::address::ObjectKind;
-use crate::model::{ContainerState, Deployment, Pooler, PoolerUser, address};
+use std::collections::BTreeMap;
+
+use crate::model::{ContainerState, Deployment, PoolRoute, Pooler, PoolerUser, address};
 use crate::plan::{Action, ActionKind, Change, DockerStep, Note, Plan, PoolerConfig, Risk, Step};
 
 /// The port PgBouncer listens on inside its container, and the server's.
@@ -242,7 +244,7 @@ fn left_behind(desired: &Deployment, live: &Deployment, options: &DiffOptions, p
 }
 
 /// The configuration the desired pooler runs with.
-fn config(desired: &Deployment, want: &Pooler) -> PoolerConfig {
+pub(super) fn config(desired: &Deployment, want: &Pooler) -> PoolerConfig {
     let server = desired.container.as_ref();
     PoolerConfig {
         server_host: server.map(|server| server.name.clone()).unwrap_or_default(),
@@ -250,6 +252,7 @@ fn config(desired: &Deployment, want: &Pooler) -> PoolerConfig {
         databases: desired
             .databases
             .keys()
+            .chain(want.routes.keys())
             .map(|name| {
                 (
                     name.clone(),
@@ -257,6 +260,7 @@ fn config(desired: &Deployment, want: &Pooler) -> PoolerConfig {
                 )
             })
             .collect(),
+        routes: routes(desired, want),
         settings: want.settings.clone(),
         admin_user: server
             .map(|server| server.superuser.clone())
@@ -268,6 +272,34 @@ fn config(desired: &Deployment, want: &Pooler) -> PoolerConfig {
             .and_then(|tls| tls.source.clone())
             .map(Box::new),
     }
+}
+
+/// Where each pool of `want.routes` goes: a read-only pool to the replica
+/// `super::replicas::route_replica` names, any other to the server.
+pub(super) fn routes(desired: &Deployment, want: &Pooler) -> BTreeMap<String, PoolRoute> {
+    let server = desired
+        .container
+        .as_ref()
+        .map(|server| server.name.clone())
+        .unwrap_or_default();
+    let replica = super::replicas::route_replica(desired).map(|replica| replica.container.clone());
+    want.routes
+        .iter()
+        .map(|(name, route)| {
+            let host = match (&replica, route.replica) {
+                (Some(replica), true) => replica.clone(),
+                _ => server.clone(),
+            };
+            (
+                name.clone(),
+                PoolRoute {
+                    database: route.database.clone(),
+                    replica: false,
+                    host,
+                },
+            )
+        })
+        .collect()
 }
 
 fn port_text(pooler: &Pooler) -> String {
@@ -372,8 +404,39 @@ fn database_changes(desired: &Deployment, have: &Pooler, want: &Pooler) -> Vec<C
             }
         }
     }
+    for (name, route) in routes(desired, want) {
+        if let Some(served) = have.served.get(&name)
+            && (served.host != route.host || served.database != route.database)
+        {
+            changes.push(Change::new(
+                &format!("databases.{name}"),
+                Some(format!("{}/{}", served.host, served.database)),
+                Some(format!("{}/{}", route.host, route.database)),
+            ));
+        }
+        if let Some(live) = have.databases.get(&name) {
+            for (setting, value) in want.databases.get(&name).into_iter().flatten() {
+                if live.get(setting) != Some(value) {
+                    changes.push(Change::new(
+                        &format!("databases.{name}.{setting}"),
+                        live.get(setting).cloned(),
+                        Some(value.clone()),
+                    ));
+                }
+            }
+        } else {
+            changes.push(Change::new(
+                &format!("databases.{name}"),
+                None,
+                Some(format!("{}/{}", route.host, route.database)),
+            ));
+        }
+    }
     for name in have.databases.keys() {
-        if name != ADMIN_DATABASE && !desired.databases.contains_key(name) {
+        if name != ADMIN_DATABASE
+            && !desired.databases.contains_key(name)
+            && !want.routes.contains_key(name)
+        {
             changes.push(Change::new(
                 &format!("databases.{name}"),
                 Some("served".to_owned()),

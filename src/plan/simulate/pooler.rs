@@ -36,6 +36,7 @@ pub(super) fn simulate(next: &mut Deployment, action: &Action) {
                     }
                     pooler.settings.extend(config.settings.clone());
                     pooler.databases = config.databases.clone();
+                    pooler.served = config.routes.clone();
                     pooler.users = config
                         .users
                         .iter()

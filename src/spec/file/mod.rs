@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 
 mod access;
 mod monitoring;
+mod replicas;
 
 pub use access::{AccessLockout, AccessNames, AccessRuleSpec};
 pub use monitoring::{ExporterSpec, MonitoringSpec, Percent, PercentThresholdSpec, ThresholdsSpec};
+pub use replicas::{ReplicaSpec, ReplicasSpec};
 
 /// A pgspec deployment spec.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -43,6 +45,9 @@ pub struct SpecFile {
     /// Scheduled backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+    /// Streaming replicas of the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicasSpec>,
     /// What `pgspec status` judges the live deployment against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<MonitoringSpec>,
@@ -393,6 +398,23 @@ pub struct PoolerDatabaseSpec {
     pub pool_mode: Option<PoolMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_db_connections: Option<i64>,
+    /// The database this pool serves, when its name is another (a
+    /// read-only pool `app_ro` of database `app`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// `replica`: the pool goes to a streaming replica (the first by name;
+    /// another one while it is replaced), `primary` (the default) to the
+    /// server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<PoolTarget>,
+}
+
+/// Where a pool sends its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolTarget {
+    Primary,
+    Replica,
 }
 
 /// A cluster-wide role.

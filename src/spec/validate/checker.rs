@@ -115,6 +115,7 @@ impl Checker<'_> {
             self.check_monitoring(file, monitoring);
         }
         self.check_access(file);
+        self.check_replicas(file);
     }
 
     /// Empty names, names PostgreSQL would truncate, and names with

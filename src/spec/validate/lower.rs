@@ -252,6 +252,7 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
         ..Deployment::default()
     };
     super::monitoring::lower_exporter(file.monitoring.as_ref(), base, &mut deployment);
+    super::replicas::lower_replicas(file, base, &mut deployment);
     Desired {
         path: loaded.path.clone(),
         deployment,
@@ -550,6 +551,21 @@ fn lower_pooler(pooler: &PoolerSpec) -> Pooler {
             (name.clone(), lowered)
         })
         .collect();
+    let routes = pooler
+        .databases
+        .iter()
+        .filter(|(_, pool)| pool.database.is_some() || pool.target.is_some())
+        .map(|(name, pool)| {
+            (
+                name.clone(),
+                crate::model::PoolRoute {
+                    database: pool.database.clone().unwrap_or_else(|| name.clone()),
+                    replica: pool.target == Some(crate::spec::file::PoolTarget::Replica),
+                    host: String::new(),
+                },
+            )
+        })
+        .collect();
     Pooler {
         image: pooler.image.clone().unwrap_or_default(),
         port: pooler
@@ -562,6 +578,7 @@ fn lower_pooler(pooler: &PoolerSpec) -> Pooler {
             .unwrap_or_else(|| "127.0.0.1".to_owned()),
         settings,
         databases,
+        routes,
         ..Pooler::default()
     }
 }

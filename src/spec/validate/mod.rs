@@ -20,6 +20,7 @@ mod lower;
 mod monitoring;
 mod pooler;
 mod postgres;
+mod replicas;
 mod roles;
 mod settings;
 #[cfg(test)]

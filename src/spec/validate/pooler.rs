@@ -116,7 +116,10 @@ impl Checker<'_> {
                 0,
                 "`max_db_connections`",
             );
-            if !declared.is_empty() && !declared.contains(name.as_str()) {
+            if !declared.is_empty()
+                && !declared.contains(name.as_str())
+                && overrides.database.is_none()
+            {
                 self.warning(
                     &path,
                     format!(
