@@ -21,7 +21,7 @@ mod access;
 mod canonical;
 mod grants;
 mod indexes;
-mod password;
+pub mod password;
 mod roles;
 mod settings;
 pub mod ssl;
