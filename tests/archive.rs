@@ -50,10 +50,14 @@ impl Deployment {
         }
     }
 
+    /// Autovacuum is off: its commits (catalogs analysed after the
+    /// deployment's DDL) land at times of their own, and would make a
+    /// recovery target after the test's last commit reachable.
     fn write_spec(&self, backup: &str) -> String {
         let text = format!(
             "version: 1\nname: {name}\npostgres:\n  image: {image}\n  port: {port}\n  \
-             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
+             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n  \
+             settings: {{ autovacuum: off }}\n\
              databases:\n  - name: app\n{backup}",
             name = self.name,
             image = self.image,
