@@ -257,6 +257,7 @@ async fn smuggled_statements_never_run(major: u32) {
                          WHERE (note <> 'a;b'::text)"
                 .to_owned(),
             partitioned: false,
+            table_bytes: None,
         }
     );
     match &checks["whoami"] {
@@ -278,6 +279,7 @@ async fn smuggled_statements_never_run(major: u32) {
                          (private.double_it(a))"
                 .to_owned(),
             partitioned: false,
+            table_bytes: None,
         }
     );
     assert_nothing_ran(&server).await;

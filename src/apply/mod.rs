@@ -459,6 +459,34 @@ impl Run<'_> {
                     .run(&Some(database.clone()), &[statement], false)
                     .await
             }
+            Step::BuildIndex {
+                database,
+                table,
+                max_bytes,
+                statements,
+                concurrently,
+            } => {
+                let target = self.target.clone();
+                let sessions = &mut self.sessions;
+                let run = async {
+                    if sessions
+                        .build_small_index(database, table, *max_bytes, statements)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                    tracing::info!(
+                        table,
+                        max_bytes,
+                        "the table grew past the plain build's limit since the plan; \
+                         building concurrently"
+                    );
+                    sessions
+                        .run(&Some(database.clone()), concurrently, false)
+                        .await
+                };
+                progress::watched(&target, Some(database), run).await
+            }
             Step::CreateExtension {
                 database,
                 name,

@@ -84,6 +84,84 @@ impl Sessions {
             .await
     }
 
+    /// Builds an index plainly on a small table (`Step::BuildIndex`): one
+    /// transaction locks the table in SHARE mode (no writes until it
+    /// commits), checks its size and runs `statements`. Returns `false`,
+    /// having changed nothing, when the table is now larger than
+    /// `max_bytes`: the caller builds concurrently instead.
+    pub async fn build_small_index(
+        &mut self,
+        database: &str,
+        table: &str,
+        max_bytes: i64,
+        statements: &[String],
+    ) -> anyhow::Result<bool> {
+        let database = Some(database.to_owned());
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .build_small_index_once(&database, table, max_bytes, statements)
+                .await;
+            match result {
+                Err(error) if attempt < ATTEMPTS && is_lock_wait(&error) => {
+                    tracing::warn!(
+                        attempt,
+                        "could not get a lock within lock_timeout; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(error) if is_lock_wait(&error) => {
+                    return Err(error).context(format!(
+                        "gave up after {ATTEMPTS} attempts: another session holds a conflicting \
+                         lock for longer than lock_timeout ({} ms)",
+                        self.lock_timeout.as_millis()
+                    ));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn build_small_index_once(
+        &mut self,
+        database: &Option<String>,
+        table: &str,
+        max_bytes: i64,
+        statements: &[String],
+    ) -> anyhow::Result<bool> {
+        let client = self.client(database).await?;
+        client.batch_execute("BEGIN").await?;
+        let result: anyhow::Result<bool> = async {
+            let lock = format!("LOCK TABLE {table} IN SHARE MODE");
+            tracing::debug!(statement = %lock, "sql");
+            client.batch_execute(&lock).await?;
+            let bytes: i64 = client
+                .query_one("SELECT pg_relation_size($1::text::regclass)", &[&table])
+                .await?
+                .get(0);
+            if bytes > max_bytes {
+                return Ok(false);
+            }
+            for statement in statements {
+                tracing::debug!(%statement, "sql");
+            }
+            client.batch_execute(&statements.join(";\n")).await?;
+            Ok(true)
+        }
+        .await;
+        match result {
+            Ok(true) => {
+                client.batch_execute("COMMIT").await?;
+                Ok(true)
+            }
+            other => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                other
+            }
+        }
+    }
+
     async fn run_retried(
         &mut self,
         database: &Option<String>,
