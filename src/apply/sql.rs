@@ -245,24 +245,54 @@ impl Sessions {
         Ok(true)
     }
 
+    /// Runs `statements` in one transaction sent as one simple-query string
+    /// (one round trip). On an error the transaction is rolled back whole;
+    /// the statements are never logged (they may hold password verifiers).
+    pub async fn run_batch(
+        &mut self,
+        database: &Option<String>,
+        statements: &[String],
+    ) -> anyhow::Result<()> {
+        let client = self.client(database).await?;
+        let mut script = String::from("BEGIN;\n");
+        for statement in statements {
+            script.push_str(statement);
+            script.push_str(";\n");
+        }
+        script.push_str("COMMIT");
+        tracing::debug!(statements = statements.len(), "sql batch");
+        if let Err(error) = client.batch_execute(&script).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
     /// Sets a role's password to a SCRAM-SHA-256 verifier made here, so the
     /// plain password never reaches the server or its log.
     pub async fn set_password(&mut self, role: &str, secret: &Secret) -> anyhow::Result<()> {
-        let value = secret
-            .resolve()
-            .with_context(|| format!("cannot read the password of role `{role}`"))?;
-        let verifier = postgres_protocol::password::scram_sha_256(value.expose().as_bytes());
-        let statement = format!(
-            "ALTER ROLE {} PASSWORD {}",
-            quote_ident(role),
-            quote_literal(&verifier)
-        );
+        let statement = password_statement(role, secret)?;
         let client = self.client(&None).await?;
         client
             .batch_execute(&statement)
             .await
             .with_context(|| format!("cannot set the password of role `{role}`"))
     }
+}
+
+/// `ALTER ROLE … PASSWORD` with a SCRAM-SHA-256 verifier made here from
+/// the secret (a PBKDF2 of 4 096 rounds): the plain password never reaches
+/// the server or its log.
+pub fn password_statement(role: &str, secret: &Secret) -> anyhow::Result<String> {
+    let value = secret
+        .resolve()
+        .with_context(|| format!("cannot read the password of role `{role}`"))?;
+    let verifier = postgres_protocol::password::scram_sha_256(value.expose().as_bytes());
+    Ok(format!(
+        "ALTER ROLE {} PASSWORD {}",
+        quote_ident(role),
+        quote_literal(&verifier)
+    ))
 }
 
 fn is_lock_wait(error: &anyhow::Error) -> bool {
