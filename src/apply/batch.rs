@@ -142,6 +142,70 @@ pub fn script(actions: &[&Action], verified: Vec<String>) -> Vec<String> {
     script
 }
 
+/// The most index builds one transaction holds: each keeps its table's
+/// SHARE lock (writes wait) until the transaction commits.
+pub const CHUNK_INDEXES: usize = 100;
+
+/// The plain build of a small table's index (`Step::BuildIndex` then its
+/// stamp): the database, the table, its limit, and the statements that
+/// build and stamp the index.
+pub struct SmallBuild<'a> {
+    pub database: &'a str,
+    pub table: &'a str,
+    pub max_bytes: i64,
+    pub statements: Vec<String>,
+}
+
+/// An action that is exactly a plain build and its stamp.
+pub fn small_build(action: &Action) -> Option<SmallBuild<'_>> {
+    let [
+        Step::BuildIndex {
+            database,
+            table,
+            max_bytes,
+            statements,
+            ..
+        },
+        Step::StampIndex {
+            deployment,
+            database: stamped_in,
+            schema,
+            name,
+            spec,
+        },
+    ] = action.steps.as_slice()
+    else {
+        return None;
+    };
+    (database == stamped_in).then(|| {
+        let mut statements = statements.clone();
+        statements.push(crate::plan::diff::stamp_statement(
+            deployment, schema, name, spec,
+        ));
+        SmallBuild {
+            database,
+            table,
+            max_bytes: *max_bytes,
+            statements,
+        }
+    })
+}
+
+/// How many of `actions`, from the first, are plain builds on one database
+/// that share a transaction: at most [`CHUNK_INDEXES`] and `limit`.
+pub fn index_chunk(actions: &[&Action], limit: usize) -> usize {
+    let Some(first) = actions.first().and_then(|action| small_build(action)) else {
+        return 0;
+    };
+    actions
+        .iter()
+        .take(limit.min(CHUNK_INDEXES))
+        .take_while(|action| {
+            small_build(action).is_some_and(|build| build.database == first.database)
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

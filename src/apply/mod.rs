@@ -339,9 +339,13 @@ pub async fn apply(
             .stop_after
             .map_or(usize::MAX, |stop| stop.saturating_sub(run.done.len()));
         let batched = batch::chunk(rest, limit);
+        let indexes = batch::index_chunk(rest, limit);
         if batched > 1 {
             run.batch(&rest[..batched]).await?;
             rest = &rest[batched..];
+        } else if indexes > 1 {
+            run.index_batch(&rest[..indexes]).await?;
+            rest = &rest[indexes..];
         } else {
             run.action(first).await?;
             rest = &rest[1..];
@@ -488,6 +492,64 @@ impl Run<'_> {
             tracing::info!(
                 sqlstate = code.as_deref().unwrap_or("none"),
                 "the batch failed and was rolled back; running its actions one by one"
+            );
+            for action in actions {
+                self.action(action).await?;
+            }
+            return Ok(());
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        for action in actions {
+            crate::output::status(&format!(
+                "{}: {} after {seconds:.1}s (one transaction of {} actions)",
+                crate::diag::printable(&action.address),
+                past(action.kind),
+                actions.len()
+            ));
+            self.done.push((action.address.clone(), action.kind));
+        }
+        Ok(())
+    }
+
+    /// Builds the indexes of small tables (`batch::index_chunk`) in one
+    /// transaction; when a table grew or anything fails, nothing of it
+    /// stays and the actions run one by one.
+    async fn index_batch(&mut self, actions: &[&Action]) -> Result<(), ApplyError> {
+        let builds: Vec<batch::SmallBuild> = actions
+            .iter()
+            .filter_map(|action| batch::small_build(action))
+            .collect();
+        let first = self.done.len() + 1;
+        crate::output::status(&format!(
+            "actions {first}–{} of {}: {} … {}: {} in one transaction…",
+            first + actions.len() - 1,
+            self.total,
+            crate::diag::printable(&actions[0].address),
+            crate::diag::printable(&actions[actions.len() - 1].address),
+            progressive(actions[0].kind)
+        ));
+        let started = std::time::Instant::now();
+        let mut tables: Vec<(&str, i64)> = builds
+            .iter()
+            .map(|build| (build.table, build.max_bytes))
+            .collect();
+        tables.sort_unstable();
+        tables.dedup_by_key(|(table, _)| *table);
+        let statements: Vec<String> = builds
+            .iter()
+            .flat_map(|build| build.statements.iter().cloned())
+            .collect();
+        let database = builds[0].database.to_owned();
+        let built = {
+            let run = self
+                .sessions
+                .build_small_indexes(&database, &tables, &statements);
+            progress::watched(&self.target, Some(&database), run).await
+        };
+        if !matches!(built, Ok(true)) {
+            tracing::info!(
+                "the batch of index builds was rolled back (a table grew or a statement \
+                 failed); building them one by one"
             );
             for action in actions {
                 self.action(action).await?;

@@ -131,35 +131,96 @@ impl Sessions {
         statements: &[String],
     ) -> anyhow::Result<bool> {
         let client = self.client(database).await?;
-        client.batch_execute("BEGIN").await?;
         let result: anyhow::Result<bool> = async {
+            // One round trip: begin, lock, and read the size under the lock.
             let lock = format!("LOCK TABLE {table} IN SHARE MODE");
             tracing::debug!(statement = %lock, "sql");
-            client.batch_execute(&lock).await?;
-            let bytes: i64 = client
-                .query_one("SELECT pg_relation_size($1::text::regclass)", &[&table])
-                .await?
-                .get(0);
+            let messages = client
+                .simple_query(&format!(
+                    "BEGIN; {lock}; SELECT pg_relation_size({}::regclass)",
+                    quote_literal(table)
+                ))
+                .await?;
+            let bytes: i64 = messages
+                .iter()
+                .find_map(|message| match message {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                    _ => None,
+                })
+                .and_then(|text| text.parse().ok())
+                .context("the server did not say how large the table is")?;
             if bytes > max_bytes {
                 return Ok(false);
             }
             for statement in statements {
                 tracing::debug!(%statement, "sql");
             }
-            client.batch_execute(&statements.join(";\n")).await?;
+            client
+                .batch_execute(&format!("{};\nCOMMIT", statements.join(";\n")))
+                .await?;
             Ok(true)
         }
         .await;
-        match result {
-            Ok(true) => {
-                client.batch_execute("COMMIT").await?;
-                Ok(true)
-            }
-            other => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                other
-            }
+        if !matches!(result, Ok(true)) {
+            // Harmless outside a transaction (a warning only).
+            let _ = client.batch_execute("ROLLBACK").await;
         }
+        result
+    }
+
+    /// Builds several small tables' indexes in one transaction: it locks
+    /// every table in SHARE mode and checks each is still within its limit
+    /// (one round trip), then runs `statements` and commits (another).
+    /// Returns `false`, having changed nothing, when a table grew past its
+    /// limit. Lock waits are not retried here: the caller runs the builds
+    /// one by one on any error.
+    pub async fn build_small_indexes(
+        &mut self,
+        database: &str,
+        tables: &[(&str, i64)],
+        statements: &[String],
+    ) -> anyhow::Result<bool> {
+        let client = self.client(&Some(database.to_owned())).await?;
+        let names: Vec<&str> = tables.iter().map(|(table, _)| *table).collect();
+        let limits: Vec<String> = tables
+            .iter()
+            .map(|(table, max_bytes)| format!("({}, {max_bytes}::int8)", quote_literal(table)))
+            .collect();
+        let check = format!(
+            "BEGIN; LOCK TABLE {} IN SHARE MODE; \
+             SELECT count(*) FROM (VALUES {}) AS limits(name, max_bytes) \
+             WHERE pg_relation_size(name::regclass) > max_bytes",
+            names.join(", "),
+            limits.join(", ")
+        );
+        tracing::debug!(
+            tables = names.len(),
+            "sql: lock and measure the tables of a batch of index builds"
+        );
+        let result: anyhow::Result<bool> = async {
+            let messages = client.simple_query(&check).await?;
+            let grown: i64 = messages
+                .iter()
+                .find_map(|message| match message {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                    _ => None,
+                })
+                .and_then(|text| text.parse().ok())
+                .context("the server did not say how large the tables are")?;
+            if grown > 0 {
+                return Ok(false);
+            }
+            tracing::debug!(statements = statements.len(), "sql batch");
+            client
+                .batch_execute(&format!("{};\nCOMMIT", statements.join(";\n")))
+                .await?;
+            Ok(true)
+        }
+        .await;
+        if !matches!(result, Ok(true)) {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        result
     }
 
     async fn run_retried(
