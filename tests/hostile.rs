@@ -258,6 +258,7 @@ async fn smuggled_statements_never_run(major: u32) {
                          WHERE (note <> 'a;b'::text)"
                 .to_owned(),
             partitioned: false,
+            table_bytes: Some(0),
         }
     );
     match &checks["whoami"] {
@@ -279,6 +280,7 @@ async fn smuggled_statements_never_run(major: u32) {
                          (private.double_it(a))"
                 .to_owned(),
             partitioned: false,
+            table_bytes: Some(0),
         }
     );
     assert_nothing_ran(&server).await;

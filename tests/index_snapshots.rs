@@ -233,3 +233,29 @@ fn indexes_under_other_names_are_renamed_and_duplicates_reported() {
         ),
     );
 }
+
+#[test]
+fn an_index_on_a_small_table_is_built_plainly_and_a_large_one_concurrently() {
+    check(
+        "index_create_small_table",
+        r#"
+version: 1
+name: ledger
+postgres:
+  connection: { host: db.internal }
+databases:
+  - name: app
+    indexes:
+      - { name: idx_feature_flags_name, table: feature_flags, columns: [name] }
+      - { name: idx_crawl_ledger_state, table: crawl_ledger, columns: [state] }
+"#,
+        r#"{ "name": "ledger", "server": { "version_num": 170002 },
+             "databases": { "app": { "name": "app", "owner": "postgres",
+                 "index_checks": {
+                     "idx_feature_flags_name": { "state": "canonical", "table_bytes": 16384,
+                         "definition": "CREATE INDEX idx_feature_flags_name ON public.feature_flags USING btree (name)" },
+                     "idx_crawl_ledger_state": { "state": "canonical", "table_bytes": 41943040,
+                         "definition": "CREATE INDEX idx_crawl_ledger_state ON public.crawl_ledger USING btree (state)" } },
+                 "indexes": {} } } }"#,
+    );
+}

@@ -399,6 +399,91 @@ async fn crawl_ledger(major: u32) {
         .get(0);
     assert!(built, "the waiting index was built once its table existed");
     pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
+
+    small_and_large_tables(&server, &work, &missing).await;
+}
+
+/// With the limit of plain builds lowered to 64 kB: the index of a small
+/// table is built with a plain CREATE INDEX, that of a larger one
+/// concurrently, and that of a table that grew past the limit between a
+/// saved plan and its apply concurrently after all; all converge.
+async fn small_and_large_tables(server: &Server, work: &Workdir, missing: &str) {
+    server
+        .execute(
+            "app",
+            "CREATE TABLE flags (name text); \
+             INSERT INTO flags SELECT 'flag-' || n FROM generate_series(1, 20) AS n; \
+             CREATE TABLE events (at timestamptz, kind text); \
+             INSERT INTO events SELECT now(), 'kind-' || n FROM generate_series(1, 3000) AS n; \
+             CREATE TABLE grows (id int); \
+             ANALYZE flags, events, grows;",
+        )
+        .await;
+    let extra = format!(
+        "{missing}      - {{ name: idx_flags_name, table: flags, columns: [name] }}
+      - {{ name: idx_events_at, table: events, columns: [at] }}
+      - {{ name: idx_grows_id, table: grows, columns: [id] }}\n"
+    );
+    let spec_path = work.write(
+        "spec.yaml",
+        &spec(
+            server,
+            &crawl_ledger_indexes("[text_hash, silver_id]", &extra),
+        ),
+    );
+    let spec_arg = arg(&spec_path);
+    let env = [
+        (PASSWORD_ENV, server.password.as_str()),
+        ("PGSPEC_TEST_PLAIN_INDEX_MAX_BYTES", "65536"),
+    ];
+    let plan_file = work.path("small.plan");
+    let plan = pgspec(&["plan", "-f", spec_arg, "--out", arg(&plan_file)], &env).expect(0);
+    for expected in [
+        "LOCK TABLE \"public\".\"flags\" IN SHARE MODE",
+        "LOCK TABLE \"public\".\"grows\" IN SHARE MODE",
+        "(one transaction): CREATE INDEX \"idx_flags_name\"",
+        "sql in `app`: CREATE INDEX CONCURRENTLY \"idx_events_at\"",
+    ] {
+        assert!(
+            plan.stdout.contains(expected),
+            "{expected}\n{}",
+            plan.stdout
+        );
+    }
+    assert!(
+        !plan.stdout.contains("LOCK TABLE \"public\".\"events\""),
+        "{}",
+        plan.stdout
+    );
+    // `grows` takes 3 000 rows after the plan: its build is concurrent.
+    server
+        .execute(
+            "app",
+            "INSERT INTO grows SELECT n FROM generate_series(1, 3000) AS n",
+        )
+        .await;
+    let applied = pgspec(&["apply", arg(&plan_file), "-vv"], &env).expect(0);
+    for expected in [
+        "LOCK TABLE \"public\".\"flags\" IN SHARE MODE",
+        "the table grew past the plain build's limit",
+        "CREATE INDEX CONCURRENTLY \"idx_grows_id\"",
+        "CREATE INDEX CONCURRENTLY \"idx_events_at\"",
+    ] {
+        assert!(
+            applied.stderr.contains(expected),
+            "{expected}\n{}",
+            applied.stderr
+        );
+    }
+    let now = indexes(server).await;
+    for name in ["idx_flags_name", "idx_events_at", "idx_grows_id"] {
+        let index = now.iter().find(|index| index.0 == name);
+        assert!(
+            index.is_some_and(|index| index.2 && stamped(&index.3)),
+            "{name}: {now:?}"
+        );
+    }
+    pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
 }
 
 /// A query the text_hash index serves, as an application would run it.

@@ -601,7 +601,14 @@ fn deployments() -> impl Strategy<Value = (Deployment, Deployment, DiffOptions)>
                     server: Some(server()),
                     ..Deployment::default()
                 };
-                (desired, live, DiffOptions { prune })
+                (
+                    desired,
+                    live,
+                    DiffOptions {
+                        prune,
+                        ..DiffOptions::default()
+                    },
+                )
             },
         )
 }

@@ -9,6 +9,7 @@
 //! new is shown and approved again, or refuses a saved plan.
 
 mod access;
+mod batch;
 pub mod data;
 pub mod docker;
 pub mod hint;
@@ -333,9 +334,24 @@ pub async fn apply(
     }
     Pause::wait(&options.pause, PausePoint::Locked).await;
     locks.check_advisory(true).await?;
-    for action in inner_actions {
+    let mut rest = &inner_actions[..];
+    while let Some(first) = rest.first() {
         locks.check_advisory(false).await?;
-        run.action(action).await?;
+        let limit = run
+            .stop_after
+            .map_or(usize::MAX, |stop| stop.saturating_sub(run.done.len()));
+        let batched = batch::chunk(rest, limit);
+        let indexes = batch::index_chunk(rest, limit);
+        if batched > 1 {
+            run.batch(&rest[..batched]).await?;
+            rest = &rest[batched..];
+        } else if indexes > 1 {
+            run.index_batch(&rest[..indexes]).await?;
+            rest = &rest[indexes..];
+        } else {
+            run.action(first).await?;
+            rest = &rest[1..];
+        }
     }
     locks.check_advisory(true).await?;
     for action in restarts {
@@ -438,6 +454,123 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Runs consecutive actions as one transaction (`batch`); when it
+    /// fails, nothing of it stays, and the actions run again one by one so
+    /// that the error names the one that failed.
+    async fn batch(&mut self, actions: &[&Action]) -> Result<(), ApplyError> {
+        let first = self.done.len() + 1;
+        crate::output::status(&format!(
+            "actions {first}–{} of {}: {} … {}: {} in one transaction…",
+            first + actions.len() - 1,
+            self.total,
+            crate::diag::printable(&actions[0].address),
+            crate::diag::printable(&actions[actions.len() - 1].address),
+            progressive(actions[0].kind)
+        ));
+        let started = std::time::Instant::now();
+        let database = batch::database(actions[0]).flatten().map(str::to_owned);
+        let passwords = batch::passwords(actions);
+        let verified = if passwords.is_empty() {
+            Ok(Vec::new())
+        } else {
+            tokio::task::spawn_blocking(move || batch::verifiers(&passwords))
+                .await
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+        };
+        let result = match verified {
+            Ok(verified) => {
+                let script = batch::script(actions, verified);
+                self.sessions.run_batch(&database, &script).await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            // The SQLSTATE only: the batch's text holds password verifiers,
+            // and a message may quote a piece of it.
+            let code = error
+                .downcast_ref::<tokio_postgres::Error>()
+                .and_then(tokio_postgres::Error::code)
+                .map(|code| code.code().to_owned());
+            tracing::info!(
+                sqlstate = code.as_deref().unwrap_or("none"),
+                "the batch failed and was rolled back; running its actions one by one"
+            );
+            for action in actions {
+                self.action(action).await?;
+            }
+            return Ok(());
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        for action in actions {
+            crate::output::status(&format!(
+                "{}: {} after {seconds:.1}s (one transaction of {} actions)",
+                crate::diag::printable(&action.address),
+                past(action.kind),
+                actions.len()
+            ));
+            self.done.push((action.address.clone(), action.kind));
+        }
+        Ok(())
+    }
+
+    /// Builds the indexes of small tables (`batch::index_chunk`) in one
+    /// transaction; when a table grew or anything fails, nothing of it
+    /// stays and the actions run one by one.
+    async fn index_batch(&mut self, actions: &[&Action]) -> Result<(), ApplyError> {
+        let builds: Vec<batch::SmallBuild> = actions
+            .iter()
+            .filter_map(|action| batch::small_build(action))
+            .collect();
+        let first = self.done.len() + 1;
+        crate::output::status(&format!(
+            "actions {first}–{} of {}: {} … {}: {} in one transaction…",
+            first + actions.len() - 1,
+            self.total,
+            crate::diag::printable(&actions[0].address),
+            crate::diag::printable(&actions[actions.len() - 1].address),
+            progressive(actions[0].kind)
+        ));
+        let started = std::time::Instant::now();
+        let mut tables: Vec<(&str, i64)> = builds
+            .iter()
+            .map(|build| (build.table, build.max_bytes))
+            .collect();
+        tables.sort_unstable();
+        tables.dedup_by_key(|(table, _)| *table);
+        let statements: Vec<String> = builds
+            .iter()
+            .flat_map(|build| build.statements.iter().cloned())
+            .collect();
+        let database = builds[0].database.to_owned();
+        let built = {
+            let run = self
+                .sessions
+                .build_small_indexes(&database, &tables, &statements);
+            progress::watched(&self.target, Some(&database), run).await
+        };
+        if !matches!(built, Ok(true)) {
+            tracing::info!(
+                "the batch of index builds was rolled back (a table grew or a statement \
+                 failed); building them one by one"
+            );
+            for action in actions {
+                self.action(action).await?;
+            }
+            return Ok(());
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        for action in actions {
+            crate::output::status(&format!(
+                "{}: {} after {seconds:.1}s (one transaction of {} actions)",
+                crate::diag::printable(&action.address),
+                past(action.kind),
+                actions.len()
+            ));
+            self.done.push((action.address.clone(), action.kind));
+        }
+        Ok(())
+    }
+
     async fn step(&mut self, step: &Step) -> anyhow::Result<()> {
         match step {
             Step::Sql {
@@ -460,6 +593,34 @@ impl Run<'_> {
                 self.sessions
                     .run(&Some(database.clone()), &[statement], false)
                     .await
+            }
+            Step::BuildIndex {
+                database,
+                table,
+                max_bytes,
+                statements,
+                concurrently,
+            } => {
+                let target = self.target.clone();
+                let sessions = &mut self.sessions;
+                let run = async {
+                    if sessions
+                        .build_small_index(database, table, *max_bytes, statements)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                    tracing::info!(
+                        table,
+                        max_bytes,
+                        "the table grew past the plain build's limit since the plan; \
+                         building concurrently"
+                    );
+                    sessions
+                        .run(&Some(database.clone()), concurrently, false)
+                        .await
+                };
+                progress::watched(&target, Some(database), run).await
             }
             Step::CreateExtension {
                 database,

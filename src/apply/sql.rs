@@ -84,6 +84,145 @@ impl Sessions {
             .await
     }
 
+    /// Builds an index plainly on a small table (`Step::BuildIndex`): one
+    /// transaction locks the table in SHARE mode (no writes until it
+    /// commits), checks its size and runs `statements`. Returns `false`,
+    /// having changed nothing, when the table is now larger than
+    /// `max_bytes`: the caller builds concurrently instead.
+    pub async fn build_small_index(
+        &mut self,
+        database: &str,
+        table: &str,
+        max_bytes: i64,
+        statements: &[String],
+    ) -> anyhow::Result<bool> {
+        let database = Some(database.to_owned());
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .build_small_index_once(&database, table, max_bytes, statements)
+                .await;
+            match result {
+                Err(error) if attempt < ATTEMPTS && is_lock_wait(&error) => {
+                    tracing::warn!(
+                        attempt,
+                        "could not get a lock within lock_timeout; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(error) if is_lock_wait(&error) => {
+                    return Err(error).context(format!(
+                        "gave up after {ATTEMPTS} attempts: another session holds a conflicting \
+                         lock for longer than lock_timeout ({} ms)",
+                        self.lock_timeout.as_millis()
+                    ));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn build_small_index_once(
+        &mut self,
+        database: &Option<String>,
+        table: &str,
+        max_bytes: i64,
+        statements: &[String],
+    ) -> anyhow::Result<bool> {
+        let client = self.client(database).await?;
+        let result: anyhow::Result<bool> = async {
+            // One round trip: begin, lock, and read the size under the lock.
+            let lock = format!("LOCK TABLE {table} IN SHARE MODE");
+            tracing::debug!(statement = %lock, "sql");
+            let messages = client
+                .simple_query(&format!(
+                    "BEGIN; {lock}; SELECT pg_relation_size({}::regclass)",
+                    quote_literal(table)
+                ))
+                .await?;
+            let bytes: i64 = messages
+                .iter()
+                .find_map(|message| match message {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                    _ => None,
+                })
+                .and_then(|text| text.parse().ok())
+                .context("the server did not say how large the table is")?;
+            if bytes > max_bytes {
+                return Ok(false);
+            }
+            for statement in statements {
+                tracing::debug!(%statement, "sql");
+            }
+            client
+                .batch_execute(&format!("{};\nCOMMIT", statements.join(";\n")))
+                .await?;
+            Ok(true)
+        }
+        .await;
+        if !matches!(result, Ok(true)) {
+            // Harmless outside a transaction (a warning only).
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        result
+    }
+
+    /// Builds several small tables' indexes in one transaction: it locks
+    /// every table in SHARE mode and checks each is still within its limit
+    /// (one round trip), then runs `statements` and commits (another).
+    /// Returns `false`, having changed nothing, when a table grew past its
+    /// limit. Lock waits are not retried here: the caller runs the builds
+    /// one by one on any error.
+    pub async fn build_small_indexes(
+        &mut self,
+        database: &str,
+        tables: &[(&str, i64)],
+        statements: &[String],
+    ) -> anyhow::Result<bool> {
+        let client = self.client(&Some(database.to_owned())).await?;
+        let names: Vec<&str> = tables.iter().map(|(table, _)| *table).collect();
+        let limits: Vec<String> = tables
+            .iter()
+            .map(|(table, max_bytes)| format!("({}, {max_bytes}::int8)", quote_literal(table)))
+            .collect();
+        let check = format!(
+            "BEGIN; LOCK TABLE {} IN SHARE MODE; \
+             SELECT count(*) FROM (VALUES {}) AS limits(name, max_bytes) \
+             WHERE pg_relation_size(name::regclass) > max_bytes",
+            names.join(", "),
+            limits.join(", ")
+        );
+        tracing::debug!(
+            tables = names.len(),
+            "sql: lock and measure the tables of a batch of index builds"
+        );
+        let result: anyhow::Result<bool> = async {
+            let messages = client.simple_query(&check).await?;
+            let grown: i64 = messages
+                .iter()
+                .find_map(|message| match message {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                    _ => None,
+                })
+                .and_then(|text| text.parse().ok())
+                .context("the server did not say how large the tables are")?;
+            if grown > 0 {
+                return Ok(false);
+            }
+            tracing::debug!(statements = statements.len(), "sql batch");
+            client
+                .batch_execute(&format!("{};\nCOMMIT", statements.join(";\n")))
+                .await?;
+            Ok(true)
+        }
+        .await;
+        if !matches!(result, Ok(true)) {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        result
+    }
+
     async fn run_retried(
         &mut self,
         database: &Option<String>,
@@ -167,24 +306,54 @@ impl Sessions {
         Ok(true)
     }
 
+    /// Runs `statements` in one transaction sent as one simple-query string
+    /// (one round trip). On an error the transaction is rolled back whole;
+    /// the statements are never logged (they may hold password verifiers).
+    pub async fn run_batch(
+        &mut self,
+        database: &Option<String>,
+        statements: &[String],
+    ) -> anyhow::Result<()> {
+        let client = self.client(database).await?;
+        let mut script = String::from("BEGIN;\n");
+        for statement in statements {
+            script.push_str(statement);
+            script.push_str(";\n");
+        }
+        script.push_str("COMMIT");
+        tracing::debug!(statements = statements.len(), "sql batch");
+        if let Err(error) = client.batch_execute(&script).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
     /// Sets a role's password to a SCRAM-SHA-256 verifier made here, so the
     /// plain password never reaches the server or its log.
     pub async fn set_password(&mut self, role: &str, secret: &Secret) -> anyhow::Result<()> {
-        let value = secret
-            .resolve()
-            .with_context(|| format!("cannot read the password of role `{role}`"))?;
-        let verifier = postgres_protocol::password::scram_sha_256(value.expose().as_bytes());
-        let statement = format!(
-            "ALTER ROLE {} PASSWORD {}",
-            quote_ident(role),
-            quote_literal(&verifier)
-        );
+        let statement = password_statement(role, secret)?;
         let client = self.client(&None).await?;
         client
             .batch_execute(&statement)
             .await
             .with_context(|| format!("cannot set the password of role `{role}`"))
     }
+}
+
+/// `ALTER ROLE … PASSWORD` with a SCRAM-SHA-256 verifier made here from
+/// the secret (a PBKDF2 of 4 096 rounds): the plain password never reaches
+/// the server or its log.
+pub fn password_statement(role: &str, secret: &Secret) -> anyhow::Result<String> {
+    let value = secret
+        .resolve()
+        .with_context(|| format!("cannot read the password of role `{role}`"))?;
+    let verifier = postgres_protocol::password::scram_sha_256(value.expose().as_bytes());
+    Ok(format!(
+        "ALTER ROLE {} PASSWORD {}",
+        quote_ident(role),
+        quote_literal(&verifier)
+    ))
 }
 
 fn is_lock_wait(error: &anyhow::Error) -> bool {

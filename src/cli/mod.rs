@@ -170,7 +170,16 @@ pub(crate) fn load_spec(path: &Path, color: bool) -> anyhow::Result<Desired> {
     if validated.warnings.has_errors() || !validated.warnings.items.is_empty() {
         output::status(validated.warnings.render(color).trim_end());
     }
-    Ok(validated.spec)
+    let mut desired = validated.spec;
+    // Test hook: a lower limit for plain index builds, so that a test sees
+    // both kinds of build without filling a megabyte-sized table.
+    if let Some(bytes) = std::env::var("PGSPEC_TEST_PLAIN_INDEX_MAX_BYTES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+    {
+        desired.options.plain_index_max_bytes = Some(bytes);
+    }
+    Ok(desired)
 }
 
 /// How long plan and drift wait for an apply in progress.

@@ -59,4 +59,8 @@ pub struct Connection {
 pub struct DiffOptions {
     /// Remove objects pgspec created that the spec no longer lists.
     pub prune: bool,
+    /// Test hook: the largest table (bytes) a new index is built on with a
+    /// plain `CREATE INDEX`; `None` is `PLAIN_BUILD_MAX_BYTES`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_index_max_bytes: Option<i64>,
 }

@@ -153,6 +153,13 @@ pub enum IndexCheck {
         /// a partitioned table concurrently.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         partitioned: bool,
+        /// The size of the (non-partitioned) table on disk in bytes, as of
+        /// its last VACUUM or ANALYZE (`pg_class.relpages`), when the server
+        /// read it; it decides whether a new index is built plainly or
+        /// concurrently (`plan::diff::indexes::PLAIN_BUILD_MAX_BYTES`). Never
+        /// written out, like `Index::size_bytes`: it moves with autovacuum.
+        #[serde(default, skip_serializing)]
+        table_bytes: Option<i64>,
     },
     /// The table the index is on does not exist (yet: the application's
     /// migrations create it).

@@ -295,6 +295,21 @@ pub enum Step {
         name: String,
         spec: String,
     },
+    /// Build an index on a table small enough that a plain `CREATE INDEX`,
+    /// which holds writes back for the moment it takes, beats the waits of a
+    /// concurrent build. One transaction locks `table` in SHARE mode, checks
+    /// that it still takes at most `max_bytes` (`pg_relation_size`) and runs
+    /// `statements` (drop a leftover under the name, build the index). A
+    /// table that grew past `max_bytes` since the plan is not locked any
+    /// longer: `concurrently` runs instead, statement by statement.
+    BuildIndex {
+        database: String,
+        /// `schema.table`, quoted.
+        table: String,
+        max_bytes: i64,
+        statements: Vec<String>,
+        concurrently: Vec<String>,
+    },
     /// Create an extension, in one transaction that first checks it is not
     /// installed: one that is there already (made by someone else since the
     /// plan, or copied from the template of a new database) is left as it

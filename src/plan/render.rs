@@ -332,6 +332,30 @@ pub fn step_lines(step: &Step) -> Vec<String> {
             crate::sql::qualified(schema, name),
             IndexStamp::comment_prefix(deployment, spec)
         )],
+        Step::BuildIndex {
+            database,
+            table,
+            max_bytes,
+            statements,
+            concurrently,
+        } => {
+            let place = format!("sql in `{database}` (one transaction)");
+            let mut lines = vec![format!(
+                "{place}: LOCK TABLE {table} IN SHARE MODE, then only while \
+                 pg_relation_size({table}) <= {max_bytes} bytes:"
+            )];
+            lines.extend(
+                statements
+                    .iter()
+                    .map(|statement| format!("{place}: {statement}")),
+            );
+            lines.extend(concurrently.iter().map(|statement| {
+                format!(
+                    "sql in `{database}` (instead, if the table grew since the plan): {statement}"
+                )
+            }));
+            lines
+        }
         Step::CreateExtension {
             database,
             name,

@@ -50,6 +50,10 @@ struct Table {
     kind: String,
     /// Column definitions, quoted: `"url" text COLLATE "pg_catalog"."default"`.
     columns: Vec<String>,
+    /// Size on disk as of the last VACUUM or ANALYZE (`relpages`; not
+    /// `pg_relation_size()`, which would wait behind an ACCESS EXCLUSIVE
+    /// lock on the table).
+    bytes: i64,
 }
 
 /// Reads the columns of the tables desired indexes are on.
@@ -63,7 +67,8 @@ async fn observe_tables(
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text, c.relkind::text, a.attname::text, \
-                    format_type(a.atttypid, a.atttypmod), cn.nspname::text, co.collname::text \
+                    format_type(a.atttypid, a.atttypmod), cn.nspname::text, co.collname::text, \
+                    c.relpages::int8 * current_setting('block_size')::int8 \
              FROM unnest($1::text[], $2::text[]) AS wanted(schema_name, table_name) \
              JOIN pg_namespace n ON n.nspname = wanted.schema_name \
              JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = wanted.table_name \
@@ -80,6 +85,7 @@ async fn observe_tables(
     for row in rows {
         let table = found.entry((row.get(0), row.get(1))).or_default();
         table.kind = row.get(2);
+        table.bytes = row.get(7);
         let column: Option<String> = row.get(3);
         let Some(column) = column else { continue };
         let column_type: String = row.get(4);
@@ -337,10 +343,17 @@ pub(super) async fn check_desired(
             ),
             Outcome::Rejected { code, message } => IndexCheck::Rejected { code, message },
         };
-        if let IndexCheck::Canonical { partitioned, .. } = &mut check {
-            *partitioned = tables
-                .get(&table_key)
-                .is_some_and(|table| table.kind == "p");
+        if let IndexCheck::Canonical {
+            partitioned,
+            table_bytes,
+            ..
+        } = &mut check
+        {
+            let table = tables.get(&table_key);
+            *partitioned = table.is_some_and(|table| table.kind == "p");
+            *table_bytes = table
+                .filter(|table| table.kind == "r" || table.kind == "m")
+                .map(|table| table.bytes);
         }
         checks.insert(index.name.clone(), check);
     }
@@ -615,6 +628,7 @@ fn canonical(scratch: &str, position: usize, scratch_tables: &[String], real: &s
                 return IndexCheck::Canonical {
                     definition: format!("{create}{real} {rest}"),
                     partitioned: false,
+                    table_bytes: None,
                 };
             }
         }
@@ -673,6 +687,7 @@ mod tests {
                              WHERE (state <> 'done'::text)"
                     .to_owned(),
                 partitioned: false,
+                table_bytes: None,
             }
         );
     }

@@ -137,6 +137,7 @@ fn proven_by_stamp(
                     IndexCheck::Canonical {
                         definition: live.definition.clone(),
                         partitioned: false,
+                        table_bytes: None,
                     },
                 );
             }

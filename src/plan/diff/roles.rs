@@ -478,7 +478,15 @@ mod diff_tests {
 
     fn planned(desired: &Deployment, live: &Deployment) -> Plan {
         let mut plan = Plan::default();
-        diff(desired, live, &DiffOptions { prune: true }, &mut plan);
+        diff(
+            desired,
+            live,
+            &DiffOptions {
+                prune: true,
+                ..DiffOptions::default()
+            },
+            &mut plan,
+        );
         plan
     }
 

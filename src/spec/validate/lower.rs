@@ -257,7 +257,10 @@ pub(super) fn lower(loaded: &Loaded) -> Desired {
         path: loaded.path.clone(),
         deployment,
         connection,
-        options: DiffOptions { prune: file.prune },
+        options: DiffOptions {
+            prune: file.prune,
+            ..DiffOptions::default()
+        },
         monitoring: super::monitoring::lower_monitoring(file.monitoring.as_ref()),
     }
 }

@@ -19,6 +19,9 @@ pub(super) struct Build<'a> {
     pub(super) create: &'static str,
     /// The definition after the table: `USING btree (…) …`.
     pub(super) rest: &'a str,
+    /// When the table is small enough for a plain build: its size in bytes
+    /// and the limit it was held to.
+    pub(super) small: Option<(i64, i64)>,
 }
 
 impl Build<'_> {
@@ -33,20 +36,63 @@ impl Build<'_> {
         )
     }
 
+    /// How the index is built: `concurrently`, or plainly on a small table.
+    fn how(&self) -> String {
+        match self.small {
+            Some((bytes, _)) => format!(
+                "built with a plain CREATE INDEX in one transaction, as the table is small ({}; \
+                 writes wait for the moment the build takes)",
+                format_size(bytes)
+            ),
+            None => "built concurrently".to_owned(),
+        }
+    }
+
+    /// How the index is built, as an adverb.
+    fn adverb(&self) -> String {
+        match self.small {
+            Some((bytes, _)) => format!(
+                "with a plain CREATE INDEX (the table is small: {})",
+                format_size(bytes)
+            ),
+            None => "concurrently".to_owned(),
+        }
+    }
+
     /// Builds the index under `name`, first dropping an invalid leftover of
     /// an earlier attempt under that name, then marks it as pgspec's.
     fn build_steps(&self, name: &str) -> Vec<Step> {
-        vec![
-            Step::Sql {
-                database: Some(self.database.to_owned()),
+        let concurrently = vec![
+            drop_statement(&self.index.schema, name),
+            self.statement(name),
+        ];
+        let build = match self.small {
+            Some((_, max_bytes)) => Step::BuildIndex {
+                database: self.database.to_owned(),
+                table: qualified(&self.index.schema, &self.index.table),
+                max_bytes,
                 statements: vec![
-                    drop_statement(&self.index.schema, name),
-                    self.statement(name),
+                    format!(
+                        "DROP INDEX IF EXISTS {}",
+                        qualified(&self.index.schema, name)
+                    ),
+                    format!(
+                        "{}INDEX {} ON {} {}",
+                        self.create,
+                        quote_ident(name),
+                        qualified(&self.index.schema, &self.index.table),
+                        self.rest
+                    ),
                 ],
+                concurrently,
+            },
+            None => Step::Sql {
+                database: Some(self.database.to_owned()),
+                statements: concurrently,
                 transaction: false,
             },
-            self.stamp(name),
-        ]
+        };
+        vec![build, self.stamp(name)]
     }
 
     /// Stamps the index built under `name` as pgspec's.
@@ -70,10 +116,16 @@ impl Build<'_> {
     }
 
     fn risk(&self) -> Risk {
+        let lock = if self.small.is_some() {
+            "SHARE on {}.{} while the index is built (reads continue, writes wait)"
+        } else {
+            "SHARE UPDATE EXCLUSIVE on {}.{} (reads and writes continue)"
+        };
         Risk {
-            locks: vec![format!(
-                "SHARE UPDATE EXCLUSIVE on {}.{} (reads and writes continue)",
-                self.index.schema, self.index.table
+            locks: vec![lock.replacen("{}", &self.index.schema, 1).replacen(
+                "{}",
+                &self.index.table,
+                1,
             )],
             restart: false,
             reconnects: false,
@@ -106,9 +158,11 @@ impl Build<'_> {
             object: ObjectKind::Index,
             kind: ActionKind::Create,
             reason: format!(
-                "declared in the spec, not on table `{}.{}`; built concurrently, after \
-                 dropping what an interrupted build may have left under its name",
-                self.index.schema, self.index.table
+                "declared in the spec, not on table `{}.{}`; {}, after dropping what an \
+                 interrupted build may have left under its name",
+                self.index.schema,
+                self.index.table,
+                self.how()
             ),
             risk: self.risk(),
             changes: vec![
@@ -164,8 +218,9 @@ impl Build<'_> {
                 )
             } else {
                 format!(
-                    "the definition differs; the new index is built concurrently beside the old \
-                     one{}, which is then dropped concurrently, so the table is never without it",
+                    "the definition differs; the new index is built {} beside the old one{}, \
+                     which is then dropped concurrently, so the table is never without it",
+                    self.adverb(),
                     live.size_bytes
                         .map(|size| format!(" ({})", format_size(size)))
                         .unwrap_or_default()
@@ -205,9 +260,11 @@ impl Build<'_> {
             address,
             object: ObjectKind::Index,
             kind: ActionKind::Replace,
-            reason: "invalid: a concurrent build failed or was cancelled; queries do not use it, \
-                     so it is dropped and built again concurrently"
-                .to_owned(),
+            reason: format!(
+                "invalid: a concurrent build failed or was cancelled; queries do not use it, \
+                 so it is dropped and built again {}",
+                self.adverb()
+            ),
             risk: self.risk(),
             changes,
             steps,

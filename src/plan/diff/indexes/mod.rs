@@ -10,7 +10,10 @@
 //!   transaction, so reads and writes continue; apply runs it under
 //!   `lock_timeout` and retries. A build cut off by the lock timeout leaves
 //!   an invalid index behind, so each build first drops a leftover of its
-//!   own name.
+//!   own name. On a table of at most [`PLAIN_BUILD_MAX_BYTES`] (an empty
+//!   table of a new deployment, typically) a plain `CREATE INDEX` in one
+//!   transaction is quicker and holds writes back only for milliseconds
+//!   (`Step::BuildIndex`); a table of unknown size is built concurrently.
 //! - A missing index that is on its table under another name, built by a
 //!   runbook or a migration rather than by pgspec, is renamed and stamped
 //!   instead (`adopt`); indexes with one definition are noted as
@@ -45,6 +48,15 @@ use build::Build;
 
 /// Suffix of the scratch name a replacement is built under.
 const SCRATCH_SUFFIX: &str = "_pgspec_new";
+
+/// The largest table, in bytes on disk, a new index is built on with a
+/// plain `CREATE INDEX` rather than concurrently: 1 MiB (128 pages of 8 kB).
+/// Building an index there takes milliseconds, so holding writes back for
+/// it costs less than the transactions and the waits for every older
+/// snapshot a concurrent build needs. The size is the table's `relpages`
+/// as of its last VACUUM or ANALYZE; apply checks `pg_relation_size` under
+/// the build's lock and builds concurrently if the table grew past it.
+pub const PLAIN_BUILD_MAX_BYTES: i64 = 1024 * 1024;
 
 /// SQLSTATEs of definitions that may become valid once the plan's
 /// extensions are installed (an operator class or function they bring).
@@ -98,12 +110,13 @@ pub fn diff(
             });
             continue;
         };
-        let build = Build {
+        let mut build = Build {
             deployment,
             database: &want.name,
             index,
             create,
             rest,
+            small: None,
         };
         let canonical = match have.index_checks.get(name) {
             None => {
@@ -156,9 +169,16 @@ pub fn diff(
             Some(IndexCheck::Canonical {
                 definition,
                 partitioned,
-            }) => (definition, *partitioned),
+                table_bytes,
+            }) => (definition, *partitioned, *table_bytes),
         };
-        let (canonical, partitioned) = canonical;
+        let (canonical, partitioned, table_bytes) = canonical;
+        let max_bytes = options
+            .plain_index_max_bytes
+            .unwrap_or(PLAIN_BUILD_MAX_BYTES);
+        build.small = table_bytes
+            .filter(|bytes| !partitioned && *bytes <= max_bytes)
+            .map(|bytes| (bytes, max_bytes));
 
         let action = match live {
             None => match scratch {
@@ -515,6 +535,7 @@ mod tests {
                 IndexCheck::Canonical {
                     definition: canonical(schema, name, columns),
                     partitioned: false,
+                    table_bytes: None,
                 },
             );
         }
@@ -559,7 +580,10 @@ mod tests {
             deployment
         };
         let (desired, live) = (deployment(want), deployment(have));
-        let options = DiffOptions { prune: true };
+        let options = DiffOptions {
+            prune: true,
+            ..DiffOptions::default()
+        };
         let plan = crate::plan::diff(&desired, &live, &options);
         let kinds: Vec<(&str, ActionKind)> = plan
             .actions
@@ -590,6 +614,70 @@ mod tests {
         assert!(again.actions.is_empty(), "{:?}", again.actions);
         assert!(again.errors.is_empty(), "{:?}", again.errors);
         assert_eq!(again.notes, plan.notes);
+    }
+
+    /// A table of at most the limit gets a plain build; a larger one, one
+    /// of unknown size or a partitioned one does not; the limit can be
+    /// lowered.
+    #[test]
+    fn plain_builds_only_on_small_tables() {
+        let build_of = |table_bytes: Option<i64>, partitioned: bool, limit: Option<i64>| {
+            let mut want = Database {
+                name: "app".to_owned(),
+                ..Database::default()
+            };
+            let mut have = want.clone();
+            want.indexes.insert(
+                "a".to_owned(),
+                index(
+                    "public",
+                    "a",
+                    "CREATE INDEX \"a\" ON \"public\".\"items\" USING btree (a)",
+                ),
+            );
+            have.index_checks.insert(
+                "a".to_owned(),
+                IndexCheck::Canonical {
+                    definition: "CREATE INDEX a ON public.items USING btree (a)".to_owned(),
+                    partitioned,
+                    table_bytes,
+                },
+            );
+            let mut plan = Plan::default();
+            let options = DiffOptions {
+                plain_index_max_bytes: limit,
+                ..DiffOptions::default()
+            };
+            diff("d", &want, Some(&have), &options, &mut plan);
+            plan.actions.first().map(|action| action.steps[0].clone())
+        };
+        let plain = |step: Option<Step>| matches!(step, Some(Step::BuildIndex { .. }));
+        assert!(plain(build_of(Some(0), false, None)));
+        assert!(plain(build_of(Some(PLAIN_BUILD_MAX_BYTES), false, None)));
+        assert!(!plain(build_of(
+            Some(PLAIN_BUILD_MAX_BYTES + 8192),
+            false,
+            None
+        )));
+        assert!(!plain(build_of(None, false, None)));
+        assert!(
+            build_of(Some(0), true, None).is_none(),
+            "partitioned: an error"
+        );
+        assert!(!plain(build_of(Some(16384), false, Some(8192))));
+        match build_of(Some(8192), false, Some(8192)) {
+            Some(Step::BuildIndex {
+                max_bytes,
+                statements,
+                concurrently,
+                ..
+            }) => {
+                assert_eq!(max_bytes, 8192);
+                assert!(statements[1].starts_with("CREATE INDEX \"a\" ON"));
+                assert!(concurrently[1].starts_with("CREATE INDEX CONCURRENTLY \"a\" ON"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
