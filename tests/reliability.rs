@@ -286,7 +286,9 @@ fn faults_are_clear_errors() {
     )
     .expect(1);
     assert!(
-        unreachable.stderr.contains("Docker Engine did not answer"),
+        unreachable.stderr.contains(
+            "Docker Engine at unix:///nonexistent/pgspec-test.sock, from DOCKER_HOST did not answer"
+        ),
         "{}",
         unreachable.stderr
     );

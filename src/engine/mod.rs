@@ -105,6 +105,11 @@ impl EngineError {
             EngineError::Unreachable(_) => {
                 Some("start dockerd (scripts/docker-engine.sh does), or set DOCKER_HOST")
             }
+            // A local socket named by DOCKER_HOST or a context: the daemon
+            // is not running here.
+            EngineError::Remote { engine, .. } if engine.starts_with("unix://") => {
+                Some("start dockerd (scripts/docker-engine.sh does), or set DOCKER_HOST")
+            }
             EngineError::Remote { .. } => Some(
                 "check the engine's address, that it runs, and for TLS that the engine's \
                  certificate is signed by ca.pem and names the host (DOCKER_CERT_PATH, or the \
