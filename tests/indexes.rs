@@ -401,6 +401,7 @@ async fn crawl_ledger(major: u32) {
     pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
 
     small_and_large_tables(&server, &work, &missing).await;
+    tenants_of_one_shape(&server, &work, &missing).await;
 }
 
 /// With the limit of plain builds lowered to 64 kB: the index of a small
@@ -484,6 +485,137 @@ async fn small_and_large_tables(server: &Server, work: &Workdir, missing: &str) 
         );
     }
     pgspec(&["plan", "-f", spec_arg, "--detailed-exitcode"], &env).expect(0);
+}
+
+/// Tables of one shape share the server's reading of their indexes (one
+/// scratch build per shape of index): the same two indexes on two tenants'
+/// `items`, and one on a third whose `name` is an integer. Each gets its
+/// own table's definition, only the integer one is refused, and once it is
+/// gone from the spec the rest converge.
+async fn tenants_of_one_shape(server: &Server, work: &Workdir, missing: &str) {
+    server
+        .execute(
+            "app",
+            "CREATE SCHEMA tenant_a; CREATE SCHEMA tenant_b; CREATE SCHEMA tenant_c; \
+             CREATE TABLE tenant_a.items (id int, name text); \
+             CREATE TABLE tenant_b.items (id int, name text); \
+             CREATE TABLE tenant_c.items (id int, name int);",
+        )
+        .await;
+    let kept = format!(
+        "{missing}      - {{ name: idx_flags_name, table: flags, columns: [name] }}
+      - {{ name: idx_events_at, table: events, columns: [at] }}
+      - {{ name: idx_grows_id, table: grows, columns: [id] }}\n"
+    );
+    let tenant = |schema: &str| {
+        format!(
+            "      - {{ name: idx_{schema}_lower, table: {schema}.items, columns: [{{ expression: \"lower(name)\" }}] }}
+      - {{ name: idx_{schema}_id, table: {schema}.items, columns: [id, name] }}\n"
+        )
+    };
+    let tenants = format!("{kept}{}{}", tenant("tenant_a"), tenant("tenant_b"));
+    let refused = "      - { name: idx_tenant_c_lower, table: tenant_c.items, \
+                   columns: [{ expression: \"lower(name)\" }] }\n";
+    let indexes_yaml = |extra: &str| {
+        spec(
+            server,
+            &crawl_ledger_indexes("[text_hash, silver_id]", &format!("{tenants}{extra}")),
+        )
+    };
+    let env = [(PASSWORD_ENV, server.password.as_str())];
+    // What the indexes before this step cost (some were adopted, not
+    // built, and carry no stamp).
+    let spec_path = work.write(
+        "spec.yaml",
+        &spec(
+            server,
+            &crawl_ledger_indexes("[text_hash, silver_id]", &kept),
+        ),
+    );
+    let spec_arg = arg(&spec_path);
+    let before = pgspec(&["plan", "-f", spec_arg, "-vv"], &env).expect(0);
+    let (indexes, tables, builds) = canonicalising(&before.stderr);
+    work.write("spec.yaml", &indexes_yaml(refused));
+    let plan = pgspec(&["plan", "-f", spec_arg, "-vv"], &env).expect(1);
+    assert!(
+        plan.stdout
+            .contains("function lower(integer) does not exist"),
+        "{}",
+        plan.stdout
+    );
+    // Five indexes more; two shapes of table, three of index on them.
+    assert_eq!(
+        canonicalising(&plan.stderr),
+        (indexes + 5, tables + 2, builds + 3),
+        "{}",
+        plan.stderr
+    );
+    for (index, definition) in [
+        (
+            "tenant_a_lower",
+            "ON tenant_a.items USING btree (lower(name))",
+        ),
+        (
+            "tenant_b_lower",
+            "ON tenant_b.items USING btree (lower(name))",
+        ),
+        ("tenant_a_id", "ON tenant_a.items USING btree (id, name)"),
+        ("tenant_b_id", "ON tenant_b.items USING btree (id, name)"),
+    ] {
+        assert!(
+            plan.stdout
+                .contains(&format!("CREATE INDEX idx_{index} {definition}")),
+            "{index}\n{}",
+            plan.stdout
+        );
+    }
+
+    work.write("spec.yaml", &indexes_yaml(""));
+    pgspec(&["apply", "-f", spec_arg, "--auto-approve"], &env).expect(0);
+    // Stamps removed: the server canonicalises all four again, and finds
+    // each one in sync with its own table.
+    server
+        .execute(
+            "app",
+            "COMMENT ON INDEX tenant_a.idx_tenant_a_lower IS NULL; \
+             COMMENT ON INDEX tenant_a.idx_tenant_a_id IS NULL; \
+             COMMENT ON INDEX tenant_b.idx_tenant_b_lower IS NULL; \
+             COMMENT ON INDEX tenant_b.idx_tenant_b_id IS NULL;",
+        )
+        .await;
+    let again = pgspec(
+        &["plan", "-f", spec_arg, "--detailed-exitcode", "-vv"],
+        &env,
+    )
+    .expect(0);
+    assert_eq!(
+        canonicalising(&again.stderr),
+        (indexes + 4, tables + 1, builds + 2),
+        "{}",
+        again.stderr
+    );
+}
+
+/// How many desired indexes a `-vv` plan canonicalised, on how many scratch
+/// tables, with how many scratch builds; zeros when it canonicalised none.
+fn canonicalising(stderr: &str) -> (usize, usize, usize) {
+    let Some(line) = stderr
+        .lines()
+        .find(|line| line.contains("canonicalising desired indexes"))
+    else {
+        return (0, 0, 0);
+    };
+    let field = |name: &str| -> usize {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(&format!("{name}=")))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+    };
+    (
+        field("indexes"),
+        field("scratch_tables"),
+        field("scratch_builds"),
+    )
 }
 
 /// A query the text_hash index serves, as an application would run it.

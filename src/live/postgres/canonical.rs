@@ -48,8 +48,9 @@ use crate::sql::{quote_ident, quote_literal};
 struct Table {
     /// `r`, `p` or `m` can be indexed; anything else cannot.
     kind: String,
-    /// Column definitions, quoted: `"url" text COLLATE "pg_catalog"."default"`.
-    columns: Vec<String>,
+    /// Column definitions, quoted and comma-separated:
+    /// `"url" text COLLATE "pg_catalog"."default", "id" int8`.
+    columns: String,
     /// Size on disk as of the last VACUUM or ANALYZE (`relpages`; not
     /// `pg_relation_size()`, which would wait behind an ACCESS EXCLUSIVE
     /// lock on the table).
@@ -99,19 +100,18 @@ async fn observe_tables(
                 quote_ident(&collation)
             ));
         }
-        table.columns.push(definition);
+        if !table.columns.is_empty() {
+            table.columns.push_str(", ");
+        }
+        table.columns.push_str(&definition);
     }
     Ok(found)
 }
 
-/// The statement that builds `index` under a scratch name on a scratch
-/// table, or `None` when its definition is not in the shape
-/// `spec::validate::index_definition` writes.
-fn scratch_statement(index: &Index, scratch_index: &str, scratch_table: &str) -> Option<String> {
-    let (create, rest) = index.definition_parts()?;
-    Some(format!(
-        "{create}INDEX {scratch_index} ON pg_temp.{scratch_table} {rest}"
-    ))
+/// The statement that builds an index (`Index::definition_parts`) under
+/// the scratch name of build `position` on a scratch table.
+fn scratch_statement(create: &str, rest: &str, position: usize, scratch_table: &str) -> String {
+    format!("{create}INDEX pgspec_canonical_index_{position} ON pg_temp.{scratch_table} {rest}")
 }
 
 /// A scratch table to build and the desired indexes built on it.
@@ -181,10 +181,18 @@ pub(super) async fn check_desired(
     let tables = observe_tables(client, database, &wanted_tables).await?;
 
     let mut checks = BTreeMap::new();
-    // Indexes to canonicalise, grouped by table number; positions are
-    // 1-based and name the scratch index.
+    // Tables with the same column definitions share one scratch table (its
+    // number), and desired indexes of the same definition on them share one
+    // scratch build (its 1-based position, which names the scratch index):
+    // what the server prints depends on nothing else, once the scratch
+    // names are replaced with the real ones. A deployment with many tables
+    // of one shape (a schema per tenant, partitions) canonicalises each
+    // shape of index once.
+    let mut shapes: BTreeMap<&str, usize> = BTreeMap::new();
     let mut table_numbers: BTreeMap<(String, String), usize> = BTreeMap::new();
-    let mut positions: Vec<&Index> = Vec::new();
+    let mut builds: BTreeMap<(usize, &str, &str), usize> = BTreeMap::new();
+    // Each desired index to canonicalise, with the position of its build.
+    let mut positions: Vec<(&Index, usize)> = Vec::new();
     let mut scratch_tables: BTreeMap<usize, ScratchTable> = BTreeMap::new();
     for (name, index) in &desired.indexes {
         let table_key = (index.schema.clone(), index.table.clone());
@@ -205,12 +213,7 @@ pub(super) async fn check_desired(
             );
             continue;
         }
-        let next_number = table_numbers.len() + 1;
-        let number = *table_numbers.entry(table_key).or_insert(next_number);
-        let scratch_table = format!("pgspec_canonical_table_{number}");
-        let position = positions.len() + 1;
-        let scratch_index = format!("pgspec_canonical_index_{position}");
-        let Some(statement) = scratch_statement(index, &scratch_index, &scratch_table) else {
+        let Some((create, rest)) = index.definition_parts() else {
             checks.insert(
                 name.clone(),
                 IndexCheck::Rejected {
@@ -224,30 +227,52 @@ pub(super) async fn check_desired(
             );
             continue;
         };
-        positions.push(index);
+        let next_number = shapes.len() + 1;
+        let number = *shapes.entry(&table.columns).or_insert(next_number);
+        table_numbers.insert(table_key, number);
+        let next_build = builds.len() + 1;
+        let build = *builds.entry((number, create, rest)).or_insert(next_build);
+        positions.push((index, build));
+        if build != next_build {
+            continue;
+        }
+        let scratch_table = format!("pgspec_canonical_table_{number}");
         scratch_tables
             .entry(number)
             .or_insert_with(|| ScratchTable {
                 number,
-                create: format!(
-                    "CREATE TEMP TABLE {scratch_table} ({})",
-                    table.columns.join(", ")
-                ),
+                create: format!("CREATE TEMP TABLE {scratch_table} ({})", table.columns),
                 indexes: Vec::new(),
             })
             .indexes
-            .push((position, statement));
+            .push((
+                build,
+                scratch_statement(create, rest, build, &scratch_table),
+            ));
     }
     if positions.is_empty() {
         return Ok(checks);
     }
+    tracing::debug!(
+        database,
+        indexes = positions.len(),
+        scratch_tables = shapes.len(),
+        scratch_builds = builds.len(),
+        "canonicalising desired indexes"
+    );
 
-    let names: Vec<&str> = positions.iter().map(|index| index.name.as_str()).collect();
+    let names: Vec<&str> = positions
+        .iter()
+        .map(|(index, _)| index.name.as_str())
+        .collect();
     let schemas: Vec<&str> = positions
         .iter()
-        .map(|index| index.schema.as_str())
+        .map(|(index, _)| index.schema.as_str())
         .collect();
-    let table_names: Vec<&str> = positions.iter().map(|index| index.table.as_str()).collect();
+    let table_names: Vec<&str> = positions
+        .iter()
+        .map(|(index, _)| index.table.as_str())
+        .collect();
     // The server quotes names the way `pg_get_indexdef` does (only where
     // needed); one pipelined round trip also asks who pgspec is connected
     // as, for `scratch_role`.
@@ -318,10 +343,8 @@ pub(super) async fn check_desired(
         }
     }
 
-    for (position, outcome) in outcomes {
-        // Positions are 1-based.
-        let slot = position.wrapping_sub(1);
-        let (Some(index), Some(quoted)) = (positions.get(slot), quoted.get(slot)) else {
+    for ((index, build), quoted) in positions.iter().zip(&quoted) {
+        let Some(outcome) = outcomes.get(build) else {
             continue;
         };
         let (quoted_name, quoted_schema, quoted_table): (String, String, String) =
@@ -333,15 +356,18 @@ pub(super) async fn check_desired(
                 definition,
                 temp_schema,
             } => canonical(
-                &definition,
-                position,
+                definition,
+                *build,
                 &[
                     format!("pg_temp.pgspec_canonical_table_{number}"),
                     format!("{temp_schema}.pgspec_canonical_table_{number}"),
                 ],
                 &format!("{quoted_name} ON {quoted_schema}.{quoted_table}"),
             ),
-            Outcome::Rejected { code, message } => IndexCheck::Rejected { code, message },
+            Outcome::Rejected { code, message } => IndexCheck::Rejected {
+                code: code.clone(),
+                message: message.clone(),
+            },
         };
         if let IndexCheck::Canonical {
             partitioned,
@@ -658,17 +684,11 @@ mod tests {
                     .to_owned(),
             ..Index::default()
         };
+        let (create, rest) = index.definition_parts().expect("pgspec's own shape");
         assert_eq!(
-            scratch_statement(
-                &index,
-                "pgspec_canonical_index_1",
-                "pgspec_canonical_table_1"
-            )
-            .as_deref(),
-            Some(
-                "CREATE UNIQUE INDEX pgspec_canonical_index_1 ON \
-                 pg_temp.pgspec_canonical_table_1 USING btree (\"a\") WHERE a > 0"
-            )
+            scratch_statement(create, rest, 1, "pgspec_canonical_table_1"),
+            "CREATE UNIQUE INDEX pgspec_canonical_index_1 ON \
+             pg_temp.pgspec_canonical_table_1 USING btree (\"a\") WHERE a > 0"
         );
     }
 
