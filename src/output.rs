@@ -50,6 +50,16 @@ pub fn stdout(text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// Writes to stdout through `write`, which may write a large report piece
+/// by piece.
+pub fn stdout_with(
+    write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    write(&mut out)?;
+    out.flush()
+}
+
 /// Writes one status line to stderr (progress of an apply, prompts).
 pub fn status(line: &str) {
     let mut err = std::io::stderr().lock();

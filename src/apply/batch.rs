@@ -127,6 +127,35 @@ pub fn verifiers(passwords: &[(String, Secret)]) -> anyhow::Result<Vec<String>> 
     })
 }
 
+/// The password statements of one batch, being hashed on a blocking
+/// thread: started for the next batch while the server runs the current
+/// one, so PBKDF2 on the client overlaps the server's work.
+pub struct Ahead {
+    /// Where the batch starts among the actions inside PostgreSQL.
+    pub at: usize,
+    /// How many actions it holds.
+    pub count: usize,
+    pub verifiers: tokio::task::JoinHandle<anyhow::Result<Vec<String>>>,
+}
+
+impl Ahead {
+    /// Starts hashing the passwords of `actions`, the batch at `at`.
+    pub fn start(actions: &[&Action], at: usize) -> Ahead {
+        let passwords = passwords(actions);
+        Ahead {
+            at,
+            count: actions.len(),
+            verifiers: tokio::task::spawn_blocking(move || {
+                if passwords.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    verifiers(&passwords)
+                }
+            }),
+        }
+    }
+}
+
 /// The statements of `actions` in order, the passwords taken from
 /// `verified` (as many as [`passwords`] found).
 pub fn script(actions: &[&Action], verified: Vec<String>) -> Vec<String> {

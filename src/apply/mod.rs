@@ -100,9 +100,12 @@ impl Pause {
 }
 
 /// What the user approved: the plan and the live state it was made from.
+/// Apply owns them, and lets go of each once it has no more use for it:
+/// the live state after the fingerprint check, the plan before the
+/// observation that verifies the result.
 pub struct Approved<'a> {
-    pub plan: &'a Plan,
-    pub live_fingerprint: &'a str,
+    pub plan: Plan,
+    pub live_fingerprint: String,
     /// What to do when the inside of PostgreSQL must be planned again and
     /// the new plan holds actions this one does not.
     pub again: Again<'a>,
@@ -111,7 +114,7 @@ pub struct Approved<'a> {
     /// the apply (`apply -f … --auto-approve`): the fingerprint check reuses
     /// it instead of observing again. `None` after a person's confirmation or
     /// for a saved plan, whose world may have moved since.
-    pub observed: Option<&'a Deployment>,
+    pub observed: Option<Deployment>,
 }
 
 /// The approval of a second plan of the inside of PostgreSQL: made after the
@@ -235,24 +238,27 @@ pub async fn apply(
     locks: &mut lock::ApplyLock,
 ) -> Result<Outcome, ApplyError> {
     let target = connections.target.clone();
+    let Approved {
+        plan: approved,
+        live_fingerprint,
+        again,
+        observed,
+    } = approved;
 
-    let observed;
-    let live = match approved.observed {
+    let live = match observed {
         Some(live) => live,
-        None => {
-            observed = live::observe(spec, connections).await?;
-            &observed
-        }
+        None => live::observe(spec, connections).await?,
     };
-    if fingerprint(live) != approved.live_fingerprint {
-        let fresh = plan::diff(&spec.deployment, live, &spec.options);
+    if fingerprint(&live) != live_fingerprint {
+        let fresh = plan::diff(&spec.deployment, &live, &spec.options);
         return Err(ApplyError::Moved {
-            changed: describe_moves(approved.plan, &fresh),
+            changed: describe_moves(&approved, &fresh),
             fresh: Box::new(fresh),
         });
     }
-    if !approved.plan.errors.is_empty() {
-        return Err(ApplyError::PlanErrors(approved.plan.errors.len()));
+    drop(live);
+    if !approved.errors.is_empty() {
+        return Err(ApplyError::PlanErrors(approved.errors.len()));
     }
 
     let mut run = Run {
@@ -262,7 +268,7 @@ pub async fn apply(
         expected: data::Expected::default(),
         sessions: sql::Sessions::new(target.clone(), options.lock_timeout),
         done: Vec::new(),
-        total: approved.plan.actions.len(),
+        total: approved.actions.len(),
         stop_after: options.stop_after,
     };
 
@@ -270,7 +276,7 @@ pub async fn apply(
     // inside of PostgreSQL, the pooler and backups.
     let is_outer =
         |action: &&Action| is_container_action(action) && action.kind != ActionKind::Restart;
-    let container_actions: Vec<&Action> = approved.plan.actions.iter().filter(is_outer).collect();
+    let container_actions: Vec<&Action> = approved.actions.iter().filter(is_outer).collect();
 
     // Without the advisory lock, or once it is released for a restart,
     // someone else may change the server; and a server that was not running
@@ -289,23 +295,22 @@ pub async fn apply(
         run.action(action).await?;
     }
 
-    let second;
-    let inside: Vec<&Action> = if unlocked {
+    let second = if unlocked {
         Pause::wait(&options.pause, PausePoint::Unlocked).await;
         locks.ensure_advisory().await?;
         let live = live::observe(spec, connections).await?;
-        second = inside_plan(plan::diff(&spec.deployment, &live, &spec.options));
+        let second = inside_plan(plan::diff(&spec.deployment, &live, &spec.options));
         if !second.errors.is_empty() {
             return Err(ApplyError::PlanErrors(second.errors.len()));
         }
         let unreviewed: Vec<String> = second
             .actions
             .iter()
-            .filter(|action| !reviewed(action, approved.plan))
+            .filter(|action| !reviewed(action, &approved))
             .map(|action| action.address.clone())
             .collect();
         if !unreviewed.is_empty() {
-            match approved.again {
+            match again {
                 Again::Refuse => {
                     return Err(ApplyError::Unreviewed {
                         unreviewed,
@@ -315,14 +320,17 @@ pub async fn apply(
                 Again::Ask(confirm) => confirm(&second).map_err(ApplyError::Declined)?,
             }
         }
-        second.actions.iter().collect()
+        Some(second)
     } else {
-        approved
-            .plan
+        None
+    };
+    let inside: Vec<&Action> = match &second {
+        Some(second) => second.actions.iter().collect(),
+        None => approved
             .actions
             .iter()
             .filter(|action| !is_outer(action))
-            .collect()
+            .collect(),
     };
     let (restarts, inner_actions): (Vec<&Action>, Vec<&Action>) = inside
         .into_iter()
@@ -335,6 +343,9 @@ pub async fn apply(
     Pause::wait(&options.pause, PausePoint::Locked).await;
     locks.check_advisory(true).await?;
     let mut rest = &inner_actions[..];
+    // The verifiers of the next batch's passwords, hashed on the cores while
+    // the server runs the current one.
+    let mut ahead: Option<batch::Ahead> = None;
     while let Some(first) = rest.first() {
         locks.check_advisory(false).await?;
         let limit = run
@@ -343,7 +354,19 @@ pub async fn apply(
         let batched = batch::chunk(rest, limit);
         let indexes = batch::index_chunk(rest, limit);
         if batched > 1 {
-            run.batch(&rest[..batched]).await?;
+            let at = inner_actions.len() - rest.len();
+            let verified = match ahead.take() {
+                Some(ready) if ready.at == at && ready.count == batched => ready.verifiers,
+                _ => batch::Ahead::start(&rest[..batched], at).verifiers,
+            };
+            let next = batch::chunk(&rest[batched..], limit.saturating_sub(batched));
+            if next > 1 {
+                ahead = Some(batch::Ahead::start(
+                    &rest[batched..batched + next],
+                    at + batched,
+                ));
+            }
+            run.batch(&rest[..batched], verified).await?;
             rest = &rest[batched..];
         } else if indexes > 1 {
             run.index_batch(&rest[..indexes]).await?;
@@ -360,6 +383,10 @@ pub async fn apply(
         run.sessions.reset();
     }
 
+    // What ran is in `run.done`; the plans are not needed to verify.
+    drop(inner_actions);
+    drop(second);
+    drop(approved);
     let after = live::observe(spec, connections).await?;
     let remaining = plan::diff(&spec.deployment, &after, &spec.options);
     Ok(Outcome {
@@ -457,7 +484,11 @@ impl Run<'_> {
     /// Runs consecutive actions as one transaction (`batch`); when it
     /// fails, nothing of it stays, and the actions run again one by one so
     /// that the error names the one that failed.
-    async fn batch(&mut self, actions: &[&Action]) -> Result<(), ApplyError> {
+    async fn batch(
+        &mut self,
+        actions: &[&Action],
+        verified: tokio::task::JoinHandle<anyhow::Result<Vec<String>>>,
+    ) -> Result<(), ApplyError> {
         let first = self.done.len() + 1;
         crate::output::status(&format!(
             "actions {first}–{} of {}: {} … {}: {} in one transaction…",
@@ -469,14 +500,9 @@ impl Run<'_> {
         ));
         let started = std::time::Instant::now();
         let database = batch::database(actions[0]).flatten().map(str::to_owned);
-        let passwords = batch::passwords(actions);
-        let verified = if passwords.is_empty() {
-            Ok(Vec::new())
-        } else {
-            tokio::task::spawn_blocking(move || batch::verifiers(&passwords))
-                .await
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
-        };
+        let verified = verified
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
         let result = match verified {
             Ok(verified) => {
                 let script = batch::script(actions, verified);

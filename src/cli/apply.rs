@@ -102,7 +102,7 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
                 let connections = open(&spec).await?;
                 let locks = ApplyLock::acquire(&spec, &connections, lock_wait).await?;
                 let (live, plan) = observe_and_diff(&spec, &connections).await?;
-                output::stdout(&render::text(&plan, text_options))?;
+                output::stdout_with(|out| render::write_text(&plan, text_options, out))?;
                 if !plan.errors.is_empty() {
                     bail!(
                         "the plan has {} error(s); nothing was applied",
@@ -142,16 +142,17 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
         ))?;
         confirm(auto_approve)
     };
+    let planned = plan.actions.len();
     let approved = Approved {
-        plan: &plan,
-        live_fingerprint: &live_fingerprint,
+        plan,
+        live_fingerprint,
         again: if args.plan_file.is_some() {
             // A saved plan is the approval: nothing it does not hold runs.
             Again::Refuse
         } else {
             Again::Ask(&ask_again)
         },
-        observed: observed.as_ref(),
+        observed,
     };
     let outcome = match apply::apply(&spec, &connections, approved, &options, &mut locks).await {
         Ok(outcome) => outcome,
@@ -160,7 +161,7 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
                 role: Some(connections.target.user.as_str()),
                 runs_container: spec.deployment.container.is_some(),
             };
-            return Err(explain(error, &plan, connection, colors.stderr));
+            return Err(explain(error, planned, connection, colors.stderr));
         }
     };
 
@@ -245,7 +246,7 @@ fn confirm(auto_approve: bool) -> anyhow::Result<()> {
 /// was done before it, what to run next.
 fn explain(
     error: ApplyError,
-    plan: &Plan,
+    planned: usize,
     connection: hint::Connection<'_>,
     color: bool,
 ) -> anyhow::Error {
@@ -292,7 +293,7 @@ fn explain(
             anyhow::anyhow!(
                 "the live deployment changed since this plan was made ({changed}); nothing was applied\n\
                  the saved plan had {} action(s); a fresh plan has {}:\n\n{}",
-                plan.actions.len(),
+                planned,
                 fresh.actions.len(),
                 render::summary_line(fresh.summary(), paint)
             )

@@ -68,24 +68,22 @@ impl ReportArgs {
     /// Prints the plan; `heading` goes above the text format (drift's
     /// "Drift: …" line).
     pub fn print(&self, plan: &Plan, color: bool, heading: Option<&str>) -> anyhow::Result<()> {
-        let text = match self.format() {
-            Format::Json => render::json(plan),
-            Format::Markdown => markdown(plan),
+        match self.format() {
+            Format::Json => output::stdout(&render::json(plan))?,
+            Format::Markdown => output::stdout(&markdown(plan))?,
             Format::Text => {
-                let body = render::text(
-                    plan,
-                    TextOptions {
-                        color,
-                        show_unmanaged: self.show_unmanaged,
-                    },
-                );
-                match heading {
-                    Some(heading) => format!("{heading}\n\n{body}"),
-                    None => body,
-                }
+                let options = TextOptions {
+                    color,
+                    show_unmanaged: self.show_unmanaged,
+                };
+                output::stdout_with(|out| {
+                    if let Some(heading) = heading {
+                        writeln!(out, "{heading}\n")?;
+                    }
+                    render::write_text(plan, options, out)
+                })?;
             }
-        };
-        output::stdout(&text)?;
+        }
         if self.github {
             append_step_summary(plan)?;
         }

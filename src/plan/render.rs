@@ -102,6 +102,23 @@ fn paint_kind(paint: Paint, kind: ActionKind, text: &str) -> String {
 
 /// The plan as people read it.
 pub fn text(plan: &Plan, options: TextOptions) -> String {
+    let mut bytes = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write_text(plan, options, &mut bytes);
+    String::from_utf8(bytes)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+}
+
+/// How much rendered text is held before it is written out.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// Writes [`text`] to `sink` a piece at a time: the text of a plan of tens
+/// of thousands of actions is never one string in memory.
+pub fn write_text<W: std::io::Write>(
+    plan: &Plan,
+    options: TextOptions,
+    sink: &mut W,
+) -> std::io::Result<()> {
     let paint = Paint {
         color: options.color,
     };
@@ -126,6 +143,10 @@ pub fn text(plan: &Plan, options: TextOptions) -> String {
         );
         for action in &plan.actions {
             render_action(&mut out, paint, action);
+            if out.len() >= FLUSH_BYTES {
+                sink.write_all(out.as_bytes())?;
+                out.clear();
+            }
         }
         let _ = writeln!(out, "{}", summary_line(plan.summary(), paint));
         let mut restarts: Vec<&str> = Vec::new();
@@ -160,7 +181,7 @@ pub fn text(plan: &Plan, options: TextOptions) -> String {
             );
         }
     }
-    out
+    sink.write_all(out.as_bytes())
 }
 
 fn render_errors(out: &mut String, paint: Paint, errors: &[PlanError]) {

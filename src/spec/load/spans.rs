@@ -17,19 +17,32 @@ use crate::diag::{Diagnostic, Span};
 ///
 /// A large spec has hundreds of thousands of paths, so a path is kept as a
 /// 64-bit hash of its text (a collision would at worst point a finding at
-/// another node) and a span in twelve bytes: about forty bytes a path
-/// instead of the path's text in a tree. Recorded in document order, then
-/// sorted once; the first span recorded for a path wins.
+/// another node), with a span in twelve bytes: one record of 24 bytes for a
+/// key and one for its value, instead of the path's text in a tree.
+/// Recorded in document order, then sorted in place once; the first span
+/// recorded of each kind for a path wins.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpanMap {
-    /// Sorted by hash once collection is done.
-    paths: Vec<(u64, Spans)>,
+    /// Sorted by hash, kind and order once collection is done; then at
+    /// most one key and one value record per hash.
+    records: Vec<Record>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Spans {
-    key: Option<CompactSpan>,
-    value: Option<CompactSpan>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record {
+    hash: u64,
+    /// Document order in the low 31 bits; the top bit set for a value.
+    order: u32,
+    span: CompactSpan,
+}
+
+/// The bit of `Record::order` that marks a value's span.
+const VALUE: u32 = 1 << 31;
+
+impl Record {
+    fn is_value(&self) -> bool {
+        self.order & VALUE != 0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,49 +102,56 @@ impl SpanMap {
 
     fn get(&self, path: &str) -> Option<Spans> {
         let hash = path_hash(path);
-        self.paths
-            .binary_search_by_key(&hash, |(hash, _)| *hash)
-            .ok()
-            .map(|index| self.paths[index].1)
+        let start = self.records.partition_point(|record| record.hash < hash);
+        let mut spans = Spans::default();
+        for record in self.records[start..]
+            .iter()
+            .take_while(|record| record.hash == hash)
+        {
+            if record.is_value() {
+                spans.value = Some(record.span);
+            } else {
+                spans.key = Some(record.span);
+            }
+        }
+        (spans.key.is_some() || spans.value.is_some()).then_some(spans)
+    }
+
+    fn record(&mut self, path: &str, span: Span, kind: u32) {
+        // Document order past 2^31 records only makes the order of later
+        // duplicates arbitrary.
+        let order = u32::try_from(self.records.len()).unwrap_or(VALUE - 1) & !VALUE;
+        self.records.push(Record {
+            hash: path_hash(path),
+            order: order | kind,
+            span: CompactSpan::new(span),
+        });
     }
 
     fn record_key(&mut self, path: &str, span: Span) {
-        self.paths.push((
-            path_hash(path),
-            Spans {
-                key: Some(CompactSpan::new(span)),
-                value: None,
-            },
-        ));
+        self.record(path, span, 0);
     }
 
     fn record_value(&mut self, path: &str, span: Span) {
-        self.paths.push((
-            path_hash(path),
-            Spans {
-                key: None,
-                value: Some(CompactSpan::new(span)),
-            },
-        ));
+        self.record(path, span, VALUE);
     }
 
-    /// Sorts by hash and merges the records of each path, the first of each
-    /// kind winning (the sort is stable, so document order decides).
+    /// Sorts in place by hash, kind and document order, and keeps the first
+    /// record of each kind for each path.
     fn seal(&mut self) {
-        self.paths.sort_by_key(|(hash, _)| *hash);
-        let mut merged: Vec<(u64, Spans)> = Vec::with_capacity(self.paths.len());
-        for (hash, spans) in self.paths.drain(..) {
-            match merged.last_mut() {
-                Some((last, kept)) if *last == hash => {
-                    kept.key = kept.key.or(spans.key);
-                    kept.value = kept.value.or(spans.value);
-                }
-                _ => merged.push((hash, spans)),
-            }
-        }
-        merged.shrink_to_fit();
-        self.paths = merged;
+        self.records
+            .sort_unstable_by_key(|record| (record.hash, record.order));
+        self.records
+            .dedup_by_key(|record| (record.hash, record.is_value()));
+        self.records.shrink_to_fit();
     }
+}
+
+/// The spans found for one path.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spans {
+    key: Option<CompactSpan>,
+    value: Option<CompactSpan>,
 }
 
 /// The path of a mapping entry: `parent.key`, or `parent["odd key"]` when
