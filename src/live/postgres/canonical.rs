@@ -11,6 +11,11 @@
 //! under a scratch name, and reads back `pg_get_indexdef`. Replacing the
 //! scratch name and table with the real ones gives exactly what
 //! `pg_get_indexdef` would print for the desired index on the real table.
+//! That text depends only on the column definitions and the index's own
+//! definition, so tables whose columns are defined alike share one scratch
+//! table, and the same definition on them one scratch build: a schema per
+//! tenant, or partitions, cost one build per shape of index, not one per
+//! table.
 //!
 //! Why a column-list copy and not `CREATE INDEX` on the real table or
 //! `LIKE`: building on the real table costs a full scan and a SHARE lock,
