@@ -97,30 +97,12 @@ impl Sessions {
         statements: &[String],
     ) -> anyhow::Result<bool> {
         let database = Some(database.to_owned());
-        let mut attempt = 1;
-        loop {
-            let result = self
-                .build_small_index_once(&database, table, max_bytes, statements)
-                .await;
-            match result {
-                Err(error) if attempt < ATTEMPTS && is_lock_wait(&error) => {
-                    tracing::warn!(
-                        attempt,
-                        "could not get a lock within lock_timeout; retrying"
-                    );
-                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                Err(error) if is_lock_wait(&error) => {
-                    return Err(error).context(format!(
-                        "gave up after {ATTEMPTS} attempts: another session holds a conflicting \
-                         lock for longer than lock_timeout ({} ms)",
-                        self.lock_timeout.as_millis()
-                    ));
-                }
-                other => return other,
-            }
-        }
+        let lock_timeout = self.lock_timeout;
+        retrying(lock_timeout, async || {
+            self.build_small_index_once(&database, table, max_bytes, statements)
+                .await
+        })
+        .await
     }
 
     async fn build_small_index_once(
@@ -230,30 +212,12 @@ impl Sessions {
         transaction: bool,
         unless_installed: Option<&str>,
     ) -> anyhow::Result<bool> {
-        let mut attempt = 1;
-        loop {
-            let result = self
-                .run_once(database, statements, transaction, unless_installed)
-                .await;
-            match result {
-                Err(error) if attempt < ATTEMPTS && is_lock_wait(&error) => {
-                    tracing::warn!(
-                        attempt,
-                        "could not get a lock within lock_timeout; retrying"
-                    );
-                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                Err(error) if is_lock_wait(&error) => {
-                    return Err(error).context(format!(
-                        "gave up after {ATTEMPTS} attempts: another session holds a conflicting \
-                         lock for longer than lock_timeout ({} ms)",
-                        self.lock_timeout.as_millis()
-                    ));
-                }
-                other => return other,
-            }
-        }
+        let lock_timeout = self.lock_timeout;
+        retrying(lock_timeout, async || {
+            self.run_once(database, statements, transaction, unless_installed)
+                .await
+        })
+        .await
     }
 
     async fn run_once(
@@ -354,6 +318,36 @@ pub fn password_statement(role: &str, secret: &Secret) -> anyhow::Result<String>
         quote_ident(role),
         quote_literal(&verifier)
     ))
+}
+
+/// Runs `once` until it succeeds or fails for another reason than a lock
+/// wait, at most [`ATTEMPTS`] times, sleeping a second more before each
+/// new attempt.
+async fn retrying<T>(
+    lock_timeout: Duration,
+    mut once: impl AsyncFnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut attempt = 1;
+    loop {
+        match once().await {
+            Err(error) if attempt < ATTEMPTS && is_lock_wait(&error) => {
+                tracing::warn!(
+                    attempt,
+                    "could not get a lock within lock_timeout; retrying"
+                );
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(error) if is_lock_wait(&error) => {
+                return Err(error).context(format!(
+                    "gave up after {ATTEMPTS} attempts: another session holds a conflicting \
+                     lock for longer than lock_timeout ({} ms)",
+                    lock_timeout.as_millis()
+                ));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn is_lock_wait(error: &anyhow::Error) -> bool {
