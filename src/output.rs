@@ -45,9 +45,7 @@ pub struct Colors {
 
 /// Writes text to stdout as is.
 pub fn stdout(text: &str) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()
+    stdout_with(|out| out.write_all(text.as_bytes()))
 }
 
 /// Writes to stdout through `write`, which may write a large report piece

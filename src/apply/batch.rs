@@ -145,13 +145,7 @@ impl Ahead {
         Ahead {
             at,
             count: actions.len(),
-            verifiers: tokio::task::spawn_blocking(move || {
-                if passwords.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    verifiers(&passwords)
-                }
-            }),
+            verifiers: tokio::task::spawn_blocking(move || verifiers(&passwords)),
         }
     }
 }

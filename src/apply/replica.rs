@@ -105,7 +105,10 @@ pub async fn run(
         DockerStep::WaitStreaming { name, slot } => {
             wait_streaming(docker, deployment, name, slot, target).await
         }
-        DockerStep::RemoveReplica { name } => Ok(containers::stop_and_remove(docker, name).await?),
+        DockerStep::RemoveReplica { name } => {
+            replica_container(docker, name).await?;
+            Ok(containers::stop_and_remove(docker, name).await?)
+        }
         DockerStep::DropReplicaSlot { slot } => drop_slot(slot, target).await,
         DockerStep::RemoveReplicaVolume { name } => {
             replica_volume(docker, name).await?;
@@ -113,6 +116,25 @@ pub async fn run(
         }
         _ => bail!("not a replica's step"),
     }
+}
+
+/// Refuses a container of a replica's name that pgspec did not make for a
+/// replica: it is never stopped or removed here.
+async fn replica_container(docker: &Docker, name: &str) -> anyhow::Result<()> {
+    let Some(found) = containers::inspect(docker, name).await? else {
+        return Ok(());
+    };
+    let role = found
+        .config
+        .and_then(|config| config.labels)
+        .and_then(|found_labels| found_labels.get(labels::ROLE).cloned());
+    if role.as_deref() != Some(LABEL_ROLE) {
+        bail!(
+            "container `{name}` exists but pgspec did not make it for a replica; it is left \
+             alone: remove or rename it, or name the replica otherwise"
+        );
+    }
+    Ok(())
 }
 
 /// Whether `volume` is a replica's volume pgspec made: anything else is

@@ -247,8 +247,22 @@ pub async fn create_throwaway(
 
 /// Removes a container that holds no data, running or not, with its
 /// anonymous volumes; named volumes stay, and a missing container is
-/// already gone.
+/// already gone. A container of that name pgspec did not make (no
+/// `org.pgspec.managed` label) is refused, never removed.
 pub async fn remove_throwaway(docker: &Docker, name: &str) -> Result<(), EngineError> {
+    if let Some(found) = inspect(docker, name).await? {
+        let managed = found
+            .config
+            .and_then(|config| config.labels)
+            .is_some_and(|found_labels| {
+                found_labels.get(labels::MANAGED).map(String::as_str) == Some("true")
+            });
+        if !managed {
+            return Err(EngineError::NotOurs {
+                name: name.to_owned(),
+            });
+        }
+    }
     match docker
         .remove_container(
             name,

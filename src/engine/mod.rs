@@ -83,6 +83,12 @@ pub enum EngineError {
         #[source]
         source: DockerError,
     },
+    /// A container pgspec would remove by name is not one it made.
+    #[error(
+        "container `{name}` exists but pgspec did not make it; it is left alone: remove or \
+         rename it, or name the deployment otherwise"
+    )]
+    NotOurs { name: String },
     /// A stream stopped arriving.
     #[error("cannot {what}")]
     Stalled {

@@ -61,7 +61,9 @@ pub async fn create_volume(
 }
 
 /// Removes a volume pgspec made to throw away (a restore check's scratch
-/// volume); a missing one is already gone. Never called on data or backups.
+/// volume) or a replica's volume, which holds nothing the server lacks and
+/// is checked by its label first; a missing one is already gone. Never
+/// called on the server's data or on backups.
 pub async fn remove_volume(docker: &Docker, name: &str) -> Result<(), EngineError> {
     match docker
         .remove_volume(name, None::<RemoveVolumeOptions>)

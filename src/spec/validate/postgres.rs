@@ -333,6 +333,15 @@ impl Checker<'_> {
             Some(("ssh", rest)) if rest.is_empty() || rest.starts_with('@') => {
                 Some("an ssh:// engine needs a host: `ssh://user@host`")
             }
+            // ssh would read a user or host that starts with `-` as an option.
+            Some(("ssh", rest))
+                if rest.starts_with('-')
+                    || rest
+                        .split_once('@')
+                        .is_some_and(|(_, host)| host.starts_with('-')) =>
+            {
+                Some("an ssh:// engine's user and host do not start with `-`")
+            }
             Some(("tcp" | "https", "")) => {
                 Some("a tcp:// engine needs a host and port: `tcp://host:2376`")
             }

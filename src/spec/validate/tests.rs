@@ -492,7 +492,14 @@ fn the_engine_is_a_url_pgspec_reaches_or_a_context_name() {
             messages(&spec(good))
         );
     }
-    for bad in ["ssh://", "ftp://db1", "unix://relative", "my context"] {
+    for bad in [
+        "ssh://",
+        "ssh://-oProxyCommand=x",
+        "ssh://deploy@-oProxyCommand=x",
+        "ftp://db1",
+        "unix://relative",
+        "my context",
+    ] {
         let found = messages(&spec(bad));
         assert!(
             found.iter().any(|message| message.contains("engine")),
