@@ -66,6 +66,15 @@ impl Plan {
     pub fn summary(&self) -> Summary {
         Summary::count(self.actions.iter().map(|action| action.kind))
     }
+
+    /// Adds an action with its text and lists trimmed to their length. A
+    /// plan at scale holds tens of thousands of actions, built by
+    /// `format!`, which reserves up to twice what it writes; the kinds of
+    /// object there can be thousands of go through here.
+    pub fn add(&mut self, mut action: Action) {
+        action.shrink_to_fit();
+        self.actions.push(action);
+    }
 }
 
 /// An index waiting for its table.
@@ -171,6 +180,46 @@ impl TryFrom<StoredAction> for Action {
             changes: stored.changes,
             steps: stored.steps,
         })
+    }
+}
+
+impl Action {
+    /// Frees what its strings and lists reserved beyond their length.
+    fn shrink_to_fit(&mut self) {
+        self.address.shrink_to_fit();
+        self.reason.shrink_to_fit();
+        shrink_all(&mut self.risk.locks);
+        self.changes.shrink_to_fit();
+        for change in &mut self.changes {
+            for value in [&mut change.old, &mut change.new].into_iter().flatten() {
+                value.shrink_to_fit();
+            }
+        }
+        self.steps.shrink_to_fit();
+        for step in &mut self.steps {
+            match step {
+                Step::Sql { statements, .. } => shrink_all(statements),
+                Step::BuildIndex {
+                    table,
+                    statements,
+                    concurrently,
+                    ..
+                } => {
+                    table.shrink_to_fit();
+                    shrink_all(statements);
+                    shrink_all(concurrently);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Shrinks a list of strings and each string in it to fit.
+fn shrink_all(strings: &mut Vec<String>) {
+    strings.shrink_to_fit();
+    for string in strings {
+        string.shrink_to_fit();
     }
 }
 

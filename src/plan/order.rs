@@ -33,12 +33,35 @@ fn phase(object: ObjectKind) -> u8 {
 /// Sorts actions into the order apply runs them, and every other list of the
 /// plan by address so equal inputs render to equal bytes.
 pub fn sort(plan: &mut Plan) {
-    plan.actions
-        .sort_by(|left, right| key(left).cmp(&key(right)));
+    // A plan at scale holds tens of thousands of actions: the list gives
+    // back what it reserved while it grew, and is sorted by way of their
+    // positions, which a stable sort copies instead of the actions.
+    plan.actions.shrink_to_fit();
+    let mut order: Vec<usize> = (0..plan.actions.len()).collect();
+    order.sort_by(|&left, &right| key(&plan.actions[left]).cmp(&key(&plan.actions[right])));
+    permute(&mut plan.actions, order);
     plan.unmanaged.sort();
     plan.unmanaged.dedup();
     plan.notes.sort();
     plan.errors.sort();
+}
+
+/// Rearranges `items` in place so that position `i` holds what was at
+/// `order[i]`, following each cycle of the permutation once.
+fn permute<T>(items: &mut [T], mut order: Vec<usize>) {
+    for start in 0..items.len() {
+        let mut at = start;
+        while order[at] != at {
+            let from = order[at];
+            // Done: `at` will hold what it should once the cycle closes.
+            order[at] = at;
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
+    }
 }
 
 /// Whether an action replaces a replica for a new image: in a rolling
@@ -66,7 +89,21 @@ fn key(action: &Action) -> (u8, i16, &str) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn permute_puts_each_item_where_the_order_says(
+            order in Just((0..40).collect::<Vec<usize>>()).prop_shuffle()
+        ) {
+            let mut items: Vec<usize> = (100..140).collect();
+            permute(&mut items, order.clone());
+            let expected: Vec<usize> = order.iter().map(|from| from + 100).collect();
+            prop_assert_eq!(items, expected);
+        }
+    }
 
     #[test]
     fn creates_follow_dependencies_and_deletes_run_backwards() {

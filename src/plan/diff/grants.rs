@@ -339,7 +339,7 @@ fn single(context: &Context, grant: &Grant, object: AclObject, kind: &str, plan:
     };
     let statements = delta_statements(&on, &grant.grantee, &wanted, &held);
     let reason = held_reason(&grant.grantee, kind, !held.is_empty());
-    plan.actions.push(one_object_action(
+    plan.add(one_object_action(
         address,
         ObjectKind::Grant,
         reason,
@@ -475,7 +475,7 @@ fn many(
         } else {
             held_reason(&grant.grantee, kind, new_grants < steps.len())
         };
-        plan.actions.push(Action {
+        plan.add(Action {
             address,
             object: ObjectKind::Grant,
             kind: if new_grants == steps.len() {
@@ -577,7 +577,7 @@ fn default_privilege(
         },
         grant.grantee
     );
-    plan.actions.push(one_object_action(
+    plan.add(one_object_action(
         address,
         ObjectKind::DefaultPrivilege,
         reason,

@@ -42,7 +42,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions, plan
         .and_then(|server| server.current_user.as_deref());
     for (name, want) in &desired.roles {
         match live.roles.get(name) {
-            None => plan.actions.push(create(want, &desired.name)),
+            None => plan.add(create(want, &desired.name)),
             Some(have) => update(want, have, live, current_user, plan),
         }
         diff_memberships(want, live.roles.get(name), plan);
@@ -54,7 +54,7 @@ pub fn diff(desired: &Deployment, live: &Deployment, options: &DiffOptions, plan
         let address = address::role(name);
         let protected = have.superuser || Some(name.as_str()) == current_user;
         if have.managed && options.prune && !protected {
-            plan.actions.push(Action {
+            plan.add(Action {
                 address,
                 object: ObjectKind::Role,
                 kind: ActionKind::Delete,
@@ -298,7 +298,7 @@ fn update(
     if steps.is_empty() {
         return;
     }
-    plan.actions.push(Action {
+    plan.add(Action {
         address,
         object: ObjectKind::Role,
         kind: ActionKind::Update,
@@ -391,7 +391,7 @@ fn diff_memberships(want: &Role, have: Option<&Role>, plan: &mut Plan) {
         if have.is_some_and(|have| have.member_of.contains(parent)) {
             continue;
         }
-        plan.actions.push(Action {
+        plan.add(Action {
             address: address::membership(&want.name, parent),
             object: ObjectKind::Membership,
             kind: ActionKind::Create,

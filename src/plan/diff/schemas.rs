@@ -21,7 +21,7 @@ pub fn diff(deployment: &str, want: &Database, have: Option<&Database>, plan: &m
                     statement.push_str(&format!(" AUTHORIZATION {}", quote_ident(owner)));
                     changes.push(Change::new("owner", None, Some(owner.clone())));
                 }
-                plan.actions.push(Action {
+                plan.add(Action {
                     address,
                     object: ObjectKind::Schema,
                     kind: ActionKind::Create,
@@ -45,7 +45,7 @@ pub fn diff(deployment: &str, want: &Database, have: Option<&Database>, plan: &m
                 if let Some(owner) = &schema.owner
                     && live_schema.owner.as_ref() != Some(owner)
                 {
-                    plan.actions.push(Action {
+                    plan.add(Action {
                         address,
                         object: ObjectKind::Schema,
                         kind: ActionKind::Update,

@@ -16,8 +16,9 @@
 //! neither, except one it built itself that the spec no longer declares,
 //! when the spec prunes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
+use crate::model::address;
 use crate::model::{Database, Index, index_key};
 use crate::plan::Note;
 
@@ -33,12 +34,12 @@ pub(super) fn rename_source<'a>(
     index: &Index,
     canonical: &str,
     have: &'a Database,
-    taken: &BTreeSet<String>,
+    taken: &BTreeSet<&str>,
 ) -> Option<&'a Index> {
     let wanted = without_name(canonical)?;
     // Keys sort by schema, then name: within one schema, by name.
     have.indexes.iter().find_map(|(key, live)| {
-        let free = !taken.contains(key)
+        let free = !taken.contains(key.as_str())
             && !live.managed
             && live.stamp.is_none()
             && live.constraint.is_none()
@@ -53,24 +54,27 @@ pub(super) fn rename_source<'a>(
 }
 
 /// An index as it stands once the plan has run, for finding duplicates.
+/// It borrows from the desired and the live database: a plan over tens of
+/// thousands of indexes holds one of these for each, all at once.
 #[derive(Debug, Clone)]
-pub(super) struct Standing {
-    /// Its address in the plan.
-    pub address: String,
+pub(super) struct Standing<'a> {
+    /// The last segment of its address in the plan: the desired index's
+    /// key, or the live one's.
+    pub key: &'a str,
     /// Its name once the plan has run.
-    pub name: String,
-    pub schema: String,
-    pub table: String,
+    pub name: &'a str,
+    pub schema: &'a str,
+    pub table: &'a str,
     /// Its `pg_get_indexdef` (the desired one's in the server's words).
-    pub definition: String,
-    pub whose: Whose,
+    pub definition: &'a str,
+    pub whose: Whose<'a>,
 }
 
 /// Why an index is there, which says what pgspec may do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Whose {
+pub(super) enum Whose<'a> {
     /// It backs this constraint, and pgspec never touches it.
-    Constraint(String),
+    Constraint(&'a str),
     /// The spec declares it.
     Declared,
     /// pgspec built it, and the spec no longer declares it.
@@ -81,17 +85,17 @@ pub(super) enum Whose {
     Unmanaged,
 }
 
-impl Standing {
-    /// A live index the plan leaves where it is.
-    pub fn live(address: String, index: &Index) -> Standing {
+impl<'a> Standing<'a> {
+    /// A live index the plan leaves where it is, under live key `key`.
+    pub fn live(key: &'a str, index: &'a Index) -> Standing<'a> {
         Standing {
-            address,
-            name: index.name.clone(),
-            schema: index.schema.clone(),
-            table: index.table.clone(),
-            definition: index.definition.clone(),
+            key,
+            name: &index.name,
+            schema: &index.schema,
+            table: &index.table,
+            definition: &index.definition,
             whose: match &index.constraint {
-                Some(constraint) => Whose::Constraint(constraint.clone()),
+                Some(constraint) => Whose::Constraint(constraint),
                 None if index.managed => Whose::Pgspecs,
                 None if index.stamp.is_some() => Whose::AnotherDeployment,
                 None => Whose::Unmanaged,
@@ -99,14 +103,15 @@ impl Standing {
         }
     }
 
-    /// A desired index as the plan leaves it: built, renamed or in sync.
-    pub fn declared(address: String, index: &Index, canonical: &str) -> Standing {
+    /// A desired index, under desired key `key`, as the plan leaves it:
+    /// built, renamed or in sync.
+    pub fn declared(key: &'a str, index: &'a Index, canonical: &'a str) -> Standing<'a> {
         Standing {
-            address,
-            name: index.name.clone(),
-            schema: index.schema.clone(),
-            table: index.table.clone(),
-            definition: canonical.to_owned(),
+            key,
+            name: &index.name,
+            schema: &index.schema,
+            table: &index.table,
+            definition: canonical,
             whose: Whose::Declared,
         }
     }
@@ -116,28 +121,30 @@ impl Standing {
 /// out) as another on its table once the plan has run. Of each group, the
 /// index a constraint owns stays unmentioned, else the first the spec
 /// declares, else the first by name; each other one is the duplicate.
-pub(super) fn duplicates(standing: Vec<Standing>) -> Vec<Note> {
-    let mut groups: BTreeMap<(bool, String), Vec<Standing>> = BTreeMap::new();
-    for index in standing {
-        let Some((unique, rest)) = without_name(&index.definition) else {
-            continue;
-        };
-        // The rest of the definition names the table: `ON public.t USING …`.
-        let key = (unique, rest.to_owned());
-        groups.entry(key).or_default().push(index);
-    }
+/// `database` is the name the addresses carry.
+pub(super) fn duplicates(database: &str, standing: Vec<Standing<'_>>) -> Vec<Note> {
+    // Grouped by sorting rather than into a map: no allocation per index.
+    // The rest of the definition names the table: `ON public.t USING …`.
+    let mut keyed: Vec<((bool, &str), Standing)> = standing
+        .into_iter()
+        .filter_map(|index| Some((without_name(index.definition)?, index)))
+        .collect();
+    keyed.sort_by(|(left, _), (right, _)| left.cmp(right));
+    let rank = |index: &Standing| match index.whose {
+        Whose::Constraint(_) => 0,
+        Whose::Declared => 1,
+        Whose::Pgspecs | Whose::AnotherDeployment | Whose::Unmanaged => 2,
+    };
     let mut notes = Vec::new();
-    for mut group in groups.into_values().filter(|group| group.len() > 1) {
-        group.sort_by(|left, right| {
-            let rank = |index: &Standing| match index.whose {
-                Whose::Constraint(_) => 0,
-                Whose::Declared => 1,
-                Whose::Pgspecs | Whose::AnotherDeployment | Whose::Unmanaged => 2,
-            };
-            (rank(left), &left.name).cmp(&(rank(right), &right.name))
+    for group in keyed
+        .chunk_by_mut(|(left, _), (right, _)| left == right)
+        .filter(|group| group.len() > 1)
+    {
+        group.sort_by(|(_, left), (_, right)| {
+            (rank(left), left.name).cmp(&(rank(right), right.name))
         });
-        let kept = &group[0];
-        for duplicate in &group[1..] {
+        let kept = &group[0].1;
+        for (_, duplicate) in &group[1..] {
             let what = match &duplicate.whose {
                 Whose::Constraint(constraint) => {
                     format!("it backs constraint `{constraint}`, which pgspec never changes")
@@ -154,7 +161,7 @@ pub(super) fn duplicates(standing: Vec<Standing>) -> Vec<Note> {
                     .to_owned(),
             };
             notes.push(Note {
-                address: duplicate.address.clone(),
+                address: address::index(database, duplicate.key),
                 message: format!(
                     "same definition as `{}` on table `{}.{}`: a duplicate index slows every \
                      write to the table and takes space, and queries need only one of them; {what}",
@@ -167,8 +174,9 @@ pub(super) fn duplicates(standing: Vec<Standing>) -> Vec<Note> {
 }
 
 /// The live keys a desired index of `want` names, under its own name or
-/// the scratch name of its replace: never a source to rename.
-pub(super) fn named_by_spec(want: &Database) -> BTreeSet<String> {
+/// the scratch name of its replace: never a source to rename. Only keys
+/// `have` holds, borrowed from it.
+pub(super) fn named_by_spec<'a>(want: &Database, have: &'a Database) -> BTreeSet<&'a str> {
     want.indexes
         .values()
         .flat_map(|index| {
@@ -177,7 +185,14 @@ pub(super) fn named_by_spec(want: &Database) -> BTreeSet<String> {
                 index_key(&index.schema, &super::scratch_name(&index.name)),
             ]
         })
+        .filter_map(|key| live_key(have, &key))
         .collect()
+}
+
+/// `key` as `have` holds it, borrowed from it; `None` when no live index
+/// has it.
+pub(super) fn live_key<'a>(have: &'a Database, key: &str) -> Option<&'a str> {
+    have.indexes.get_key_value(key).map(|(key, _)| key.as_str())
 }
 
 #[cfg(test)]
@@ -328,25 +343,31 @@ mod tests {
         assert_eq!(source.map(|index| index.name.as_str()), Some("idx_a"));
     }
 
-    fn standing(name: &str, whose: Whose) -> Standing {
+    fn standing(name: &'static str, whose: Whose<'static>) -> Standing<'static> {
         Standing {
-            address: format!("database.app/index.{name}"),
+            key: name,
+            name,
+            schema: "public",
+            table: "letters",
+            definition: PATH.replace("{}", name).leak(),
             whose,
-            ..Standing::live(String::new(), &live(name, PATH))
         }
     }
 
     #[test]
     fn duplicates_are_noted_and_the_declared_one_is_kept() {
-        let notes = duplicates(vec![
-            standing("idx_b", Whose::Unmanaged),
-            standing("idx_path", Whose::Declared),
-            standing("idx_a", Whose::Pgspecs),
-            Standing {
-                definition: PARTIAL.replace("{}", "idx_alone"),
-                ..standing("idx_alone", Whose::Unmanaged)
-            },
-        ]);
+        let notes = duplicates(
+            "app",
+            vec![
+                standing("idx_b", Whose::Unmanaged),
+                standing("idx_path", Whose::Declared),
+                standing("idx_a", Whose::Pgspecs),
+                Standing {
+                    definition: PARTIAL.replace("{}", "idx_alone").leak(),
+                    ..standing("idx_alone", Whose::Unmanaged)
+                },
+            ],
+        );
         let addresses: Vec<&str> = notes.iter().map(|note| note.address.as_str()).collect();
         assert_eq!(
             addresses,
@@ -372,7 +393,9 @@ mod tests {
             )),
             ..live("foreign", PATH)
         };
-        let whose = |index: &Index| Standing::live(String::new(), index).whose;
+        fn whose(index: &Index) -> Whose<'_> {
+            Standing::live("", index).whose
+        }
         assert_eq!(whose(&foreign), Whose::AnotherDeployment);
         assert_eq!(
             whose(&Index {
@@ -386,7 +409,7 @@ mod tests {
                 constraint: Some("letters_key".to_owned()),
                 ..foreign
             }),
-            Whose::Constraint("letters_key".to_owned())
+            Whose::Constraint("letters_key")
         );
         assert_eq!(whose(&live("by_hand", PATH)), Whose::Unmanaged);
     }
@@ -394,17 +417,20 @@ mod tests {
     #[test]
     fn a_constraints_index_is_kept_and_uniqueness_tells_definitions_apart() {
         let unique = "CREATE UNIQUE INDEX {} ON public.letters USING btree (source_file_path)";
-        let notes = duplicates(vec![
-            Standing {
-                definition: unique.replace("{}", "idx_unique"),
-                ..standing("idx_unique", Whose::Declared)
-            },
-            Standing {
-                definition: unique.replace("{}", "letters_key"),
-                ..standing("letters_key", Whose::Constraint("letters_key".to_owned()))
-            },
-            standing("idx_plain", Whose::Unmanaged),
-        ]);
+        let notes = duplicates(
+            "app",
+            vec![
+                Standing {
+                    definition: unique.replace("{}", "idx_unique").leak(),
+                    ..standing("idx_unique", Whose::Declared)
+                },
+                Standing {
+                    definition: unique.replace("{}", "letters_key").leak(),
+                    ..standing("letters_key", Whose::Constraint("letters_key"))
+                },
+                standing("idx_plain", Whose::Unmanaged),
+            ],
+        );
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert_eq!(notes[0].address, "database.app/index.idx_unique");
         assert!(

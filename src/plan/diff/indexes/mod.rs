@@ -86,17 +86,19 @@ pub fn diff(
         .extensions
         .keys()
         .any(|name| !have.extensions.contains_key(name));
-    let mut claimed = BTreeSet::new();
+    // Live keys a desired index accounts for, borrowed from `have`.
+    let mut claimed: BTreeSet<&str> = BTreeSet::new();
+    let mut claim = |key: &str| claimed.extend(adopt::live_key(have, key));
     // Live keys no desired index may rename: those the spec names, and
     // the sources of the renames planned so far.
-    let mut taken = adopt::named_by_spec(want);
+    let mut taken = adopt::named_by_spec(want, have);
     // The indexes that stand once the plan has run, for duplicates.
     let mut standing = Vec::new();
     for (name, index) in &want.indexes {
         let address = address::index(&want.name, name);
         let live_key = index_key(&index.schema, &index.name);
         let scratch_key = index_key(&index.schema, &scratch_name(&index.name));
-        claimed.insert(live_key.clone());
+        claim(&live_key);
         let live = have.indexes.get(&live_key);
         let scratch = have.indexes.get(&scratch_key);
         let Some((create, rest)) = index.definition_parts() else {
@@ -148,9 +150,8 @@ pub fn diff(
                              extensions are installed: {message}"
                         ),
                     });
-                    plan.actions
-                        .push(build.create(address, scratch, &index.definition));
-                    claimed.insert(scratch_key);
+                    plan.add(build.create(address, scratch, &index.definition));
+                    claim(&scratch_key);
                 } else {
                     plan.errors.push(PlanError {
                         address,
@@ -186,18 +187,18 @@ pub fn diff(
                     if !scratch.invalid
                         && without_name(&scratch.definition) == without_name(canonical) =>
                 {
-                    claimed.insert(scratch_key);
+                    claim(&scratch_key);
                     Some(build.finish_replace(address.clone(), scratch, canonical))
                 }
                 _ => match adopt::rename_source(index, canonical, have, &taken) {
                     Some(source) => {
                         let source_key = index_key(&source.schema, &source.name);
-                        claimed.insert(source_key.clone());
-                        taken.insert(source_key);
+                        claim(&source_key);
+                        taken.extend(adopt::live_key(have, &source_key));
                         Some(build.rename(address.clone(), source, canonical))
                     }
                     None => {
-                        claimed.insert(scratch_key);
+                        claim(&scratch_key);
                         Some(build.create(address.clone(), scratch, canonical))
                     }
                 },
@@ -220,17 +221,17 @@ pub fn diff(
                 None
             }
             Some(live) if live.invalid => {
-                claimed.insert(scratch_key);
+                claim(&scratch_key);
                 Some(build.repair(address.clone(), live, scratch, canonical))
             }
             Some(live) if &live.definition != canonical => {
-                claimed.insert(scratch_key);
+                claim(&scratch_key);
                 Some(build.replace(address.clone(), live, scratch, canonical))
             }
             Some(_) => None,
         };
-        let mut declared = adopt::Standing::declared(address.clone(), index, canonical);
-        if let Some(constraint) = live.and_then(|live| live.constraint.clone()) {
+        let mut declared = adopt::Standing::declared(name, index, canonical);
+        if let Some(constraint) = live.and_then(|live| live.constraint.as_deref()) {
             declared.whose = adopt::Whose::Constraint(constraint);
         }
         match action {
@@ -248,7 +249,7 @@ pub fn diff(
                 })
             }
             Some(action) => {
-                plan.actions.push(action);
+                plan.add(action);
                 standing.push(declared);
             }
             None => standing.push(declared),
@@ -256,11 +257,11 @@ pub fn diff(
     }
 
     for (key, live) in &have.indexes {
-        if claimed.contains(key) {
+        if claimed.contains(key.as_str()) {
             continue;
         }
         if live.constraint.is_some() {
-            standing.push(adopt::Standing::live(address::index(&want.name, key), live));
+            standing.push(adopt::Standing::live(key, live));
             continue;
         }
         let address = address::index(&want.name, key);
@@ -271,7 +272,7 @@ pub fn diff(
             } else {
                 "created by pgspec, no longer in the spec, and pruning is on".to_owned()
             };
-            plan.actions.push(Action {
+            plan.add(Action {
                 address,
                 object: ObjectKind::Index,
                 kind: ActionKind::Delete,
@@ -293,12 +294,12 @@ pub fn diff(
             });
         } else {
             if !live.invalid {
-                standing.push(adopt::Standing::live(address.clone(), live));
+                standing.push(adopt::Standing::live(key, live));
             }
             plan.unmanaged.push(address);
         }
     }
-    plan.notes.extend(adopt::duplicates(standing));
+    plan.notes.extend(adopt::duplicates(&want.name, standing));
 }
 
 /// What live would hold after an index action ran, for `plan::simulate`.
