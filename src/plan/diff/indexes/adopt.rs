@@ -317,7 +317,7 @@ mod tests {
             live("taken", PATH),
         ];
         let have = database(candidates.to_vec());
-        let taken = BTreeSet::from(["taken".to_owned()]);
+        let taken = BTreeSet::from(["taken"]);
         let source = rename_source(
             &desired("idx_path"),
             &PATH.replace("{}", "idx_path"),
