@@ -77,7 +77,8 @@ pub async fn write_password(docker: &Docker, name: &str, secret: &Secret) -> any
         .resolve()
         .with_context(|| format!("cannot read the monitoring role's password for `{name}`"))?;
     let (uid, gid) = owner(docker, name).await?;
-    let pgpass = pgpass_line(password.expose());
+    let pgpass = pgpass_line(None, password.expose())
+        .with_context(|| format!("cannot write the monitoring role's password for `{name}`"))?;
     let entries = [
         Entry::directory("/etc/pgspec", 0o755),
         Entry::directory(PASSWORD_DIRECTORY, 0o700).owned_by(uid, gid),

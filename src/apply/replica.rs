@@ -21,7 +21,8 @@ use crate::engine::archive::{self, Entry};
 use crate::engine::container::{self as containers, SERVER_PORT};
 use crate::engine::{Docker, files, image, labels, object_labels, objects};
 use crate::live::Target;
-use crate::model::replicas::{LABEL_NAME, LABEL_ROLE, PASSFILE, Replica, passfile_line};
+use crate::model::backup::pgpass_line;
+use crate::model::replicas::{LABEL_NAME, LABEL_ROLE, PASSFILE, Replica};
 use crate::plan::DockerStep;
 
 /// How long a clone may take: pg_basebackup copies the whole server.
@@ -228,7 +229,7 @@ async fn clone(
     .context("cannot create the clone container")?;
     let outcome = async {
         let settings = standby_settings(replica, server, role, &layout.pgdata);
-        let pass = passfile_line(role, password);
+        let pass = pgpass_line(Some(role), password)?;
         // `/tmp` is left as it is: the postgres user passes through it.
         let upload = archive::build(&[
             Entry::directory("/tmp/pgspec-clone", 0o700),

@@ -152,7 +152,9 @@ pub async fn create_container(
     containers::create(docker, &agent.name, body).await?;
     let pgpass = password
         .as_ref()
-        .map(|password| pgpass_line(password.expose()))
+        .map(|password| pgpass_line(None, password.expose()))
+        .transpose()
+        .context("cannot write the backup agent's password file")?
         .unwrap_or_default();
     let files = [
         Entry::file(AGENT_PATH, 0o755, &binary),
@@ -472,7 +474,7 @@ pub async fn create_scratch(docker: &Docker, scratch: &Scratch<'_>) -> anyhow::R
         .await
         .context("cannot create the scratch container")?;
     let binary = agent_binary().await?;
-    let pgpass = pgpass_line(scratch.password);
+    let pgpass = pgpass_line(None, scratch.password)?;
     let files = [
         Entry::file(AGENT_PATH, 0o755, &binary),
         Entry::file(PASSWORD_FILE, 0o600, scratch.password.as_bytes()),

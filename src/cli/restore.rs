@@ -119,9 +119,10 @@ pub(super) async fn agent_answer<T: serde::de::DeserializeOwned>(
 ) -> anyhow::Result<T> {
     let output = exec_agent(docker, spec, arguments).await?;
     if output.code != 0 {
+        // Its messages were shown as it ran.
         bail!(
-            "the backup agent could not {doing}: {}",
-            output.stderr.trim()
+            "the backup agent could not {doing} (exit code {}, output above)",
+            output.code
         );
     }
     serde_json::from_str(&output.stdout).context("cannot read the backup agent's answer")

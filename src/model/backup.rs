@@ -248,10 +248,16 @@ pub fn schedules_from_labels(labels: &HashMap<String, String>) -> BTreeMap<Strin
         .collect()
 }
 
-/// One line of a libpq password file matching every server and database.
-pub fn pgpass_line(password: &str) -> String {
-    let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
-    format!("*:*:*:*:{escaped}\n")
+/// One line of a libpq password file matching every server and database,
+/// for `user` or (`None`) every user. A line is an entry, so a password
+/// with a line break in it cannot be written and is refused.
+pub fn pgpass_line(user: Option<&str>, password: &str) -> anyhow::Result<String> {
+    if password.contains(['\n', '\r']) {
+        anyhow::bail!("the password holds a line break, which a libpq password file cannot hold");
+    }
+    let escape = |text: &str| text.replace('\\', "\\\\").replace(':', "\\:");
+    let user = user.map_or_else(|| "*".to_owned(), escape);
+    Ok(format!("*:*:*:{user}:{}\n", escape(password)))
 }
 
 /// The password of the first line of a libpq password file.
@@ -299,10 +305,22 @@ mod tests {
     }
 
     #[test]
+    fn pgpass_lines_escape_and_refuse_line_breaks() {
+        assert_eq!(
+            pgpass_line(Some("r:1"), "a:b\\c").expect("no line break"),
+            "*:*:*:r\\:1:a\\:b\\\\c\n"
+        );
+        for broken in ["a\nb", "a\r", "\n"] {
+            assert!(pgpass_line(None, broken).is_err(), "{broken:?}");
+        }
+    }
+
+    #[test]
     fn pgpass_round_trips_awkward_passwords() {
         for password in ["plain", "a:b", "back\\slash:", "::\\\\"] {
             assert_eq!(
-                password_from_pgpass(&pgpass_line(password)).as_deref(),
+                password_from_pgpass(&pgpass_line(None, password).expect("no line break"))
+                    .as_deref(),
                 Some(password)
             );
         }

@@ -179,13 +179,6 @@ pub fn is_replica_name(name: &str) -> bool {
         })
 }
 
-/// A line of a libpq password file for `role` on any host, port and
-/// database, with `:` and `\` escaped.
-pub fn passfile_line(role: &str, password: &str) -> String {
-    let escape = |text: &str| text.replace('\\', "\\\\").replace(':', "\\:");
-    format!("*:*:*:{}:{}\n", escape(role), escape(password))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +193,6 @@ mod tests {
         assert!(is_replica_name("east_2"));
         assert!(!is_replica_name("East"));
         assert!(!is_replica_name(""));
-        assert_eq!(passfile_line("r", "a:b\\c"), "*:*:*:r:a\\:b\\\\c\n");
     }
 
     #[test]

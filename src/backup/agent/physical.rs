@@ -101,18 +101,20 @@ fn wal_range(manifest: &[u8]) -> anyhow::Result<WalRange> {
     })
 }
 
-/// An LSN as PostgreSQL writes it (`16/B374D848`).
+/// An LSN as PostgreSQL writes and reads it (`16/B374D848`): one to eight
+/// hex digits on each side of the slash, nothing else (no sign, as
+/// `from_str_radix` alone would take).
 pub fn parse_lsn(text: &str) -> anyhow::Result<u64> {
-    let (high, low) = text
-        .trim()
-        .split_once('/')
-        .with_context(|| format!("`{text}` is not an LSN"))?;
-    let high = u64::from_str_radix(high, 16).with_context(|| format!("`{text}` is not an LSN"))?;
-    let low = u64::from_str_radix(low, 16).with_context(|| format!("`{text}` is not an LSN"))?;
-    if high > u64::from(u32::MAX) || low > u64::from(u32::MAX) {
-        bail!("`{text}` is not an LSN");
+    let half = |digits: &str| {
+        (1..=8).contains(&digits.len()) && digits.bytes().all(|byte| byte.is_ascii_hexdigit())
+    };
+    match text.trim().split_once('/') {
+        Some((high, low)) if half(high) && half(low) => {
+            let value = |digits| u64::from_str_radix(digits, 16);
+            Ok((value(high)? << 32) | value(low)?)
+        }
+        _ => bail!("`{text}` is not an LSN"),
     }
-    Ok((high << 32) | low)
 }
 
 /// The name of the WAL segment holding `lsn` (`pg_walfile_name`).
@@ -396,6 +398,19 @@ mod tests {
         assert!(segment_name(1, lsn, 3).is_err());
         assert!(parse_lsn("nonsense").is_err());
         assert!(parse_lsn("100000000/0").is_err());
+        for refused in [
+            "000000001/0",
+            "0/000000001",
+            "+1/0",
+            "0/+1",
+            "/1",
+            "1/",
+            "0/-1",
+            "1/2/3",
+        ] {
+            assert!(parse_lsn(refused).is_err(), "{refused}");
+        }
+        assert_eq!(parse_lsn(" FFFFFFFF/ffffffff ").expect("an LSN"), u64::MAX);
     }
 
     #[test]
