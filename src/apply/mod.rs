@@ -18,6 +18,7 @@ mod exporter;
 pub mod pooler;
 mod progress;
 pub mod replica;
+mod review;
 pub mod sql;
 pub mod tls;
 pub mod upgrade;
@@ -252,7 +253,7 @@ pub async fn apply(
     if fingerprint(&live) != live_fingerprint {
         let fresh = plan::diff(&spec.deployment, &live, &spec.options);
         return Err(ApplyError::Moved {
-            changed: describe_moves(&approved, &fresh),
+            changed: review::describe_moves(&approved, &fresh),
             fresh: Box::new(fresh),
         });
     }
@@ -303,10 +304,11 @@ pub async fn apply(
         if !second.errors.is_empty() {
             return Err(ApplyError::PlanErrors(second.errors.len()));
         }
+        let seen = review::Seen::of(&approved);
         let unreviewed: Vec<String> = second
             .actions
             .iter()
-            .filter(|action| !reviewed(action, &approved))
+            .filter(|action| !seen.holds(action))
             .map(|action| action.address.clone())
             .collect();
         if !unreviewed.is_empty() {
@@ -401,35 +403,6 @@ fn inside_plan(mut plan: Plan) -> Plan {
     plan.actions
         .retain(|action| !is_container_action(action) || action.kind == ActionKind::Restart);
     plan
-}
-
-/// Whether the approved plan holds this action as it would run: the same
-/// object, the same kind of change, the same statements and calls. An
-/// approved action the second plan no longer needs is simply not run.
-fn reviewed(action: &Action, approved: &Plan) -> bool {
-    approved.actions.iter().any(|seen| {
-        seen.address == action.address && seen.kind == action.kind && seen.steps == action.steps
-    })
-}
-
-/// Which addresses differ between the approved and a fresh plan.
-fn describe_moves(approved: &Plan, fresh: &Plan) -> String {
-    let mut moved: Vec<String> = Vec::new();
-    for action in &fresh.actions {
-        if !approved.actions.contains(action) {
-            moved.push(action.address.clone());
-        }
-    }
-    for action in &approved.actions {
-        if !fresh.actions.contains(action) && !moved.contains(&action.address) {
-            moved.push(action.address.clone());
-        }
-    }
-    if moved.is_empty() {
-        "objects outside the plan's actions changed".to_owned()
-    } else {
-        format!("now different: {}", moved.join(", "))
-    }
 }
 
 /// State of one apply run.

@@ -451,7 +451,6 @@ pub fn step_text(call: &DockerStep) -> Option<String> {
 /// What the replicas would look like after `action` ran, for the in-memory
 /// model of apply.
 pub fn simulate(next: &mut Deployment, action: &Action) {
-    let deployment = next.name.clone();
     let replication = next.replication.get_or_insert_with(Replication::default);
     for step in &action.steps {
         match step {
@@ -508,5 +507,4 @@ pub fn simulate(next: &mut Deployment, action: &Action) {
     replication
         .replicas
         .retain(|_, replica| replica.state != ContainerState::Missing || replica.slot_exists);
-    let _ = deployment;
 }

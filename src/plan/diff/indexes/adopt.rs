@@ -129,7 +129,7 @@ pub(super) fn duplicates(database: &str, standing: Vec<Standing<'_>>) -> Vec<Not
         .into_iter()
         .filter_map(|index| Some((without_name(index.definition)?, index)))
         .collect();
-    keyed.sort_by(|(left, _), (right, _)| left.cmp(right));
+    keyed.sort_by_key(|(key, _)| *key);
     let rank = |index: &Standing| match index.whose {
         Whose::Constraint(_) => 0,
         Whose::Declared => 1,
