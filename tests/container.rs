@@ -42,13 +42,18 @@ impl Deployment {
         format!("{}-postgres", self.name)
     }
 
-    /// Writes the spec and returns its path as an argument.
+    /// Writes the spec and returns its path as an argument; a `memory` of
+    /// `unlimited` leaves out the resources.
     fn spec(&self, image: &str, memory: &str) -> String {
+        let resources = if memory == "unlimited" {
+            String::new()
+        } else {
+            format!("  resources: {{ cpus: 1, memory: {memory} }}\n")
+        };
         let text = format!(
             "# yaml-language-server: $schema=../schema/pgspec.schema.json\n\
-             version: 1\nname: {}\npostgres:\n  image: {image}\n  port: {}\n  \
-             resources: {{ cpus: 1, memory: {memory} }}\n  \
-             superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
+             version: 1\nname: {}\npostgres:\n  image: {image}\n  port: {}\n\
+             {resources}  superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
              databases:\n  - name: app\n    extensions: [pg_trgm]\n",
             self.name, self.port
         );
@@ -351,6 +356,35 @@ async fn lifecycle(major: u32) {
         .pgspec(&["apply", "-f", &spec, "--auto-approve"])
         .expect(0);
     assert_eq!(deployment.rows().await, 1000, "rows survive a port change");
+    deployment.pgspec(&["drift", "-f", &spec]).expect(0);
+
+    // Limits the spec no longer sets are lifted: the engine keeps a limit
+    // through `docker update`, so the container is replaced, with its data.
+    let limited = deployment.inspect(&docker).await.id;
+    let spec = deployment.spec(&alternate, "unlimited");
+    let lifted = deployment
+        .pgspec(&["plan", "-f", &spec, "--detailed-exitcode"])
+        .expect(2);
+    assert!(
+        lifted
+            .stdout
+            .contains(&format!("-/+ container.{}", deployment.container()))
+            && lifted.stdout.contains("~ memory = 768MiB -> unlimited")
+            && lifted
+                .stdout
+                .contains("cannot lift a container's CPU and memory limit"),
+        "{}",
+        lifted.stdout
+    );
+    deployment
+        .pgspec(&["apply", "-f", &spec, "--auto-approve"])
+        .expect(0);
+    let inspect = deployment.inspect(&docker).await;
+    assert_ne!(inspect.id, limited);
+    let host_config = inspect.host_config.expect("host config");
+    assert_eq!(host_config.memory.unwrap_or(0), 0, "no memory limit");
+    assert_eq!(host_config.nano_cpus.unwrap_or(0), 0, "no CPU limit");
+    assert_eq!(deployment.rows().await, 1000, "rows survive lifted limits");
     deployment.pgspec(&["drift", "-f", &spec]).expect(0);
 }
 

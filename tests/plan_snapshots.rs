@@ -47,12 +47,8 @@ fn empty_host_creates_everything() {
     );
 }
 
-#[test]
-fn in_sync_deployment_has_nothing_to_do() {
-    check(
-        "in_sync",
-        CONTAINER_SPEC,
-        r#"{ "name": "ledger",
+/// The ledger's deployment as it runs, matching `CONTAINER_SPEC`.
+const LEDGER_IN_SYNC: &str = r#"{ "name": "ledger",
              "container": { "name": "ledger-postgres", "image": "postgres:17.2", "port": 5433,
                             "bind_address": "127.0.0.1", "volume": "ledger-pgdata",
                             "data_mount": "/var/lib/postgresql/data", "pgdata": "/var/lib/postgresql/data", "data_kind": "volume", "nano_cpus": 4000000000,
@@ -68,8 +64,19 @@ fn in_sync_deployment_has_nothing_to_do() {
                  "somali_nlp": { "name": "somali_nlp", "owner": "postgres", "extensions": {
                      "pg_trgm": { "name": "pg_trgm", "version": "1.6", "schema": "public", "managed": true },
                      "pg_stat_statements": { "name": "pg_stat_statements", "version": "1.10", "schema": "public" },
-                     "plpgsql": { "name": "plpgsql", "version": "1.0", "schema": "pg_catalog" } } } } }"#,
-    );
+                     "plpgsql": { "name": "plpgsql", "version": "1.0", "schema": "pg_catalog" } } } } }"#;
+
+#[test]
+fn in_sync_deployment_has_nothing_to_do() {
+    check("in_sync", CONTAINER_SPEC, LEDGER_IN_SYNC);
+}
+
+#[test]
+fn limits_the_spec_no_longer_sets_are_lifted_by_a_replace() {
+    // `docker update` keeps a limit it is given zero for: only a new
+    // container has none.
+    let spec = CONTAINER_SPEC.replace("  resources: { cpus: 4, memory: 8GiB }\n", "");
+    check("lifted_limits", &spec, LEDGER_IN_SYNC);
 }
 
 #[test]

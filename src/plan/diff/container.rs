@@ -147,7 +147,11 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                     message,
                 });
             }
-            if !replace_changes.is_empty() {
+            // The engine takes no limit back in place (`docker update`
+            // ignores a zero and refuses less than 6 MB): lifting one takes
+            // a new container.
+            let lifted = lifted_limits(have, want);
+            if !replace_changes.is_empty() || !lifted.is_empty() {
                 let server_data_directory = live
                     .server
                     .as_ref()
@@ -179,9 +183,18 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                     address,
                     object: ObjectKind::Container,
                     kind: ActionKind::Replace,
-                    reason: "the engine cannot change these fields of a container in place; \
-                             the data volume is kept"
-                        .to_owned(),
+                    reason: if lifted.is_empty() {
+                        "the engine cannot change these fields of a container in place; \
+                         the data volume is kept"
+                            .to_owned()
+                    } else {
+                        format!(
+                            "the engine cannot lift a container's {} limit{} in place; the data \
+                             volume is kept",
+                            lifted.join(" and "),
+                            if lifted.len() > 1 { "s" } else { "" }
+                        )
+                    },
                     risk: Risk {
                         locks: Vec::new(),
                         restart: true,
@@ -629,6 +642,20 @@ pub(super) fn health_note(have: &Container) -> Option<String> {
             have.name
         )
     })
+}
+
+/// The limits the live container has and the spec no longer sets.
+fn lifted_limits(have: &Container, want: &Container) -> Vec<&'static str> {
+    [
+        ("CPU", have.nano_cpus.is_some() && want.nano_cpus.is_none()),
+        (
+            "memory",
+            have.memory_bytes.is_some() && want.memory_bytes.is_none(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(limit, lifted)| lifted.then_some(limit))
+    .collect()
 }
 
 /// Fields `docker update` changes in place.
