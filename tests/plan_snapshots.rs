@@ -77,6 +77,14 @@ fn limits_the_spec_no_longer_sets_are_lifted_by_a_replace() {
     // container has none.
     let spec = CONTAINER_SPEC.replace("  resources: { cpus: 4, memory: 8GiB }\n", "");
     check("lifted_limits", &spec, LEDGER_IN_SYNC);
+    // A container pgspec did not create is never recreated for them: it
+    // keeps its limits, and the plan says so.
+    let foreign = LEDGER_IN_SYNC.replacen(
+        r#""state": "running","#,
+        r#""state": "running", "foreign": true,"#,
+        1,
+    );
+    check("kept_limits", &spec, &foreign);
 }
 
 #[test]

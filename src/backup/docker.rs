@@ -149,13 +149,15 @@ pub async fn create_container(
         }),
         ..ContainerCreateBody::default()
     };
-    containers::create(docker, &agent.name, body).await?;
+    // Checked before the container exists: a password the file cannot
+    // hold leaves nothing behind.
     let pgpass = password
         .as_ref()
         .map(|password| pgpass_line(None, password.expose()))
         .transpose()
         .context("cannot write the backup agent's password file")?
         .unwrap_or_default();
+    containers::create(docker, &agent.name, body).await?;
     let files = [
         Entry::file(AGENT_PATH, 0o755, &binary),
         Entry::file(CONFIG_PATH, 0o600, &config_text),
@@ -470,11 +472,11 @@ pub async fn create_scratch(docker: &Docker, scratch: &Scratch<'_>) -> anyhow::R
         }),
         ..ContainerCreateBody::default()
     };
+    let pgpass = pgpass_line(None, scratch.password)?;
     containers::create(docker, name, body)
         .await
         .context("cannot create the scratch container")?;
     let binary = agent_binary().await?;
-    let pgpass = pgpass_line(None, scratch.password)?;
     let files = [
         Entry::file(AGENT_PATH, 0o755, &binary),
         Entry::file(PASSWORD_FILE, 0o600, scratch.password.as_bytes()),

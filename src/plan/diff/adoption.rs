@@ -86,6 +86,12 @@ pub(super) fn diff(
             message,
         });
     }
+    if let Some(message) = super::container::kept_limits_note(have, want) {
+        plan.notes.push(Note {
+            address: address.clone(),
+            message,
+        });
+    }
     let (changes, mut steps, risk) = in_place(have, want);
     let recorded = if want.network_external {
         steps.insert(

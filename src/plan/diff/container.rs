@@ -68,6 +68,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
         None => true,
         Some(have) => {
             let replaced = !replace_changes(have, want).is_empty()
+                || !lifted_limits(have, want).is_empty()
                 || (!have.foreign
                     && have.image == want.image
                     && image_id_change(live, &want.image, &have.image_id).is_some());
@@ -151,7 +152,15 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
             // ignores a zero and refuses less than 6 MB): lifting one takes
             // a new container.
             let lifted = lifted_limits(have, want);
-            if !replace_changes.is_empty() || !lifted.is_empty() {
+            if let Some(message) = kept_limits_note(have, want) {
+                plan.notes.push(Note {
+                    address: address.clone(),
+                    message,
+                });
+            }
+            // Fields only a new container changes, beside any lifted limit.
+            let forced = !replace_changes.is_empty();
+            if forced || !lifted.is_empty() {
                 let server_data_directory = live
                     .server
                     .as_ref()
@@ -187,12 +196,17 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                         "the engine cannot change these fields of a container in place; \
                          the data volume is kept"
                             .to_owned()
+                    } else if !forced {
+                        format!(
+                            "the engine cannot lift a container's {} in place; the data volume \
+                             is kept",
+                            limits(&lifted)
+                        )
                     } else {
                         format!(
-                            "the engine cannot lift a container's {} limit{} in place; the data \
-                             volume is kept",
-                            lifted.join(" and "),
-                            if lifted.len() > 1 { "s" } else { "" }
+                            "the engine cannot change these fields of a container in place, nor \
+                             lift its {}; the data volume is kept",
+                            limits(&lifted)
                         )
                     },
                     risk: Risk {
@@ -644,8 +658,8 @@ pub(super) fn health_note(have: &Container) -> Option<String> {
     })
 }
 
-/// The limits the live container has and the spec no longer sets.
-fn lifted_limits(have: &Container, want: &Container) -> Vec<&'static str> {
+/// The limits the live container has and the spec does not set.
+fn unset_limits(have: &Container, want: &Container) -> Vec<&'static str> {
     [
         ("CPU", have.nano_cpus.is_some() && want.nano_cpus.is_none()),
         (
@@ -654,21 +668,58 @@ fn lifted_limits(have: &Container, want: &Container) -> Vec<&'static str> {
         ),
     ]
     .into_iter()
-    .filter_map(|(limit, lifted)| lifted.then_some(limit))
+    .filter_map(|(limit, unset)| unset.then_some(limit))
     .collect()
+}
+
+/// The limits a container pgspec created has and the spec no longer sets,
+/// which a new container lifts. One pgspec did not create keeps its limits
+/// (`kept_limits_note`): it is never recreated for them.
+pub(super) fn lifted_limits(have: &Container, want: &Container) -> Vec<&'static str> {
+    if have.foreign {
+        Vec::new()
+    } else {
+        unset_limits(have, want)
+    }
+}
+
+/// Why a container pgspec did not create keeps limits the spec does not
+/// set: the engine cannot lift one in place.
+pub(super) fn kept_limits_note(have: &Container, want: &Container) -> Option<String> {
+    let kept = unset_limits(have, want);
+    (have.foreign && !kept.is_empty()).then(|| {
+        format!(
+            "the container keeps its {}: pgspec did not create it and does not recreate it to \
+             lift a limit, which the engine cannot do in place; declare the limits in \
+             `postgres.resources`, or recreate the container by hand without them",
+            limits(&kept)
+        )
+    })
+}
+
+/// `CPU limit`, `CPU and memory limits`.
+fn limits(kinds: &[&str]) -> String {
+    format!(
+        "{} limit{}",
+        kinds.join(" and "),
+        if kinds.len() > 1 { "s" } else { "" }
+    )
 }
 
 /// Fields `docker update` changes in place.
 fn resource_changes(have: &Container, want: &Container) -> Vec<Change> {
     let mut changes = Vec::new();
-    if want.nano_cpus != have.nano_cpus {
+    // A limit the spec does not set on a container pgspec did not create
+    // stays as it is (`kept_limits_note`).
+    let kept = |wanted: Option<i64>| have.foreign && wanted.is_none();
+    if want.nano_cpus != have.nano_cpus && !kept(want.nano_cpus) {
         changes.push(Change::new(
             "cpus",
             have.nano_cpus.map(format_cpus),
             Some(want.nano_cpus.map(format_cpus).unwrap_or_else(unlimited)),
         ));
     }
-    if want.memory_bytes != have.memory_bytes {
+    if want.memory_bytes != have.memory_bytes && !kept(want.memory_bytes) {
         changes.push(Change::new(
             "memory",
             have.memory_bytes.map(format_bytes),
