@@ -13,6 +13,11 @@ use crate::model::{Acl, AclObject, Schema};
 const GRANTEE: &str = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' \
                        ELSE pg_get_userbyid(a.grantee)::text END";
 
+/// The privileges of one grantee, aggregated over the rows `aclexplode`
+/// gives (NULL when the ACL is empty).
+const PRIVILEGES: &str = "array_agg(a.privilege_type ORDER BY a.privilege_type) \
+                          FILTER (WHERE a.privilege_type IS NOT NULL)";
+
 /// Collects `(object, grantee, privilege)` rows into sorted ACLs. An object
 /// whose ACL is empty still appears, with no grantees.
 #[derive(Default)]
@@ -22,9 +27,16 @@ pub struct AclBuilder {
 
 impl AclBuilder {
     pub fn add(&mut self, object: AclObject, grantee: Option<String>, privilege: Option<String>) {
+        self.add_all(object, grantee, privilege.into_iter().collect());
+    }
+
+    /// Adds what one grantee holds on `object`, read as one row.
+    pub fn add_all(&mut self, object: AclObject, grantee: Option<String>, privileges: Vec<String>) {
         let grantees = self.objects.entry(object).or_default();
-        if let (Some(grantee), Some(privilege)) = (grantee, privilege) {
-            grantees.entry(grantee).or_default().insert(privilege);
+        if let Some(grantee) = grantee
+            && !privileges.is_empty()
+        {
+            grantees.entry(grantee).or_default().extend(privileges);
         }
     }
 
@@ -119,11 +131,13 @@ pub async fn observe(
         // partitioned tables, views, materialized views, foreign tables —
         // but not the members of extensions (pg_stat_statements' views in
         // public): those keep the privileges their extension gives them.
+        // One row per grantee of a table, its privileges in an array: a
+        // row per privilege is eight times as many rows.
         let rows = client
             .query(
                 &format!(
                     "SELECT n.nspname::text, c.relname::text, c.relkind = 'S', {GRANTEE}, \
-                            a.privilege_type \
+                            {PRIVILEGES} \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      LEFT JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault( \
                          CASE WHEN c.relkind = 'S' THEN 's'::\"char\" ELSE 'r'::\"char\" END, \
@@ -132,7 +146,7 @@ pub async fn observe(
                        AND NOT EXISTS (SELECT 1 FROM pg_depend d \
                                        WHERE d.classid = 'pg_class'::regclass \
                                          AND d.objid = c.oid AND d.deptype = 'e') \
-                     ORDER BY 1, 2"
+                     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2"
                 ),
                 &[&schemas],
             )
@@ -145,7 +159,7 @@ pub async fn observe(
             } else {
                 AclObject::Table { schema, name }
             };
-            acls.add(object, row.get(3), row.get(4));
+            acls.add_all(object, row.get(3), privileges(&row, 4));
         }
 
         let rows = client
@@ -153,7 +167,7 @@ pub async fn observe(
                 &format!(
                     "SELECT n.nspname::text, p.proname::text, \
                             pg_get_function_identity_arguments(p.oid), {GRANTEE}, \
-                            a.privilege_type \
+                            {PRIVILEGES} \
                      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
                      LEFT JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a \
                        ON true \
@@ -161,21 +175,21 @@ pub async fn observe(
                        AND NOT EXISTS (SELECT 1 FROM pg_depend d \
                                        WHERE d.classid = 'pg_proc'::regclass \
                                          AND d.objid = p.oid AND d.deptype = 'e') \
-                     ORDER BY 1, 2, 3"
+                     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3"
                 ),
                 &[&schemas],
             )
             .await
             .map_err(query_error("function privileges", database))?;
         for row in rows {
-            acls.add(
+            acls.add_all(
                 AclObject::Function {
                     schema: row.get(0),
                     name: row.get(1),
                     arguments: row.get(2),
                 },
                 row.get(3),
-                row.get(4),
+                privileges(&row, 4),
             );
         }
     }
@@ -203,6 +217,13 @@ pub async fn observe(
         schemas: found,
         acls: acls.build(),
     })
+}
+
+/// The privileges of one grantee on one object, aggregated in the query
+/// (`PRIVILEGES`): none for an object whose ACL is empty.
+fn privileges(row: &Row, column: usize) -> Vec<String> {
+    row.get::<_, Option<Vec<String>>>(column)
+        .unwrap_or_default()
 }
 
 /// `pg_default_acl.defaclobjtype` as the spec names it.
