@@ -122,14 +122,8 @@ pub async fn run(
 /// Refuses a container of a replica's name that pgspec did not make for a
 /// replica: it is never stopped or removed here.
 async fn replica_container(docker: &Docker, name: &str) -> anyhow::Result<()> {
-    let Some(found) = containers::inspect(docker, name).await? else {
-        return Ok(());
-    };
-    let role = found
-        .config
-        .and_then(|config| config.labels)
-        .and_then(|found_labels| found_labels.get(labels::ROLE).cloned());
-    if role.as_deref() != Some(LABEL_ROLE) {
+    let role = containers::label(docker, name, labels::ROLE).await?;
+    if role.is_some_and(|role| role != LABEL_ROLE) {
         bail!(
             "container `{name}` exists but pgspec did not make it for a replica; it is left \
              alone: remove or rename it, or name the replica otherwise"

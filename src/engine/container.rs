@@ -245,23 +245,30 @@ pub async fn create_throwaway(
     .await
 }
 
+/// The label `key` of a container; `None` when the container does not
+/// exist, empty when it has no such label.
+pub async fn label(docker: &Docker, name: &str, key: &str) -> Result<Option<String>, EngineError> {
+    Ok(inspect(docker, name).await?.map(|found| {
+        found
+            .config
+            .and_then(|config| config.labels)
+            .and_then(|mut found_labels| found_labels.remove(key))
+            .unwrap_or_default()
+    }))
+}
+
 /// Removes a container that holds no data, running or not, with its
 /// anonymous volumes; named volumes stay, and a missing container is
 /// already gone. A container of that name pgspec did not make (no
 /// `org.pgspec.managed` label) is refused, never removed.
 pub async fn remove_throwaway(docker: &Docker, name: &str) -> Result<(), EngineError> {
-    if let Some(found) = inspect(docker, name).await? {
-        let managed = found
-            .config
-            .and_then(|config| config.labels)
-            .is_some_and(|found_labels| {
-                found_labels.get(labels::MANAGED).map(String::as_str) == Some("true")
-            });
-        if !managed {
-            return Err(EngineError::NotOurs {
-                name: name.to_owned(),
-            });
-        }
+    if label(docker, name, labels::MANAGED)
+        .await?
+        .is_some_and(|managed| managed != "true")
+    {
+        return Err(EngineError::NotOurs {
+            name: name.to_owned(),
+        });
     }
     match docker
         .remove_container(

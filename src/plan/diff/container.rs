@@ -152,12 +152,6 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
             // ignores a zero and refuses less than 6 MB): lifting one takes
             // a new container.
             let lifted = lifted_limits(have, want);
-            if let Some(message) = kept_limits_note(have, want) {
-                plan.notes.push(Note {
-                    address: address.clone(),
-                    message,
-                });
-            }
             // Fields only a new container changes, beside any lifted limit.
             let forced = !replace_changes.is_empty();
             if forced || !lifted.is_empty() {
@@ -176,8 +170,9 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                     return false;
                 }
                 // The new container gets every desired field, so show the
-                // in-place ones that change with it too.
-                replace_changes.extend(resource_changes(have, want));
+                // in-place ones that change with it too: a limit the spec
+                // does not set is gone from it, whoever made the old one.
+                replace_changes.extend(resource_changes(have, want, false));
                 replace_changes.extend(networks::joins(have, want).changes);
                 let mut steps: Vec<Step> = create_network_step(have.network_exists, want)
                     .into_iter()
@@ -219,6 +214,12 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
                 });
             } else {
                 let (changes, steps, risk) = in_place(have, want);
+                if let Some(message) = kept_limits_note(have, want) {
+                    plan.notes.push(Note {
+                        address: address.clone(),
+                        message,
+                    });
+                }
                 if let Some(message) = health_note(have) {
                     plan.notes.push(Note {
                         address: address.clone(),
@@ -261,7 +262,7 @@ pub(super) fn diff_container(desired: &Deployment, live: &Deployment, plan: &mut
 /// the restart policy (`docker update`), the deployment's network, the
 /// networks the spec joins, and a start when it is stopped.
 pub(super) fn in_place(have: &Container, want: &Container) -> (Vec<Change>, Vec<Step>, Risk) {
-    let mut changes = resource_changes(have, want);
+    let mut changes = resource_changes(have, want, have.foreign);
     let mut steps = Vec::new();
     if !changes.is_empty() {
         steps.push(Step::Docker(DockerStep::UpdateResources {
@@ -707,11 +708,12 @@ fn limits(kinds: &[&str]) -> String {
 }
 
 /// Fields `docker update` changes in place.
-fn resource_changes(have: &Container, want: &Container) -> Vec<Change> {
+///
+/// With `keeps_unset`, a limit the spec does not set stays as it is (a
+/// container pgspec did not create, updated in place: `kept_limits_note`).
+fn resource_changes(have: &Container, want: &Container, keeps_unset: bool) -> Vec<Change> {
     let mut changes = Vec::new();
-    // A limit the spec does not set on a container pgspec did not create
-    // stays as it is (`kept_limits_note`).
-    let kept = |wanted: Option<i64>| have.foreign && wanted.is_none();
+    let kept = |wanted: Option<i64>| keeps_unset && wanted.is_none();
     if want.nano_cpus != have.nano_cpus && !kept(want.nano_cpus) {
         changes.push(Change::new(
             "cpus",
