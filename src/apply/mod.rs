@@ -29,7 +29,7 @@ use crate::live::{self, Connections, ObserveError, Target};
 use crate::lock;
 use crate::model::{Deployment, Desired};
 use crate::plan::saved::fingerprint;
-use crate::plan::{self, Action, ActionKind, Plan, Step};
+use crate::plan::{self, Action, ActionKind, Plan, Step, Summary};
 
 /// How an apply behaves.
 #[derive(Debug, Clone)]
@@ -133,8 +133,8 @@ pub enum Again<'a> {
 /// What an apply did.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    /// Addresses and kinds of the actions that ran, in order.
-    pub done: Vec<(String, ActionKind)>,
+    /// How many actions of each kind ran.
+    pub done: Summary,
     /// What a plan against the live state after apply still shows; empty
     /// when live now matches the spec.
     pub remaining: Plan,
@@ -385,16 +385,16 @@ pub async fn apply(
         run.sessions.reset();
     }
 
-    // What ran is in `run.done`; the plans are not needed to verify.
+    // What ran is counted; the plans and the addresses are not needed to
+    // verify, and at scale they are as large as what verify reads.
+    let done = Summary::count(run.done.iter().map(|(_, kind)| *kind));
+    drop(run);
     drop(inner_actions);
     drop(second);
     drop(approved);
     let after = live::observe(spec, connections).await?;
     let remaining = plan::diff(&spec.deployment, &after, &spec.options);
-    Ok(Outcome {
-        done: run.done,
-        remaining,
-    })
+    Ok(Outcome { done, remaining })
 }
 
 /// The part of a plan that runs after the container phase: everything but

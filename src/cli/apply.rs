@@ -13,9 +13,9 @@ use crate::apply::{self, Again, ApplyError, ApplyOptions, Approved, Pause};
 use crate::cli::{Exit, load_spec, observe_and_diff, open};
 use crate::lock::ApplyLock;
 use crate::output::{self, Colors};
+use crate::plan::Plan;
 use crate::plan::render::{self, Paint, TextOptions};
 use crate::plan::saved::{SavedPlan, fingerprint};
-use crate::plan::{Plan, Summary};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -165,7 +165,7 @@ pub async fn run(args: &ApplyArgs, colors: Colors) -> anyhow::Result<Exit> {
         }
     };
 
-    let summary = Summary::count(outcome.done.iter().map(|(_, kind)| *kind));
+    let summary = outcome.done;
     output::stdout(&format!(
         "\nApply complete: {} added, {} changed, {} replaced, {} destroyed.\n",
         summary.add, summary.change, summary.replace, summary.destroy

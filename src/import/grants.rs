@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::live::all::DatabaseSurvey;
-use crate::model::{AclObject, Database};
+use crate::model::{AclObject, Database, Grantees};
 use crate::spec::file::{DefaultObjectKind, GrantSpec, ObjectSelection};
 
 /// The grantee everyone is.
@@ -77,13 +77,6 @@ fn grant(role: &str, privileges: Vec<String>) -> GrantSpec {
     }
 }
 
-fn held_of(privileges: &BTreeMap<String, Vec<String>>, grantee: &str) -> BTreeSet<String> {
-    privileges
-        .get(grantee)
-        .map(|held| held.iter().cloned().collect())
-        .unwrap_or_default()
-}
-
 /// The grants of one database, and notes about what could not be written.
 pub fn grants(context: &Context) -> (Vec<GrantSpec>, Vec<String>) {
     let mut grants = Vec::new();
@@ -139,7 +132,7 @@ pub fn grants(context: &Context) -> (Vec<GrantSpec>, Vec<String>) {
 /// `kind` is the kind of object and `what` names it in notes.
 fn single(
     context: &Context,
-    privileges: &BTreeMap<String, Vec<String>>,
+    privileges: &Grantees,
     (kind, what): (&str, &str),
     owner: &str,
     schema: Option<&str>,
@@ -150,7 +143,7 @@ fn single(
     grantees.insert(owner);
     grantees.insert(PUBLIC);
     for grantee in grantees {
-        let held = held_of(privileges, grantee);
+        let held = privileges.held(grantee);
         let mut default = baseline(kind, owner, grantee, version);
         // `public` gives everyone USAGE when a database is created.
         if kind == "schema" && schema == Some("public") && grantee == PUBLIC {
@@ -185,7 +178,7 @@ struct Object<'a> {
     name: &'a str,
     owner: &'a str,
     extension: bool,
-    privileges: &'a BTreeMap<String, Vec<String>>,
+    privileges: &'a Grantees,
 }
 
 /// Grants on the tables, sequences or functions of one schema.
@@ -265,7 +258,7 @@ fn many(
         let granted: Vec<&Object> = objects
             .iter()
             .filter(|object| {
-                let held = held_of(object.privileges, grantee);
+                let held = object.privileges.held(grantee);
                 !held.is_empty()
                     && held != baseline(kind, object.owner, grantee, version)
                     && (context.include_system || !object.extension)
@@ -281,10 +274,10 @@ fn many(
             ));
             continue;
         }
-        let first = held_of(objects[0].privileges, grantee);
+        let first = objects[0].privileges.held(grantee);
         let uniform = objects
             .iter()
-            .all(|object| held_of(object.privileges, grantee) == first);
+            .all(|object| object.privileges.held(grantee) == first);
         let selections: Vec<(BTreeSet<String>, ObjectSelection)> = if uniform {
             vec![(
                 first,
@@ -299,7 +292,7 @@ fn many(
                     by_name
                         .entry(object.name)
                         .or_default()
-                        .insert(held_of(object.privileges, grantee));
+                        .insert(object.privileges.held(grantee));
                 }
             }
             let mut by_set: BTreeMap<BTreeSet<String>, Vec<String>> = BTreeMap::new();
@@ -392,7 +385,7 @@ fn default_privileges(context: &Context, grants: &mut Vec<GrantSpec>, notes: &mu
             grantees.insert(PUBLIC);
         }
         for grantee in grantees {
-            let held = held_of(&acl.privileges, grantee);
+            let held = acl.privileges.held(grantee);
             let default = if schema.is_empty() {
                 baseline(object, for_role, grantee, version)
             } else {

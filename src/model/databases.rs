@@ -2,7 +2,8 @@
 //! privileges (the spec's grants and the live ACLs they are compared with).
 //! Indexes are in `model::indexes`.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -156,5 +157,186 @@ pub enum AclObject {
 pub struct Acl {
     pub object: AclObject,
     /// Grantee → upper-case privilege names, sorted.
-    pub privileges: BTreeMap<String, Vec<String>>,
+    pub privileges: Grantees,
+}
+
+/// A privilege's upper-case name. The names PostgreSQL knows are borrowed
+/// from a static list ([`privilege`]); only a name it added after this
+/// version of pgspec is held as text of its own.
+pub type Privilege = Cow<'static, str>;
+
+/// The names `aclexplode` returns.
+const PRIVILEGE_NAMES: [&str; 15] = [
+    "ALTER SYSTEM",
+    "CONNECT",
+    "CREATE",
+    "DELETE",
+    "EXECUTE",
+    "INSERT",
+    "MAINTAIN",
+    "REFERENCES",
+    "SELECT",
+    "SET",
+    "TEMPORARY",
+    "TRIGGER",
+    "TRUNCATE",
+    "UPDATE",
+    "USAGE",
+];
+
+/// A privilege named by `name`, borrowed from the static list when it is
+/// there.
+pub fn privilege(name: String) -> Privilege {
+    match PRIVILEGE_NAMES.iter().find(|known| **known == name) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(name),
+    }
+}
+
+/// Grantee → upper-case privilege names, sorted by grantee: a map kept as
+/// one sorted list. Almost every object has one or two grantees, and the
+/// live state of a database with ten thousand tables holds one of these
+/// per table; a `BTreeMap` there allocates a node of eleven slots each, and
+/// a `String` per privilege name another block each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Grantees(Vec<(String, Vec<Privilege>)>);
+
+impl Grantees {
+    fn position(&self, grantee: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|(name, _)| name.as_str().cmp(grantee))
+    }
+
+    /// What `grantee` holds, sorted.
+    pub fn get(&self, grantee: &str) -> Option<&[Privilege]> {
+        self.position(grantee)
+            .ok()
+            .map(|at| self.0[at].1.as_slice())
+    }
+
+    /// What `grantee` holds as owned names, empty when it holds nothing.
+    pub fn held(&self, grantee: &str) -> BTreeSet<String> {
+        self.get(grantee)
+            .unwrap_or_default()
+            .iter()
+            .map(|privilege| privilege.to_string())
+            .collect()
+    }
+
+    /// Sets what `grantee` holds, replacing what it held.
+    pub fn insert(&mut self, grantee: String, privileges: Vec<String>) {
+        let privileges = privileges.into_iter().map(privilege).collect();
+        match self.position(&grantee) {
+            Ok(at) => self.0[at].1 = privileges,
+            Err(at) => self.0.insert(at, (grantee, privileges)),
+        }
+    }
+
+    pub fn remove(&mut self, grantee: &str) {
+        if let Ok(at) = self.position(grantee) {
+            self.0.remove(at);
+        }
+    }
+
+    /// The grantees, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(grantee, _)| grantee)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &[Privilege])> {
+        self.0
+            .iter()
+            .map(|(grantee, privileges)| (grantee, privileges.as_slice()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, Vec<String>)> for Grantees {
+    /// Collects grantees; a grantee named twice keeps what it was given last.
+    fn from_iter<I: IntoIterator<Item = (String, Vec<String>)>>(entries: I) -> Self {
+        let mut grantees = Grantees(
+            entries
+                .into_iter()
+                .map(|(grantee, privileges)| {
+                    (grantee, privileges.into_iter().map(privilege).collect())
+                })
+                .collect(),
+        );
+        grantees.0.reverse();
+        grantees.0.sort_by(|a, b| a.0.cmp(&b.0));
+        grantees.0.dedup_by(|later, kept| later.0 == kept.0);
+        grantees.0.shrink_to_fit();
+        grantees
+    }
+}
+
+impl Serialize for Grantees {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Grantees {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(BTreeMap::<String, Vec<String>>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(privileges: &[&str]) -> Vec<String> {
+        privileges.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn grantees_are_a_sorted_map_whose_last_word_wins() {
+        let mut grantees: Grantees = [
+            ("writer".to_owned(), names(&["INSERT"])),
+            ("PUBLIC".to_owned(), names(&["SELECT"])),
+            ("writer".to_owned(), names(&["DELETE", "INSERT"])),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(grantees.keys().collect::<Vec<_>>(), ["PUBLIC", "writer"]);
+        assert_eq!(grantees.get("writer").unwrap(), ["DELETE", "INSERT"]);
+        assert_eq!(grantees.held("nobody"), BTreeSet::new());
+
+        grantees.insert("app".to_owned(), names(&["SELECT"]));
+        grantees.insert("PUBLIC".to_owned(), names(&["UPDATE"]));
+        grantees.remove("writer");
+        grantees.remove("nobody");
+        assert_eq!(
+            grantees.iter().collect::<Vec<_>>(),
+            [
+                (&"PUBLIC".to_owned(), &[Privilege::from("UPDATE")][..]),
+                (&"app".to_owned(), &[Privilege::from("SELECT")][..]),
+            ]
+        );
+    }
+
+    #[test]
+    fn grantees_read_and_write_as_the_map_they_stand_for() {
+        let map: BTreeMap<String, Vec<String>> = [
+            ("b".to_owned(), names(&["SELECT", "WHATEVER NEXT"])),
+            ("a".to_owned(), names(&["USAGE"])),
+        ]
+        .into_iter()
+        .collect();
+        let grantees: Grantees = map.clone().into_iter().collect();
+        // Written exactly as the map was: live fingerprints do not move.
+        let json = serde_json::to_string(&grantees).unwrap();
+        assert_eq!(json, serde_json::to_string(&map).unwrap());
+        assert_eq!(serde_json::from_str::<Grantees>(&json).unwrap(), grantees);
+        // Known names are borrowed, a name this version does not know is kept.
+        let b = grantees.get("b").unwrap();
+        assert!(matches!(b[0], Cow::Borrowed("SELECT")));
+        assert!(matches!(&b[1], Cow::Owned(name) if name == "WHATEVER NEXT"));
+    }
 }

@@ -32,7 +32,7 @@ pub struct Index {
     pub size_bytes: Option<i64>,
     /// Live only: what pgspec wrote in the comment of an index it built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stamp: Option<IndexStamp>,
+    pub stamp: Option<Box<IndexStamp>>,
 }
 
 /// The record pgspec keeps in the comment of an index it builds

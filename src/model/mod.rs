@@ -33,7 +33,7 @@ pub use container::{
     upgrade_kept_volume,
 };
 pub use databases::{
-    Acl, AclObject, Database, Extension, Grant, GrantTarget, PRELOADED_EXTENSIONS, Schema,
+    Acl, AclObject, Database, Extension, Grant, GrantTarget, Grantees, PRELOADED_EXTENSIONS, Schema,
 };
 pub use desired::{Connection, Desired, DiffOptions};
 pub use indexes::{Index, IndexCheck, IndexStamp, index_key, stamp_hash};

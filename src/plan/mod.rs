@@ -13,6 +13,7 @@ pub mod render;
 pub mod saved;
 pub mod simulate;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -70,9 +71,14 @@ impl Plan {
     /// Adds an action with its text and lists trimmed to their length. A
     /// plan at scale holds tens of thousands of actions, built by
     /// `format!`, which reserves up to twice what it writes; the kinds of
-    /// object there can be thousands of go through here.
+    /// object there can be thousands of go through here. The list grows by
+    /// a quarter at a time rather than doubling, so that at most a fifth of
+    /// it stands empty.
     pub fn add(&mut self, mut action: Action) {
         action.shrink_to_fit();
+        if self.actions.len() == self.actions.capacity() {
+            self.actions.reserve_exact(self.actions.len() / 4 + 16);
+        }
         self.actions.push(action);
     }
 }
@@ -285,7 +291,9 @@ impl Risk {
 /// One field's `old -> new`. A sensitive change carries no values at all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
-    pub field: String,
+    /// Most fields are named by a literal (`login`, `definition`); a plan at
+    /// scale holds one change or more per object, so those are not copied.
+    pub field: Cow<'static, str>,
     pub old: Option<String>,
     pub new: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -293,9 +301,13 @@ pub struct Change {
 }
 
 impl Change {
-    pub fn new(field: &str, old: Option<String>, new: Option<String>) -> Self {
+    pub fn new(
+        field: impl Into<Cow<'static, str>>,
+        old: Option<String>,
+        new: Option<String>,
+    ) -> Self {
         Change {
-            field: field.to_owned(),
+            field: field.into(),
             old,
             new,
             sensitive: false,
@@ -303,9 +315,9 @@ impl Change {
     }
 
     /// A change whose values must never be shown.
-    pub fn sensitive(field: &str) -> Self {
+    pub fn sensitive(field: impl Into<Cow<'static, str>>) -> Self {
         Change {
-            field: field.to_owned(),
+            field: field.into(),
             old: None,
             new: None,
             sensitive: true,

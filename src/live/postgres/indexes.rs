@@ -209,7 +209,7 @@ async fn observe_indexes(
                             .is_some_and(|stamp| stamp.names(owner.deployment, owner.owns_server)),
                     constraint: row.get(6),
                     size_bytes: Some(row.get(7)),
-                    stamp,
+                    stamp: stamp.map(Box::new),
                 },
             )
         })

@@ -124,7 +124,7 @@ pub(super) fn diff(
     let have = have.unwrap_or_else(|| unreachable!("an agent comes with its backup"));
 
     let mut changes = Vec::new();
-    let mut compare = |field: &str, old: &str, new: &str| {
+    let mut compare = |field: &'static str, old: &str, new: &str| {
         if old != new {
             changes.push(Change::new(
                 field,
@@ -256,12 +256,16 @@ fn restore_test_drift(want: &Backup, have: &Backup) -> Vec<(String, Change)> {
                         .map(|at| format!(" ({at})"))
                         .unwrap_or_default()
                 ),
-                Change::new(&field, Some("failed".to_owned()), Some("ok".to_owned())),
+                Change::new(
+                    field.clone(),
+                    Some("failed".to_owned()),
+                    Some("ok".to_owned()),
+                ),
             ));
         } else if test.overdue {
             findings.push((
                 format!("schedule `{name}` has had no restore test since its `verify` time passed"),
-                Change::new(&field, Some("overdue".to_owned()), Some("ok".to_owned())),
+                Change::new(field, Some("overdue".to_owned()), Some("ok".to_owned())),
             ));
         }
     }
@@ -413,7 +417,7 @@ fn schedule_changes(
                     .or(new.as_ref())
                     .map_or("", |fields| fields[index].0);
                 changes.push(Change::new(
-                    &format!("schedules.{name}.{field}"),
+                    format!("schedules.{name}.{field}"),
                     old_value,
                     new_value,
                 ));

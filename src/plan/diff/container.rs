@@ -577,7 +577,7 @@ fn container_fields(have: Option<&Container>, want: &Container) -> Vec<Change> {
 /// container it creates.
 pub(super) fn replace_changes(have: &Container, want: &Container) -> Vec<Change> {
     let mut changes = Vec::new();
-    let mut compare = |field: &str, old: String, new: String| {
+    let mut compare = |field: &'static str, old: String, new: String| {
         if old != new {
             changes.push(Change::new(field, Some(old), Some(new)));
         }

@@ -146,12 +146,7 @@ impl<'a> Context<'a> {
     /// exist and will not be created by this plan.
     fn held(&self, object: &AclObject, grantee: &str) -> Option<BTreeSet<String>> {
         if let Some(acl) = self.acl(object) {
-            return Some(
-                acl.privileges
-                    .get(grantee)
-                    .map(|privileges| privileges.iter().cloned().collect())
-                    .unwrap_or_default(),
-            );
+            return Some(acl.privileges.held(grantee));
         }
         let defaults = match object {
             // A database the plan creates starts with acldefault('d').
@@ -451,7 +446,7 @@ fn many(
                 new_grants += 1;
             }
             changes.push(Change::new(
-                &object_field(object),
+                object_field(object),
                 list_text(&held),
                 list_text(&wanted),
             ));
@@ -711,7 +706,7 @@ mod tests {
             action.address,
             "database.app/schema.public/tables.all/grant.reader"
         );
-        let fields: Vec<&str> = action.changes.iter().map(|c| c.field.as_str()).collect();
+        let fields: Vec<&str> = action.changes.iter().map(|c| c.field.as_ref()).collect();
         assert_eq!(fields, ["schema.public/table.a", "schema.public/table.b"]);
         assert_eq!(action.steps.len(), 2);
         assert_eq!(

@@ -148,7 +148,7 @@ fn diff_database(
         for (setting, value) in &want.settings {
             statements.push(database_setting_statement(&want.name, setting, value));
             changes.push(Change::new(
-                &format!("settings.{setting}"),
+                format!("settings.{setting}"),
                 None,
                 Some(value.clone()),
             ));
@@ -200,7 +200,7 @@ fn diff_database(
         });
         if !same {
             changes.push(Change::new(
-                &format!("settings.{setting}"),
+                format!("settings.{setting}"),
                 have.settings.get(setting).cloned(),
                 Some(value.clone()),
             ));

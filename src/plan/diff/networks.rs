@@ -97,7 +97,7 @@ pub(super) fn joins(have: &Container, want: &Container) -> Joins {
             None => {
                 joins
                     .changes
-                    .push(Change::new(&field, None, Some(wanted.describe())));
+                    .push(Change::new(field.clone(), None, Some(wanted.describe())));
                 joins.steps.push(join_step(want, wanted, false));
             }
             Some(attached) => {
@@ -117,7 +117,7 @@ pub(super) fn joins(have: &Container, want: &Container) -> Joins {
                     aliases,
                 };
                 joins.changes.push(Change::new(
-                    &field,
+                    field.clone(),
                     Some(attached.describe()),
                     Some(merged.describe()),
                 ));

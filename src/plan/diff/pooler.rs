@@ -313,7 +313,7 @@ fn created_fields(want: &Pooler, config: &PoolerConfig) -> Vec<Change> {
         Change::new("port", None, Some(port_text(want))),
     ];
     for (setting, value) in &want.settings {
-        changes.push(Change::new(setting, None, Some(value.clone())));
+        changes.push(Change::new(setting.clone(), None, Some(value.clone())));
     }
     let databases = if config.databases.is_empty() {
         "* (every database)".to_owned()
@@ -329,7 +329,7 @@ fn created_fields(want: &Pooler, config: &PoolerConfig) -> Vec<Change> {
     for (database, overrides) in &config.databases {
         for (setting, value) in overrides {
             changes.push(Change::new(
-                &format!("databases.{database}.{setting}"),
+                format!("databases.{database}.{setting}"),
                 None,
                 Some(value.clone()),
             ));
@@ -369,7 +369,7 @@ fn setting_changes(have: &Pooler, want: &Pooler, config: &PoolerConfig) -> Vec<C
         .filter(|(setting, value)| have.settings.get(*setting) != Some(*value))
         .map(|(setting, value)| {
             Change::new(
-                setting,
+                setting.clone(),
                 have.settings.get(setting).cloned(),
                 Some(value.clone()),
             )
@@ -388,7 +388,7 @@ fn database_changes(desired: &Deployment, have: &Pooler, want: &Pooler) -> Vec<C
     for name in desired.databases.keys() {
         let Some(live) = have.databases.get(name) else {
             changes.push(Change::new(
-                &format!("databases.{name}"),
+                format!("databases.{name}"),
                 None,
                 Some("served".to_owned()),
             ));
@@ -397,7 +397,7 @@ fn database_changes(desired: &Deployment, have: &Pooler, want: &Pooler) -> Vec<C
         for (setting, value) in want.databases.get(name).into_iter().flatten() {
             if live.get(setting) != Some(value) {
                 changes.push(Change::new(
-                    &format!("databases.{name}.{setting}"),
+                    format!("databases.{name}.{setting}"),
                     live.get(setting).cloned(),
                     Some(value.clone()),
                 ));
@@ -409,7 +409,7 @@ fn database_changes(desired: &Deployment, have: &Pooler, want: &Pooler) -> Vec<C
             && (served.host != route.host || served.database != route.database)
         {
             changes.push(Change::new(
-                &format!("databases.{name}"),
+                format!("databases.{name}"),
                 Some(format!("{}/{}", served.host, served.database)),
                 Some(format!("{}/{}", route.host, route.database)),
             ));
@@ -418,7 +418,7 @@ fn database_changes(desired: &Deployment, have: &Pooler, want: &Pooler) -> Vec<C
             for (setting, value) in want.databases.get(&name).into_iter().flatten() {
                 if live.get(setting) != Some(value) {
                     changes.push(Change::new(
-                        &format!("databases.{name}.{setting}"),
+                        format!("databases.{name}.{setting}"),
                         live.get(setting).cloned(),
                         Some(value.clone()),
                     ));
@@ -426,7 +426,7 @@ fn database_changes(desired: &Deployment, have: &Pooler, want: &Pooler) -> Vec<C
             }
         } else {
             changes.push(Change::new(
-                &format!("databases.{name}"),
+                format!("databases.{name}"),
                 None,
                 Some(format!("{}/{}", route.host, route.database)),
             ));
@@ -438,7 +438,7 @@ fn database_changes(desired: &Deployment, have: &Pooler, want: &Pooler) -> Vec<C
             && !want.routes.contains_key(name)
         {
             changes.push(Change::new(
-                &format!("databases.{name}"),
+                format!("databases.{name}"),
                 Some("served".to_owned()),
                 None,
             ));
@@ -474,7 +474,7 @@ fn user_changes(
             }
         };
         changes.push(Change::new(
-            &format!("users.{user}"),
+            format!("users.{user}"),
             state.map(|state| label(state).to_owned()),
             Some(new.to_owned()),
         ));
@@ -482,7 +482,7 @@ fn user_changes(
     for (user, state) in &have.users {
         if !config.users.contains(user) && *state != PoolerUser::NoVerifier {
             changes.push(Change::new(
-                &format!("users.{user}"),
+                format!("users.{user}"),
                 Some("in the auth file".to_owned()),
                 None,
             ));

@@ -96,7 +96,7 @@ fn create(want: &Role, deployment: &str) -> Action {
     let mut changes: Vec<Change> = FLAGS
         .iter()
         .filter(|(_, _, _, get)| get(want) != get(&defaults))
-        .map(|(field, _, _, get)| Change::new(field, None, Some(get(want).to_string())))
+        .map(|(field, _, _, get)| Change::new(*field, None, Some(get(want).to_string())))
         .collect();
     if want.connection_limit != defaults.connection_limit {
         changes.push(Change::new(
@@ -119,7 +119,7 @@ fn create(want: &Role, deployment: &str) -> Action {
     for (setting, value) in &want.settings {
         statements.push(set_statement(&want.name, setting, value));
         changes.push(Change::new(
-            &format!("settings.{setting}"),
+            format!("settings.{setting}"),
             None,
             Some(value.clone()),
         ));
@@ -173,7 +173,7 @@ fn update(
     for (field, yes, no, get) in FLAGS {
         if get(want) != get(have) {
             changes.push(Change::new(
-                field,
+                *field,
                 Some(get(have).to_string()),
                 Some(get(want).to_string()),
             ));
@@ -231,7 +231,7 @@ fn update(
         });
         if !same {
             changes.push(Change::new(
-                &format!("settings.{setting}"),
+                format!("settings.{setting}"),
                 have.settings.get(setting).cloned(),
                 Some(value.clone()),
             ));

@@ -5,12 +5,11 @@
 //! the same information a reader of the plan has; `simulate` picks the
 //! function by the action's kind of object.
 
-use std::collections::BTreeMap;
-
 use super::new_value;
 use crate::model::privileges;
 use crate::model::{
-    Acl, AclObject, Database, Deployment, Membership, PasswordState, Role, Schema, address,
+    Acl, AclObject, Database, Deployment, Grantees, Membership, PasswordState, Role, Schema,
+    address,
 };
 use crate::plan::diff::grants::{PRIVILEGES, parse_list};
 use crate::plan::{Action, ActionKind};
@@ -55,7 +54,7 @@ pub(super) fn role(next: &mut Deployment, name: &str, action: &Action) {
     for change in &action.changes {
         let new = change.new.clone().unwrap_or_default();
         let flag = new == "true";
-        match change.field.as_str() {
+        match change.field.as_ref() {
             "login" => role.login = flag,
             "superuser" => role.superuser = flag,
             "createdb" => role.createdb = flag,
@@ -177,7 +176,7 @@ fn set_acl(database: &mut Database, object: AclObject, grantee: &str, privileges
         None => {
             database.acls.push(Acl {
                 object,
-                privileges: BTreeMap::new(),
+                privileges: Grantees::default(),
             });
             database.acls.len() - 1
         }

@@ -294,7 +294,8 @@ mod tests {
             Index {
                 stamp: IndexStamp::parse(&format!(
                     "managed by pgspec; deployment=other; spec={hash}; built={hash}"
-                )),
+                ))
+                .map(Box::new),
                 ..live("another_deployments", PATH)
             },
             Index {
@@ -390,7 +391,8 @@ mod tests {
         let foreign = Index {
             stamp: IndexStamp::parse(&format!(
                 "managed by pgspec; deployment=other; spec={hash}; built={hash}"
-            )),
+            ))
+            .map(Box::new),
             ..live("foreign", PATH)
         };
         fn whose(index: &Index) -> Whose<'_> {

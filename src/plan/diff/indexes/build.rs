@@ -36,18 +36,6 @@ impl Build<'_> {
         )
     }
 
-    /// How the index is built: `concurrently`, or plainly on a small table.
-    fn how(&self) -> String {
-        match self.small {
-            Some((bytes, _)) => format!(
-                "built with a plain CREATE INDEX in one transaction, as the table is small ({}; \
-                 writes wait for the moment the build takes)",
-                format_size(bytes)
-            ),
-            None => "built concurrently".to_owned(),
-        }
-    }
-
     /// How the index is built, as an adverb.
     fn adverb(&self) -> String {
         match self.small {
@@ -157,12 +145,12 @@ impl Build<'_> {
             address,
             object: ObjectKind::Index,
             kind: ActionKind::Create,
+            // Kept short: a first apply at scale holds one per index. The
+            // table is in the changes, the wait for writes in the risk, the
+            // drop of a leftover of an interrupted build in the steps.
             reason: format!(
-                "declared in the spec, not on table `{}.{}`; {}, after dropping what an \
-                 interrupted build may have left under its name",
-                self.index.schema,
-                self.index.table,
-                self.how()
+                "declared in the spec, not on its table; built {}",
+                self.adverb()
             ),
             risk: self.risk(),
             changes: vec![
