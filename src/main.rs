@@ -15,6 +15,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
+    one_malloc_arena();
     // A usage error exits 1, like every other error: 2 means changes
     // pending, and a typo in a CI gate must not read as drift. `--help`
     // and `--version` exit 0.
@@ -86,4 +87,20 @@ fn is_safe_to_log(metadata: &tracing::Metadata<'_>) -> bool {
     let target = metadata.target();
     let ours = target == "pgspec" || target.starts_with("pgspec::");
     ours || *metadata.level() <= Level::INFO
+}
+
+/// Keeps glibc's allocator to one arena. By default each thread that
+/// allocates gets an arena of its own: the observe that verifies an apply
+/// runs on the runtime's worker threads, and memory the plan freed on the
+/// main thread cannot serve it, so the process grows by what verify reads.
+/// Measured on the benchmark's apply at N = 10 000: 104 MiB peak with an
+/// arena per thread, 99 MiB with one, in the same time. pgspec's threads
+/// mostly wait on the network; the allocator's lock is not contended.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable of the allocator; it is called
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }

@@ -87,7 +87,10 @@ pub fn fingerprint(live: &Deployment) -> String {
             .upgrade
             .as_ref()
             .is_some_and(|facts| !facts.database_sizes.is_empty());
-    let bytes = if moving {
+    // Hashed as it is written: at scale the JSON text of a live state runs
+    // to megabytes, and this runs while the plan is held.
+    let mut hasher = std::io::BufWriter::with_capacity(1 << 16, Hasher(Sha256::new()));
+    let written = if moving {
         let mut steady = live.clone();
         if let Some(container) = &mut steady.container {
             container.health = None;
@@ -95,13 +98,31 @@ pub fn fingerprint(live: &Deployment) -> String {
         if let Some(facts) = &mut steady.upgrade {
             facts.database_sizes.clear();
         }
-        serde_json::to_vec(&steady)
+        serde_json::to_writer(&mut hasher, &steady)
     } else {
-        serde_json::to_vec(live)
-    }
-    .unwrap_or_else(|error| panic!("a deployment always serializes: {error}"));
-    let digest = Sha256::digest(&bytes);
+        serde_json::to_writer(&mut hasher, live)
+    };
+    written.unwrap_or_else(|error| panic!("a deployment always serializes: {error}"));
+    let digest = hasher
+        .into_inner()
+        .unwrap_or_else(|error| panic!("hashing cannot fail: {error}"))
+        .0
+        .finalize();
     format!("sha256:{}", hex::encode(digest))
+}
+
+/// A SHA-256 that text can be written into.
+struct Hasher(Sha256);
+
+impl std::io::Write for Hasher {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +152,13 @@ mod tests {
         );
         live.databases.insert("app".into(), database);
         assert_ne!(before, fingerprint(&live));
+        // Hashed as it is written, the digest is that of the whole JSON
+        // text: saved plans of earlier versions keep their fingerprints.
+        let text = serde_json::to_vec(&live).unwrap();
+        assert_eq!(
+            fingerprint(&live),
+            format!("sha256:{}", hex::encode(Sha256::digest(&text)))
+        );
     }
 
     #[test]
