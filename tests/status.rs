@@ -14,6 +14,8 @@ const ROLE_PASSWORD_ENV: &str = "PGSPEC_IT_STATUS_ROLE_PASSWORD";
 const POOLER_IMAGE: &str = "pgspec-test/pgbouncer:1";
 const MONITOR_PASSWORD_ENV: &str = "PGSPEC_IT_STATUS_MONITOR_PASSWORD";
 const MONITOR_PASSWORD: &str = "monitor:secret-of-the-exporters";
+/// Free disk space never yellow nor red (see `Deployment::spec`).
+const NO_DISK_THRESHOLD: &str = "    disk_free: { warn: 0%, critical: 0% }\n";
 
 struct Deployment {
     name: String,
@@ -50,8 +52,11 @@ impl Deployment {
         }
     }
 
-    /// Writes the spec with `monitoring` (a YAML block, or empty).
-    fn spec(&self, file: &str, monitoring: &str) -> String {
+    /// Writes the spec with `thresholds` (YAML lines under
+    /// `monitoring.thresholds`) and `monitoring` (lines under `monitoring`).
+    /// Free disk space is never judged unless `thresholds` asks: the file
+    /// system is the machine's, as full as whatever else runs there made it.
+    fn spec(&self, file: &str, thresholds: &str, monitoring: &str) -> String {
         let text = format!(
             "version: 1\nname: {name}\n\
              postgres:\n  image: {image}\n  port: {port}\n  \
@@ -59,7 +64,13 @@ impl Deployment {
              pooler:\n  image: {POOLER_IMAGE}\n  port: {pooler_port}\n  max_client_conn: 500\n  \
              databases:\n    app: {{ pool_size: 5 }}\n\
              roles:\n  - name: app\n    login: true\n    password: {{ env: {ROLE_PASSWORD_ENV} }}\n\
-             databases:\n  - name: app\n    owner: app\n{monitoring}",
+             databases:\n  - name: app\n    owner: app\n\
+             monitoring:\n  thresholds:\n{thresholds}{monitoring}",
+            thresholds = if thresholds.is_empty() {
+                NO_DISK_THRESHOLD
+            } else {
+                thresholds
+            },
             name = self.name,
             image = postgres_image(self.major),
             port = self.port,
@@ -76,7 +87,8 @@ impl Deployment {
              superuser: {{ password: {{ env: {PASSWORD_ENV} }} }}\n\
              databases:\n  - name: app\n\
              backup:\n  schedules:\n    - name: yearly\n      schedule: \"0 3 1 1 *\"\n  \
-             destination: {{ volume: {name}-backups }}\n",
+             destination: {{ volume: {name}-backups }}\n\
+             monitoring:\n  thresholds:\n{NO_DISK_THRESHOLD}",
             name = self.name,
             image = postgres_image(self.major),
             port = self.port,
@@ -128,10 +140,11 @@ fn line<'a>(report: &'a Value, section: &str, item: &str) -> &'a Value {
 
 async fn status_of_a_deployment(major: u32) {
     let deployment = Deployment::new(major);
-    let normal = deployment.spec("normal.yaml", "");
+    let normal = deployment.spec("normal.yaml", "", "");
     let low = deployment.spec(
         "low.yaml",
-        "monitoring:\n  thresholds:\n    connections: { warn: 5%, critical: 10% }\n",
+        &format!("{NO_DISK_THRESHOLD}    connections: {{ warn: 5%, critical: 10% }}\n"),
+        "",
     );
     deployment
         .pgspec(&["apply", "-f", &normal, "--auto-approve"])
@@ -233,14 +246,23 @@ async fn status_of_a_deployment(major: u32) {
     );
     let free =
         available as f64 * 100.0 / (disk["used_bytes"].as_u64().expect("used") + available) as f64;
-    let expected = if free < 10.0 {
-        "red"
-    } else if free < 20.0 {
-        "yellow"
-    } else {
-        "green"
-    };
-    assert_eq!(line(&report, "disk", "data directory")["level"], expected);
+    assert_eq!(line(&report, "disk", "data directory")["level"], "green");
+    // Thresholds from the spec judge the real free space: critical just
+    // above what is free now (other tests write meanwhile) is red, exit 2.
+    let tight = deployment.spec(
+        "tight.yaml",
+        &format!(
+            "    disk_free: {{ warn: 100%, critical: {}% }}\n",
+            (free + 2.0).min(100.0).ceil()
+        ),
+        "",
+    );
+    let report = deployment.status_json(&tight, 2);
+    assert_eq!(
+        line(&report, "disk", "data directory")["level"],
+        "red",
+        "{report:#}"
+    );
     let pooler = &report["facts"]["pooler"];
     assert_eq!(pooler["max_client_conn"], 500, "{report:#}");
     assert_eq!(line(&report, "pooler", "clients")["level"], "green");
@@ -350,8 +372,9 @@ async fn exporters(deployment: &Deployment, client: &tokio_postgres::Client) {
     let (port, pooler_port) = (free_port(), free_port());
     let spec = deployment.spec(
         "exporter.yaml",
+        "",
         &format!(
-            "monitoring:\n  exporter:\n    image: pgspec-test/postgres-exporter:1\n    \
+            "  exporter:\n    image: pgspec-test/postgres-exporter:1\n    \
              pooler_image: pgspec-test/pgbouncer-exporter:1\n    port: {port}\n    \
              pooler_port: {pooler_port}\n    password: {{ env: {MONITOR_PASSWORD_ENV} }}\n"
         ),
