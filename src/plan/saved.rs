@@ -4,11 +4,19 @@
 //!
 //! A saved plan holds secret references only, never values.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::Deployment;
-use crate::model::Desired;
+use crate::model::access::Access;
+use crate::model::monitoring::exporter::{Exporter, ExporterKind};
+use crate::model::replicas::Replication;
+use crate::model::upgrade::UpgradeFacts;
+use crate::model::{
+    Backup, Container, Database, Deployment, Desired, Image, Pooler, Role, ServerInfo, Setting, Tls,
+};
 use crate::plan::{FORMAT_VERSION, Plan};
 
 /// The `format` field of every saved plan, so other JSON is recognised.
@@ -78,37 +86,114 @@ impl SavedPlan {
 /// which move with every write and only feed the plan's estimate.
 pub fn fingerprint(live: &Deployment) -> String {
     // Maps are BTreeMaps and lists are sorted by `live`, so the JSON text is
-    // canonical for equal states.
-    let moving = live
-        .container
-        .as_ref()
-        .is_some_and(|container| container.health.is_some())
-        || live
-            .upgrade
-            .as_ref()
-            .is_some_and(|facts| !facts.database_sizes.is_empty());
-    // Hashed as it is written: at scale the JSON text of a live state runs
-    // to megabytes, and this runs while the plan is held.
+    // canonical for equal states. Hashed as it is written: at scale the
+    // text runs to megabytes, and this runs while the plan is held.
     let mut hasher = std::io::BufWriter::with_capacity(1 << 16, Hasher(Sha256::new()));
-    let written = if moving {
-        let mut steady = live.clone();
-        if let Some(container) = &mut steady.container {
-            container.health = None;
-        }
-        if let Some(facts) = &mut steady.upgrade {
-            facts.database_sizes.clear();
-        }
-        serde_json::to_writer(&mut hasher, &steady)
-    } else {
-        serde_json::to_writer(&mut hasher, live)
-    };
-    written.unwrap_or_else(|error| panic!("a deployment always serializes: {error}"));
+    serde_json::to_writer(&mut hasher, &Steady::of(live))
+        .unwrap_or_else(|error| panic!("a deployment always serializes: {error}"));
     let digest = hasher
         .into_inner()
         .unwrap_or_else(|error| panic!("hashing cannot fail: {error}"))
         .0
         .finalize();
     format!("sha256:{}", hex::encode(digest))
+}
+
+/// A live state as its fingerprint reads it: written exactly as
+/// `Deployment` writes itself, borrowing every field, but with the
+/// container's health verdict and the upgrade's database sizes left out
+/// (only those two small parts are copied to leave them out; a copy of the
+/// whole state would double it at scale).
+#[derive(Serialize)]
+struct Steady<'a> {
+    name: &'a String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<Cow<'a, Container>>,
+    #[serde(skip_serializing_if = "empty")]
+    settings: &'a BTreeMap<String, Setting>,
+    #[serde(skip_serializing_if = "empty")]
+    roles: &'a BTreeMap<String, Role>,
+    #[serde(skip_serializing_if = "empty")]
+    databases: &'a BTreeMap<String, Database>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pooler: Option<&'a Pooler>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup: Option<&'a Backup>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access: Option<&'a Access>,
+    #[serde(skip_serializing_if = "empty")]
+    exporters: &'a BTreeMap<ExporterKind, Exporter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replication: Option<&'a Replication>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<&'a Tls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<&'a ServerInfo>,
+    #[serde(skip_serializing_if = "empty")]
+    images: &'a BTreeMap<String, Image>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upgrade: Option<Cow<'a, UpgradeFacts>>,
+}
+
+impl<'a> Steady<'a> {
+    fn of(live: &'a Deployment) -> Steady<'a> {
+        // No `..`: a field added to `Deployment` does not compile until it
+        // is written here too.
+        let Deployment {
+            name,
+            container,
+            settings,
+            roles,
+            databases,
+            pooler,
+            backup,
+            access,
+            exporters,
+            replication,
+            tls,
+            server,
+            images,
+            upgrade,
+        } = live;
+        Steady {
+            name,
+            container: container.as_ref().map(|container| {
+                if container.health.is_none() {
+                    Cow::Borrowed(container)
+                } else {
+                    Cow::Owned(Container {
+                        health: None,
+                        ..container.clone()
+                    })
+                }
+            }),
+            settings,
+            roles,
+            databases,
+            pooler: pooler.as_ref(),
+            backup: backup.as_ref(),
+            access: access.as_ref(),
+            exporters,
+            replication: replication.as_ref(),
+            tls: tls.as_ref(),
+            server: server.as_ref(),
+            images,
+            upgrade: upgrade.as_ref().map(|facts| {
+                if facts.database_sizes.is_empty() {
+                    Cow::Borrowed(facts)
+                } else {
+                    Cow::Owned(UpgradeFacts {
+                        database_sizes: BTreeMap::new(),
+                        ..facts.clone()
+                    })
+                }
+            }),
+        }
+    }
+}
+
+fn empty<K, V>(map: &&BTreeMap<K, V>) -> bool {
+    map.is_empty()
 }
 
 /// A SHA-256 that text can be written into.
@@ -158,6 +243,45 @@ mod tests {
         assert_eq!(
             fingerprint(&live),
             format!("sha256:{}", hex::encode(Sha256::digest(&text)))
+        );
+    }
+
+    #[test]
+    fn the_steady_view_writes_every_field_as_the_deployment_does() {
+        let mut live = Deployment {
+            name: "app".into(),
+            container: Some(Container::default()),
+            pooler: Some(Pooler::default()),
+            backup: Some(Backup::default()),
+            access: Some(Access::default()),
+            replication: Some(Replication::default()),
+            tls: Some(Tls::default()),
+            server: Some(ServerInfo::default()),
+            upgrade: Some(UpgradeFacts::default()),
+            ..Deployment::default()
+        };
+        live.settings.insert("work_mem".into(), Setting::default());
+        live.roles.insert("app".into(), Role::default());
+        live.databases.insert("app".into(), Database::default());
+        live.exporters.insert(
+            ExporterKind::Postgres,
+            Exporter {
+                kind: ExporterKind::Postgres,
+                image: "exporter:1".into(),
+                port: Some(9187),
+                bind_address: "127.0.0.1".into(),
+                role: "monitor".into(),
+                password: None,
+                state: Default::default(),
+                image_id: "sha256:1".into(),
+                config_hash: "1".into(),
+                password_matches: Some(true),
+            },
+        );
+        live.images.insert("postgres:17".into(), Image::default());
+        assert_eq!(
+            serde_json::to_string(&Steady::of(&live)).unwrap(),
+            serde_json::to_string(&live).unwrap()
         );
     }
 
