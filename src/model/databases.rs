@@ -161,7 +161,7 @@ pub struct Acl {
 }
 
 /// A privilege's upper-case name. The names PostgreSQL knows are borrowed
-/// from a static list ([`privilege`]); only a name it added after this
+/// from a static list (`privilege`); only a name it added after this
 /// version of pgspec is held as text of its own.
 pub type Privilege = Cow<'static, str>;
 
@@ -186,7 +186,7 @@ const PRIVILEGE_NAMES: [&str; 15] = [
 
 /// A privilege named by `name`, borrowed from the static list when it is
 /// there.
-pub fn privilege(name: String) -> Privilege {
+fn privilege(name: String) -> Privilege {
     match PRIVILEGE_NAMES.iter().find(|known| **known == name) {
         Some(known) => Cow::Borrowed(known),
         None => Cow::Owned(name),
@@ -247,10 +247,6 @@ impl Grantees {
         self.0
             .iter()
             .map(|(grantee, privileges)| (grantee, privileges.as_slice()))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
